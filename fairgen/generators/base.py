@@ -1,0 +1,62 @@
+"""The Generator protocol: what every data source in fairgen looks like from outside."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A latent-to-image model.
+
+    Images are float32 ``[N, 3, H, W]`` in ``[0, 1]`` on ``device``. ``num_classes == 0`` means
+    unconditional (``y`` is ignored and may be ``None``). ``latent_space`` names the space that
+    steering works in, and ``checksum`` is the SHA-256 of the weights (cards pin it).
+    """
+
+    name: str
+    latent_dim: int
+    num_classes: int
+    resolution: int
+    latent_space: str
+    checksum: str
+    device: torch.device
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` latents ``[n, latent_dim]`` from the generator's prior."""
+        ...
+
+    def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Map latents (and class indices ``y`` ``[n]`` int64) to images in ``[0, 1]``."""
+        ...
+
+
+def check_latents(z: torch.Tensor, latent_dim: int, argument: str = "z") -> None:
+    """Raise a clear ValueError unless ``z`` is a finite floating [n, latent_dim] tensor."""
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"{argument} must be a torch.Tensor, got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise ValueError(f"{argument} must be a floating-point tensor, got dtype {z.dtype}")
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        raise ValueError(f"{argument} must have shape [n, {latent_dim}], got {list(z.shape)}")
+    if not torch.isfinite(z).all():
+        raise ValueError(f"{argument} contains NaN or infinite values")
+
+
+def check_classes(y: torch.Tensor | None, n: int, num_classes: int, argument: str = "y") -> None:
+    """Raise a clear ValueError unless ``y`` holds ``n`` class indices in [0, num_classes)."""
+    if num_classes == 0:
+        return
+    if y is None:
+        raise ValueError(f"{argument} is required: this generator is class-conditional")
+    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{argument} must be an int64 tensor of class indices")
+    if y.shape != (n,):
+        raise ValueError(f"{argument} must have shape [{n}], got {list(y.shape)}")
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{argument} holds class indices outside [0, {num_classes}): "
+            f"min {int(y.min())}, max {int(y.max())}"
+        )

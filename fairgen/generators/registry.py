@@ -1,0 +1,65 @@
+"""A timm-style registry: ``load_generator(name)`` and ``list_generators()`` are the whole story."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .base import Generator
+
+_FACTORIES: dict[str, Callable[..., Generator]] = {}
+_PATH_LOADERS: list[tuple[Callable[[Path], bool], Callable[..., Generator]]] = []
+
+
+def register_generator(name: str):
+    """Decorator: register ``factory(device=..., **options) -> Generator`` under ``name``."""
+
+    def wrap(factory):
+        if name in _FACTORIES:
+            raise ValueError(f"generator {name!r} is already registered")
+        _FACTORIES[name] = factory
+        return factory
+
+    return wrap
+
+
+def register_path_loader(accepts: Callable[[Path], bool]):
+    """Decorator: ``loader(path, device=..., **options)`` handles local paths ``accepts`` likes."""
+
+    def wrap(loader):
+        _PATH_LOADERS.append((accepts, loader))
+        return loader
+
+    return wrap
+
+
+def list_generators() -> list[str]:
+    """Names ``load_generator`` understands (local paths are accepted too)."""
+    _import_builtin()
+    return sorted(_FACTORIES)
+
+
+def load_generator(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **options) -> Generator:
+    """Load a registered generator by name, or a local directory/file a path loader accepts."""
+    _import_builtin()
+    key = str(name_or_path)
+    if key in _FACTORIES:
+        return _FACTORIES[key](device=torch.device(device), **options)
+    path = Path(key).expanduser()
+    if path.exists():
+        for accepts, loader in _PATH_LOADERS:
+            if accepts(path):
+                return loader(path, device=torch.device(device), **options)
+        raise ValueError(f"name_or_path {key!r} exists but no generator loader understands it")
+    raise ValueError(
+        f"unknown generator {key!r}; known names: {', '.join(sorted(_FACTORIES))} "
+        "(or pass a local path)"
+    )
+
+
+def _import_builtin() -> None:
+    """Import the modules that register the built-in generators (lazily, to avoid cycles)."""
+    from . import biggan, embedded  # noqa: F401
