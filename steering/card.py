@@ -1,0 +1,104 @@
+"""Eraser cards: a fitted steerer saved as data (safetensors + JSON) with its provenance.
+
+``card.json`` holds the mode, the protected attribute, the generator it was fitted on (name and
+SHA-256), the labeler, the sample count, probe accuracies before/after, and the SHA-256 of
+``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from fairgen.generators.embedded import sha256_file
+
+from .leace import LeaceEraser
+from .modes import LatentSteerer
+
+CARD_VERSION = 1
+_BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
+
+
+def card_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(json, safetensors)`` paths of a card, given either file or the common stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+
+
+def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Path:
+    """Write ``<stem>.safetensors`` and ``<stem>.json``; returns the JSON path."""
+    steerer._check_fitted()
+    json_path, tensor_path = card_paths(path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: getattr(steerer, name).detach().cpu().contiguous() for name in _BUFFERS}
+    erasers = {}
+    if steerer.mode == "erase":
+        for c, eraser in enumerate(steerer._erasers):
+            if isinstance(eraser, LeaceEraser):
+                erasers[str(c)] = eraser.config()
+                for key, value in eraser.state_dict().items():
+                    tensors[f"erase.{c}.{key}"] = value.detach().cpu().contiguous()
+    save_file(tensors, str(tensor_path))
+    card = {
+        "fairgen_card": "eraser",
+        "version": CARD_VERSION,
+        "mode": steerer.mode,
+        "method": steerer.method,
+        "target_distribution": steerer.target_distribution,
+        "num_classes": steerer.num_classes_,
+        "num_values": steerer.num_values_,
+        "latent_dim": steerer.dim_,
+        "erasers": erasers,
+        "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
+        **provenance,
+    }
+    json_path.write_text(json.dumps(card, indent=2, default=float))
+    return json_path
+
+
+def read_card(path: str | Path) -> dict:
+    """The card's JSON, after checking it is one."""
+    json_path, _ = card_paths(path)
+    if not json_path.is_file():
+        raise FileNotFoundError(f"eraser card {json_path} does not exist")
+    try:
+        card = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"eraser card {json_path} is not valid JSON: {error}") from None
+    if card.get("fairgen_card") != "eraser":
+        raise ValueError(f"{json_path} is not a fairgen eraser card")
+    return card
+
+
+def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
+    """Rebuild the steerer; with ``generator``, refuse a card fitted on other weights."""
+    card = read_card(path)
+    json_path, tensor_path = card_paths(path)
+    if not tensor_path.is_file():
+        raise FileNotFoundError(f"eraser card tensors {tensor_path} do not exist (next to {json_path.name})")
+    if sha256_file(tensor_path) != card["tensors"]["sha256"]:
+        raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
+    if generator is not None and card.get("generator", {}).get("sha256") != generator.checksum:
+        raise ValueError(
+            f"eraser card {json_path.name} was fitted on generator {card.get('generator')}, "
+            f"not on {generator.name!r} with SHA-256 {generator.checksum}"
+        )
+    tensors = load_file(str(tensor_path))
+    steerer = LatentSteerer(card["mode"], card["method"], card["target_distribution"])
+    for name in _BUFFERS:
+        steerer.register_buffer(name, tensors[name])
+    steerer.num_classes_, steerer.num_values_, steerer.dim_ = card["num_classes"], card["num_values"], card["latent_dim"]
+    if steerer.mode == "erase":
+        erasers = []
+        for c in range(steerer.num_classes_):
+            if str(c) in card["erasers"]:
+                state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"erase.{c}.")}
+                erasers.append(LeaceEraser.from_state(state, card["erasers"][str(c)]))
+            else:
+                erasers.append(torch.nn.Identity())
+        steerer._erasers = torch.nn.ModuleList(erasers)
+    return steerer, card

@@ -1,0 +1,237 @@
+"""Projection erasers: remove a probe's directions, keeping the latent's mean along them.
+
+`AffineEraser` is the shape shared by every eraser in `steering` (projection, INLP, LEACE,
+conditional): a low-rank affine edit
+
+    x' = x - (x - mean_) @ right_.T @ left_.T          (left_ [d, r], right_ [r, d])
+
+fitted once and frozen in three buffers, so `state_dict()` round-trips through safetensors
+and `from_state(state, config)` rebuilds it. For an orthogonal projection `left_ = Q.T`,
+`right_ = Q` with `Q` an orthonormal basis [r, d] of the removed directions.
+
+`ProjectionEraser` is the InterFaceGAN-style eraser: fit a probe, then collapse the latent's
+coordinate along each probe direction to its mean (rather than to zero, which would move
+every latent towards the origin when the latent space is not centred).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from .probes import (
+    PROBE_KINDS,
+    LinearProbe,
+    check_labels,
+    check_latents,
+    orthonormal_rows,
+    to_numpy64,
+)
+
+_STATE = ("mean_", "left_", "right_")
+
+
+class AffineEraser(nn.Module):
+    """Base class: a frozen low-rank affine edit of latents `[..., d]` (see module docstring).
+
+    Subclasses implement `fit`; this class gives `forward` / `transform`, the saved state
+    (`state_dict`, `config`, `from_state`) and input checks. `forward` is the hot path: it
+    checks shapes only (no NaN scan, which would synchronise a GPU); `transform` is the
+    checked boundary for numpy or torch input and returns the same type it was given.
+    """
+
+    def __init__(self):
+        super().__init__()
+        for name in _STATE:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.float64))
+
+    # -- fitted state ---------------------------------------------------------------------------
+
+    def _set_state(self, mean, left, right, device=None) -> None:
+        mean, left, right = (
+            t if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t))
+            for t in (mean, left, right)
+        )
+        if mean.ndim != 1 or mean.numel() == 0:
+            raise ValueError(
+                f"state 'mean_' must be a non-empty vector [d], got shape {tuple(mean.shape)}"
+            )
+        d = mean.shape[0]
+        if (
+            left.ndim != 2
+            or right.ndim != 2
+            or left.shape[0] != d
+            or right.shape[1] != d
+            or left.shape[1] != right.shape[0]
+        ):
+            raise ValueError(
+                f"state 'left_' must be [d, r] and 'right_' [r, d] with d={d}; got {tuple(left.shape)} and {tuple(right.shape)}"
+            )
+        device = mean.device if device is None else device
+        for name, t in zip(_STATE, (mean, left, right), strict=True):
+            self._buffers[name] = (
+                t.detach().to(device=device, dtype=torch.float64).contiguous().clone()
+            )
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.mean_.numel() > 0
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(...) first"
+            )
+
+    @property
+    def dim_(self) -> int:
+        self._check_fitted()
+        return int(self.mean_.shape[0])
+
+    @property
+    def rank_(self) -> int:
+        """Number of directions the eraser edits."""
+        self._check_fitted()
+        return int(self.right_.shape[0])
+
+    def edit_matrix(self) -> torch.Tensor:
+        """The `[d, d]` matrix M with x' = x - M (x - mean_) (float64)."""
+        self._check_fitted()
+        return self.left_ @ self.right_
+
+    # -- applying -------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_fitted()
+        if x.shape[-1] != self.mean_.shape[0]:
+            raise ValueError(
+                f"x has last dimension {x.shape[-1]} but the eraser was fitted on d={self.mean_.shape[0]}"
+            )
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        mean, left, right = (
+            t.to(device=work.device, dtype=work.dtype)
+            for t in (self.mean_, self.left_, self.right_)
+        )
+        out = work - ((work - mean) @ right.T) @ left.T
+        return out.to(x.dtype)
+
+    def transform(self, X):
+        """Erase `X` [N, d]: numpy in, numpy out; torch in, torch out (same dtype and device)."""
+        self._check_fitted()
+        Xt = check_latents(X, d=self.dim_)
+        with torch.no_grad():
+            out = self.forward(Xt)
+        return out if isinstance(X, torch.Tensor) else out.cpu().numpy()
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def _params(self) -> dict:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        out = {}
+        for name in names:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def _info(self) -> dict:
+        """Learned, JSON-able metadata that is not a tensor (subclasses extend)."""
+        info = {}
+        if hasattr(self, "classes_"):
+            info["classes"] = [int(c) for c in np.asarray(self.classes_).tolist()]
+        if hasattr(self, "n_samples_"):
+            info["n_samples"] = int(self.n_samples_)
+        return info
+
+    def _set_info(self, info: dict) -> None:
+        if "classes" in info:
+            self.classes_ = np.asarray(info["classes"], dtype=np.int64)
+        if "n_samples" in info:
+            self.n_samples_ = int(info["n_samples"])
+
+    def config(self) -> dict:
+        """JSON-able description: class name, `__init__` parameters and learned metadata."""
+        return {"type": type(self).__name__, "params": self._params(), "info": self._info()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], config: dict):
+        """Rebuild a fitted eraser from `state_dict()` tensors and `config()`."""
+        kind = config.get("type", cls.__name__)
+        if kind != cls.__name__:
+            raise ValueError(f"config describes a {kind!r}, not a {cls.__name__!r}")
+        missing = [name for name in _STATE if name not in state]
+        if missing:
+            raise ValueError(
+                f"state is missing {missing}; expected the keys {list(_STATE)} from state_dict()"
+            )
+        obj = cls(**config.get("params", {}))
+        obj._set_state(*(state[name] for name in _STATE))
+        obj._set_info(config.get("info", {}))
+        return obj
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The buffers of an unfitted eraser are empty: resize them so `load_state_dict` works.
+        for name in _STATE:
+            if prefix + name in state_dict:
+                incoming = state_dict[prefix + name]
+                self._buffers[name] = torch.zeros(
+                    incoming.shape, dtype=torch.float64, device=self._buffers[name].device
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"d={self.dim_}, rank={self.rank_}" if self.is_fitted else "unfitted"
+
+
+def mean_difference_subspace(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis [k - 1, d] of the class-mean differences (the span of Cov(x, onehot(y)))."""
+    classes = np.unique(y)
+    centroids = np.stack([X[y == c].mean(axis=0) for c in classes])
+    return orthonormal_rows(centroids - X.mean(axis=0), rtol=1e-10)
+
+
+def probe_subspace(X: np.ndarray, y: np.ndarray, kind: str, C: float, max_iter: int) -> np.ndarray:
+    """Orthonormal basis of the directions that carry `y`: a probe's normals, or class means."""
+    if kind == "means":
+        return mean_difference_subspace(X, y)
+    return LinearProbe(kind=kind, C=C, max_iter=max_iter).fit(X, y).subspace_
+
+
+ERASER_KINDS = (*PROBE_KINDS, "means")
+
+
+class ProjectionEraser(AffineEraser):
+    """Project out a probe's subspace, collapsing the latent to its mean along it.
+
+    x' = x - (x - mu) P with P = Q^T Q the orthogonal projector onto the probe subspace Q.
+
+    kind: "logreg" or "svm" (the probe's normals, InterFaceGAN style), or "means" (the span of
+    the class-mean differences: the *orthogonal* eraser that provably zeroes the
+    cross-covariance with the labels, the baseline LEACE improves on). A probe normal is not
+    the mean difference when the latent is anisotropic, so "logreg"/"svm" may leave linear
+    information behind; use `INLPEraser` or `LeaceEraser` when that matters.
+    """
+
+    def __init__(self, kind: str = "logreg", C: float = 1.0, max_iter: int = 1000):
+        super().__init__()
+        if kind not in ERASER_KINDS:
+            raise ValueError(f"kind must be one of {ERASER_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.C = float(C)
+        self.max_iter = int(max_iter)
+
+    def fit(self, X, y) -> ProjectionEraser:
+        Xt = check_latents(X)
+        y = check_labels(y, Xt.shape[0])
+        X = to_numpy64(Xt)
+        Q = probe_subspace(X, y, self.kind, self.C, self.max_iter)
+        self._set_state(X.mean(axis=0), Q.T, Q, device=Xt.device)
+        self.classes_ = np.unique(y)
+        self.n_samples_ = X.shape[0]
+        return self
+
+    def fit_transform(self, X, y):
+        return self.fit(X, y).transform(X)
