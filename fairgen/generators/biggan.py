@@ -34,6 +34,7 @@ from .registry import register_generator, register_path_loader
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
 NAMES = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
+_INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 _TRUNC_BOUND = 2.0  # BigGAN samples z from a standard normal truncated to [-2, 2]
 
 
@@ -180,6 +181,14 @@ class BigGANGenerator:
         z = math.sqrt(2) * torch.erfinv(2 * u - 1)
         z = z.clamp_(-_TRUNC_BOUND, _TRUNC_BOUND) * self.truncation
         return z.to(self.device)
+
+    def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` class ids uniformly from ``0..num_classes-1`` (int64, on the model's device)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        device = generator.device if generator is not None else self.device
+        y = torch.randint(self.num_classes, (n,), generator=generator, device=device)
+        return y.to(self.device)
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``[n, 3, R, R]`` float32 in [0, 1] for latents ``z`` and class ids ``y``."""
@@ -352,7 +361,9 @@ def _load_files(name, config_file, weights_file, device, truncation, classes) ->
             f"weights_only=True: {error}"
         ) from error
     if not isinstance(state, dict):
-        raise ValueError(f"BigGAN weights {weights_file} must hold a state dict, got {type(state).__name__}")
+        raise ValueError(
+            f"BigGAN weights {weights_file} must hold a state dict, got {type(state).__name__}"
+        )
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
@@ -366,7 +377,11 @@ def _load_files(name, config_file, weights_file, device, truncation, classes) ->
             f"unexpected keys {_short(result.unexpected_keys)}"
         )
     return BigGANGenerator(
-        model, name=name, truncation=truncation, classes=classes, device=device,
+        model,
+        name=name,
+        truncation=truncation,
+        classes=classes,
+        device=device,
         weights_file=weights_file,
     )
 
@@ -386,14 +401,15 @@ def _check_class_map(classes, model_classes: int) -> tuple[int, ...] | None:
     """Normalise ``classes`` (an index or a list of distinct indices) or raise ValueError."""
     if classes is None:
         return None
-    if isinstance(classes, int | torch.Tensor) and not isinstance(classes, bool):
-        classes = torch.as_tensor(classes).reshape(-1).tolist()
     try:
-        items = list(classes)
-    except TypeError:
-        raise ValueError(f"classes must be an int or a list of ints, got {classes!r}") from None
-    if not items or not all(isinstance(c, int) and not isinstance(c, bool) for c in items):
-        raise ValueError(f"classes must be a non-empty list of ints, got {classes!r}")
+        items = torch.as_tensor(classes)
+    except (TypeError, ValueError, RuntimeError):
+        items = None
+    if items is not None and items.numel() == 0:
+        raise ValueError("classes must name at least one class index, got an empty list")
+    if items is None or items.ndim > 1 or items.dtype not in _INDEX_DTYPES:
+        raise ValueError(f"classes must be an int or a flat list of ints, got {classes!r}")
+    items = items.reshape(-1).tolist()
     bad = [c for c in items if not 0 <= c < model_classes]
     if bad:
         raise ValueError(f"classes must be indices in [0, {model_classes}), got {bad}")
@@ -418,7 +434,7 @@ def _state_dict_sha256(model: nn.Module) -> str:
     """Checksum of an in-memory model: its tensor names, shapes, dtypes and bytes, in order."""
     digest = hashlib.sha256()
     for key, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -433,10 +449,14 @@ def _short(keys: list[str], limit: int = 5) -> str:
 
 
 def _factory(name: str):
-    def build(device=torch.device("cpu"), weights_dir=None, truncation=0.5, classes=None, cache_dir=None):
+    def build(device="cpu", weights_dir=None, truncation=0.5, classes=None, cache_dir=None):
         return load_biggan(
-            name, device=device, weights_dir=weights_dir, truncation=truncation,
-            classes=classes, cache_dir=cache_dir,
+            name,
+            device=device,
+            weights_dir=weights_dir,
+            truncation=truncation,
+            classes=classes,
+            cache_dir=cache_dir,
         )
 
     build.__doc__ = f"Load {name} from local files (see ``load_biggan``)."
@@ -448,5 +468,5 @@ for _name in NAMES:
 
 
 @register_path_loader(lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file())
-def _load_path(path: Path, device=torch.device("cpu"), truncation=0.5, classes=None) -> BigGANGenerator:
+def _load_path(path: Path, device="cpu", truncation=0.5, classes=None) -> BigGANGenerator:
     return load_biggan_dir(path, device=device, truncation=truncation, classes=classes)
