@@ -1,0 +1,30 @@
+"""audits: statistics a reviewer can trust about a representation and the stream that trained it.
+
+leakage          how well a probe recovers a protected attribute (CV, bootstrap CI, permutation p)
+group_fairness   a target probe's rates by protected group (fairlearn MetricFrame) and its gaps
+stream_balance   per-class attribute histograms of a stream and Cramér's V with a CI
+memorisation     whether generated samples sit closer to training data than held-out real ones
+AuditReport      named results -> report.json, report.md and PNG plots
+"""
+
+from .fairness import FairnessResult, group_fairness
+from .leakage import LeakageResult, leakage
+from .memorisation import MemorisationResult, memorisation, nearest_distances
+from .report import AuditReport
+from .representation import audit_representation
+from .stream import StreamBalance, compare_streams, stream_balance
+
+__all__ = [
+    "AuditReport",
+    "FairnessResult",
+    "LeakageResult",
+    "MemorisationResult",
+    "StreamBalance",
+    "audit_representation",
+    "compare_streams",
+    "group_fairness",
+    "leakage",
+    "memorisation",
+    "nearest_distances",
+    "stream_balance",
+]

@@ -1,0 +1,246 @@
+"""Group fairness of a linear probe for the target, disaggregated by a protected attribute.
+
+We fit a standardised logistic regression for the target on train features, predict the test
+split, and break its errors down by protected group with `fairlearn.metrics.MetricFrame`:
+accuracy, and per target class (one-vs-rest) the selection rate, true-positive rate and
+false-positive rate, each with the count it was computed from. Two headline gaps summarise them,
+each with a bootstrap 95% CI (test rows resampled within each protected group):
+
+* demographic-parity difference: largest gap in selection rate between groups;
+* equalized-odds difference: largest gap in TPR or FPR between groups.
+
+A binary target uses its second (larger) label as the positive class, as fairlearn does.
+A multiclass target is treated one-vs-rest and the gap reported is the max over classes.
+
+fairlearn's own rate functions return 0 when a group has no positives (or no negatives); we
+pass NaN-safe ones instead, so an undefined rate shows as NaN, is named in the row's `note`
+and in `summary["undefined_rates"]`, and is left out of the gaps rather than counted as 0.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ._checks import as_features, as_labels, check_positive_int, encode, percentile_ci
+
+
+@dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==
+class FairnessResult:
+    """Per-group rates (`by_group`, one row per protected value) and the headline gaps (`summary`)."""
+
+    by_group: pd.DataFrame
+    summary: dict
+
+    def to_dict(self) -> dict:
+        rows = self.by_group.reset_index().to_dict(orient="records")
+        return {"summary": dict(self.summary), "by_group": rows}
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.by_group
+
+
+def group_fairness(
+    train_features,
+    train_target,
+    test_features,
+    test_target,
+    test_protected,
+    *,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+) -> FairnessResult:
+    """Fit a linear probe for the target on train, audit its test predictions by protected group."""
+    x_train = as_features(train_features, "train_features")
+    x_test = as_features(test_features, "test_features")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(
+            f"train_features and test_features must have the same width, got "
+            f"{x_train.shape[1]} and {x_test.shape[1]}"
+        )
+    y_train = as_labels(train_target, "train_target", n=x_train.shape[0])
+    y_test = as_labels(test_target, "test_target", n=x_test.shape[0])
+    protected = as_labels(test_protected, "test_protected", n=x_test.shape[0])
+    n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
+    encode(y_train, "train_target")
+    groups, g = encode(protected, "test_protected", min_count=2)
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pred = probe.fit(x_train, y_train).predict(x_test)
+
+    classes, codes = np.unique(np.concatenate([y_train, y_test]), return_inverse=True)
+    t = codes[x_train.shape[0] :]
+    p = np.searchsorted(classes, pred)
+    audited = [len(classes) - 1] if len(classes) == 2 else list(range(len(classes)))
+
+    by_group = _by_group(t, p, pd.Series(groups[g], name="group"), classes, audited)
+    sel, tpr, fpr = (
+        by_group[[f"{rate}[{classes[c]}]" for c in audited]].to_numpy(dtype=float)
+        for rate in ("selection_rate", "tpr", "fpr")
+    )
+    dp, eo = _gaps(sel, tpr, fpr)
+
+    boot = _bootstrap_rates(t, p, g, len(groups), len(classes), n_bootstrap, seed)
+    boot_dp, boot_eo = _gaps(*(r[..., audited] for r in boot))
+    dp_ci, eo_ci = percentile_ci(boot_dp), percentile_ci(boot_eo)
+
+    summary = {
+        "n_test": int(len(t)),
+        "n_groups": int(len(groups)),
+        "groups": [_plain(v) for v in groups],
+        "target_classes": [_plain(v) for v in classes],
+        "aggregation": (
+            f"binary target, positive class {_plain(classes[-1])!r}"
+            if len(classes) == 2
+            else "multiclass target, one-vs-rest per class, max over classes"
+        ),
+        "accuracy": float((p == t).mean()),
+        "accuracy_difference": float(by_group["accuracy"].max() - by_group["accuracy"].min()),
+        "demographic_parity_difference": float(dp),
+        "demographic_parity_ci_low": dp_ci[0],
+        "demographic_parity_ci_high": dp_ci[1],
+        "equalized_odds_difference": float(eo),
+        "equalized_odds_ci_low": eo_ci[0],
+        "equalized_odds_ci_high": eo_ci[1],
+        "n_bootstrap": n_bootstrap,
+        "undefined_rates": [f"{grp}: {note}" for grp, note in by_group["note"].items() if note],
+    }
+    return FairnessResult(by_group=by_group, summary=summary)
+
+
+def _count(y_true, y_pred) -> int:
+    return int(len(y_true))
+
+
+def _accuracy(y_true, y_pred) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def _selection_rate(y_true, y_pred) -> float:
+    return float(np.mean(y_pred))
+
+
+def _n_pos(y_true, y_pred) -> int:
+    return int(np.sum(y_true))
+
+
+def _n_neg(y_true, y_pred) -> int:
+    return int(np.sum(~np.asarray(y_true)))
+
+
+def _tpr(y_true, y_pred) -> float:
+    """Share of positives predicted positive; NaN (not 0) when there are no positives."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    pos = y_true.sum()
+    return float((y_true & y_pred).sum() / pos) if pos else float("nan")
+
+
+def _fpr(y_true, y_pred) -> float:
+    """Share of negatives predicted positive; NaN (not 0) when there are no negatives."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    neg = (~y_true).sum()
+    return float((~y_true & y_pred).sum() / neg) if neg else float("nan")
+
+
+def _by_group(t, p, group: pd.Series, classes, audited) -> pd.DataFrame:
+    """The per-group table, every number from a MetricFrame, each rate next to its denominator."""
+    frame = MetricFrame(
+        metrics={"n": _count, "accuracy": _accuracy}, y_true=t, y_pred=p, sensitive_features=group
+    ).by_group
+    parts = [frame]
+    for c in audited:
+        mf = MetricFrame(
+            metrics={
+                "selection_rate": _selection_rate,
+                "tpr": _tpr,
+                "n_pos": _n_pos,
+                "fpr": _fpr,
+                "n_neg": _n_neg,
+            },
+            y_true=t == c,
+            y_pred=p == c,
+            sensitive_features=group,
+        ).by_group
+        parts.append(mf.rename(columns=lambda name, c=c: f"{name}[{classes[c]}]"))
+    table = pd.concat(parts, axis=1)
+    for col in table.columns:
+        if col == "n" or col.startswith(("n_pos", "n_neg")):
+            table[col] = table[col].astype(int)
+    table["note"] = [_undefined(row, classes, audited) for _, row in table.iterrows()]
+    return table
+
+
+def _undefined(row: pd.Series, classes, audited) -> str:
+    notes = []
+    for c in audited:
+        name = classes[c]
+        if np.isnan(row[f"tpr[{name}]"]):
+            notes.append(f"tpr[{name}] undefined (no positives)")
+        if np.isnan(row[f"fpr[{name}]"]):
+            notes.append(f"fpr[{name}] undefined (no negatives)")
+    return "; ".join(notes)
+
+
+def _group_range(rates: np.ndarray) -> np.ndarray:
+    """Max minus min over groups (axis -2) of the defined rates; NaN where under 2 are defined."""
+    finite = np.isfinite(rates)
+    high = np.where(finite, rates, -np.inf).max(axis=-2)
+    low = np.where(finite, rates, np.inf).min(axis=-2)
+    return np.where(finite.sum(axis=-2) >= 2, high - low, np.nan)
+
+
+def _gaps(sel, tpr, fpr) -> tuple[np.ndarray, np.ndarray]:
+    """Demographic-parity and equalized-odds differences, max over audited classes (last axis)."""
+    per_class_dp = _group_range(sel)
+    per_class_eo = np.fmax(_group_range(tpr), _group_range(fpr))
+    return _nanmax_last(per_class_dp), _nanmax_last(per_class_eo)
+
+
+def _nanmax_last(x: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(x)
+    best = np.where(finite, x, -np.inf).max(axis=-1)
+    return np.where(finite.any(axis=-1), best, np.nan)
+
+
+def _bootstrap_rates(t, p, g, n_groups, k, n_bootstrap, seed, max_cells: int = 4_000_000):
+    """Selection rate, TPR and FPR [B, G, k] on test rows resampled within each group."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(g == i) for i in range(n_groups)]
+    n = len(t)
+    cell = t * k + p  # which (true, predicted) cell each row falls in
+    confusion = np.empty((n_bootstrap, n_groups, k, k))
+    chunk = max(1, max_cells // n)
+    for start in range(0, n_bootstrap, chunk):
+        b = min(chunk, n_bootstrap - start)
+        idx = np.concatenate(
+            [m[rng.integers(0, len(m), size=(b, len(m)))] for m in members], axis=1
+        )
+        keys = (np.arange(b)[:, None] * n_groups + g[idx]) * k * k + cell[idx]
+        counts = np.bincount(keys.ravel(), minlength=b * n_groups * k * k)
+        confusion[start : start + b] = counts.reshape(b, n_groups, k, k)
+    size = confusion.sum(axis=(2, 3))[..., None]  # [B, G, 1]
+    predicted = confusion.sum(axis=2)  # [B, G, k] predicted as class c
+    positives = confusion.sum(axis=3)  # [B, G, k] truly class c
+    hits = np.diagonal(confusion, axis1=2, axis2=3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sel = predicted / size
+        tpr = np.where(positives > 0, hits / positives, np.nan)
+        negatives = size - positives
+        fpr = np.where(negatives > 0, (predicted - hits) / negatives, np.nan)
+    return sel, tpr, fpr
+
+
+def _plain(v):
+    """numpy scalars to plain Python, so summaries serialise to JSON."""
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,299 @@
+"""AuditReport: named audit results gathered into one JSON + Markdown + PNG bundle.
+
+Add any result from this package (leakage, group fairness, stream balance, memorisation) or a
+plain DataFrame (e.g. from `compare_streams`) under a name; `save(dir)` writes report.json,
+report.md and one plot per section kind. JSON is strict: NaN and infinity become null. Plots are drawn on bare `matplotlib.figure.Figure`
+objects and saved through the Agg canvas, so no window opens and pyplot's global state (and
+the backend of a user's notebook) is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .fairness import FairnessResult
+from .leakage import LeakageResult
+from .memorisation import MemorisationResult
+from .stream import StreamBalance
+
+KINDS = {
+    LeakageResult: "leakage",
+    FairnessResult: "fairness",
+    StreamBalance: "stream_balance",
+    MemorisationResult: "memorisation",
+    pd.DataFrame: "table",
+}
+
+
+class AuditReport:
+    """An ordered collection of named audit results that renders to JSON, Markdown and PNGs."""
+
+    def __init__(self, title: str = "fairgen audit"):
+        self.title = title
+        self.sections: dict[str, object] = {}
+
+    def add(self, name: str, result) -> AuditReport:
+        """Add a result under a new name; returns the report so calls can be chained."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self.sections:
+            raise ValueError(f"name {name!r} is already a section of this report")
+        if _kind(result) is None:
+            allowed = ", ".join(t.__name__ for t in KINDS)
+            raise ValueError(
+                f"result for {name!r} must be one of {allowed}, got {type(result).__name__}"
+            )
+        self.sections[name] = result
+        return self
+
+    def __getitem__(self, name: str):
+        return self.sections[name]
+
+    def to_dict(self) -> dict:
+        sections = {}
+        for name, result in self.sections.items():
+            kind = _kind(result)
+            if kind == "table":
+                body = {"rows": _with_index(result).to_dict(orient="records")}
+            else:
+                body = result.to_dict()
+            sections[name] = {"kind": kind, **body}
+        return _jsonable({"title": self.title, "sections": sections})
+
+    def to_json(self, path=None) -> str:
+        """Strict JSON text (NaN/inf as null); also written to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    def to_markdown(self, images: dict[str, str] | None = None) -> str:
+        """Markdown with a verdict line and tables per section; `images` maps section -> PNG path."""
+        images = images or {}
+        lines = [f"# {self.title}", ""]
+        for name, result in self.sections.items():
+            lines += [f"## {name}", ""]
+            lines += _section_markdown(result)
+            if name in images:
+                lines += [f"![{name}]({images[name]})", ""]
+        return "\n".join(lines)
+
+    def save(self, directory) -> dict[str, Path]:
+        """Write report.json, report.md and the plots into `directory`; returns what was written."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        images: dict[str, str] = {}
+        leak = {n: r for n, r in self.sections.items() if isinstance(r, LeakageResult)}
+        if leak:
+            path = out / "leakage.png"
+            _save(_plot_leakage(leak), path)
+            written["leakage.png"] = path
+            images.update({n: path.name for n in leak})
+        plotters = {
+            FairnessResult: ("fairness", _plot_fairness),
+            StreamBalance: ("stream", _plot_stream),
+            MemorisationResult: ("memorisation", _plot_memorisation),
+        }
+        for name, result in self.sections.items():
+            if type(result) in plotters:
+                prefix, plot = plotters[type(result)]
+                path = out / f"{prefix}_{_slug(name)}.png"
+                _save(plot(name, result), path)
+                written[path.name] = path
+                images[name] = path.name
+        written["report.json"] = out / "report.json"
+        self.to_json(written["report.json"])
+        written["report.md"] = out / "report.md"
+        written["report.md"].write_text(self.to_markdown(images) + "\n")
+        return written
+
+
+def _kind(result) -> str | None:
+    for cls, kind in KINDS.items():
+        if isinstance(result, cls):
+            return kind
+    return None
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _section_markdown(result) -> list[str]:
+    if isinstance(result, LeakageResult):
+        verdict = "leaks" if result.leaks else "no leakage detected"
+        head = (
+            f"**{verdict}**: balanced accuracy {_fmt(result.balanced_accuracy)} "
+            f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) vs chance {_fmt(result.chance)}; "
+            f"permutation p = {_fmt(result.p_value)} ({result.n_permutations} permutations)."
+        )
+        return [head, "", *_key_value(result.to_frame().iloc[0].to_dict()), ""]
+    if isinstance(result, FairnessResult):
+        s = result.summary
+        head = (
+            f"Demographic-parity difference {_fmt(s['demographic_parity_difference'])} "
+            f"(95% CI {_fmt(s['demographic_parity_ci_low'])} to {_fmt(s['demographic_parity_ci_high'])}); "
+            f"equalized-odds difference {_fmt(s['equalized_odds_difference'])} "
+            f"(95% CI {_fmt(s['equalized_odds_ci_low'])} to {_fmt(s['equalized_odds_ci_high'])}). "
+            f"{s['aggregation'].capitalize()}."
+        )
+        lines = [head, ""]
+        if s["undefined_rates"]:
+            lines += [
+                "Undefined rates (NaN, left out of the gaps): " + "; ".join(s["undefined_rates"]),
+                "",
+            ]
+        return lines + [*_table(result.by_group.reset_index()), ""]
+    if isinstance(result, StreamBalance):
+        head = (
+            f"Cramér's V between class and attribute {_fmt(result.cramers_v)} "
+            f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) over {result.n_samples} samples."
+        )
+        return [head, "", *_table(result.counts.reset_index()), ""]
+    if isinstance(result, MemorisationResult):
+        verdict = (
+            "generated samples sit closer to training than held-out data"
+            if result.memorised
+            else "no memorisation detected"
+        )
+        head = (
+            f"**{verdict}**: near-copy share {_fmt(result.near_copy_share)} vs held-out "
+            f"{_fmt(result.heldout_near_copy_share)} (threshold {_fmt(result.threshold)}, {result.threshold_rule}); "
+            f"Mann-Whitney p = {_fmt(result.mann_whitney_p)}, Fisher p = {_fmt(result.fisher_p)}."
+        )
+        return [head, "", *_key_value(result.to_frame().iloc[0].to_dict()), ""]
+    return [*_table(_with_index(result)), ""]
+
+
+def _with_index(df: pd.DataFrame) -> pd.DataFrame:
+    """A named index (e.g. compare_streams' "stream") becomes a column; an anonymous one is dropped."""
+    return df.reset_index() if any(n is not None for n in df.index.names) else df
+
+
+def _key_value(d: dict) -> list[str]:
+    return ["| field | value |", "|---|---|", *(f"| {k} | {_fmt(v)} |" for k, v in d.items())]
+
+
+def _table(df: pd.DataFrame) -> list[str]:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return lines
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        return "NaN" if math.isnan(v) else f"{v:.4g}"
+    return str(v).replace("|", "\\|")
+
+
+# ---------------------------------------------------------------- json
+
+
+def _jsonable(obj):
+    """Plain Python containers and scalars only; non-finite floats become None."""
+    if isinstance(obj, dict):
+        return {str(_jsonable(k)): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "section"
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_leakage(results: dict[str, LeakageResult]):
+    fig = Figure(figsize=(max(4.0, 1.5 + 1.2 * len(results)), 3.5))
+    ax = fig.subplots()
+    x = np.arange(len(results))
+    acc = np.array([r.balanced_accuracy for r in results.values()])
+    low = np.array([r.ci_low for r in results.values()])
+    high = np.array([r.ci_high for r in results.values()])
+    ax.bar(x, acc, color="tab:blue", yerr=[acc - low, high - acc], capsize=4)
+    for i, r in enumerate(results.values()):
+        ax.hlines(r.chance, i - 0.45, i + 0.45, colors="black", linestyles="--")
+    ax.set_xticks(x, list(results), rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("balanced accuracy (95% CI)")
+    ax.set_title("leakage (dashed line: chance)")
+    return fig
+
+
+def _plot_fairness(name: str, result: FairnessResult):
+    table = result.by_group
+    rates = ("selection_rate", "tpr", "fpr")
+    fig = Figure(figsize=(11, 3.5))
+    axes = fig.subplots(1, 3, sharey=True)
+    for ax, rate in zip(axes, rates, strict=True):
+        cols = [c for c in table.columns if c.startswith(f"{rate}[")]
+        x = np.arange(len(cols))
+        width = 0.8 / len(table)
+        for j, (group, row) in enumerate(table.iterrows()):
+            ax.bar(x + j * width, row[cols].to_numpy(float), width, label=f"{group} (n={row['n']})")
+        ax.set_xticks(x + width * (len(table) - 1) / 2, [c[len(rate) + 1 : -1] for c in cols])
+        ax.set_xlabel("target class")
+        ax.set_title(rate)
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(title="group", fontsize="small")
+    fig.suptitle(f"{name}: rates by protected group")
+    return fig
+
+
+def _plot_stream(name: str, result: StreamBalance):
+    shares = result.shares
+    fig = Figure(figsize=(2 + 0.5 * len(shares), 3.5))
+    ax = fig.subplots()
+    bottom = np.zeros(len(shares))
+    x = np.arange(len(shares))
+    for value in shares.columns:
+        ax.bar(x, shares[value].to_numpy(), bottom=bottom, label=str(value))
+        bottom += shares[value].to_numpy()
+    ax.set_xticks(x, [str(c) for c in shares.index])
+    ax.set_xlabel("class")
+    ax.set_ylabel("attribute share")
+    ax.set_ylim(0, 1)
+    ax.legend(title="attribute", fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.set_title(f"{name}: V = {_fmt(result.cramers_v)}")
+    return fig
+
+
+def _plot_memorisation(name: str, result: MemorisationResult):
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    both = np.concatenate([result.generated_distances, result.heldout_distances])
+    bins = np.linspace(0, both.max() if both.max() > 0 else 1.0, 40)
+    ax.hist(result.heldout_distances, bins=bins, alpha=0.6, density=True, label="held-out real")
+    ax.hist(result.generated_distances, bins=bins, alpha=0.6, density=True, label="generated")
+    ax.axvline(result.threshold, color="black", linestyle="--", label="near-copy threshold")
+    ax.set_xlabel("distance to nearest training sample")
+    ax.set_ylabel("density")
+    ax.legend(fontsize="small")
+    ax.set_title(name)
+    return fig
