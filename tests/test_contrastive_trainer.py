@@ -1,0 +1,145 @@
+"""The trainer learns, resumes exactly, writes checkpoints that are data only, and checks batches."""
+
+import json
+
+import pytest
+import torch
+
+from fairgen.contrastive import KnnMonitor, TrainConfig, Trainer, load_encoder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors run fastest on one intra-op thread, and it is immune to a busy shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = dict(
+        encoder="small_cnn",
+        projection_hidden_dim=32,
+        projection_dim=16,
+        total_steps=6,
+        warmup_steps=2,
+        augment="light",
+        progress=False,
+        log_every=1,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def batches(n, b=6, v=2, size=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "views": torch.rand(b, v, 3, size, size, generator=g),
+            "labels": torch.randint(0, 3, (b,), generator=g),
+            "latents": torch.randn(b, 4, generator=g),
+        }
+        for _ in range(n)
+    ]
+
+
+def parameters(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adamw"])
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path, optimizer):
+    config = tiny_config(optimizer=optimizer, supervised=optimizer == "lars")
+    data = batches(6)
+    straight = Trainer(config).fit(data, steps=6)
+
+    first = Trainer(config).fit(data[:3], steps=3)
+    first.save(tmp_path / "ckpt.pt")
+    resumed = Trainer.from_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.step == 3
+    resumed.fit(data[3:])  # default: up to total_steps
+
+    assert resumed.step == straight.step == 6
+    expected, got = parameters(straight), parameters(resumed)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert not torch.equal(
+        parameters(first)["backbone.0.0.weight"], expected["backbone.0.0.weight"]
+    )
+
+
+def test_training_lowers_the_loss_on_a_repeated_batch():
+    config = tiny_config(total_steps=15, warmup_steps=0, lr=0.05, augment=None)
+    trainer = Trainer(config).fit(batches(1) * 15)
+    losses = [record["loss"] for record in trainer.history]
+    assert len(losses) == 15 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+
+
+def test_checkpoint_is_written_atomically_and_loads_as_plain_data(tmp_path):
+    config = tiny_config(checkpoint_dir=str(tmp_path), checkpoint_every=2, total_steps=4)
+    Trainer(config).fit(batches(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and TrainConfig.from_dict(json.loads(state["config"])) == config
+
+
+def test_saved_encoder_reloads_with_identical_features(tmp_path):
+    trainer = Trainer(tiny_config()).fit(batches(2), steps=2)
+    trainer.save_encoder(tmp_path / "encoder.safetensors")
+    reloaded = load_encoder(tmp_path / "encoder.safetensors")
+    x = torch.rand(4, 3, 12, 12)
+    trainer.encoder.eval()
+    assert torch.allclose(reloaded(x), trainer.encoder(x))
+
+
+def test_knn_monitor_reports_into_history():
+    images, labels = torch.rand(10, 3, 12, 12), torch.arange(10) % 2
+    monitor = KnnMonitor(images, labels, images, labels, k=3)
+    trainer = Trainer(tiny_config()).fit(batches(4), steps=4, monitor=monitor, monitor_every=2)
+    reports = [r for r in trainer.history if "knn_accuracy" in r]
+    assert [r["step"] for r in reports] == [2, 4]
+    assert all(0 <= r["knn_accuracy"] <= 1 for r in reports)
+
+
+def test_config_round_trips_through_json_and_rejects_unknown_keys():
+    config = tiny_config(augment={"flip_p": 0.3})
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({**config.to_dict(), "epochs": 3})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"encoder": "vit_h"}, "encoder"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"augment": "autoaugment"}, "recipe"),
+        ({"warmup_steps": 10, "total_steps": 5}, "warmup_steps"),
+    ],
+)
+def test_bad_config_values_are_rejected(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("batch", "match"),
+    [
+        (
+            {"views": torch.rand(4, 1, 3, 8, 8), "labels": torch.zeros(4, dtype=torch.long)},
+            "V >= 2",
+        ),
+        (
+            {"views": torch.rand(4, 2, 3, 8, 8), "labels": torch.zeros(3, dtype=torch.long)},
+            "labels",
+        ),
+        ({"views": torch.rand(4, 2, 3, 8, 8), "labels": torch.rand(4)}, "labels"),
+        ({"views": torch.rand(4, 3, 8, 8)}, "views"),
+        ({"images": torch.rand(4, 2, 3, 8, 8)}, "views"),
+    ],
+)
+def test_malformed_batches_are_rejected(batch, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(tiny_config(supervised=True)).train_step(batch)
