@@ -1,0 +1,85 @@
+"""View recipes: how the V latents of one multiview sample are made from its anchor latent.
+
+Kinds of view (any mix, at least two):
+
+* ``"anchor"``: the anchor latent itself (the view differs only by augmentation);
+* ``"neighbour"``: a gaussian latent neighbour ``z + sigma * w`` with ``w`` a standard normal
+  truncated to ``[-truncate, truncate]`` (the paper's multiview positives; sigma 0.2–1.0);
+* ``"flip"``: the anchor's counterfactual twin from an eraser card — protected value changed,
+  class kept — so the positive pair disagrees exactly on the protected attribute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from einops import rearrange
+
+VIEW_KINDS = ("anchor", "neighbour", "flip")
+
+
+@dataclass(frozen=True)
+class ViewRecipe:
+    """Which views to make (one entry per view) and the neighbour noise."""
+
+    kinds: tuple[str, ...] = ("neighbour", "neighbour")
+    sigma: float = 0.5
+    truncate: float = 2.0
+
+    def __post_init__(self):
+        kinds = tuple(self.kinds)
+        object.__setattr__(self, "kinds", kinds)
+        if len(kinds) < 2:
+            raise ValueError(f"kinds must name at least 2 views (V >= 2), got {list(kinds)}")
+        unknown = [k for k in kinds if k not in VIEW_KINDS]
+        if unknown:
+            raise ValueError(f"kinds must be among {VIEW_KINDS}, got {unknown}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if not self.truncate > 0:
+            raise ValueError(f"truncate must be > 0, got {self.truncate}")
+
+    @property
+    def num_views(self) -> int:
+        return len(self.kinds)
+
+    @property
+    def needs_steerer(self) -> bool:
+        return "flip" in self.kinds
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "kinds": list(self.kinds)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ViewRecipe:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown view recipe keys {unknown}; allowed: {sorted(known)}")
+        return cls(**data)
+
+
+def truncated_normal(shape, truncate: float, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal draws truncated to [-truncate, truncate] (inverse-CDF, no rejection loop)."""
+    low = torch.special.ndtr(torch.tensor(-truncate, dtype=torch.float64))
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return torch.special.ndtri(low + u * (1 - 2 * low)).float()
+
+
+def make_view_latents(
+    z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None
+) -> torch.Tensor:
+    """View latents ``[B, V, d]`` for anchors ``z [B, d]`` (classes ``y``), drawn with ``generator``."""
+    if recipe.needs_steerer and steerer is None:
+        raise ValueError("the view recipe asks for 'flip' views, which need an eraser card (steerer)")
+    views = []
+    for kind in recipe.kinds:
+        if kind == "anchor":
+            views.append(z)
+        elif kind == "neighbour":
+            noise = truncated_normal(z.shape, recipe.truncate, generator).to(z)
+            views.append(z + recipe.sigma * noise)
+        else:
+            views.append(steerer.flip(z, y, generator)[0].to(z))
+    return rearrange(torch.stack(views), "v b d -> b v d")

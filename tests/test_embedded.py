@@ -1,0 +1,101 @@
+"""The embedded default generator: offline loading, the image contract, judged quality, the recipe."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fairgen.generators import list_generators, load_generator
+from fairgen.generators.embedded import NAME, WEIGHTS, sha256_file
+from fairgen.generators.quality import judge_generator
+from fairgen.generators.recipe import RecipeConfig, train_embedded
+from fairgen.judges import load_judges
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return load_generator(NAME)
+
+
+@pytest.fixture(scope="module")
+def quality(generator):
+    return judge_generator(generator, n=3000, seed=2024, judges=load_judges())
+
+
+def test_registry_lists_the_embedded_and_biggan_names():
+    names = list_generators()
+    assert NAME in names
+    assert {"biggan-deep-128", "biggan-deep-256", "biggan-deep-512"} <= set(names)
+
+
+def test_loads_offline_with_a_checksum_of_its_weights(generator):
+    assert generator.checksum == sha256_file(WEIGHTS)
+    assert WEIGHTS.stat().st_size < 10 * 2**20
+    assert generator.num_classes == 4 and generator.resolution == 32
+
+
+def test_images_follow_the_contract_and_are_deterministic(generator):
+    z = generator.sample_latents(16, torch.Generator().manual_seed(0))
+    y = torch.arange(16) % 4
+    a, b = generator.synthesize(z, y), generator.synthesize(z.clone(), y)
+    assert a.shape == (16, 3, 32, 32) and a.dtype == torch.float32
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b)
+    z2 = generator.sample_latents(16, torch.Generator().manual_seed(1))
+    assert not torch.equal(a, generator.synthesize(z2, y))
+
+
+def test_class_fidelity_is_at_least_95_percent(quality):
+    assert quality["class_fidelity"] >= 0.95
+
+
+def test_inherits_the_training_splits_bias(quality):
+    train_v = 0.9  # the recipe's split: rho = 0.9 (measured V of the split is within 0.01 of it)
+    assert abs(quality["cramers_v"] - train_v) <= 0.1
+
+
+def test_texture_varies_within_each_class_with_z(quality):
+    """Every class shows each texture sometimes: the latent carries within-class variation."""
+    histogram = quality["texture_histogram"].to_numpy()
+    own = np.diag(histogram)
+    assert np.all(own > 0.85)
+    off_diagonal = histogram[~np.eye(4, dtype=bool)]
+    assert np.all(off_diagonal > 0.005)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda g: g.synthesize(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long)), r"shape \[n, 6\]"),
+        (lambda g: g.synthesize(torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, dtype=torch.long)), "floating"),
+        (lambda g: g.synthesize(torch.full((2, 6), float("nan")), torch.zeros(2, dtype=torch.long)), "NaN"),
+        (lambda g: g.synthesize(torch.zeros(2, 6), torch.tensor([0, 4])), "outside"),
+        (lambda g: g.synthesize(torch.zeros(2, 6), None), "class-conditional"),
+        (lambda g: g.sample_latents(0), "n must be"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(generator, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(generator)
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=NAME):
+        load_generator("no-such-generator")
+
+
+def test_recipe_resumes_exactly(tmp_path):
+    config = RecipeConfig(n_train=256, steps=4, batch_size=16, checkpoint_every=2)
+    train_embedded(tmp_path / "full.safetensors", config, progress=False)
+    train_embedded(tmp_path / "pieces.safetensors", config, progress=False, max_steps=2)
+    assert not (tmp_path / "pieces.safetensors").exists()  # unfinished: only the checkpoint
+    train_embedded(tmp_path / "pieces.safetensors", config, progress=False)
+    a, b = load_file(str(tmp_path / "full.safetensors")), load_file(str(tmp_path / "pieces.safetensors"))
+    assert all(torch.allclose(a[k], b[k]) for k in a)
+
+
+def test_recipe_refuses_a_checkpoint_of_another_recipe(tmp_path):
+    config = RecipeConfig(n_train=256, steps=4, batch_size=16, checkpoint_every=2)
+    train_embedded(tmp_path / "g.safetensors", config, progress=False, max_steps=2)
+    with pytest.raises(ValueError, match="another recipe"):
+        train_embedded(tmp_path / "g.safetensors", RecipeConfig(n_train=256, steps=8, batch_size=16), progress=False)
