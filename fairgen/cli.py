@@ -141,6 +141,7 @@ def _train(args):
     config = TrainConfig(
         encoder=args.encoder, supervised=args.supervised, total_steps=args.steps, lr=args.lr,
         augment=None, checkpoint_dir=str(out), checkpoint_every=args.checkpoint_every, seed=args.seed,
+        warmup_steps=min(10, args.steps),
     )
     checkpoint = out / "checkpoint.pt"
     trainer = Trainer.from_checkpoint(checkpoint, args.device) if args.resume and checkpoint.exists() else Trainer(config, args.device)
