@@ -91,7 +91,8 @@ def test_recipe_resumes_exactly(tmp_path):
     assert not (tmp_path / "pieces.safetensors").exists()  # unfinished: only the checkpoint
     train_embedded(tmp_path / "pieces.safetensors", config, progress=False)
     a, b = load_file(str(tmp_path / "full.safetensors")), load_file(str(tmp_path / "pieces.safetensors"))
-    assert all(torch.allclose(a[k], b[k]) for k in a)
+    # equal up to float summation order (multi-threaded grid_sample backward): ~1e-7
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
 def test_recipe_refuses_a_checkpoint_of_another_recipe(tmp_path):
