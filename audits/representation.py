@@ -19,13 +19,15 @@ def audit_representation(
     n_bootstrap: int = 500,
     seed: int = 0,
     title: str = "representation audit",
+    pca: int | None = None,
+    n_repeats: int = 3,
 ) -> AuditReport:
     """Audit encoder features: does the test split leak the protected attribute, and does a
     linear probe for the target, trained on train features, treat protected groups alike?
 
     Leakage is measured on the test features (use a balanced test split, so leakage is not
     just the target showing through a biased attribute). Sections: "protected leakage" and
-    "target fairness".
+    "target fairness". ``pca`` and ``n_repeats`` go to ``leakage`` (PCA fitted inside each fold).
     """
     report = AuditReport(title)
     report.add(
@@ -37,6 +39,8 @@ def audit_representation(
             n_permutations=n_permutations,
             n_bootstrap=n_bootstrap,
             seed=seed,
+            pca=pca,
+            n_repeats=n_repeats,
         ),
     )
     report.add(
