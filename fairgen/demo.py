@@ -31,7 +31,7 @@ from .world import World
 
 @dataclass(frozen=True)
 class DemoConfig:
-    steps: int = 120
+    steps: int = 400
     batch_size: int = 64
     encoder: str = "small_cnn"
     lr: float = 0.05
@@ -164,18 +164,21 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
             audit_stream = streams[arm][1].__class__(streams[arm][0], config.batch_size, device, generator=generator, start_step=10**6)
             stream_v = _stream_cramers_v(audit_stream, judges["texture"], config.stream_audit_n)
         trainer.save_encoder(out / f"{arm}.encoder.safetensors")
-        encoder = trainer.encoder.eval()
-        train_x = extract_features(encoder, probe_split.images.to(device)).cpu().numpy()
-        test_x = extract_features(encoder, test_split.images.to(device)).cpu().numpy()
-        report = audits.audit_representation(
-            train_x, probe_split.labels("shape").numpy(), test_x, test_split.labels("shape").numpy(),
-            test_split.labels("texture").numpy(), n_permutations=config.n_permutations,
-            n_bootstrap=config.n_bootstrap, seed=config.seed, title=f"{arm}: {ARMS[arm]}", pca=config.leakage_pca,
-        )
-        report.save(out / arm)
-        summary = report.to_dict()
-        rows.append(_row(arm, summary, stream_v, train_seconds))
-        print(f"[demo] {arm}: " + ", ".join(f"{k}={v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
+        row = {"arm": arm}
+        for space, network in (("backbone", trainer.encoder), ("embedding", _Embedding(trainer.model))):
+            train_x = extract_features(network.eval(), probe_split.images.to(device)).cpu().numpy()
+            test_x = extract_features(network.eval(), test_split.images.to(device)).cpu().numpy()
+            report = audits.audit_representation(
+                train_x, probe_split.labels("shape").numpy(), test_x, test_split.labels("shape").numpy(),
+                test_split.labels("texture").numpy(), n_permutations=config.n_permutations,
+                n_bootstrap=config.n_bootstrap, seed=config.seed, title=f"{arm}: {ARMS[arm]} ({space})",
+                pca=config.leakage_pca,
+            )
+            report.save(out / arm / space)
+            row.update(_row(space, report.to_dict()))
+        row.update(stream_cramers_v=float(stream_v), train_seconds=float(train_seconds))
+        rows.append(row)
+        print(f"[demo] {arm}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
 
     table = pd.DataFrame(rows).set_index("arm")
     table.to_csv(out / "table.csv")
@@ -185,24 +188,37 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     return table
 
 
-def _row(arm: str, summary: dict, stream_v: float, seconds: float) -> dict:
+class _Embedding(torch.nn.Module):
+    """The projection head's output: the space the contrastive loss shapes directly."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return torch.nn.functional.normalize(self.model(images), dim=1)
+
+
+def _row(space: str, summary: dict) -> dict:
+    """One feature space's numbers, with column names prefixed by the space ("" for the backbone)."""
     sections = summary["sections"]
     leak = sections["protected leakage"]
     fair = sections["target fairness"]["summary"]
-    return {
-        "arm": arm,
-        "target_acc": float(fair["accuracy"]),
-        "leakage_bacc": float(leak["balanced_accuracy"]),
-        "leakage_ci_low": float(leak["ci_low"]),
-        "leakage_ci_high": float(leak["ci_high"]),
-        "leakage_p": float(leak["p_value"]),
-        "chance": float(leak["chance"]),
-        "eo_diff": float(fair["equalized_odds_difference"]),
-        "eo_ci_low": float(fair["equalized_odds_ci_low"]),
-        "eo_ci_high": float(fair["equalized_odds_ci_high"]),
-        "stream_cramers_v": float(stream_v),
-        "train_seconds": float(seconds),
+    prefix = "" if space == "backbone" else f"{space}_"
+    values = {
+        "target_acc": fair["accuracy"],
+        "leakage_bacc": leak["balanced_accuracy"],
+        "leakage_ci_low": leak["ci_low"],
+        "leakage_ci_high": leak["ci_high"],
+        "leakage_p": leak["p_value"],
+        "eo_diff": fair["equalized_odds_difference"],
+        "eo_ci_low": fair["equalized_odds_ci_low"],
+        "eo_ci_high": fair["equalized_odds_ci_high"],
     }
+    row = {prefix + k: float(v) for k, v in values.items()}
+    if not prefix:
+        row["chance"] = float(leak["chance"])
+    return row
 
 
 def _markdown(table: pd.DataFrame, config: DemoConfig, preset: str, seconds: float) -> str:
@@ -211,17 +227,24 @@ def _markdown(table: pd.DataFrame, config: DemoConfig, preset: str, seconds: flo
         "",
         f"{config.steps} SupCon steps per arm, batch {config.batch_size}, encoder {config.encoder}. "
         "Target: shape (linear probe fitted on a biased labelled split, tested on a balanced split). "
-        "Protected: background texture.",
-        "",
+        "Protected: background texture. Chance for texture leakage: 0.25.",
+    ]
+    for prefix, space in (("", "backbone features (what downstream users keep)"), ("embedding_", "projection-head embedding (what the loss shapes)")):
+        lines += ["", f"**{space}**", "", *_table_header()]
+        for arm, r in table.iterrows():
+            g = lambda k: r[prefix + k]  # noqa: E731
+            lines.append(
+                f"| {ARMS[arm]} | {g('target_acc'):.3f} | {g('leakage_bacc'):.3f} [{g('leakage_ci_low'):.3f}, {g('leakage_ci_high'):.3f}] "
+                f"| {g('leakage_p'):.3f} | {g('eo_diff'):.3f} [{g('eo_ci_low'):.3f}, {g('eo_ci_high'):.3f}] | {r.stream_cramers_v:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _table_header() -> list[str]:
+    return [
         "| arm | target acc | texture leakage (bal. acc, 95% CI) | p | EO difference (95% CI) | stream V |",
         "|---|---|---|---|---|---|",
     ]
-    for arm, r in table.iterrows():
-        lines.append(
-            f"| {ARMS[arm]} | {r.target_acc:.3f} | {r.leakage_bacc:.3f} [{r.leakage_ci_low:.3f}, {r.leakage_ci_high:.3f}] "
-            f"| {r.leakage_p:.3f} | {r.eo_diff:.3f} [{r.eo_ci_low:.3f}, {r.eo_ci_high:.3f}] | {r.stream_cramers_v:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def _plot(table: pd.DataFrame, path: Path) -> None:
