@@ -31,10 +31,10 @@ def main() -> None:
         world = World(resolution)
         factors = world.sample_factors(args.n, seed=0, bias=0.9)
         render(factors, resolution, args.device)  # warm-up
-        batched = images_per_second(lambda: render(factors, resolution, args.device), args.n)
+        batched = images_per_second(lambda f=factors, r=resolution: render(f, r, args.device), args.n)
         single = {k: v[: args.loop_n] for k, v in factors.items()}
 
-        def loop():
+        def loop(single=single, resolution=resolution):
             for i in range(args.loop_n):
                 render({k: v[i : i + 1] for k, v in single.items()}, resolution, args.device)
 

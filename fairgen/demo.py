@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -232,10 +231,10 @@ def _markdown(table: pd.DataFrame, config: DemoConfig, preset: str, seconds: flo
     for prefix, space in (("", "backbone features (what downstream users keep)"), ("embedding_", "projection-head embedding (what the loss shapes)")):
         lines += ["", f"**{space}**", "", *_table_header()]
         for arm, r in table.iterrows():
-            g = lambda k: r[prefix + k]  # noqa: E731
+            g = {k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)} if prefix else r
             lines.append(
-                f"| {ARMS[arm]} | {g('target_acc'):.3f} | {g('leakage_bacc'):.3f} [{g('leakage_ci_low'):.3f}, {g('leakage_ci_high'):.3f}] "
-                f"| {g('leakage_p'):.3f} | {g('eo_diff'):.3f} [{g('eo_ci_low'):.3f}, {g('eo_ci_high'):.3f}] | {r.stream_cramers_v:.3f} |"
+                f"| {ARMS[arm]} | {g['target_acc']:.3f} | {g['leakage_bacc']:.3f} [{g['leakage_ci_low']:.3f}, {g['leakage_ci_high']:.3f}] "
+                f"| {g['leakage_p']:.3f} | {g['eo_diff']:.3f} [{g['eo_ci_low']:.3f}, {g['eo_ci_high']:.3f}] | {r.stream_cramers_v:.3f} |"
             )
     return "\n".join(lines) + "\n"
 

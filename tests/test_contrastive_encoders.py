@@ -13,15 +13,6 @@ from fairgen.contrastive import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run fastest on one intra-op thread, and it is immune to a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize(
     ("name", "dim"), [("small_cnn", 256), ("resnet18", 512), ("resnet50", 2048)]
 )

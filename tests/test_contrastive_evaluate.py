@@ -8,15 +8,6 @@ from torch import nn
 from fairgen.contrastive import extract_features, knn_accuracy, linear_probe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run fastest on one intra-op thread, and it is immune to a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def blobs(n, d=8, classes=3, spread=0.3, seed=0):
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(classes, d, generator=torch.Generator().manual_seed(99)) * 3

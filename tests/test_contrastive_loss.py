@@ -11,15 +11,6 @@ from hypothesis import strategies as st
 from fairgen.contrastive import supcon_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run fastest on one intra-op thread, and it is immune to a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def reference_supcon(features, labels, temperature):
     """SupCon L_out written out anchor by anchor, in float64 (SimCLR when labels is None)."""
     b, v, d = features.shape

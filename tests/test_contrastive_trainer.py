@@ -8,15 +8,6 @@ import torch
 from fairgen.contrastive import KnnMonitor, TrainConfig, Trainer, load_encoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run fastest on one intra-op thread, and it is immune to a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(**overrides) -> TrainConfig:
     base = dict(
         encoder="small_cnn",

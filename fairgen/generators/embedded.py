@@ -201,7 +201,7 @@ def _interp(u: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 @register_generator(NAME)
-def _load_embedded(device=torch.device("cpu"), weights: str | Path | None = None, **options):
+def _load_embedded(device="cpu", weights: str | Path | None = None, **options):
     if options:
         raise ValueError(f"{NAME} takes no options besides weights, got {sorted(options)}")
     return SpriteWorldGenerator.load(weights or WEIGHTS, device=device)

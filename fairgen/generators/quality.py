@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import cramers_v, contingency_table
+from ..stats import contingency_table, cramers_v
 from ..world import CATEGORICAL
 
 

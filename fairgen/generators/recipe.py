@@ -42,13 +42,14 @@ def training_split(config: RecipeConfig):
 
 
 def train_embedded(
-    out: str | Path, config: RecipeConfig = RecipeConfig(), progress: bool = True, max_steps: int | None = None
+    out: str | Path, config: RecipeConfig | None = None, progress: bool = True, max_steps: int | None = None
 ):
     """Train (or resume) the embedded generator; writes ``out`` (safetensors) and returns the model.
 
     ``max_steps`` stops this call early (after a checkpoint) so a long run can go in time-boxed
     pieces; ``out`` is written only once all ``config.steps`` are done.
     """
+    config = config or RecipeConfig()
     out = Path(out)
     checkpoint = out.with_suffix(".ckpt.safetensors")
     torch.manual_seed(config.seed)
