@@ -6,6 +6,11 @@ resolution and the replay-buffer refresh rate. Given the same spec, device and d
 yields the same batches; rank ``r`` of ``w`` gets its own deterministic shard; it resumes from
 any step.
 
+Replay: each rank keeps a buffer of ``buffer_size`` generated samples (default: one per-rank
+batch) and regenerates ``ceil(refresh * batch)`` of them per step, round-robin; a batch is a random
+draw from the buffer, augmented afresh. With ``refresh=1`` and the default buffer every sample is
+fresh and used once; a larger buffer keeps samples for several steps even at ``refresh=1``.
+
 Latent bookkeeping (a few numbers per sample) happens on the CPU with seeded generators, so the
 stream is the same on every device; images are made, augmented and consumed on the device.
 """
@@ -13,6 +18,7 @@ stream is the same on every device; images are made, augmented and consumed on t
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -46,8 +52,23 @@ class StreamSpec:
     version: int = SPEC_VERSION
 
     def __post_init__(self):
+        if self.version != SPEC_VERSION:
+            raise ValueError(f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}")
         if not 0 < self.refresh <= 1:
             raise ValueError(f"refresh must be in (0, 1], got {self.refresh}")
+        for name, low in (("seed", 0), ("resolution", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            setattr(self, name, int(value))  # plain ints, so that the spec stays JSON
+        if self.buffer_size is not None:
+            if not _is_int(self.buffer_size) or self.buffer_size < 1:
+                raise ValueError(f"buffer_size must be None or a positive integer, got {self.buffer_size!r}")
+            self.buffer_size = int(self.buffer_size)
+        if self.classes is not None:
+            if isinstance(self.classes, str) or not self.classes or not all(_is_int(c) for c in self.classes):
+                raise ValueError(f"classes must be None or a non-empty list of class indices, got {self.classes!r}")
+            self.classes = [int(c) for c in self.classes]
         if self.class_weights is not None:
             if self.classes is None or len(self.class_weights) != len(self.classes):
                 raise ValueError("class_weights needs classes of the same length")
@@ -55,8 +76,14 @@ class StreamSpec:
                 raise ValueError(f"class_weights must be non-negative with a positive sum, got {self.class_weights}")
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
-        ViewRecipe.from_dict(self.views)
-        get_recipe(self.augment)
+        # stored in the JSON form, so that a spec equals itself after a save/load round trip
+        views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
+        self.views = views.to_dict()
+        recipe = get_recipe(self.augment)
+        if not isinstance(self.augment, str):
+            self.augment = recipe.to_dict()
+        if views.needs_steerer and self.eraser is None:
+            raise ValueError("views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)")
 
     @property
     def view_recipe(self) -> ViewRecipe:
@@ -73,6 +100,8 @@ class StreamSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> StreamSpec:
+        if not isinstance(data, dict):
+            raise ValueError(f"a stream spec must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -88,7 +117,14 @@ class StreamSpec:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"stream spec {path} is not valid JSON: {error}") from None
+        eraser = data.get("eraser") if isinstance(data, dict) else None
+        if eraser and not Path(eraser).is_absolute() and (path.parent / eraser).is_file():
+            data["eraser"] = str(path.parent / eraser)  # a card shared in the spec's folder
         return cls.from_dict(data)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def make_spec(generator, eraser: str | Path | None = None, **settings) -> StreamSpec:
@@ -110,10 +146,17 @@ class Stream:
                  start_step: int = 0, generator=None, dtype: torch.dtype = torch.float32):
         from .generators import load_generator
 
+        if not isinstance(spec, StreamSpec):
+            raise ValueError(f"spec must be a StreamSpec, got {type(spec).__name__}")
+        for name, value in (("batch_size", batch_size), ("rank", rank), ("world_size", world_size), ("start_step", start_step)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
         if batch_size <= 0 or batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be positive and divisible by world_size {world_size}")
+        if start_step < 0:
+            raise ValueError(f"start_step must be >= 0, got {start_step}")
         self.spec, self.rank, self.world_size = spec, rank, world_size
         self.batch_size = batch_size // world_size  # per rank
         self.device, self.dtype = torch.device(device), dtype
@@ -146,13 +189,21 @@ class Stream:
         path = Path(self.spec.eraser)
         if not path.is_file():
             raise FileNotFoundError(f"eraser card {path} named by the spec does not exist")
-        if sha256_file(path) != self.spec.eraser_sha256:
+        try:
+            checksum = sha256_file(path)
+        except OSError as error:
+            raise ValueError(f"eraser card {path} named by the spec cannot be read: {error}") from None
+        if checksum != self.spec.eraser_sha256:
             raise ValueError(f"eraser card {path} does not match the SHA-256 pinned in the spec")
         steerer, _ = load_card(path, generator=self.generator)
         return steerer
 
     def _class_table(self):
         num = self.generator.num_classes
+        if num == 0:  # unconditional: every sample gets label 0, and classes cannot be chosen
+            if self.spec.classes is not None:
+                raise ValueError(f"classes {self.spec.classes} were given, but generator {self.spec.generator!r} is unconditional")
+            return torch.zeros(1, dtype=torch.int64), torch.ones(1)
         classes = torch.arange(num) if self.spec.classes is None else torch.tensor(self.spec.classes)
         if num and (classes.min() < 0 or classes.max() >= num):
             raise ValueError(f"classes must lie in [0, {num}), got {self.spec.classes}")

@@ -11,6 +11,7 @@ Kinds of view (any mix, at least two):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -28,6 +29,8 @@ class ViewRecipe:
     truncate: float = 2.0
 
     def __post_init__(self):
+        if isinstance(self.kinds, str):
+            raise ValueError(f"kinds must be a list of view kinds, got the string {self.kinds!r}")
         kinds = tuple(self.kinds)
         object.__setattr__(self, "kinds", kinds)
         if len(kinds) < 2:
@@ -35,10 +38,10 @@ class ViewRecipe:
         unknown = [k for k in kinds if k not in VIEW_KINDS]
         if unknown:
             raise ValueError(f"kinds must be among {VIEW_KINDS}, got {unknown}")
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        if not self.truncate > 0:
-            raise ValueError(f"truncate must be > 0, got {self.truncate}")
+        for name in ("sigma", "truncate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
     @property
     def num_views(self) -> int:
@@ -53,6 +56,8 @@ class ViewRecipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> ViewRecipe:
+        if not isinstance(data, dict):
+            raise ValueError(f"a view recipe must be a dict, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -61,10 +66,17 @@ class ViewRecipe:
 
 
 def truncated_normal(shape, truncate: float, generator: torch.Generator) -> torch.Tensor:
-    """Standard normal draws truncated to [-truncate, truncate] (inverse-CDF, no rejection loop)."""
+    """Standard normal draws truncated to [-truncate, truncate] (inverse-CDF, no rejection loop).
+
+    The final clamp only absorbs rounding at the very ends (``ndtri(ndtr(-t))`` can land a hair
+    outside ``-t``), so the bound holds exactly, also after the cast to float32.
+    """
     low = torch.special.ndtr(torch.tensor(-truncate, dtype=torch.float64))
     u = torch.rand(shape, generator=generator, dtype=torch.float64)
-    return torch.special.ndtri(low + u * (1 - 2 * low)).float()
+    bound = torch.tensor(truncate, dtype=torch.float32)
+    if float(bound) > truncate:  # the largest float32 that does not exceed truncate
+        bound = torch.nextafter(bound, torch.zeros(()))
+    return torch.special.ndtri(low + u * (1 - 2 * low)).float().clamp(-float(bound), float(bound))
 
 
 def make_view_latents(

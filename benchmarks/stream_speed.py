@@ -1,0 +1,109 @@
+"""Throughput of the stream alone and of the stream feeding a SupCon training step, side by side.
+
+    python benchmarks/stream_speed.py --steer          # CPU (one thread), 32 px, small_cnn, batch 128 x 2 views
+    python benchmarks/stream_speed.py --device cuda --batch-size 512
+
+The baseline, measured in the same run, is the trainer fed pre-made tensors (no generation at
+all): an upper bound for "stream + step". The stream makes its views (embedded generator,
+neighbour latents, "light" augmentation on the stream's side); the trainer adds no augmentation
+of its own. With ``--steer`` a balance eraser card is fitted on a small sample first and the
+steered stream (anchors balanced, views anchor + counterfactual flip) is timed as well.
+
+Rates: views/s counts every image (B x V per step), anchors/s counts samples (B per step). Each
+variant's time is the median of ``--repeats`` calls, timed in turns (round-robin) so a busy
+shared machine slows all variants alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+
+from fairgen import load_generator
+from fairgen.contrastive import TrainConfig, Trainer
+from fairgen.stream import Stream, make_spec
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def side_by_side(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed in turns."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def make_trainer(device) -> Trainer:
+    config = TrainConfig(encoder="small_cnn", supervised=True, augment=None, total_steps=100_000,
+                         warmup_steps=0, progress=False, log_every=0)
+    return Trainer(config, device)
+
+
+def steered_card(generator, folder: str) -> str:
+    import steering
+    from fairgen.judges import load_judges
+
+    labeler = load_judges(device=generator.device)["texture"].predict
+    steerer, _ = steering.fit_steerer(generator, labeler, 3000, mode="balance", progress=False)
+    provenance = {"generator": {"name": generator.name, "sha256": generator.checksum}}
+    return str(steering.save_card(steerer, f"{folder}/texture-balance", provenance))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=128, help="samples per step (each has 2 views)")
+    parser.add_argument("--augment", default="light", help="the stream's augmentation preset")
+    parser.add_argument("--steer", action="store_true", help="also time a steered stream with flip views")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU intra-op threads (default 1: on a busy 2-core CPU, 2 threads ran up to 10x slower)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device, b = torch.device(args.device), args.batch_size
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, batch {b} x 2 views, 32 px")
+
+    generator = load_generator("world-sprites-32", device=device)
+    specs = {"raw": make_spec(generator, augment=args.augment, views={"kinds": ["neighbour", "neighbour"]})}
+    folder = tempfile.TemporaryDirectory()
+    if args.steer:
+        card = steered_card(generator, folder.name)
+        specs["steered"] = make_spec(generator, eraser=card, augment=args.augment, views={"kinds": ["anchor", "flip"]})
+    streams = {name: Stream(spec, b, device, generator=generator) for name, spec in specs.items()}
+    trainers = {name: make_trainer(device) for name in ["premade", *specs]}
+
+    premade = {"views": torch.rand(b, 2, 3, 32, 32, device=device),
+               "labels": torch.randint(generator.num_classes, (b,), device=device)}
+    fns = {"trainer on pre-made tensors (baseline)": lambda: trainers["premade"].train_step(premade)}
+    for name, stream in streams.items():
+        fns[f"{name} stream alone"] = stream.next_batch
+        fns[f"{name} stream + SupCon step"] = lambda s=stream, t=trainers[name]: t.train_step(s.next_batch())
+    seconds = side_by_side(fns, device, args.warmup, args.repeats)
+
+    base = seconds["trainer on pre-made tensors (baseline)"]
+    print(f"\n  {'variant':<40} {'views/s':>9} {'anchors/s':>10} {'ms/step':>8}  vs baseline")
+    for name, t in seconds.items():
+        print(f"  {name:<40} {2 * b / t:>9.0f} {b / t:>10.0f} {1000 * t:>8.1f}  x{base / t:.2f}")
+    folder.cleanup()
+
+
+if __name__ == "__main__":
+    main()
