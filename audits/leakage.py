@@ -87,6 +87,7 @@ def leakage(
     pca: int | float | None = None,
     alpha: float = 0.05,
     seed: int = 0,
+    max_iter: int = 1000,
 ) -> LeakageResult:
     """Cross-validated balanced accuracy of predicting `protected` [N] from `features` [N, d].
 
@@ -109,7 +110,9 @@ def leakage(
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     _, y = encode(y_raw, "protected", min_count=max(2, n_splits))
     k = int(y.max()) + 1
-    model = _make_probe(probe, pca, seed, len(y), smallest_class=int(np.bincount(y).min()))
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    model = _make_probe(probe, pca, seed, len(y), int(np.bincount(y).min()), max_iter)
 
     cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     folds = list(cv.split(x, y))
@@ -159,10 +162,10 @@ def leakage(
     )
 
 
-def _make_probe(probe, pca, seed, n_samples: int, smallest_class: int) -> Pipeline:
+def _make_probe(probe, pca, seed, n_samples: int, smallest_class: int, max_iter: int = 1000) -> Pipeline:
     if isinstance(probe, str):
         if probe == "linear":
-            clf = LogisticRegression(max_iter=1000)
+            clf = LogisticRegression(max_iter=max_iter)
         elif probe == "mlp":
             # lbfgs suits small sets (it fits XOR-like signal adam-with-early-stopping misses);
             # from 2000 rows, adam with early stopping on 10% of the training fold is cheaper.

@@ -21,13 +21,14 @@ def audit_representation(
     title: str = "representation audit",
     pca: int | None = None,
     n_repeats: int = 3,
+    max_iter: int = 1000,
 ) -> AuditReport:
     """Audit encoder features: does the test split leak the protected attribute, and does a
     linear probe for the target, trained on train features, treat protected groups alike?
 
     Leakage is measured on the test features (use a balanced test split, so leakage is not
     just the target showing through a biased attribute). Sections: "protected leakage" and
-    "target fairness". ``pca`` and ``n_repeats`` go to ``leakage`` (PCA fitted inside each fold).
+    "target fairness". ``pca``, ``n_repeats`` and ``max_iter`` go to ``leakage`` (PCA fitted inside each fold).
     """
     report = AuditReport(title)
     report.add(
@@ -41,6 +42,7 @@ def audit_representation(
             seed=seed,
             pca=pca,
             n_repeats=n_repeats,
+            max_iter=max_iter,
         ),
     )
     report.add(

@@ -43,6 +43,8 @@ class DemoConfig:
     n_permutations: int = 199
     n_bootstrap: int = 300
     leakage_pca: int | None = 32  # fitted inside each CV fold; keeps 200 permutation refits cheap on a CPU
+    leakage_max_iter: int = 100  # the same budget for the observed and every permuted refit
+    embedding_permutations: int = 0  # the embedding's leakage gets CIs; its p-value only in --full
     seed: int = 0
 
 
@@ -50,7 +52,7 @@ PRESETS = {
     "quick": DemoConfig(),
     "full": DemoConfig(steps=2000, batch_size=256, encoder="resnet18", n_real=50_000, n_probe=10_000,
                        n_test=10_000, steer_n=50_000, stream_audit_n=10_000, n_permutations=199, n_bootstrap=1000,
-                       leakage_pca=None),
+                       leakage_pca=None, leakage_max_iter=1000, embedding_permutations=199),
 }
 ARMS = {
     "a_real_biased": "real biased data",
@@ -169,9 +171,10 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
             test_x = extract_features(network.eval(), test_split.images.to(device)).cpu().numpy()
             report = audits.audit_representation(
                 train_x, probe_split.labels("shape").numpy(), test_x, test_split.labels("shape").numpy(),
-                test_split.labels("texture").numpy(), n_permutations=config.n_permutations,
+                test_split.labels("texture").numpy(),
+                n_permutations=config.n_permutations if space == "backbone" else config.embedding_permutations,
                 n_bootstrap=config.n_bootstrap, seed=config.seed, title=f"{arm}: {ARMS[arm]} ({space})",
-                pca=config.leakage_pca,
+                pca=config.leakage_pca, n_repeats=1, max_iter=config.leakage_max_iter,
             )
             report.save(out / arm / space)
             row.update(_row(space, report.to_dict()))
