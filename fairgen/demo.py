@@ -217,7 +217,7 @@ def _row(space: str, summary: dict) -> dict:
         "eo_ci_low": fair["equalized_odds_ci_low"],
         "eo_ci_high": fair["equalized_odds_ci_high"],
     }
-    row = {prefix + k: float(v) for k, v in values.items()}
+    row = {prefix + k: float("nan") if v is None else float(v) for k, v in values.items()}
     if not prefix:
         row["chance"] = float(leak["chance"])
     return row
