@@ -27,7 +27,7 @@ RESOLUTIONS = (16, 32, 64, 128, 256)
 
 SIZE_RANGE = (0.2, 0.3)  # object radius, as a fraction of the image side
 POSITION_RANGE = (0.35, 0.65)  # object centre, as a fraction of the image side
-RENDER_CHUNK = 2048  # images per rendering pass: bounds memory at 128 px
+RENDER_PIXELS = 1 << 18  # pixels per rendering pass: keeps the temporaries in cache-friendly sizes
 
 
 def _check_categorical(name: str, argument: str) -> None:
@@ -149,9 +149,10 @@ def render(factors: dict[str, torch.Tensor], resolution: int = 32, device="cpu")
         raise ValueError(f"factors is missing {missing}; expected all of {list(FACTORS)}")
     device = torch.device(device)
     n = len(factors["shape"])
+    chunk = max(1, RENDER_PIXELS // resolution**2)
     chunks = []
-    for start in range(0, n, RENDER_CHUNK):
-        part = {k: v[start : start + RENDER_CHUNK].to(device) for k, v in factors.items()}
+    for start in range(0, n, chunk):
+        part = {k: v[start : start + chunk].to(device) for k, v in factors.items()}
         chunks.append(_render_chunk(part, resolution, device))
     return torch.cat(chunks)
 
