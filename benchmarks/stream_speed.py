@@ -17,37 +17,14 @@ shared machine slows all variants alike.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 
 import torch
+from timing import side_by_side
 
 from fairgen import load_generator
 from fairgen.contrastive import TrainConfig, Trainer
 from fairgen.stream import Stream, make_spec
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def side_by_side(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, timed in turns."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def make_trainer(device) -> Trainer:

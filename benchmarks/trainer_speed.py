@@ -12,38 +12,13 @@ variants are bf16 autocast, + channels_last, + torch.compile.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from timing import side_by_side
 
 from fairgen.augment import PRESETS, augment
 from fairgen.contrastive import TrainConfig, Trainer
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def side_by_side(
-    fns: dict[str, Callable[[], object]], images: int, device, warmup: int, repeats: int
-):
-    """Images per second of each variant, timed in turns (round-robin) so that a busy shared
-    machine slows all of them alike; the rate uses the median time of one call."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return [(name, images / statistics.median(t)) for name, t in times.items()]
 
 
 def torchvision_loop(recipe_name: str, size: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -80,7 +55,7 @@ def bench_augment(device, batch: int, size: int, recipe: str, warmup: int, repea
         f"torchvision v2, per-image loop ({recipe})": lambda: loop(x),
         f"fairgen augment, batched ({recipe})": lambda: augment(x, recipe, g),
     }
-    rows = side_by_side(fns, batch, device, warmup, repeats)
+    rows = [(name, batch / t) for name, t in side_by_side(fns, device, warmup, repeats).items()]
     report(f"augment {batch} x {size} px on {device}", rows)
 
 
@@ -103,7 +78,7 @@ def bench_training(
         )
         trainer = Trainer(TrainConfig(**{**base, **flags}), device)
         fns[name] = lambda t=trainer: t.train_step(data)
-    rows = side_by_side(fns, 2 * batch, device, warmup, repeats)
+    rows = [(name, 2 * batch / t) for name, t in side_by_side(fns, device, warmup, repeats).items()]
     crop_note = f" cropped to {crop}" if crop else ""
     report(f"{encoder} training step, {batch} x 2 views of {size} px{crop_note} on {device}", rows)
 
