@@ -42,6 +42,7 @@ def _worker(rank: int, store: str, out_dir: str):
             )  # averages grads, as in training
             grads = encoder_grads(encoder, views[mine], local_labels, gather=True)
             torch.save([g.clone() for g in grads], f"{out_dir}/{mode}_{rank}.pt")
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
