@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
+from .records import from_plain_dict
+
 __all__ = [
     "AugmentRecipe",
     "PRESETS",
@@ -123,13 +125,7 @@ class AugmentRecipe:
     @classmethod
     def from_dict(cls, data: dict) -> AugmentRecipe:
         """Inverse of ``to_dict``; unknown keys are an error, missing keys take defaults."""
-        if not isinstance(data, dict):
-            raise ValueError(f"recipe must be a dict, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown augment recipe keys {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return from_plain_dict(cls, data, "augment recipe")
 
     @property
     def is_identity(self) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from einops import rearrange
 
 from .augment import augment, get_recipe
+from .records import from_plain_dict
 from .views import ViewRecipe, make_view_latents
 
 SPEC_VERSION = 1
@@ -100,13 +101,7 @@ class StreamSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> StreamSpec:
-        if not isinstance(data, dict):
-            raise ValueError(f"a stream spec must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown stream spec keys {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return from_plain_dict(cls, data, "stream spec")
 
     @classmethod
     def load(cls, path: str | Path) -> StreamSpec:

@@ -12,10 +12,12 @@ Kinds of view (any mix, at least two):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from einops import rearrange
+
+from .records import from_plain_dict
 
 VIEW_KINDS = ("anchor", "neighbour", "flip")
 
@@ -56,13 +58,7 @@ class ViewRecipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> ViewRecipe:
-        if not isinstance(data, dict):
-            raise ValueError(f"a view recipe must be a dict, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown view recipe keys {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return from_plain_dict(cls, data, "view recipe")
 
 
 def truncated_normal(shape, truncate: float, generator: torch.Generator) -> torch.Tensor:

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..augment import augment, get_recipe
+from ..records import from_plain_dict
 from .distributed import rank_and_world_size
 from .encoders import ENCODERS, ProjectionHead, build_encoder
 from .evaluate import extract_features, knn_accuracy
@@ -96,11 +97,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return from_plain_dict(cls, data, "TrainConfig")
 
 
 class ContrastiveModel(nn.Module):
