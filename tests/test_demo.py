@@ -23,6 +23,8 @@ def test_tiny_demo_writes_table_and_reports(tmp_path):
         assert (tmp_path / name).exists()
     assert (tmp_path / "a_real_biased" / "backbone" / "report.json").exists()
     assert "texture leakage" in (tmp_path / "table.md").read_text()
+    assert "Memorisation" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "memorisation" / "report.json").exists()
 
 
 def test_demo_refuses_unknown_presets_and_arms(tmp_path):
