@@ -86,11 +86,14 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_recipe_resumes_exactly(tmp_path):
     config = RecipeConfig(n_train=256, steps=4, batch_size=16, checkpoint_every=2)
-    train_embedded(tmp_path / "full.safetensors", config, progress=False)
+    train_embedded(tmp_path / "new" / "folder" / "full.safetensors", config, progress=False)  # creates folders
     train_embedded(tmp_path / "pieces.safetensors", config, progress=False, max_steps=2)
     assert not (tmp_path / "pieces.safetensors").exists()  # unfinished: only the checkpoint
     train_embedded(tmp_path / "pieces.safetensors", config, progress=False)
-    a, b = load_file(str(tmp_path / "full.safetensors")), load_file(str(tmp_path / "pieces.safetensors"))
+    retrained = load_generator(tmp_path / "new" / "folder" / "full.safetensors")  # a path loads too
+    assert retrained.checksum == sha256_file(tmp_path / "new" / "folder" / "full.safetensors")
+    a = load_file(str(tmp_path / "new" / "folder" / "full.safetensors"))
+    b = load_file(str(tmp_path / "pieces.safetensors"))
     # equal up to float summation order (multi-threaded grid_sample backward): ~1e-7
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 

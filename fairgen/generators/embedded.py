@@ -33,7 +33,7 @@ from torch import nn
 
 from ..world import CATEGORICAL, CONTINUOUS
 from .base import check_classes, check_latents
-from .registry import register_generator
+from .registry import register_generator, register_path_loader
 
 NAME = "world-sprites-32"
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / f"{NAME}.safetensors"
@@ -206,3 +206,19 @@ def _load_embedded(device="cpu", weights: str | Path | None = None, **options):
         raise ValueError(f"{NAME} takes no options besides weights, got {sorted(options)}")
     return SpriteWorldGenerator.load(weights or WEIGHTS, device=device)
 
+
+def _is_embedded_weights(path: Path) -> bool:
+    """A safetensors file written by ``SpriteWorldGenerator.save`` (recognised by its metadata)."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return (handle.metadata() or {}).get("name") == NAME
+
+
+@register_path_loader(_is_embedded_weights)
+def _load_embedded_file(path: Path, device="cpu", **options):
+    if options:
+        raise ValueError(f"{NAME} takes no options, got {sorted(options)}")
+    return SpriteWorldGenerator.load(path, device=device)

@@ -51,6 +51,7 @@ def train_embedded(
     """
     config = config or RecipeConfig()
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out.with_suffix(".ckpt.safetensors")
     torch.manual_seed(config.seed)
     split = training_split(config)
