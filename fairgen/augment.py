@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
+from .checks import check_images
 from .records import from_plain_dict
 
 __all__ = [
@@ -269,15 +270,6 @@ def _crop_flip_grid(u: torch.Tensor, recipe: AugmentRecipe, in_hw, out_hw) -> to
     return F.affine_grid(theta, [u.shape[0], 3, *out_hw], align_corners=False)
 
 
-def _check_images(images) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape [N, 3, H, W], got {list(images.shape)}")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be floating point in [0, 1], got dtype {images.dtype}")
-
-
 def _out_hw(out_size, images: torch.Tensor) -> tuple[int, int]:
     if out_size is None:
         return tuple(images.shape[-2:])
@@ -306,7 +298,7 @@ def augment(
     generator may live on another device than ``images``; parameters are moved, not the batch.
     """
     recipe = get_recipe(recipe)
-    _check_images(images)
+    check_images(images)
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     out_hw = _out_hw(out_size, images)

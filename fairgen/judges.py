@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .checks import check_images
 from .world import CATEGORICAL, World, render, sample_factors
 
 JUDGE_RESOLUTION = 32
@@ -41,12 +42,7 @@ def _check_factor(factor: str, argument: str = "factor") -> None:
 
 
 def _check_images(images, argument: str = "images") -> None:
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{argument} must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"{argument} must have shape [N, 3, H, W], got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise ValueError(f"{argument} must be floating point in [0, 1], got dtype {images.dtype}")
+    check_images(images, argument)
     if min(images.shape[2:]) < 8:
         raise ValueError(f"{argument} must be at least 8x8 pixels, got {tuple(images.shape[2:])}")
 
