@@ -156,30 +156,44 @@ def _audit(args):
     import audits
 
     from .contrastive import load_encoder
+    from .contrastive.erase import ErasedEncoder, fit_feature_eraser, save_feature_eraser
     from .contrastive.evaluate import extract_features
-    from .world import World
+    from .judges import load_judges
+    from .stream import Stream, StreamSpec
+    from .world import TEXTURES, World
 
     if args.data != "world":
         raise ValueError(f"--data: only the embedded 'world' is built in, got {args.data!r}")
     encoder = load_encoder(args.encoder, args.device)
+    spaces = {"": encoder}
+    if args.erase_with:
+        # a segment of the stream no training run reads: the spec's own seed, far past any step trained on
+        stream = Stream(StreamSpec.load(args.erase_with), 512, args.device, start_step=2 * 10**6)
+        eraser = fit_feature_eraser(encoder, stream, load_judges(device=args.device)["texture"].predict, len(TEXTURES), n=args.eraser_n)
+        path = save_feature_eraser(eraser, Path(args.out) / "feature_eraser.safetensors", {
+            "encoder": str(args.encoder), "stream": str(args.erase_with), "protected": "texture", "n": args.eraser_n,
+        })
+        print(f"fitted a texture eraser on {args.eraser_n} images of {args.erase_with}; wrote {path}")
+        spaces["erased"] = ErasedEncoder(encoder, eraser)
     world = World(32)
     probe = world.sample(args.n_probe, seed=args.seed + 1, bias=args.bias)
     test = world.sample(args.n_test, seed=args.seed + 2, bias=0.0)
-    train_x = extract_features(encoder, probe.images.to(args.device)).cpu().numpy()
-    test_x = extract_features(encoder, test.images.to(args.device)).cpu().numpy()
-    report = audits.audit_representation(
-        train_x, probe.labels("shape").numpy(), test_x, test.labels("shape").numpy(), test.labels("texture").numpy(),
-        seed=args.seed, title=f"audit of {args.encoder}",
-    )
-    report.save(args.out)
-    print(report.to_markdown())
+    for space, network in spaces.items():
+        train_x = extract_features(network, probe.images.to(args.device)).cpu().numpy()
+        test_x = extract_features(network, test.images.to(args.device)).cpu().numpy()
+        report = audits.audit_representation(
+            train_x, probe.labels("shape").numpy(), test_x, test.labels("shape").numpy(), test.labels("texture").numpy(),
+            seed=args.seed, title=f"audit of {args.encoder}" + (" (texture erased)" if space else ""),
+        )
+        report.save(Path(args.out) / space)
+        print(report.to_markdown())
     print(f"wrote {args.out}")
 
 
 def _demo(args):
-    from .demo import run_demo
+    from .demo import replace_preset, run_demo
 
-    table = run_demo(args.preset, args.out, device=args.device)
+    table = run_demo(args.preset, args.out, device=args.device, config=replace_preset(args.preset, seed=args.seed))
     print()
     print((Path(args.out) / "table.md").read_text())
     print(f"full report: {args.out}/ (table.md, table.png, one audit folder per arm)")
@@ -279,13 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--out", default="audit", help="report folder (report.json, report.md, PNGs)")
+    p.add_argument("--erase-with", metavar="SPEC", help="also audit the features after a texture eraser fitted on this (steered) stream's images")
+    p.add_argument("--eraser-n", type=int, default=4096, help="images the feature eraser is fitted on")
+    p.add_argument("--out", default="audit", help="report folder (report.json, report.md, PNGs; erased/ with --erase-with)")
     p.set_defaults(func=_audit)
 
     p = sub.add_parser("demo", help="end to end on the embedded default: five training arms, audited", description="End to end on the embedded default: five training arms, audited.")
     p.add_argument("--preset", default="quick", choices=["quick", "full"], help="quick: CPU <= 10 min; full: GPU minutes")
     p.add_argument("--full", dest="preset", action="store_const", const="full", help="same as --preset full")
     p.add_argument("--out", default="demo_out", help="folder for the table, reports, encoders and cards")
+    p.add_argument("--seed", type=int, default=0, help="seed for every arm's data, model and audit (same seed, same table)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="default: cuda when available")
     p.set_defaults(func=_demo)
 

@@ -55,8 +55,11 @@ def test_steer_stream_train_audit_chain(tmp_path, capsys):
     assert "trained 3 steps" in capsys.readouterr().out
 
     audit = tmp_path / "audit"
-    assert main(["audit", "--encoder", str(run / "encoder.safetensors"), "--n-probe", "300", "--n-test", "300", "--out", str(audit)]) == 0
+    assert main(["audit", "--encoder", str(run / "encoder.safetensors"), "--n-probe", "300", "--n-test", "300", "--out", str(audit),
+                 "--erase-with", str(spec), "--eraser-n", "600"]) == 0
     assert (audit / "report.json").exists() and (audit / "report.md").exists()
+    assert (audit / "erased" / "report.json").exists() and (audit / "feature_eraser.safetensors").exists()
+    assert "texture erased" in capsys.readouterr().out
 
 
 def test_stream_without_a_spec_or_new_is_a_clean_error(capsys):

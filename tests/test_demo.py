@@ -7,7 +7,7 @@ import pytest
 from fairgen.demo import ARMS, replace_preset, run_demo
 
 TINY = replace_preset(
-    "quick", steps=3, n_real=400, n_probe=300, n_test=300, steer_n=3000, stream_audit_n=128,
+    "quick", steps=3, n_real=400, n_probe=300, n_test=300, steer_n=3000, stream_audit_n=128, eraser_n=600,
     n_permutations=9, n_bootstrap=20,
 )
 
@@ -18,8 +18,9 @@ def test_tiny_demo_writes_table_and_reports(tmp_path):
     # the steered stream is measurably less biased than the real biased split it replaces
     assert table.loc["d_generator_steered", "stream_cramers_v"] < table.loc["a_real_biased", "stream_cramers_v"] - 0.3
     assert 0 <= table.loc["a_real_biased", "target_acc"] <= 1
-    assert math.isnan(table.loc["a_real_biased", "embedding_leakage_p"])  # no permutations there in quick
-    for name in ("table.md", "table.csv", "table.png", "config.json", "eraser_card.json"):
+    assert math.isnan(table.loc["a_real_biased", "erased_leakage_p"])  # no permutations there in quick
+    assert 0 <= table.loc["a_real_biased", "erased_leakage_bacc"] <= 1
+    for name in ("a_real_biased.feature_eraser.safetensors", "table.md", "table.csv", "table.png", "config.json", "eraser_card.json"):
         assert (tmp_path / name).exists()
     assert (tmp_path / "a_real_biased" / "backbone" / "report.json").exists()
     assert "texture leakage" in (tmp_path / "table.md").read_text()
