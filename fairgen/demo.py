@@ -120,7 +120,7 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     import steering
 
     from .contrastive import TrainConfig, Trainer
-    from .contrastive.erase import ErasedEncoder, fit_feature_eraser, save_feature_eraser
+    from .contrastive.erase import fit_feature_eraser, save_feature_eraser
     from .contrastive.evaluate import extract_features
     from .generators import load_generator
     from .generators.recipe import RecipeConfig, training_split
@@ -187,9 +187,10 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
             "fitted_on": f"{len(eraser_images)} anchors of the steered stream d_generator_steered, start step 2000000",
         })
         row = {"arm": arm}
-        for space, network in (("backbone", trainer.encoder), ("erased", ErasedEncoder(trainer.encoder, eraser))):
-            train_x = extract_features(network.eval(), probe_split.images.to(device)).cpu().numpy()
-            test_x = extract_features(network.eval(), test_split.images.to(device)).cpu().numpy()
+        features = [extract_features(trainer.encoder.eval(), s.images.to(device)) for s in (probe_split, test_split)]
+        spaces = {"backbone": features, "erased": [eraser(f) for f in features]}  # = ErasedEncoder's output
+        for space, (train_x, test_x) in spaces.items():
+            train_x, test_x = train_x.cpu().numpy(), test_x.cpu().numpy()
             report = audits.audit_representation(
                 train_x, probe_split.labels("shape").numpy(), test_x, test_split.labels("shape").numpy(),
                 test_split.labels("texture").numpy(),
