@@ -338,4 +338,4 @@ def augment(
         if kernel_size < side:  # reflect padding needs the radius to fit inside the image
             blurred = gaussian_blur(x, _uniform(u[:, _SIGMA], *recipe.blur_sigma), kernel_size)
             x = torch.where(_per_sample(u[:, _BLUR] < recipe.blur_p), blurred, x)
-    return x
+    return x.clamp(0, 1)  # weighted sums (grey, blur) can overshoot 1 by a float rounding

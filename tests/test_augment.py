@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fairgen.augment import (
@@ -55,6 +55,7 @@ def test_different_seeds_and_successive_calls_differ(preset):
     preset=st.sampled_from(sorted(PRESETS)),
     seed=st.integers(0, 2**16),
 )
+@example(n=2, h=4, w=7, out=None, preset="simclr", seed=4728)  # once overshot 1 by a rounding error
 def test_output_has_requested_shape_and_stays_in_unit_range(n, h, w, out, preset, seed):
     x = torch.rand(n, 3, h, w, generator=gen(seed))
     y = augment(x, preset, gen(seed), out_size=out)
