@@ -156,7 +156,12 @@ def _audit(args):
     import audits
 
     from .contrastive import load_encoder
-    from .contrastive.erase import ErasedEncoder, fit_feature_eraser, save_feature_eraser
+    from .contrastive.erase import (
+        ERASER_START_STEP,
+        ErasedEncoder,
+        fit_feature_eraser,
+        save_feature_eraser,
+    )
     from .contrastive.evaluate import extract_features
     from .judges import load_judges
     from .stream import Stream, StreamSpec
@@ -167,8 +172,7 @@ def _audit(args):
     encoder = load_encoder(args.encoder, args.device)
     spaces = {"": encoder}
     if args.erase_with:
-        # a segment of the stream no training run reads: the spec's own seed, far past any step trained on
-        stream = Stream(StreamSpec.load(args.erase_with), 512, args.device, start_step=2 * 10**6)
+        stream = Stream(StreamSpec.load(args.erase_with), 512, args.device, start_step=ERASER_START_STEP)
         eraser = fit_feature_eraser(encoder, stream, load_judges(device=args.device)["texture"].predict, len(TEXTURES), n=args.eraser_n)
         path = save_feature_eraser(eraser, Path(args.out) / "feature_eraser.safetensors", {
             "encoder": str(args.encoder), "stream": str(args.erase_with), "protected": "texture", "n": args.eraser_n,

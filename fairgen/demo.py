@@ -120,7 +120,7 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     import steering
 
     from .contrastive import TrainConfig, Trainer
-    from .contrastive.erase import fit_feature_eraser, save_feature_eraser
+    from .contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
     from .contrastive.evaluate import extract_features
     from .generators import load_generator
     from .generators.recipe import RecipeConfig, training_split
@@ -184,7 +184,7 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
                                     num_classes=len(TEXTURES), n=len(eraser_images), progress=progress)
         save_feature_eraser(eraser, out / f"{arm}.feature_eraser.safetensors", {
             "encoder": f"{arm}.encoder.safetensors", "protected": "texture", "labeler": "fairgen.judges:texture",
-            "fitted_on": f"{len(eraser_images)} anchors of the steered stream d_generator_steered, start step 2000000",
+            "fitted_on": f"{len(eraser_images)} anchors of the steered stream d_generator_steered, start step {ERASER_START_STEP}",
         })
         row = {"arm": arm}
         features = [extract_features(trainer.encoder.eval(), s.images.to(device)) for s in (probe_split, test_split)]
@@ -214,9 +214,10 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
 
 def _eraser_images(spec, generator, config: DemoConfig, device) -> torch.Tensor:
     """Anchors of the steered stream from a segment no arm trains on or audits (its own start step)."""
+    from .contrastive.erase import ERASER_START_STEP
     from .stream import Stream
 
-    stream = Stream(spec, 512, device, generator=generator, start_step=2 * 10**6)
+    stream = Stream(spec, 512, device, generator=generator, start_step=ERASER_START_STEP)
     batches = [stream.next_batch()["views"][:, 0] for _ in range(-(-config.eraser_n // 512))]
     return torch.cat(batches)[: config.eraser_n]
 

@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 
 from steering.leace import LeaceEraser, LeaceFitter
 
-__all__ = ["ErasedEncoder", "fit_feature_eraser", "load_feature_eraser", "save_feature_eraser"]
+__all__ = ["ERASER_START_STEP", "ErasedEncoder", "fit_feature_eraser", "load_feature_eraser", "save_feature_eraser"]
+
+ERASER_START_STEP = 2 * 10**6  # where an eraser reads a stream: a segment no training run or stream audit reaches
 
 
 def _images_of(batch) -> torch.Tensor:
