@@ -4,6 +4,7 @@ leakage          how well a probe recovers a protected attribute (CV, bootstrap 
 group_fairness   a target probe's rates by protected group (fairlearn MetricFrame) and its gaps
 stream_balance   per-class attribute histograms of a stream and Cramér's V with a CI
 memorisation     whether generated samples sit closer to training data than held-out real ones
+cramers_v        association of two categorical labelings (also used by steering)
 AuditReport      named results -> report.json, report.md and PNG plots
 """
 
@@ -12,6 +13,7 @@ from .leakage import LeakageResult, leakage
 from .memorisation import MemorisationResult, memorisation, nearest_distances
 from .report import AuditReport
 from .representation import audit_representation
+from .stats import contingency_table, cramers_v
 from .stream import StreamBalance, compare_streams, stream_balance
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "StreamBalance",
     "audit_representation",
     "compare_streams",
+    "contingency_table",
+    "cramers_v",
     "group_fairness",
     "leakage",
     "memorisation",

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairgen.stats import contingency_table, cramers_v
-
 from ._checks import as_labels, check_positive_int, encode, percentile_ci
+from .stats import contingency_table, cramers_v
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==

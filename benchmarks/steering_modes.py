@@ -16,7 +16,7 @@ import torch
 
 import steering
 from fairgen.generators import load_generator
-from fairgen.judges import load_judges
+from fairgen.world.judges import load_judges
 from fairgen.plotting import save_grid
 
 SETTINGS = [("erase", "quantile"), ("balance", "quantile"), ("balance", "gaussian"), ("flip", "quantile"), ("flip", "gaussian")]

@@ -35,7 +35,7 @@ def make_trainer(device) -> Trainer:
 
 def steered_card(generator, folder: str) -> str:
     import steering
-    from fairgen.judges import load_judges
+    from fairgen.world.judges import load_judges
 
     labeler = load_judges(device=generator.device)["texture"].predict
     steerer, _ = steering.fit_steerer(generator, labeler, 3000, mode="balance", progress=False)

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from fairgen.world import World, render
+from fairgen.world.render import World, render
 
 
 def images_per_second(fn, n: int) -> float:

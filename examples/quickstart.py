@@ -7,7 +7,7 @@ import torch
 
 import fairgen
 import steering
-from fairgen.judges import load_judges
+from fairgen.world.judges import load_judges
 from fairgen.plotting import save_grid
 
 world = fairgen.World(resolution=32)

@@ -7,7 +7,7 @@ Run: python examples/stream_and_train.py   (writes card.json/.safetensors and st
 import fairgen
 import steering
 from fairgen.contrastive import TrainConfig, Trainer
-from fairgen.judges import load_judges
+from fairgen.world.judges import load_judges
 
 generator = fairgen.load_generator("world-sprites-32")
 steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, n=8000, mode="balance")

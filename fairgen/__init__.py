@@ -1,12 +1,12 @@
 """fairgen: turn a pretrained generative model into a fair, shareable source of training data."""
 
+from audits.stats import cramers_v
+
 from .augment import AugmentRecipe, augment
 from .generators import Generator, list_generators, load_generator
-from .judges import load_judges
-from .stats import cramers_v
 from .stream import Stream, StreamSpec, make_spec
 from .views import ViewRecipe
-from .world import World, WorldSample
+from .world import World, WorldSample, load_judges  # the embedded world plug-in (registers its generator)
 
 __all__ = [
     "AugmentRecipe", "Generator", "Stream", "StreamSpec", "ViewRecipe", "World", "WorldSample", "augment",

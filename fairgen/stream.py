@@ -124,7 +124,7 @@ def _is_int(value) -> bool:
 
 def make_spec(generator, eraser: str | Path | None = None, **settings) -> StreamSpec:
     """A spec for a loaded generator (and eraser card), pinning both by SHA-256."""
-    from .generators.embedded import sha256_file
+    from steering.files import sha256_file
 
     if eraser is not None:
         from steering.card import card_paths
@@ -179,7 +179,7 @@ class Stream:
             return None
         from steering.card import load_card
 
-        from .generators.embedded import sha256_file
+        from steering.files import sha256_file
 
         path = Path(self.spec.eraser)
         if not path.is_file():

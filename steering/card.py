@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from fairgen.generators.embedded import sha256_file
-
+from .files import sha256_file
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fairgen.stats import cramers_v
+from audits.stats import cramers_v
 
 from .labelling import LabelledLatents, sample_and_label
 from .modes import LatentSteerer

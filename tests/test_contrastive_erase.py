@@ -14,9 +14,9 @@ from fairgen.contrastive.erase import (
     load_feature_eraser,
     save_feature_eraser,
 )
-from fairgen.demo import RealViews
-from fairgen.judges import load_judges
-from fairgen.world import World
+from fairgen.world.demo import RealViews
+from fairgen.world.judges import load_judges
+from fairgen.world.render import World
 
 
 def _texture_probe(train_x, train_y, test_x, test_y) -> float:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from fairgen.demo import ARMS, replace_preset, run_demo
+from fairgen.world.demo import ARMS, replace_preset, run_demo
 
 TINY = replace_preset(
     "quick", steps=3, n_real=400, n_probe=300, n_test=300, steer_n=3000, stream_audit_n=128, eraser_n=600,

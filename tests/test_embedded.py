@@ -6,10 +6,11 @@ import torch
 from safetensors.torch import load_file
 
 from fairgen.generators import list_generators, load_generator
-from fairgen.generators.embedded import NAME, WEIGHTS, sha256_file
-from fairgen.generators.quality import judge_generator
-from fairgen.generators.recipe import RecipeConfig, train_embedded
-from fairgen.judges import load_judges
+from fairgen.world.generator import NAME, WEIGHTS
+from steering.files import sha256_file
+from fairgen.world.quality import judge_generator
+from fairgen.world.recipe import RecipeConfig, train_embedded
+from fairgen.world.judges import load_judges
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fairgen.judges import (
+from fairgen.world.judges import (
     Judge,
     evaluate_judges,
     judges_metadata,
@@ -16,7 +16,7 @@ from fairgen.judges import (
     save_judges,
     train_judges,
 )
-from fairgen.world import CATEGORICAL, World
+from fairgen.world.render import CATEGORICAL, World
 
 torch.set_num_threads(2)
 

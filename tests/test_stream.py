@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import steering
 from fairgen import cramers_v, load_generator
-from fairgen.judges import load_judges
+from fairgen.world.judges import load_judges
 from fairgen.stream import Stream, StreamSpec, make_spec
 
 BATCH = 8
@@ -181,7 +181,7 @@ def test_stream_refuses_an_eraser_card_fitted_on_another_generator(generator, ba
 
 
 def test_missing_or_unreadable_eraser_card_gives_a_clear_error(generator, balance_card, tmp_path):
-    from fairgen.generators.embedded import sha256_file
+    from steering.files import sha256_file
 
     def spec_for(path):
         pin = sha256_file(path) if path.is_file() else "0" * 64

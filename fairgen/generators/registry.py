@@ -62,4 +62,4 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
 
 def _import_builtin() -> None:
     """Import the modules that register the built-in generators (lazily, to avoid cycles)."""
-    from . import biggan, embedded  # noqa: F401
+    from . import biggan  # noqa: F401  (the embedded world registers itself when fairgen is imported)

@@ -21,22 +21,21 @@ variation within a class.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..world import CATEGORICAL, CONTINUOUS
-from .base import check_classes, check_latents
-from .registry import register_generator, register_path_loader
+from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors, sha256_file
+
+from ..generators.base import check_classes, check_latents
+from ..generators.registry import register_generator, register_path_loader
+from .render import CATEGORICAL, CONTINUOUS
 
 NAME = "world-sprites-32"
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / f"{NAME}.safetensors"
+WEIGHTS = Path(__file__).resolve().parent / "weights" / f"{NAME}.safetensors"
 N_QUANTILES = 257
 SPRITE_EXTENT = 1.25  # the sprite covers [-1.25, 1.25]^2 in object units (radius = 1)
 
@@ -131,11 +130,8 @@ class SpriteWorldGenerator(nn.Module):
         """Write the weights as safetensors (metadata as JSON strings); returns the SHA-256."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = {"name": NAME, "resolution": str(self.resolution), "supersample": str(self.supersample)}
-        info.update({k: json.dumps(v) for k, v in (metadata or {}).items()})
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path), metadata=info)
-        self.checksum = sha256_file(path)
+        info = {"name": NAME, "resolution": self.resolution, "supersample": self.supersample, **(metadata or {})}
+        self.checksum = save_safetensors(self.state_dict(), path, info)
         return self.checksum
 
     @classmethod
@@ -145,19 +141,11 @@ class SpriteWorldGenerator(nn.Module):
             raise FileNotFoundError(
                 f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo train {NAME}`"
             )
-        state = load_file(str(path))
+        state = load_safetensors(path, "embedded generator weights")
         model = cls(sprite_size=state["sprites"].shape[-1], supersample=state["backgrounds"].shape[-1] // 32)
         model.load_state_dict(state)
         model.checksum = sha256_file(path)
         return model.to(device).eval().requires_grad_(False)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _generator_device(generator, fallback):
@@ -211,10 +199,10 @@ def _is_embedded_weights(path: Path) -> bool:
     """A safetensors file written by ``SpriteWorldGenerator.save`` (recognised by its metadata)."""
     if path.suffix != ".safetensors" or not path.is_file():
         return False
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as handle:
-        return (handle.metadata() or {}).get("name") == NAME
+    try:
+        return read_safetensors_metadata(path).get("name") == NAME
+    except ValueError:
+        return False
 
 
 @register_path_loader(_is_embedded_weights)

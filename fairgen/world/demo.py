@@ -30,8 +30,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .stats import cramers_v
-from .world import TEXTURES, World
+from audits.stats import cramers_v
+
+from .render import TEXTURES, World
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class RealViews:
 
 
 def _stream_sources(generator, card, config: DemoConfig, device):
-    from .stream import Stream, make_spec
+    from ..stream import Stream, make_spec
 
     neighbours = {"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0}
     counterfactual = {"kinds": ["anchor", "flip"], "sigma": 0.5, "truncate": 2.0}
@@ -119,11 +120,11 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     import audits
     import steering
 
-    from .contrastive import TrainConfig, Trainer
-    from .contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
-    from .contrastive.evaluate import extract_features
-    from .generators import load_generator
-    from .generators.recipe import RecipeConfig, training_split
+    from ..contrastive import TrainConfig, Trainer
+    from ..contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
+    from ..contrastive.evaluate import extract_features
+    from ..generators import load_generator
+    from .recipe import RecipeConfig, training_split
     from .judges import load_judges
 
     if preset not in PRESETS:
@@ -214,8 +215,8 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
 
 def _eraser_images(spec, generator, config: DemoConfig, device) -> torch.Tensor:
     """Anchors of the steered stream from a segment no arm trains on or audits (its own start step)."""
-    from .contrastive.erase import ERASER_START_STEP
-    from .stream import Stream
+    from ..contrastive.erase import ERASER_START_STEP
+    from ..stream import Stream
 
     stream = Stream(spec, 512, device, generator=generator, start_step=ERASER_START_STEP)
     batches = [stream.next_batch()["views"][:, 0] for _ in range(-(-config.eraser_n // 512))]

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..world import World
-from .embedded import NAME, SpriteWorldGenerator
+from .generator import NAME, SpriteWorldGenerator
+from .render import World
 
 
 @dataclass

@@ -4,7 +4,7 @@ Later code labels generated images with them (``labeler("texture")``) to show th
 inherits a bias and that steering removes it. They are trained on balanced world images at 32 px
 with label-preserving jitter (noise, blur, brightness, contrast, flips), so slightly blurry or
 noisy generator output is still judged correctly; any other resolution is resized to 32 px inside.
-The shipped weights live in ``fairgen/weights/judges.safetensors``; their JSON metadata (values,
+The shipped weights live in ``fairgen/world/weights/judges.safetensors``; their JSON metadata (values,
 architecture, training recipe, measured held-out accuracy) sits in the safetensors header.
 """
 
@@ -22,8 +22,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .checks import check_images
-from .world import CATEGORICAL, World, render, sample_factors
+from ..checks import check_images
+from .render import CATEGORICAL, World, render, sample_factors
 
 JUDGE_RESOLUTION = 32
 WEIGHTS = Path(__file__).parent / "weights" / "judges.safetensors"

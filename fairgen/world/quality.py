@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import contingency_table, cramers_v
-from ..world import CATEGORICAL
+from audits.stats import contingency_table, cramers_v
+
+from .render import CATEGORICAL
 
 
 def judge_generator(generator, n: int = 10_000, seed: int = 0, judges=None, transform=None, progress=False) -> dict:
@@ -18,7 +19,7 @@ def judge_generator(generator, n: int = 10_000, seed: int = 0, judges=None, tran
     """
     from steering.labelling import sample_and_label
 
-    from ..judges import load_judges
+    from .judges import load_judges
 
     judges = judges or load_judges(device=generator.device)
     labelers = {name: judges[name].predict for name in ("shape", "texture")}

@@ -1,0 +1,44 @@
+"""``fairgen stream``: write a stream card, or export samples of one to disk."""
+
+from __future__ import annotations
+
+from .common import add_command, add_device, add_generator, add_seed
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "stream", "write a stream card, or export samples of one to disk")
+    p.add_argument("--new", metavar="CARD", help="write a new stream card (JSON) here")
+    add_generator(p)
+    p.add_argument("--eraser", default=None, help="eraser card from `fairgen steer` (optional)")
+    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip (>= 2)")
+    p.add_argument("--sigma", type=float, default=0.5, help="latent-neighbour noise scale")
+    p.add_argument("--augment", default="light", help="augmentation preset: simclr, light, none")
+    p.add_argument("--refresh", type=float, default=1.0, help="share of each batch freshly generated, (0, 1]")
+    p.add_argument("--resolution", type=int, default=32, help="output side in pixels")
+    p.add_argument("--spec", help="stream card to read")
+    p.add_argument("--export", metavar="DIR", help="write samples here")
+    p.add_argument("--n", type=int, default=1000, help="samples to export")
+    p.add_argument("--format", default="png", choices=["png", "webdataset"], help="export format")
+    p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
+    add_seed(p)
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> None:
+    from ..generators import load_generator
+    from ..stream import Stream, StreamSpec, make_spec
+
+    if args.new:
+        generator = load_generator(args.generator, device=args.device)
+        views = {"kinds": args.views.split(","), "sigma": args.sigma, "truncate": 2.0}
+        spec = make_spec(generator, eraser=args.eraser, views=views, augment=args.augment, seed=args.seed,
+                         refresh=args.refresh, resolution=args.resolution)
+        print(f"wrote {spec.save(args.new)}")
+        return
+    if not args.spec or not args.export:
+        raise ValueError("give --new OUT to write a spec, or --spec CARD --export DIR to write samples")
+    from ..export import export_stream
+
+    stream = Stream(StreamSpec.load(args.spec), args.batch_size, args.device)
+    print(f"wrote {export_stream(stream, args.export, args.n, args.format)}")
