@@ -1,8 +1,12 @@
-"""The `fairgen` command: every subcommand has --help, and the everyday ones work end to end."""
+"""The `fairgen` command: every subcommand has --help with defaults, the shared options mean one
+thing everywhere, and the everyday commands work end to end."""
 
 import json
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from fairgen.cli import build_parser, main
 
@@ -17,21 +21,79 @@ def test_every_command_has_help(command, capsys):
     assert "usage: fairgen" in capsys.readouterr().out
 
 
-def test_world_writes_a_labelled_grid(tmp_path):
-    out = tmp_path / "grid.png"
-    assert main(["world", "--n", "8", "--out", str(out)]) == 0
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_has_help_and_its_default(command):
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    formatter = sub.formatter_class("fairgen")
+    for action in sub._actions:
+        if action.dest == "help" or not action.option_strings:
+            continue
+        assert action.help, f"{command} {action.option_strings} has no help"
+        assert "default" in formatter._get_help_string(action), f"{command} {action.option_strings} hides its default"
+
+
+def test_help_imports_no_torch_and_is_fast():
+    code = "import sys; from fairgen.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("fairgen 0.")
+
+
+def test_world_writes_a_labelled_grid_into_the_out_folder(tmp_path):
+    assert main(["world", "--n", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "world.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_many_world_images_are_written_as_pages(tmp_path, capsys):
+    assert main(["world", "--n", "10", "--per-page", "4", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world-000.png", "world-001.png", "world-002.png"]
+    assert "3 pages" in capsys.readouterr().out
 
 
 def test_sample_writes_a_grid(tmp_path):
-    out = tmp_path / "samples.png"
-    assert main(["sample", "--n", "8", "--out", str(out)]) == 0
-    assert out.stat().st_size > 1000
+    assert main(["sample", "--n", "8", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "samples.png").stat().st_size > 1000
+
+
+def test_sample_lists_the_registered_generators(capsys):
+    assert main(["sample", "--list"]) == 0
+    assert "world-sprites-32" in capsys.readouterr().out.split()
 
 
 def test_unknown_generator_is_a_clean_error(tmp_path, capsys):
-    assert main(["sample", "--generator", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["sample", "--generator", "nope", "--out", str(tmp_path)]) == 2
     assert "world-sprites-32" in capsys.readouterr().err
+
+
+def test_out_that_looks_like_a_file_name_is_a_clean_error(tmp_path, capsys):
+    assert main(["world", "--n", "4", "--out", str(tmp_path / "grid.png")]) == 2
+    assert "--out is a folder" in capsys.readouterr().err
+
+
+def test_device_auto_picks_what_is_there_and_a_missing_device_is_a_clean_error(tmp_path, capsys):
+    from fairgen.cli.common import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert main(["sample", "--n", "4", "--device", "tpu9", "--out", str(tmp_path)]) == 2
+    assert "--device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["sample", "--n", "4", "--device", "cuda", "--out", str(tmp_path)]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_quiet_and_tqdm_disable_turn_progress_bars_off(monkeypatch):
+    from fairgen.cli.common import progress_enabled
+
+    parser = build_parser()
+    assert progress_enabled(parser.parse_args(["world"]))
+    assert not progress_enabled(parser.parse_args(["world", "--quiet"]))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not progress_enabled(parser.parse_args(["world"]))
 
 
 def test_steer_stream_train_audit_chain(tmp_path, capsys):
@@ -48,11 +110,13 @@ def test_steer_stream_train_audit_chain(tmp_path, capsys):
     assert len(list((tmp_path / "png").rglob("*.png"))) == 8
 
     run = tmp_path / "run"
-    assert main(["train", "--spec", str(spec), "--steps", "3", "--batch-size", "8", "--out", str(run), "--supervised"]) == 0
-    assert (run / "encoder.safetensors").exists()
-    # resuming a finished run restores its checkpoint and has nothing left to do
-    assert main(["train", "--spec", str(spec), "--steps", "3", "--batch-size", "8", "--out", str(run), "--supervised", "--resume"]) == 0
-    assert "trained 3 steps" in capsys.readouterr().out
+    assert main(["train", "--spec", str(spec), "--steps", "3", "--batch-size", "8", "--out", str(run), "--supervised",
+                 "--quiet"]) == 0
+    assert (run / "encoder.safetensors").exists() and (run / "run.json").exists()
+    # resuming to a larger --steps trains the missing steps
+    assert main(["train", "--spec", str(spec), "--steps", "5", "--batch-size", "8", "--out", str(run), "--supervised",
+                 "--resume", "--quiet"]) == 0
+    assert "resumed at step 3, trained 2 steps, now at step 5 of 5" in capsys.readouterr().out
 
     audit = tmp_path / "audit"
     assert main(["audit", "--encoder", str(run / "encoder.safetensors"), "--n-probe", "300", "--n-test", "300", "--out", str(audit),

@@ -32,9 +32,33 @@ def test_small_image_stem_replaces_strided_conv_and_maxpool():
 
 
 def test_unknown_encoder_name_is_rejected():
-    with pytest.raises(ValueError, match="unknown encoder 'vgg11'"):
-        build_encoder("vgg11")
+    with pytest.raises(ValueError, match="unknown encoder 'vgg_h'.*torchvision:NAME"):
+        build_encoder("vgg_h")
+    with pytest.raises(ValueError, match="unknown encoder 'torchvision:nope'"):
+        build_encoder("torchvision:nope")
     assert list_encoders() == ["resnet18", "resnet50", "small_cnn"]
+
+
+@pytest.mark.parametrize("name", ["torchvision:mobilenet_v3_small", "shufflenet_v2_x0_5"])
+def test_any_torchvision_architecture_trains_from_scratch_as_a_backbone(name):
+    backbone, dim = build_encoder(name, small_images=True)
+    assert backbone.eval()(torch.rand(2, 3, 64, 64)).shape == (2, dim)
+
+
+def test_a_torchvision_model_without_a_linear_classifier_is_a_clear_error():
+    with pytest.raises(ValueError, match="squeezenet1_0.*no Linear classifier"):
+        build_encoder("squeezenet1_0")
+
+
+def test_timm_names_need_the_timm_extra_or_build_a_headless_model():
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"fairgen\[timm\]"):
+            build_encoder("timm:resnet18")
+        return
+    backbone, dim = build_encoder("timm:resnet18")
+    assert backbone.eval()(torch.rand(2, 3, 32, 32)).shape == (2, dim)
 
 
 def test_projection_head_output_width():

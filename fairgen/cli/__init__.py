@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import audit, demo, judges, sample, steer, stream, train, world, zoo
+from .common import resolve_device
 
 DESCRIPTION = """\
 fairgen turns a pretrained generative model into a fair, shareable source of training data.
@@ -20,7 +21,10 @@ COMMANDS = (demo, world, sample, zoo, judges, steer, stream, train, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fairgen import __version__
+
     parser = argparse.ArgumentParser(prog="fairgen", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fairgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -28,10 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input (ValueError, FileNotFoundError, a missing extra) exits 2 with one line."""
     args = build_parser().parse_args(argv)
+    from ..checks import MissingExtraError
+
     try:
+        if hasattr(args, "device"):  # one meaning of --device everywhere: auto, or a device that exists
+            args.device = resolve_device(args.device)
         args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, MissingExtraError) as error:
         print(f"fairgen {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

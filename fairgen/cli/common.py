@@ -1,8 +1,17 @@
-"""Options shared by every command (device, seed, output folder, generator) and how they are read."""
+"""Options shared by every command (device, seed, output folder, generator, quiet) and how they are read.
+
+Kept free of heavy imports: ``fairgen --help`` builds every parser and must not import torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+DEFAULT_GENERATOR = "world-sprites-32"
+_FALSE = {"", "0", "false", "no", "off"}
+_FILE_SUFFIXES = {".png", ".jpg", ".json", ".pt", ".safetensors", ".yaml", ".md"}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -10,25 +19,157 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def add_command(sub, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
-    """A subcommand with the shared help formatter; ``description`` defaults to the summary."""
-    return sub.add_parser(name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
-                          formatter_class=HelpFormatter)
+    """A subcommand with the shared help formatter and ``--quiet``; ``description`` defaults to the summary."""
+    parser = sub.add_parser(name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
+                            formatter_class=HelpFormatter)
+    add_quiet(parser)
+    return parser
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (also when the environment sets TQDM_DISABLE=1)")
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
-    parser.add_argument("--seed", type=int, default=default, help="random seed (same seed, same result)")
+    parser.add_argument("--seed", type=non_negative_int, default=default, help="random seed (same seed, same result)")
 
 
-def add_device(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
-    parser.add_argument("--device", default=default, help="torch device, e.g. cpu, cuda or cuda:1")
+def add_device(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    parser.add_argument("--device", default=default,
+                        help="torch device: auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
 
 
-def add_generator(parser: argparse.ArgumentParser, default: str = "world-sprites-32") -> None:
+def add_generator(parser: argparse.ArgumentParser, default: str = DEFAULT_GENERATOR) -> None:
     parser.add_argument("--generator", default=default,
                         help="registered name (see `fairgen sample --list`) or a local weights folder/file")
+
+
+def add_out(parser: argparse.ArgumentParser, default: str, what: str) -> None:
+    """``--out`` is a folder on every command (created when missing); ``what`` says what goes in it."""
+    parser.add_argument("--out", default=default, metavar="DIR", help=f"output folder (created when missing): {what}")
+
+
+def out_folder(args) -> Path:
+    """The ``--out`` folder, created; a path that exists and is not a folder is a clear error."""
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, but {out} is a file")
+    if not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
+        raise ValueError(f"--out is a folder (the command names the files in it), got {str(out)!r}, which looks "
+                         "like a file name")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def progress_enabled(args=None) -> bool:
+    """False under ``--quiet`` or when TQDM_DISABLE is set to a true value."""
+    if args is not None and getattr(args, "quiet", False):
+        return False
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in _FALSE
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda when present else cpu; any other name must exist here (clear ValueError)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device: {name!r} is not a torch device (try auto, cpu, cuda, cuda:0): {error}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine (no GPU or no driver); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: only auto, cpu, cuda[:N] and mps are supported")
+    return str(device)
 
 
 def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a finite number in [0, 1]."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+# ---------------------------------------------------------------- grids
+
+
+def add_grid_options(parser: argparse.ArgumentParser, default_n: int = 64) -> None:
+    parser.add_argument("--n", type=positive_int, default=default_n, help="number of images")
+    parser.add_argument("--per-page", type=positive_int, default=256,
+                        help=f"images per PNG page (at most {MAX_PER_PAGE}); more images are written as several pages")
+
+
+MAX_PER_PAGE = 1024  # a 32 x 32 grid of thumbnails; matplotlib takes minutes beyond a few thousand
+
+
+def write_grids(images, out: Path, stem: str, per_page: int, captions=None, title: str = "") -> list[Path]:
+    """``out/stem.png``, or ``out/stem-000.png``, ``-001``... when the images fill several pages."""
+    from ..plotting import save_grid
+
+    if per_page > MAX_PER_PAGE:
+        raise ValueError(f"--per-page must be at most {MAX_PER_PAGE}, got {per_page}")
+    pages = -(-len(images) // per_page)
+    paths = []
+    for page in range(pages):
+        part = slice(page * per_page, (page + 1) * per_page)
+        name = f"{stem}.png" if pages == 1 else f"{stem}-{page:03d}.png"
+        suffix = "" if pages == 1 else f" (page {page + 1} of {pages})"
+        paths.append(save_grid(images[part], out / name, captions=None if captions is None else captions[part],
+                               title=title + suffix))
+    return paths
+
+
+def wrote(paths: list[Path]) -> str:
+    return f"wrote {paths[0]}" if len(paths) == 1 else f"wrote {len(paths)} pages: {paths[0]} ... {paths[-1]}"

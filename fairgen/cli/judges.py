@@ -1,26 +1,39 @@
-"""``fairgen judges``: train or evaluate the embedded world's judges."""
+"""``fairgen judges``: train (into --out, never into the package) or evaluate the embedded world's judges."""
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_out,
+    add_seed,
+    out_folder,
+    positive_int,
+    progress_enabled,
+)
 
 
 def add_parser(sub) -> None:
     p = add_command(sub, "judges", "train or evaluate the world's judges")
-    p.add_argument("action", choices=["train", "eval"])
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
-    p.add_argument("--n", type=int, default=10_000, help="evaluation sample size")
+    p.add_argument("action", choices=["train", "eval"], help="train new judges, or evaluate a judges file")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the recipe's, 500)")
+    p.add_argument("--n", type=positive_int, default=10_000, help="held-out images per resolution for evaluation")
+    p.add_argument("--weights", default=None, help="judges file to evaluate (default: the packaged one)")
     add_seed(p)
     add_device(p)
-    p.add_argument("--out", default=None, help="weights file to write (default: the packaged one)")
+    add_out(p, "judges", "judges.safetensors (load it with load_judges(path=...))")
     p.set_defaults(func=run)
 
 
 def run(args) -> None:
     from ..world import judges
 
-    if args.action == "train":
-        steps = {} if args.steps is None else {"steps": args.steps}
-        judges.train_main(seed=args.seed, out=args.out or judges.WEIGHTS, device=args.device, **steps)
-    else:
-        judges.eval_main(n=args.n, seed=args.seed, device=args.device)
+    if args.action == "eval":
+        judges.eval_main(n=args.n, seed=args.seed, device=args.device, path=args.weights or judges.WEIGHTS)
+        return
+    out = out_folder(args)
+    steps = args.steps or judges.DEFAULT_STEPS
+    trained = judges.train_judges(steps=steps, seed=args.seed, device=args.device, progress=progress_enabled(args))
+    table = judges._evaluate_resolutions(trained, n=args.n, seed=judges.EVAL_SEED, device=args.device)
+    print(table.to_string(index=False))
+    print(f"wrote {judges.save_judges(trained, out / 'judges.safetensors', evaluation=table)}")

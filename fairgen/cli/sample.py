@@ -2,31 +2,51 @@
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_generator, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_generator,
+    add_grid_options,
+    add_out,
+    add_seed,
+    non_negative_int,
+    out_folder,
+    write_grids,
+    wrote,
+)
 
 
 def add_parser(sub) -> None:
     p = add_command(sub, "sample", "draw a grid of images from a generator")
     add_generator(p)
-    p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--class", dest="cls", type=int, default=None, help="one class for all (default: cycle through them)")
+    p.add_argument("--list", action="store_true", help="print the registered generator names and exit")
+    add_grid_options(p)
+    p.add_argument("--class", dest="cls", type=non_negative_int, default=None,
+                   help="one class index for all images (default: cycle through the classes)")
     add_seed(p)
     add_device(p)
-    p.add_argument("--out", default="samples.png", help="PNG to write")
+    add_out(p, ".", "samples.png (samples-000.png, ... when the images fill several pages)")
     p.set_defaults(func=run)
 
 
 def run(args) -> None:
     import torch
 
-    from ..generators import load_generator
-    from ..plotting import save_grid
+    from ..generators import list_generators, load_generator
 
+    if args.list:
+        print("\n".join(list_generators()))
+        return
+    out = out_folder(args)
     generator = load_generator(args.generator, device=args.device)
     rng = torch.Generator().manual_seed(args.seed)
     z = generator.sample_latents(args.n, generator=rng)
     y = None
     if generator.num_classes:
+        if args.cls is not None and args.cls >= generator.num_classes:
+            raise ValueError(f"--class must be in [0, {generator.num_classes}) for {generator.name}, got {args.cls}")
         y = torch.arange(args.n) % generator.num_classes if args.cls is None else torch.full((args.n,), args.cls)
-    images = generator.synthesize(z, y)
-    print(f"wrote {save_grid(images, args.out, title=f'{generator.name}, seed {args.seed}')}")
+    images = torch.cat([generator.synthesize(z[i:i + 256], None if y is None else y[i:i + 256])
+                        for i in range(0, args.n, 256)])
+    stem = getattr(args, "stem", "samples")
+    print(wrote(write_grids(images, out, stem, args.per_page, title=f"{generator.name}, seed {args.seed}")))

@@ -1,33 +1,35 @@
 """Contrastive representation learning on generated multiview batches: SimCLR / SupCon.
 
 One loss (``supcon_loss``), encoders, optimisers and schedule, a resumable ``Trainer``, and
-frozen-feature evaluation (linear probe, kNN).
+frozen-feature evaluation (linear probe, kNN). Names are imported on first use, so that reading
+``TrainConfig``'s fields (``fairgen train --help``) does not import torch.
 """
 
-from .distributed import all_gather_no_grad, all_gather_with_grad, rank_and_world_size
-from .encoders import ProjectionHead, build_encoder, list_encoders
-from .evaluate import extract_features, knn_accuracy, linear_probe
-from .loss import supcon_loss
-from .optim import LARS, build_optimizer, warmup_cosine
-from .trainer import ContrastiveModel, KnnMonitor, TrainConfig, Trainer, load_encoder
+from __future__ import annotations
 
-__all__ = [
-    "LARS",
-    "ContrastiveModel",
-    "KnnMonitor",
-    "ProjectionHead",
-    "TrainConfig",
-    "Trainer",
-    "all_gather_no_grad",
-    "all_gather_with_grad",
-    "build_encoder",
-    "build_optimizer",
-    "extract_features",
-    "knn_accuracy",
-    "linear_probe",
-    "list_encoders",
-    "load_encoder",
-    "rank_and_world_size",
-    "supcon_loss",
-    "warmup_cosine",
-]
+import importlib
+
+_EXPORTS = {
+    "all_gather_no_grad": "distributed", "all_gather_with_grad": "distributed", "init_from_env": "distributed",
+    "rank_and_world_size": "distributed", "sync_batchnorm": "distributed",
+    "ProjectionHead": "encoders", "build_encoder": "encoders", "list_encoders": "encoders",
+    "extract_features": "evaluate", "knn_accuracy": "evaluate", "linear_probe": "evaluate",
+    "supcon_loss": "loss",
+    "LARS": "optim", "build_optimizer": "optim", "warmup_cosine": "optim",
+    "TrainConfig": "config",
+    "ContrastiveModel": "trainer", "KnnMonitor": "trainer", "LossAtChanceWarning": "trainer",
+    "NonFiniteError": "trainer", "Trainer": "trainer", "load_encoder": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fairgen.contrastive' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

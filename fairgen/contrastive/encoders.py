@@ -1,9 +1,13 @@
-"""Encoders for contrastive training: torchvision ResNets, a small CPU-friendly CNN, an MLP head.
+"""Encoders for contrastive training: a small CPU-friendly CNN, any torchvision or timm
+architecture (trained from scratch), an MLP head.
 
 ``build_encoder(name, small_images)`` returns ``(backbone, feature_dim)``; the backbone maps
-``[N, 3, H, W]`` to ``[N, feature_dim]``. For small images (32-64 px) the ResNet stem's 7x7
-stride-2 conv and max-pool would throw away most of the resolution, so it is replaced with a
-3x3 stride-1 conv (as SimCLR does on CIFAR).
+``[N, 3, H, W]`` to ``[N, feature_dim]``. Names: ``small_cnn``, ``resnet18``, ``resnet50``, any
+torchvision classification model (``torchvision:convnext_tiny``, or the bare name), or
+``timm:NAME`` (needs ``pip install 'fairgen[timm]'``). A torchvision model's last Linear layer
+is replaced by the identity. For small images (32-64 px) a ResNet stem's 7x7 stride-2 conv and
+max-pool would throw away most of the resolution, so it is replaced with a 3x3 stride-1 conv (as
+SimCLR does on CIFAR).
 """
 
 from __future__ import annotations
@@ -14,19 +18,49 @@ import torch
 from einops.layers.torch import Reduce
 from torch import nn
 
-__all__ = ["ENCODERS", "ProjectionHead", "build_encoder", "list_encoders"]
+__all__ = ["ENCODERS", "ProjectionHead", "build_encoder", "check_encoder_name", "list_encoders"]
 
 
-def _resnet(arch: str, small_images: bool) -> tuple[nn.Module, int]:
-    from torchvision import models  # heavy import, only when a ResNet is asked for
+def _torchvision(arch: str, small_images: bool) -> tuple[nn.Module, int]:
+    from torchvision import models  # heavy import, only when a torchvision model is asked for
 
-    net = getattr(models, arch)(weights=None)
-    feature_dim = net.fc.in_features
-    net.fc = nn.Identity()
-    if small_images:
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net = models.get_model(arch, weights=None)
+    feature_dim = _drop_last_linear(net, arch)
+    if small_images and isinstance(getattr(net, "conv1", None), nn.Conv2d) and hasattr(net, "maxpool"):
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     return net, feature_dim
+
+
+def _drop_last_linear(net: nn.Module, arch: str) -> int:
+    """Replace the classifier (the last ``nn.Linear`` registered) by the identity; its input width."""
+    last = None
+    for parent in net.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                last = (parent, name, child)
+    if last is None:
+        raise ValueError(f"encoder {arch!r}: {type(net).__name__} has no Linear classifier to remove")
+    parent, name, child = last
+    setattr(parent, name, nn.Identity())
+    return child.in_features
+
+
+def _timm(arch: str) -> tuple[nn.Module, int]:
+    try:
+        import timm
+    except ImportError:
+        from ..checks import MissingExtraError
+
+        raise MissingExtraError(f"encoder 'timm:{arch}' needs timm: pip install 'fairgen[timm]'") from None
+    net = timm.create_model(arch, pretrained=False, num_classes=0)
+    return net, net.num_features
+
+
+def _torchvision_names() -> set[str]:
+    from torchvision import models
+
+    return set(models.list_models(module=models))
 
 
 def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -51,22 +85,40 @@ def _small_cnn(small_images: bool) -> tuple[nn.Module, int]:
 
 
 ENCODERS: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {
-    "resnet18": lambda small: _resnet("resnet18", small),
-    "resnet50": lambda small: _resnet("resnet50", small),
+    "resnet18": lambda small: _torchvision("resnet18", small),
+    "resnet50": lambda small: _torchvision("resnet50", small),
     "small_cnn": _small_cnn,
 }
 
 
 def list_encoders() -> list[str]:
-    """Names ``build_encoder`` accepts."""
+    """The built-in names (torchvision:NAME and timm:NAME are accepted too)."""
     return sorted(ENCODERS)
+
+
+def check_encoder_name(name) -> str:
+    """``name`` if ``build_encoder`` can build it, else a ValueError saying what is accepted."""
+    if not isinstance(name, str):
+        raise ValueError(f"encoder must be a name (str), got {name!r}")
+    if name in ENCODERS or (name.startswith("timm:") and len(name) > 5):
+        return name
+    arch = name.removeprefix("torchvision:")
+    if arch not in _torchvision_names():
+        raise ValueError(
+            f"unknown encoder {name!r}; choose one of {list_encoders()}, a torchvision classification "
+            "model (torchvision:NAME, e.g. torchvision:convnext_tiny) or timm:NAME"
+        )
+    return name
 
 
 def build_encoder(name: str, small_images: bool = False) -> tuple[nn.Module, int]:
     """A freshly initialised backbone and its output width."""
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; choose one of {list_encoders()}")
-    return ENCODERS[name](small_images)
+    check_encoder_name(name)
+    if name in ENCODERS:
+        return ENCODERS[name](small_images)
+    if name.startswith("timm:"):
+        return _timm(name.removeprefix("timm:"))
+    return _torchvision(name.removeprefix("torchvision:"), small_images)
 
 
 class ProjectionHead(nn.Module):

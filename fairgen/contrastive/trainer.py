@@ -9,95 +9,67 @@ contrasts against every rank's views.
 
 Checkpoints are one ``torch.save`` file of plain tensors and numbers (loaded with
 ``weights_only=True``), written to a temporary file and moved into place with ``os.replace``, so
-a crash never leaves a half-written checkpoint. They hold the model, optimiser, scheduler and
-step; augmentation is seeded from (config.seed, rank, step), so resuming and feeding the same
-remaining batches reproduces an uninterrupted run.
+a crash never leaves a half-written checkpoint (leftover temporary files are removed when a run
+starts). They hold the model, optimiser, scheduler and step; augmentation is seeded from
+(config.seed, rank, step), so resuming and feeding the same remaining batches reproduces an
+uninterrupted run.
+
+Every ``log_every`` steps a line ``{"step", "loss", "lr", "images_per_s"}`` goes to
+``metrics.jsonl`` in the checkpoint folder (and TensorBoard events to ``tensorboard/`` when the
+``tensorboard`` package is installed). A non-finite loss or parameter stops training with a
+``NonFiniteError`` naming the step, before any bad state is checkpointed; a loss still at chance,
+ln(2B - 1) for a global batch of 2B views (or above it), ten steps after the warm-up raises a
+``LossAtChanceWarning``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import time
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from einops import rearrange
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from steering.files import (
+    atomic_write_text,
+    load_safetensors,
+    read_safetensors_metadata,
+    save_safetensors,
+)
+
 from ..augment import augment, get_recipe
-from ..records import from_plain_dict
-from .distributed import rank_and_world_size
-from .encoders import ENCODERS, ProjectionHead, build_encoder
+from .config import TrainConfig
+from .distributed import rank_and_world_size, sync_batchnorm
+from .encoders import ProjectionHead, build_encoder
 from .evaluate import extract_features, knn_accuracy
 from .loss import supcon_loss
-from .optim import OPTIMIZERS, build_optimizer, warmup_cosine
+from .optim import build_optimizer, warmup_cosine
 
-__all__ = ["ContrastiveModel", "KnnMonitor", "TrainConfig", "Trainer", "load_encoder"]
+__all__ = [
+    "ContrastiveModel", "KnnMonitor", "LossAtChanceWarning", "NonFiniteError", "TrainConfig", "Trainer",
+    "clean_leftovers", "load_encoder", "read_checkpoint",
+]
 
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; plain data (``to_dict`` / ``from_dict``)."""
+class NonFiniteError(ValueError):
+    """The loss or a parameter became NaN or infinite; the message names the step."""
 
-    encoder: str = "small_cnn"
-    small_images: bool = True
-    projection_hidden_dim: int = 512
-    projection_dim: int = 128
-    supervised: bool = False
-    temperature: float = 0.1
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    total_steps: int = 1000
-    warmup_steps: int = 10
-    augment: str | dict | None = "light"
-    crop_size: int | None = None
-    seed: int = 0
-    bf16: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    sync_bn: bool = True
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 0
-    log_every: int = 10
-    progress: bool = True
 
-    def __post_init__(self):
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {sorted(ENCODERS)}, got {self.encoder!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.augment is not None:
-            get_recipe(self.augment)  # raises on unknown presets or keys
-        if self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(
-                f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got {self.total_steps}, {self.warmup_steps}"
-            )
-        for name in ("lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "log_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.crop_size is not None and self.crop_size < 1:
-            raise ValueError(f"crop_size must be None or a positive int, got {self.crop_size}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverse of ``to_dict``; unknown keys are an error."""
-        return from_plain_dict(cls, data, "TrainConfig")
+class LossAtChanceWarning(UserWarning):
+    """The loss is not below its chance value ln(2B - 1) ten steps after the warm-up."""
 
 
 class ContrastiveModel(nn.Module):
@@ -145,7 +117,7 @@ def _check_batch(batch, supervised: bool) -> tuple[torch.Tensor, torch.Tensor | 
 
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         torch.save(obj, tmp)
@@ -154,6 +126,42 @@ def _atomic_save(obj, path: Path) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def clean_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files interrupted atomic writes left in a run folder; returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    leftovers = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(".tmp")
+                 and (p.name.startswith(".") or p.name.startswith(CHECKPOINT_NAME))]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A trainer checkpoint's contents (plain data), with a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zips, foreign pickles, garbage: several error types
+        raise ValueError(f"checkpoint {path} is not a readable fairgen checkpoint ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"checkpoint {path} is not a fairgen trainer checkpoint (format {got!r})")
+    missing = sorted({"config", "step", "model", "optimizer", "scheduler"} - set(state))
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {missing}")
+    try:
+        state["config_dict"] = json.loads(state["config"])
+        state["run_dict"] = json.loads(state.get("run", "{}"))
+    except (TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"checkpoint {path} has a corrupt config: {error}") from None
+    return state
 
 
 class Trainer:
@@ -171,8 +179,8 @@ class Trainer:
         )
 
         self.model = _build_model(config).to(self.device, memory_format=self.memory_format)
-        if self.world_size > 1 and config.sync_bn and cuda:  # global batch statistics (SimCLR)
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if self.world_size > 1 and config.sync_bn:  # global batch statistics, on every backend
+            self.model = sync_batchnorm(self.model, cuda)
         self.recipe = get_recipe(config.augment) if config.augment is not None else None
         self.augment_generator = torch.Generator(device=self.device)
         self.optimizer = build_optimizer(
@@ -181,6 +189,9 @@ class Trainer:
         self.scheduler = warmup_cosine(self.optimizer, config.warmup_steps, config.total_steps)
         self.step = 0
         self.history: list[dict] = []
+        self.run_info: dict = {}  # what the caller wants stored with checkpoints (stream, batch size...)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._warned_chance = False
 
         train_model: nn.Module = self.model
         if self.world_size > 1:
@@ -207,6 +218,8 @@ class Trainer:
         """One optimisation step on one batch; returns the detached loss (no host sync)."""
         views, labels = _check_batch(batch, self.config.supervised)
         b, v = views.shape[:2]
+        if b * self.world_size < 2:
+            raise ValueError(f"a batch needs at least 2 samples (1 gives the contrastive loss no negatives), got {b}")
         x = rearrange(views.to(self.device, non_blocking=True), "b v c h w -> (b v) c h w")
         if self.recipe is not None:
             self.augment_generator.manual_seed(self._augment_seed())
@@ -225,7 +238,31 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # no host sync; checked in fit
+        self._first_bad = torch.where(bad, torch.full_like(self._first_bad, self.step), self._first_bad)
+        self._views_per_step = b * v * self.world_size
         return loss.detach()
+
+    def chance_loss(self, views_per_step: int) -> float:
+        """The loss of an encoder that tells nothing apart: ln(N - 1) for N views in the global batch."""
+        return math.log(views_per_step - 1)
+
+    def check_finite(self, parameters: bool = False) -> None:
+        """Raise ``NonFiniteError`` if a loss so far (or, with ``parameters``, a weight) is NaN/inf."""
+        first_bad = self._first_bad.clone()
+        if parameters:
+            finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
+            first_bad = torch.where(~finite & (first_bad < 0), torch.full_like(first_bad, self.step), first_bad)
+        if self.world_size > 1:  # every rank stops together
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MAX)
+        step = int(first_bad)
+        if step >= 0:
+            where = Path(self.config.checkpoint_dir or ".") / CHECKPOINT_NAME
+            kept = f"; the last good checkpoint {where} is kept" if self.config.checkpoint_dir and where.exists() else ""
+            raise NonFiniteError(
+                f"training diverged: the loss or the parameters became NaN/inf at step {step} "
+                f"(lr {self.config.lr:g}, optimizer {self.config.optimizer}){kept}; lower the learning rate"
+            )
 
     def fit(
         self,
@@ -237,38 +274,66 @@ class Trainer:
         """Train ``steps`` more steps (default: up to ``config.total_steps``), one batch per step.
 
         Stops early if ``batches`` runs out. ``monitor(trainer)`` (a ``KnnMonitor``, say) runs
-        every ``monitor_every`` steps; its results land in ``self.history``.
+        every ``monitor_every`` steps; its results land in ``self.history`` (and the metrics file).
         """
         steps = self.config.total_steps - self.step if steps is None else steps
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         config = self.config
-        progress = tqdm(total=steps, disable=not config.progress or self.rank != 0, desc="train")
+        folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+        logger = _MetricsLogger(folder, self.step) if folder is not None and self.rank == 0 else None
+        progress = tqdm(total=steps, disable=not config.progress or self.rank != 0 or _tqdm_off(), desc="train")
         iterator = iter(batches)
-        for _ in range(steps):
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                break
-            lr = self.scheduler.get_last_lr()[0]
-            loss = self.train_step(batch)
-            progress.update(1)
-            if config.log_every and self.step % config.log_every == 0:
-                record = {"step": self.step, "loss": float(loss), "lr": lr}
-                self.history.append(record)
-                progress.set_postfix(loss=f"{record['loss']:.4f}")
-            if monitor is not None and monitor_every and self.step % monitor_every == 0:
-                self.history.append({"step": self.step, **monitor(self)})
-            if (
-                config.checkpoint_dir
-                and config.checkpoint_every
-                and self.step % config.checkpoint_every == 0
-            ):
-                self.save(Path(config.checkpoint_dir) / "checkpoint.pt")
-        progress.close()
-        if config.checkpoint_dir:
-            self.save(Path(config.checkpoint_dir) / "checkpoint.pt")
+        tic, since = time.perf_counter(), self.step
+        try:
+            for _ in range(steps):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                lr = self.scheduler.get_last_lr()[0]
+                loss = self.train_step(batch)
+                progress.update(1)
+                if config.log_every and self.step % config.log_every == 0:
+                    self.check_finite()
+                    now = time.perf_counter()
+                    record = {"step": self.step, "loss": float(loss), "lr": lr,
+                              "images_per_s": self._views_per_step * (self.step - since) / max(now - tic, 1e-9)}
+                    tic, since = now, self.step
+                    self.history.append(record)
+                    self._warn_if_at_chance(record["loss"])
+                    if logger is not None:
+                        logger.write(record)
+                    progress.set_postfix(loss=f"{record['loss']:.4f}")
+                if monitor is not None and monitor_every and self.step % monitor_every == 0:
+                    record = {"step": self.step, **monitor(self)}
+                    self.history.append(record)
+                    if logger is not None:
+                        logger.write(record)
+                if folder is not None and config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self.check_finite(parameters=True)
+                    self.save(folder / CHECKPOINT_NAME)
+            self.check_finite(parameters=True)
+            if folder is not None:
+                self.save(folder / CHECKPOINT_NAME)
+        finally:
+            progress.close()
+            if logger is not None:
+                logger.close()
         return self
+
+    def _warn_if_at_chance(self, loss: float) -> None:
+        if self._warned_chance or self.step < self.config.warmup_steps + 10:
+            return
+        self._warned_chance = True
+        chance = self.chance_loss(self._views_per_step)
+        if loss >= 0.98 * chance:  # at chance (collapsed features) or worse
+            warnings.warn(
+                f"step {self.step}: the loss {loss:.4f} is not below chance, ln(2B - 1) = {chance:.4f} for "
+                f"{self._views_per_step} views per step, {self.step - self.config.warmup_steps} steps after the "
+                f"warm-up: the encoder is not learning (try another --lr or --optimizer)",
+                LossAtChanceWarning, stacklevel=3,
+            )
 
     def state_dict(self) -> dict:
         """Plain tensors and numbers: everything needed to resume exactly."""
@@ -280,6 +345,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "history": json.dumps(self.history),
+            "run": json.dumps(self.run_info),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -288,43 +354,128 @@ class Trainer:
             _atomic_save(self.state_dict(), Path(path))
 
     def load(self, path: str | os.PathLike) -> Trainer:
-        """Restore a checkpoint written by ``save`` (data only: ``weights_only=True``)."""
+        """Restore a checkpoint written by ``save`` (data only: ``weights_only=True``).
+
+        The optimiser's hyper-parameters and the schedule's length come from this trainer's
+        config, so a resumed run may train to a larger ``total_steps`` (unchanged settings give
+        exactly the uninterrupted run).
+        """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{path} is not a fairgen trainer checkpoint (format {state.get('format')!r})"
-            )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = read_checkpoint(path)
+        try:
+            self.model.load_state_dict(_match_prefix(state["model"], self.model.state_dict()))
+        except RuntimeError as error:
+            raise ValueError(f"checkpoint {path} holds weights of another model than encoder "
+                             f"{self.config.encoder!r}: {str(error).splitlines()[0]}") from None
+        fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise ValueError(f"checkpoint {path} holds the state of another optimiser: {error}") from None
+        for group, settings in zip(self.optimizer.param_groups, fresh, strict=True):
+            group.update({k: v for k, v in settings.items() if k not in ("lr", "initial_lr")})
+            group["initial_lr"] = settings.get("initial_lr", settings["lr"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.step = int(state["step"])
-        self.history = json.loads(state["history"])
+        self.history = json.loads(state.get("history", "[]"))
+        self.run_info = state["run_dict"]
         return self
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu"
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", config: TrainConfig | None = None
     ) -> Trainer:
-        """A trainer rebuilt from the config stored in the checkpoint, then restored."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        return cls(TrainConfig.from_dict(json.loads(state["config"])), device).load(path)
+        """A trainer rebuilt from ``config`` (default: the one stored in the checkpoint), then restored."""
+        if config is None:
+            stored = read_checkpoint(path)["config_dict"]
+            try:
+                config = TrainConfig.from_dict(stored)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"checkpoint {path} has an invalid config: {error}") from None
+        return cls(config, device).load(path)
 
     def save_encoder(self, path: str | os.PathLike) -> None:
-        """The backbone alone as safetensors, with the config in the file's metadata."""
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.encoder.state_dict().items()}
-        save_file(tensors, str(path), metadata={"config": json.dumps(self.config.to_dict())})
+        """The backbone alone as safetensors (atomic, reproducible bytes), its config in the metadata."""
+        if self.rank == 0:
+            save_safetensors(self.encoder.state_dict(), path, metadata={"config": self.config.to_dict()})
 
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a backbone saved by ``Trainer.save_encoder``."""
-    with safe_open(str(path), framework="pt") as f:
-        config = TrainConfig.from_dict(json.loads(f.metadata()["config"]))
+    """Rebuild a backbone saved by ``Trainer.save_encoder`` (clear errors name a bad file)."""
+    metadata = read_safetensors_metadata(path, "encoder")
+    config = metadata.get("config")
+    if isinstance(config, str):  # files written before the single-key metadata
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"encoder {path} has a corrupt config: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"encoder {path} has no training config in its metadata; was it written by save_encoder?")
+    try:
+        config = TrainConfig.from_dict(config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"encoder {path} has an invalid config: {error}") from None
     backbone, _ = build_encoder(config.encoder, config.small_images)
-    backbone.load_state_dict(load_file(str(path)))
+    try:
+        backbone.load_state_dict(load_safetensors(path, "encoder"))
+    except RuntimeError as error:
+        raise ValueError(f"encoder {path}: its weights do not fit encoder {config.encoder!r} named in its "
+                         f"config ({str(error).splitlines()[0]})") from None
     return backbone.to(device).eval()
+
+
+def _match_prefix(saved: dict, current: dict) -> dict:
+    """Checkpoints of DDP or non-DDP runs load into either (the model itself is never wrapped)."""
+    return saved if saved.keys() == current.keys() else {k.removeprefix("module."): v for k, v in saved.items()}
+
+
+def _tqdm_off() -> bool:
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class _MetricsLogger:
+    """Appends metric records to ``metrics.jsonl`` (lines past ``start_step`` from a killed run are
+    dropped first) and to TensorBoard when it is installed."""
+
+    def __init__(self, folder: Path, start_step: int):
+        folder.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(folder)
+        self.path = folder / METRICS_NAME
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= start_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        self.handle = open(self.path, "a")
+        self.tensorboard = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional: pip install 'fairgen[tensorboard]'
+            return
+        self.tensorboard = SummaryWriter(str(folder / "tensorboard"), purge_step=start_step + 1)
+
+    def write(self, record: dict) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf  # a torn last line of a killed run
 
 
 class KnnMonitor:

@@ -19,15 +19,9 @@ from pathlib import Path
 
 import torch
 from einops import rearrange
-from pytorch_pretrained_biggan import BigGAN, BigGANConfig
-from pytorch_pretrained_biggan.file_utils import url_to_filename
-from pytorch_pretrained_biggan.model import (
-    PRETRAINED_CONFIG_ARCHIVE_MAP,
-    PRETRAINED_MODEL_ARCHIVE_MAP,
-    BigGANBatchNorm,
-)
 from torch import nn
 
+from ..checks import MissingExtraError
 from .base import check_classes, check_latents
 from .registry import register_generator, register_path_loader
 
@@ -36,6 +30,21 @@ WEIGHTS_NAME = "pytorch_model.bin"
 NAMES = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
 _INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 _TRUNC_BOUND = 2.0  # BigGAN samples z from a standard normal truncated to [-2, 2]
+EXTRA = "biggan"  # pip install 'fairgen[biggan]'
+
+
+def _package():
+    """The ``pytorch_pretrained_biggan`` package, imported only when a BigGAN is asked for."""
+    try:
+        import pytorch_pretrained_biggan
+        import pytorch_pretrained_biggan.file_utils
+        import pytorch_pretrained_biggan.model
+    except ImportError as error:
+        raise MissingExtraError(
+            f"BigGAN generators need the optional dependency pytorch-pretrained-biggan ({error}); "
+            f"install it with: pip install 'fairgen[{EXTRA}]'"
+        ) from None
+    return pytorch_pretrained_biggan
 
 
 # ---------------------------------------------------------------- truncation statistics
@@ -67,7 +76,7 @@ class FrozenBatchNorm(nn.Module):
     into a single per-sample, per-channel multiply-add.
     """
 
-    def __init__(self, bn: BigGANBatchNorm, truncation: float):
+    def __init__(self, bn: nn.Module, truncation: float):
         super().__init__()
         mean = interpolate_statistics(bn.running_means, truncation)
         var = interpolate_statistics(bn.running_vars, truncation)
@@ -92,8 +101,9 @@ class FrozenBatchNorm(nn.Module):
         )
 
 
-def _prepare(model: BigGAN, truncation: float) -> BigGAN:
-    """Make ``model`` a frozen inference model for one truncation (in place; same outputs)."""
+def _prepare(model, truncation: float):
+    """Make a ``BigGAN`` a frozen inference model for one truncation (in place; same outputs)."""
+    BigGANBatchNorm = _package().model.BigGANBatchNorm
     model.eval()
     for module in model.modules():
         if hasattr(module, "weight_orig"):  # spectral norm: fold u, v into a plain weight
@@ -134,7 +144,7 @@ class BigGANGenerator:
 
     def __init__(
         self,
-        model: BigGAN,
+        model: nn.Module,
         *,
         name: str,
         truncation: float = 0.5,
@@ -229,6 +239,7 @@ def load_biggan(
     """
     if name not in NAMES:
         raise ValueError(f"name must be one of {', '.join(NAMES)}, got {name!r}")
+    _package()  # a missing extra is named before any weights are looked for
     _check_truncation(truncation)
     config_file, weights_file = find_weights(name, weights_dir=weights_dir, cache_dir=cache_dir)
     return _load_files(name, config_file, weights_file, device, truncation, classes)
@@ -313,8 +324,9 @@ def _package_caches(cache_dir) -> list[tuple[Path, str]]:
 
 def _in_package_cache(folder: Path, name: str) -> tuple[Path, Path] | None:
     """Find cached files offline: the package names them ``sha256(url)[.sha256(etag)]``."""
-    config_file = _cached_file(folder, PRETRAINED_CONFIG_ARCHIVE_MAP[name])
-    weights_file = _cached_file(folder, PRETRAINED_MODEL_ARCHIVE_MAP[name])
+    model = _package().model
+    config_file = _cached_file(folder, model.PRETRAINED_CONFIG_ARCHIVE_MAP[name])
+    weights_file = _cached_file(folder, model.PRETRAINED_MODEL_ARCHIVE_MAP[name])
     return (config_file, weights_file) if config_file and weights_file else None
 
 
@@ -322,7 +334,7 @@ def _cached_file(folder: Path, url: str) -> Path | None:
     """The newest cached copy of ``url`` in ``folder`` (the etag suffix is unknown offline)."""
     if not folder.is_dir():
         return None
-    stem = url_to_filename(url)
+    stem = _package().file_utils.url_to_filename(url)
     copies = [
         p
         for p in folder.iterdir()
@@ -348,11 +360,12 @@ def _missing_weights(name: str, looked: list[str]) -> FileNotFoundError:
 def _load_files(name, config_file, weights_file, device, truncation, classes) -> BigGANGenerator:
     """Build the model from its config, load the state dict strictly, wrap it."""
     device = torch.device(device)
+    package = _package()
     try:
-        config = BigGANConfig.from_json_file(str(config_file))
+        config = package.BigGANConfig.from_json_file(str(config_file))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"BigGAN config {config_file} is not valid JSON: {error}") from error
-    model = BigGAN(config)
+    model = package.BigGAN(config)
     try:
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors come in several types

@@ -60,6 +60,24 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
     )
 
 
+_PLUGINS_LOADED = False
+
+
 def _import_builtin() -> None:
-    """Import the modules that register the built-in generators (lazily, to avoid cycles)."""
-    from . import biggan  # noqa: F401  (the embedded world registers itself when fairgen is imported)
+    """Import the modules that register generators: BigGAN (its package is imported only when a
+    BigGAN is loaded), fairgen's built-in plug-ins and the ``fairgen.plugins`` entry points."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    import fairgen
+
+    from . import biggan  # noqa: F401
+
+    for module in fairgen.PLUGINS:
+        import_module(module)
+    for entry in entry_points(group="fairgen.plugins"):
+        entry.load()
