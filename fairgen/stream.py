@@ -1,8 +1,10 @@
 """StreamSpec, the shareable card of an infinite training stream, and Stream, which plays it.
 
 A spec is plain JSON: the generator (name or path, pinned by SHA-256), classes and their weights,
-the seed, an eraser card (pinned by SHA-256), the view and augmentation recipes, the output
-resolution and the replay-buffer refresh rate. Given the same spec, device and dtype, ``Stream``
+the seed, an eraser card (pinned by SHA-256), the view and augmentation recipes (in full, never a
+preset name, so a release that retunes a preset cannot change a card's stream), the output
+resolution, the replay-buffer refresh rate, and the fairgen version that wrote it (a card from
+another version loads with a warning: its recipes are exact, the code that plays them may not be). Given the same spec, device and dtype, ``Stream``
 yields the same batches; rank ``r`` of ``w`` gets its own deterministic shard; it resumes from
 any step.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,19 @@ from .records import from_plain_dict
 from .views import ViewRecipe, make_view_latents
 
 SPEC_VERSION = 1
+MAX_RESOLUTION = 4096  # output side in pixels; 30000 would ask for gigabytes per image
+# keys a card read from a file must state (a card that leaves them out does not pin a stream)
+REQUIRED_KEYS = ("generator", "generator_sha256", "seed", "views", "augment", "resolution")
+
+
+def _fairgen_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class StreamVersionWarning(UserWarning):
+    """A stream card written by another fairgen version (or naming a preset instead of a recipe)."""
 
 
 @dataclass
@@ -51,16 +67,17 @@ class StreamSpec:
     refresh: float = 1.0
     buffer_size: int | None = None
     version: int = SPEC_VERSION
+    fairgen_version: str = field(default_factory=_fairgen_version)
 
     def __post_init__(self):
         if self.version != SPEC_VERSION:
             raise ValueError(f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}")
-        if not 0 < self.refresh <= 1:
-            raise ValueError(f"refresh must be in (0, 1], got {self.refresh}")
-        for name, low in (("seed", 0), ("resolution", 1)):
+        if not _is_number(self.refresh) or not 0 < self.refresh <= 1:
+            raise ValueError(f"refresh must be a number in (0, 1], got {self.refresh!r}")
+        for name, low, high in (("seed", 0, 2**63 - 1), ("resolution", 1, MAX_RESOLUTION)):
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            if not _is_int(value) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
             setattr(self, name, int(value))  # plain ints, so that the spec stays JSON
         if self.buffer_size is not None:
             if not _is_int(self.buffer_size) or self.buffer_size < 1:
@@ -73,6 +90,8 @@ class StreamSpec:
         if self.class_weights is not None:
             if self.classes is None or len(self.class_weights) != len(self.classes):
                 raise ValueError("class_weights needs classes of the same length")
+            if isinstance(self.class_weights, str) or not all(_is_number(w) for w in self.class_weights):
+                raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
             if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
                 raise ValueError(f"class_weights must be non-negative with a positive sum, got {self.class_weights}")
         if (self.eraser is None) != (self.eraser_sha256 is None):
@@ -80,9 +99,9 @@ class StreamSpec:
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
         views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
         self.views = views.to_dict()
-        recipe = get_recipe(self.augment)
-        if not isinstance(self.augment, str):
-            self.augment = recipe.to_dict()
+        self.augment = get_recipe(self.augment).to_dict()  # the full recipe, never a preset name
+        if not isinstance(self.fairgen_version, str):
+            raise ValueError(f"fairgen_version must be a version string, got {self.fairgen_version!r}")
         if views.needs_steerer and self.eraser is None:
             raise ValueError("views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)")
 
@@ -101,6 +120,12 @@ class StreamSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> StreamSpec:
+        """A spec from its JSON form; warns when another fairgen wrote it or it names a preset."""
+        if isinstance(data, dict):
+            missing = [key for key in REQUIRED_KEYS if key not in data]
+            if missing:
+                raise ValueError(f"stream spec lacks {missing}; a card must state {list(REQUIRED_KEYS)}")
+            _warn_about_origin(data)
         return from_plain_dict(cls, data, "stream spec")
 
     @classmethod
@@ -118,6 +143,23 @@ class StreamSpec:
         return cls.from_dict(data)
 
 
+def _warn_about_origin(data: dict) -> None:
+    here = _fairgen_version()
+    written = data.get("fairgen_version")
+    if written != here:
+        by = f"fairgen {written}" if written else "a fairgen that did not record its version"
+        warnings.warn(f"this stream card was written by {by}; this is fairgen {here}. Its recipes are stored "
+                      "in full, but if the code that plays them changed, so has the stream", StreamVersionWarning,
+                      stacklevel=3)
+    if isinstance(data.get("augment"), str):
+        warnings.warn(f"this stream card names the augmentation preset {data['augment']!r}; this fairgen's "
+                      f"version of it is used and recorded in full", StreamVersionWarning, stacklevel=3)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -127,9 +169,13 @@ def make_spec(generator, eraser: str | Path | None = None, **settings) -> Stream
     from steering.files import sha256_file
 
     if eraser is not None:
-        from steering.card import card_paths
+        from steering.card import card_paths, read_card
 
         json_path, _ = card_paths(eraser)
+        fitted_on = (read_card(json_path).get("generator") or {}).get("sha256")
+        if fitted_on != generator.checksum:
+            raise ValueError(f"eraser card {json_path} was fitted on a generator with SHA-256 {fitted_on}, "
+                             f"not on {generator.name!r} ({generator.checksum})")
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
     return StreamSpec(generator=settings.pop("generator", generator.name), generator_sha256=generator.checksum, **settings)
 

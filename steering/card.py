@@ -68,7 +68,7 @@ def read_card(path: str | Path) -> dict:
         card = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"eraser card {json_path} is not valid JSON: {error}") from None
-    if card.get("fairgen_card") != "eraser":
+    if not isinstance(card, dict) or card.get("fairgen_card") != "eraser":
         raise ValueError(f"{json_path} is not a fairgen eraser card")
     return card
 

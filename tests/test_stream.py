@@ -175,7 +175,12 @@ def test_stream_refuses_an_eraser_card_fitted_on_another_generator(generator, ba
     card["generator"]["sha256"] = "1" * 64
     (tmp_path / "other.json").write_text(json.dumps(card))
     shutil.copy(balance_card.with_suffix(".safetensors"), tmp_path / "other.safetensors")
-    spec = make_spec(generator, eraser=tmp_path / "other.json")  # pinned, but fitted elsewhere
+    with pytest.raises(ValueError, match="fitted on a generator with SHA-256 1111"):
+        make_spec(generator, eraser=tmp_path / "other.json")  # refused when the card is made
+    from steering.files import sha256_file
+
+    spec = StreamSpec(generator_sha256=generator.checksum, eraser=str(tmp_path / "other.json"),
+                      eraser_sha256=sha256_file(tmp_path / "other.json"))  # pinned by hand, fitted elsewhere
     with pytest.raises(ValueError, match="fitted on generator"):
         Stream(spec, BATCH, generator=generator)
 

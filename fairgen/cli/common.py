@@ -146,12 +146,14 @@ def _int(text: str) -> int:
 
 
 def add_grid_options(parser: argparse.ArgumentParser, default_n: int = 64) -> None:
-    parser.add_argument("--n", type=positive_int, default=default_n, help="number of images")
+    parser.add_argument("--n", type=grid_count, default=default_n,
+                        help=f"number of images, at most {MAX_GRID_IMAGES} (for data sets use `fairgen stream --export`)")
     parser.add_argument("--per-page", type=positive_int, default=256,
                         help=f"images per PNG page (at most {MAX_PER_PAGE}); more images are written as several pages")
 
 
 MAX_PER_PAGE = 1024  # a 32 x 32 grid of thumbnails; matplotlib takes minutes beyond a few thousand
+MAX_GRID_IMAGES = 4096  # grids are for looking at; 20,000 thumbnails took minutes and showed nothing
 
 
 def write_grids(images, out: Path, stem: str, per_page: int, captions=None, title: str = "") -> list[Path]:
@@ -169,6 +171,15 @@ def write_grids(images, out: Path, stem: str, per_page: int, captions=None, titl
         paths.append(save_grid(images[part], out / name, captions=None if captions is None else captions[part],
                                title=title + suffix))
     return paths
+
+
+def grid_count(text: str) -> int:
+    """argparse type: a positive number of grid images, at most MAX_GRID_IMAGES."""
+    value = positive_int(text)
+    if value > MAX_GRID_IMAGES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_GRID_IMAGES} images go into grids, got {value}; "
+                                         "write data sets with `fairgen stream --export`")
+    return value
 
 
 def wrote(paths: list[Path]) -> str:

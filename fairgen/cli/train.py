@@ -222,6 +222,8 @@ def run(args) -> None:
                          "--override to start over, or choose another --out")
     state = read_checkpoint(checkpoint) if args.resume else None
     settings = resolve(args, base=state["run_dict"] if state else None)
+    if state is not None and settings["total_steps"] < state["step"]:
+        raise ValueError(f"--steps {settings['total_steps']} is below the {state['step']} steps this run already trained")
     spec = load_stream_spec(settings)
     train_fields = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in settings.items() if k in train_fields} | {"checkpoint_dir": str(out)})
@@ -241,8 +243,6 @@ def run(args) -> None:
             changed = differences(stored, {k: v for k, v in record.items() if state["run_dict"] or k in stored})
             if changed and not args.override:
                 raise ValueError("--resume with changed settings (pass --override to accept them): " + "; ".join(changed))
-            if config.total_steps < state["step"]:
-                raise ValueError(f"--steps {config.total_steps} is below the {state['step']} steps this run already trained")
             trainer = Trainer.from_checkpoint(checkpoint, device, config=config)
         else:
             trainer = Trainer(config, device)

@@ -17,8 +17,9 @@ uninterrupted run.
 Every ``log_every`` steps a line ``{"step", "loss", "lr", "images_per_s"}`` goes to
 ``metrics.jsonl`` in the checkpoint folder (and TensorBoard events to ``tensorboard/`` when the
 ``tensorboard`` package is installed). A non-finite loss or parameter stops training with a
-``NonFiniteError`` naming the step, before any bad state is checkpointed; a loss still at chance,
-ln(2B - 1) for a global batch of 2B views (or above it), ten steps after the warm-up raises a
+``NonFiniteError`` naming the step, before any bad state is checkpointed; a loss that ten steps
+after the warm-up has covered less than 2% of the way from chance, ln(2B - 1) for a global batch
+of 2B views, to the least possible loss (0 for SimCLR, ln(#positives) for SupCon) raises a
 ``LossAtChanceWarning``.
 """
 
@@ -69,7 +70,7 @@ class NonFiniteError(ValueError):
 
 
 class LossAtChanceWarning(UserWarning):
-    """The loss is not below its chance value ln(2B - 1) ten steps after the warm-up."""
+    """The loss has not moved from its chance value ln(2B - 1) ten steps after the warm-up."""
 
 
 class ContrastiveModel(nn.Module):
@@ -192,6 +193,7 @@ class Trainer:
         self.run_info: dict = {}  # what the caller wants stored with checkpoints (stream, batch size...)
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         self._warned_chance = False
+        self._views_per_step, self._views, self._labels = 0, 2, None
 
         train_model: nn.Module = self.model
         if self.world_size > 1:
@@ -240,12 +242,20 @@ class Trainer:
         self.step += 1
         bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # no host sync; checked in fit
         self._first_bad = torch.where(bad, torch.full_like(self._first_bad, self.step), self._first_bad)
-        self._views_per_step = b * v * self.world_size
+        self._views_per_step, self._views, self._labels = b * v * self.world_size, v, labels
         return loss.detach()
 
     def chance_loss(self, views_per_step: int) -> float:
         """The loss of an encoder that tells nothing apart: ln(N - 1) for N views in the global batch."""
         return math.log(views_per_step - 1)
+
+    def floor_loss(self) -> float:
+        """The least loss of the last batch: ln(V - 1) for SimCLR, the mean ln(#positives) for SupCon."""
+        if self._labels is None:
+            return math.log(self._views - 1) if self._views > 1 else 0.0
+        _, inverse, counts = torch.unique(self._labels, return_inverse=True, return_counts=True)
+        positives = counts[inverse].double() * self._views * self.world_size - 1  # this rank's mix, all ranks
+        return float(torch.log(positives.clamp(min=1)).mean())
 
     def check_finite(self, parameters: bool = False) -> None:
         """Raise ``NonFiniteError`` if a loss so far (or, with ``parameters``, a weight) is NaN/inf."""
@@ -326,12 +336,13 @@ class Trainer:
         if self._warned_chance or self.step < self.config.warmup_steps + 10:
             return
         self._warned_chance = True
-        chance = self.chance_loss(self._views_per_step)
-        if loss >= 0.98 * chance:  # at chance (collapsed features) or worse
+        chance, floor = self.chance_loss(self._views_per_step), self.floor_loss()
+        if loss >= chance - 0.02 * (chance - floor):  # < 2% of the way from chance to the least possible loss
             warnings.warn(
-                f"step {self.step}: the loss {loss:.4f} is not below chance, ln(2B - 1) = {chance:.4f} for "
-                f"{self._views_per_step} views per step, {self.step - self.config.warmup_steps} steps after the "
-                f"warm-up: the encoder is not learning (try another --lr or --optimizer)",
+                f"step {self.step}: the loss {loss:.4f} has not moved from chance, ln(2B - 1) = {chance:.4f} for "
+                f"{self._views_per_step} views per step (the least possible is {floor:.4f}), "
+                f"{self.step - self.config.warmup_steps} steps after the warm-up: the encoder is not learning "
+                "(try another --lr or --optimizer)",
                 LossAtChanceWarning, stacklevel=3,
             )
 

@@ -1,0 +1,72 @@
+"""Tally how the bad inputs of issue 13 fail on this checkout: clear, traceback or silent.
+
+Run: python benchmarks/bad_inputs.py            (this checkout)
+     PYTHONPATH=/path/to/other/checkout python benchmarks/bad_inputs.py   (another one, for a before/after table)
+A CLI case is clear when ``main`` exits 2 with one line (argparse's usage errors count), a
+traceback when an exception escapes, silent when it exits 0. An API case is clear when it raises
+ValueError/FileNotFoundError, a traceback for any other exception, silent when it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import signal
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from bad_input_cases import CASES, Lab  # noqa: E402
+
+
+TIME_LIMIT = 120  # seconds; a case still running then counts as a hang
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Hang
+
+
+def classify(kind, run, lab) -> str:
+    err = io.StringIO()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(TIME_LIMIT)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            result = run(lab)
+    except Hang:
+        return f"hang (> {TIME_LIMIT} s)"
+    except (ValueError, FileNotFoundError) as error:
+        return "clear" if kind == "api" else f"traceback ({type(error).__name__})"
+    except Exception as error:  # noqa: BLE001  (what we are counting)
+        return f"traceback ({type(error).__name__})"
+    finally:
+        signal.alarm(0)
+    if kind == "api":
+        return "silent"
+    return "clear" if result == 2 and "Traceback" not in err.getvalue() else ("silent" if result == 0 else f"exit {result}")
+
+
+def main() -> None:
+    import fairgen
+
+    print(f"fairgen from {Path(fairgen.__file__).parent}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        lab = Lab(Path(folder))
+        tally = {"cli": Counter(), "api": Counter()}
+        for name, kind, run, _ in CASES:
+            outcome = classify(kind, run, lab)
+            tally[kind][outcome.split(" ")[0]] += 1
+            print(f"{outcome:24s} {name}", flush=True)
+    for kind, counts in tally.items():
+        print(f"{kind}: {sum(counts.values())} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Bad inputs of issue 13, one case each, through the command line and the Python API.
+
+Shared by tests/test_bad_inputs.py (each case must fail clearly) and benchmarks/bad_inputs.py
+(tallies clear / traceback / silent on any checkout, for the before/after table). A case is
+``(name, kind, run, match)``: ``run(lab)`` returns ``main``'s exit code for CLI cases and raises
+for API cases; ``match`` is what the error must say.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+
+class Lab:
+    """Files the cases feed in: good ones to break, and broken ones (built once in ``folder``)."""
+
+    def __init__(self, folder: Path):
+        from fairgen import load_generator
+        from fairgen.stream import make_spec
+
+        self.folder = folder
+        self.generator = load_generator("world-sprites-32")
+        weights = Path(__import__("fairgen.world.generator", fromlist=["WEIGHTS"]).WEIGHTS)
+        data = weights.read_bytes()
+        self.file("empty.safetensors", b"")
+        self.file("truncated.safetensors", data[: len(data) // 2])
+        self.file("garbage.safetensors", b"\x00not a safetensors file at all" * 10)
+        spec = make_spec(self.generator, augment="none")
+        self.spec = spec.save(folder / "stream.json")
+        self.spec_dict = json.loads(self.spec.read_text())
+
+    def file(self, name: str, data: bytes) -> Path:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def spec_with(self, name: str, **changes) -> Path:
+        path = self.folder / name
+        path.write_text(json.dumps({**self.spec_dict, **changes}))
+        return path
+
+    def run_folder(self, name: str, checkpoint: bytes | None = None) -> Path:
+        folder = self.folder / name
+        folder.mkdir(exist_ok=True)
+        if checkpoint is not None:
+            (folder / "checkpoint.pt").write_bytes(checkpoint)
+        return folder
+
+    @property
+    def card(self) -> Path:
+        """An eraser card fitted on the embedded generator (made on first use: a few seconds)."""
+        path = self.folder / "card.json"
+        if not path.exists():
+            import steering
+            from fairgen.world import load_judges
+
+            steerer, _ = steering.fit_steerer(self.generator, load_judges()["texture"].predict, n=2000,
+                                              mode="balance", progress=False)
+            steering.save_card(steerer, self.folder / "card",
+                               {"generator": {"name": self.generator.name, "sha256": self.generator.checksum}})
+        return path
+
+    @property
+    def foreign_card(self) -> Path:
+        """The same card, claiming to come from another generator."""
+        path = self.folder / "foreign" / "card.json"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            card = json.loads(self.card.read_text())
+            card["generator"] = {"name": "biggan-deep-128", "sha256": "0" * 64}
+            path.write_text(json.dumps(card))
+            shutil.copy(self.folder / "card.safetensors", path.parent / "card.safetensors")
+        return path
+
+
+def cli(*argv):
+    from fairgen.cli import main
+
+    def run(lab: Lab) -> int:
+        args = [a(lab) if callable(a) else a for a in argv]
+        try:
+            return main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse refuses a bad value with exit code 2
+            return exit_.code
+    return run
+
+
+def mismatched_encoder(lab: Lab) -> Path:
+    """An encoder file whose config names resnet18 but whose weights are a small_cnn's."""
+    from fairgen.contrastive import TrainConfig
+    from fairgen.contrastive.encoders import build_encoder
+    from steering.files import save_safetensors
+
+    backbone, _ = build_encoder("small_cnn", True)
+    path = lab.folder / "mismatched.safetensors"
+    save_safetensors(backbone.state_dict(), path, metadata={"config": TrainConfig(encoder="resnet18").to_dict()})
+    return path
+
+
+def configless_checkpoint(lab: Lab) -> Path:
+    folder = lab.run_folder("configless")
+    torch.save({"format": 1, "step": 3, "model": {}, "optimizer": {}, "scheduler": {}}, folder / "checkpoint.pt")
+    return folder
+
+
+def trained_run(lab: Lab) -> Path:
+    """A 2-step run to resume."""
+    from fairgen.cli import main
+
+    folder = lab.folder / "trained"
+    if not (folder / "checkpoint.pt").exists():
+        assert main(["train", "--spec", str(lab.spec), "--out", str(folder), "--steps", "2", "--batch-size", "4",
+                     "--quiet"]) == 0
+    return folder
+
+
+def api(fn):
+    return fn
+
+
+def _augment(images):
+    from fairgen.augment import augment
+
+    return augment(images, "light", torch.Generator().manual_seed(0))
+
+
+def _judge(images):
+    from fairgen.world import load_judges
+
+    return load_judges()["shape"].predict(images)
+
+
+def _spec(**changes):
+    from fairgen.stream import StreamSpec
+
+    return StreamSpec(**changes)
+
+
+def _trainer_step(views):
+    from fairgen.contrastive import TrainConfig, Trainer
+
+    trainer = Trainer(TrainConfig(augment=None, projection_hidden_dim=16, projection_dim=8, total_steps=3,
+                                  warmup_steps=0, log_every=1, progress=False))
+    trainer.fit([{"views": views, "labels": torch.zeros(len(views), dtype=torch.long)}] * 3)
+
+
+def _nan_views():
+    views = torch.rand(4, 2, 3, 16, 16)
+    views[0, 0, 0, 0, 0] = float("nan")
+    return views
+
+
+def _load_encoder(path_of):
+    from fairgen.contrastive import load_encoder
+
+    return lambda lab: load_encoder(path_of(lab))
+
+
+def _from_checkpoint(path_of):
+    from fairgen.contrastive import Trainer
+
+    return lambda lab: Trainer.from_checkpoint(path_of(lab))
+
+
+def _load_generator(path_of):
+    from fairgen import load_generator
+
+    return lambda lab: load_generator(str(path_of(lab)))
+
+
+def _world_sample(n):
+    from fairgen.world import World
+
+    return lambda lab: World(32).sample(n, seed=0)
+
+
+def _stream(batch_size):
+    from fairgen.stream import Stream
+
+    return lambda lab: Stream(_spec(generator_sha256=lab.generator.checksum), batch_size)
+
+
+OUT = lambda lab: lab.folder / "out"  # noqa: E731  (a folder the commands may write into)
+
+CASES = [
+    # ------------------------------------------------------------ command line
+    ("cli: --device that does not exist", "cli", cli("sample", "--n", "4", "--device", "tpu9", "--out", OUT), "--device"),
+    ("cli: --device cuda without a GPU", "cli", cli("sample", "--n", "4", "--device", "cuda:7", "--out", OUT), "--device"),
+    ("cli: empty generator weights", "cli", cli("sample", "--generator", lambda lab: lab.folder / "empty.safetensors", "--out", OUT), "empty.safetensors"),
+    ("cli: truncated generator weights", "cli", cli("sample", "--generator", lambda lab: lab.folder / "truncated.safetensors", "--out", OUT), "truncated.safetensors"),
+    ("cli: garbage generator weights", "cli", cli("sample", "--generator", lambda lab: lab.folder / "garbage.safetensors", "--out", OUT), "garbage.safetensors"),
+    ("cli: garbage eraser card", "cli", cli("stream", "--new", lambda lab: lab.folder / "s.json", "--eraser", lambda lab: lab.file("bad/card.json", b"{not json")), "card.json"),
+    ("cli: eraser card of another generator", "cli", cli("stream", "--new", lambda lab: lab.folder / "s2.json", "--eraser", lambda lab: lab.foreign_card), "fitted on"),
+    ("cli: empty encoder", "cli", cli("audit", "--encoder", lambda lab: lab.folder / "empty.safetensors", "--n-probe", "50", "--n-test", "50", "--out", OUT), "empty.safetensors"),
+    ("cli: truncated encoder", "cli", cli("audit", "--encoder", lambda lab: lab.folder / "truncated.safetensors", "--n-probe", "50", "--n-test", "50", "--out", OUT), "truncated.safetensors"),
+    ("cli: encoder whose config and weights disagree", "cli", cli("audit", "--encoder", mismatched_encoder, "--n-probe", "50", "--n-test", "50", "--out", OUT), "do not fit"),
+    ("cli: empty checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c1", b"")), "checkpoint"),
+    ("cli: truncated checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c2", b"PK\x03\x04" + b"\x00" * 40)), "checkpoint"),
+    ("cli: garbage checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c3", b"garbage" * 30)), "checkpoint"),
+    ("cli: checkpoint without its config", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", configless_checkpoint), "lacks"),
+    ("cli: --resume without a checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("none")), "no checkpoint"),
+    ("cli: --resume with another --lr", "cli", cli("train", "--resume", "--lr", "0.5", "--steps", "3", "--out", trained_run), "lr"),
+    ("cli: --resume with another --batch-size", "cli", cli("train", "--resume", "--batch-size", "8", "--steps", "3", "--out", trained_run), "batch_size"),
+    ("cli: --resume with another spec", "cli", cli("train", "--resume", "--spec", lambda lab: lab.spec_with("seed9.json", seed=9), "--steps", "3", "--out", trained_run), "stream"),
+    ("cli: --resume to fewer steps than trained", "cli", cli("train", "--resume", "--steps", "1", "--out", trained_run), "below"),
+    ("cli: class weights NaN", "cli", cli("train", "--spec", lambda lab: lab.spec_with("nan.json", classes=[0, 1], class_weights=[float("nan"), 1.0]), "--out", OUT, "--steps", "1", "--batch-size", "4"), "class_weights"),
+    ("cli: class weights inf", "cli", cli("train", "--spec", lambda lab: lab.spec_with("inf.json", classes=[0, 1], class_weights=[float("inf"), 1.0]), "--out", OUT, "--steps", "1", "--batch-size", "4"), "class_weights"),
+    ("cli: refresh as a string", "cli", cli("train", "--spec", lambda lab: lab.spec_with("refresh.json", refresh="0.5"), "--out", OUT, "--steps", "1", "--batch-size", "4"), "refresh"),
+    ("cli: resolution 30000", "cli", cli("train", "--spec", lambda lab: lab.spec_with("huge.json", resolution=30000), "--out", OUT, "--steps", "1", "--batch-size", "4"), "resolution"),
+    ("cli: spec missing most keys", "cli", cli("train", "--spec", lambda lab: lab.file("sparse.json", b'{"generator": "world-sprites-32"}'), "--out", OUT, "--steps", "1"), "lacks"),
+    ("cli: train --batch-size 1", "cli", cli("train", "--spec", lambda lab: lab.spec, "--out", lambda lab: lab.run_folder("b1"), "--steps", "1", "--batch-size", "1"), "batch"),
+    ("cli: train --lr 1e30 diverges", "cli", cli("train", "--spec", lambda lab: lab.spec, "--out", lambda lab: lab.run_folder("lr"), "--steps", "4", "--batch-size", "4", "--lr", "1e30", "--optimizer", "sgd", "--log-every", "1", "--quiet"), "NaN"),
+    ("cli: train --config with an unknown key", "cli", cli("train", "--config", lambda lab: lab.file("run.yaml", b"spec: stream.json\nepochs: 3\n"), "--out", OUT), "unknown keys"),
+    ("cli: train --config that is not YAML", "cli", cli("train", "--config", lambda lab: lab.file("bad.yaml", b"spec: [unclosed\n"), "--out", OUT), "not valid YAML"),
+    ("cli: zoo train --steps 0", "cli", cli("zoo", "train", "world-sprites-32", "--steps", "0", "--out", OUT), "positive integer"),
+    ("cli: zoo train --steps -1", "cli", cli("zoo", "train", "world-sprites-32", "--steps", "-1", "--out", OUT), "positive integer"),
+    ("cli: steer --protected shape (the class)", "cli", cli("steer", "--protected", "shape", "--n", "100", "--out", lambda lab: lab.folder / "c"), "class"),
+    ("cli: world --n 20000 (one grid)", "cli", cli("world", "--n", "20000", "--out", OUT), "at most"),
+    ("cli: world --resolution 30000", "cli", cli("world", "--resolution", "30000", "--out", OUT), "invalid choice"),
+    ("cli: --out naming a file", "cli", cli("sample", "--n", "4", "--out", lambda lab: lab.folder / "grid.png"), "folder"),
+    # ------------------------------------------------------------ Python API
+    ("api: augment images in [0, 255]", "api", api(lambda lab: _augment(torch.rand(2, 3, 8, 8) * 255)), r"\[0, 1\]"),
+    ("api: augment images in [-1, 1]", "api", api(lambda lab: _augment(torch.rand(2, 3, 8, 8) * 2 - 1)), r"\[0, 1\]"),
+    ("api: augment NaN images", "api", api(lambda lab: _augment(torch.full((2, 3, 8, 8), float("nan")))), "NaN"),
+    ("api: judges on images in [0, 255]", "api", api(lambda lab: _judge(torch.rand(2, 3, 32, 32) * 255)), r"\[0, 1\]"),
+    ("api: judges on images in [-1, 1]", "api", api(lambda lab: _judge(torch.rand(2, 3, 32, 32) * 2 - 1)), r"\[0, 1\]"),
+    ("api: generator on NaN latents", "api", api(lambda lab: lab.generator.synthesize(torch.full((2, lab.generator.latent_dim), float("nan")), torch.zeros(2, dtype=torch.long))), "NaN"),
+    ("api: generator on float classes", "api", api(lambda lab: lab.generator.synthesize(torch.zeros(2, lab.generator.latent_dim), torch.zeros(2))), "int"),
+    ("api: spec with NaN class weights", "api", api(lambda lab: _spec(classes=[0, 1], class_weights=[float("nan"), 1.0])), "class_weights"),
+    ("api: spec with refresh as a string", "api", api(lambda lab: _spec(refresh="0.5")), "refresh"),
+    ("api: spec with resolution 30000", "api", api(lambda lab: _spec(resolution=30000)), "resolution"),
+    ("api: spec missing most keys", "api", api(lambda lab: __import__("fairgen").StreamSpec.from_dict({"generator": "world-sprites-32"})), "lacks"),
+    ("api: spec with unknown keys", "api", api(lambda lab: __import__("fairgen").StreamSpec.from_dict({**lab.spec_dict, "epochs": 3})), "unknown"),
+    ("api: make_spec with a card of another generator", "api", api(lambda lab: __import__("fairgen").make_spec(lab.generator, eraser=lab.foreign_card)), "fitted on"),
+    ("api: Stream with batch_size 0", "api", api(_stream(0)), "batch_size"),
+    ("api: Stream with batch_size 2.5", "api", api(_stream(2.5)), "batch_size"),
+    ("api: World.sample(-1)", "api", api(_world_sample(-1)), "n"),
+    ("api: World.sample(2.5)", "api", api(_world_sample(2.5)), "n"),
+    ("api: trainer on NaN views", "api", api(lambda lab: _trainer_step(_nan_views())), "NaN"),
+    ("api: trainer on a batch of 1", "api", api(lambda lab: _trainer_step(torch.rand(1, 2, 3, 16, 16))), "at least 2"),
+    ("api: TrainConfig lr NaN", "api", api(lambda lab: __import__("fairgen.contrastive").contrastive.TrainConfig(lr=float("nan"))), "lr"),
+    ("api: TrainConfig total_steps 2.5", "api", api(lambda lab: __import__("fairgen.contrastive").contrastive.TrainConfig(total_steps=2.5)), "total_steps"),
+    ("api: load_encoder on an empty file", "api", _load_encoder(lambda lab: lab.folder / "empty.safetensors"), "empty.safetensors"),
+    ("api: load_encoder on a garbage file", "api", _load_encoder(lambda lab: lab.folder / "garbage.safetensors"), "garbage.safetensors"),
+    ("api: load_encoder whose config and weights disagree", "api", _load_encoder(mismatched_encoder), "do not fit"),
+    ("api: checkpoint that is garbage", "api", _from_checkpoint(lambda lab: lab.file("g.pt", b"garbage" * 30)), "g.pt"),
+    ("api: checkpoint without its config", "api", _from_checkpoint(lambda lab: configless_checkpoint(lab) / "checkpoint.pt"), "lacks"),
+    ("api: load_generator on a truncated file", "api", _load_generator(lambda lab: lab.folder / "truncated.safetensors"), "truncated.safetensors"),
+]

@@ -1,0 +1,24 @@
+"""Every bad input of issue 13 gets a clear error at the boundary: exit code 2 and one line naming
+the problem on the command line, a ValueError/FileNotFoundError saying what was expected in Python."""
+
+import re
+
+import pytest
+from bad_input_cases import CASES, Lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return Lab(tmp_path_factory.mktemp("bad_inputs"))
+
+
+@pytest.mark.parametrize(("name", "kind", "run", "match"), CASES, ids=[case[0] for case in CASES])
+def test_bad_input_fails_clearly(name, kind, run, match, lab, capsys):
+    if kind == "cli":
+        assert run(lab) == 2, name
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert re.search(match, err), err[-500:]
+    else:
+        with pytest.raises((ValueError, FileNotFoundError), match=match):
+            run(lab)
