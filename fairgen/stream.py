@@ -1,7 +1,8 @@
 """StreamSpec, the shareable card of an infinite training stream, and Stream, which plays it.
 
-A spec is plain JSON: the generator (name or path, pinned by SHA-256), classes and their weights,
-the seed, an eraser card (pinned by SHA-256), the view and augmentation recipes, the output
+A spec is plain JSON: the generator (registry name, entry point ``pkg.mod:factory``, or a path relative
+to the spec's folder; pinned by SHA-256) and its options, classes and their weights,
+the seed, an eraser card (relative to the spec, pinned by SHA-256), the view and augmentation recipes, the output
 resolution and the replay-buffer refresh rate. Given the same spec, device and dtype, ``Stream``
 yields the same batches; rank ``r`` of ``w`` gets its own deterministic shard; it resumes from
 any step.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import torch
 from einops import rearrange
 
 from .augment import augment, get_recipe
+from .entry_points import is_entry_point
 from .records import from_plain_dict
 from .views import ViewRecipe, make_view_latents
 
@@ -94,9 +97,19 @@ class StreamSpec:
         return asdict(self)
 
     def save(self, path: str | Path) -> Path:
+        """Write the spec as JSON. Local files it names (the eraser card, a generator folder or file)
+        are written as paths relative to the spec's folder; one lying outside that folder is first
+        copied beside the spec (hard-linked where possible), so the folder travels as a whole."""
+        from steering.files import atomic_write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        data = self.to_dict()
+        if self.eraser is not None:
+            data["eraser"] = _bring_card(self.eraser, path.parent)
+        if _names_local_file(self.generator):
+            data["generator"] = _bring(Path(self.generator), path.parent)
+        atomic_write_text(path, json.dumps(data, indent=2))
         return path
 
     @classmethod
@@ -112,18 +125,76 @@ class StreamSpec:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"stream spec {path} is not valid JSON: {error}") from None
-        eraser = data.get("eraser") if isinstance(data, dict) else None
-        if eraser and not Path(eraser).is_absolute() and (path.parent / eraser).is_file():
-            data["eraser"] = str(path.parent / eraser)  # a card shared in the spec's folder
+        if isinstance(data, dict):  # names inside a received spec resolve inside its folder, never outside
+            from steering.files import resolve_inside
+
+            if data.get("eraser") is not None:
+                data["eraser"] = str(resolve_inside(path.parent, data["eraser"], f"stream spec {path.name}: eraser"))
+            generator = data.get("generator")
+            if isinstance(generator, str) and not is_entry_point(generator):
+                local = resolve_inside(path.parent, generator, f"stream spec {path.name}: generator")
+                if local.exists():
+                    data["generator"] = str(local)
         return cls.from_dict(data)
+
+
+def _names_local_file(generator: str) -> bool:
+    return isinstance(generator, str) and not is_entry_point(generator) and Path(generator).exists()
+
+
+def _bring(source: Path, folder: Path) -> str:
+    """``source`` as a path relative to ``folder``; copied (or hard-linked) in first if it lies outside."""
+    import shutil
+
+    from steering.files import relative_to_card, sha256_file
+
+    source, folder = source.resolve(), folder.resolve()
+    if folder in source.parents:
+        return relative_to_card(source, folder)
+    target = folder / source.name
+    if target.exists():
+        same = (sha256_file(target) == sha256_file(source) if source.is_file() else
+                all((target / f.relative_to(source)).is_file() and sha256_file(target / f.relative_to(source)) == sha256_file(f)
+                    for f in source.rglob("*") if f.is_file()))
+        if not same:
+            raise ValueError(f"cannot place {source} beside the spec: {target} already exists with other content")
+        return target.name
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link_or_copy)
+    else:
+        link_or_copy(source, target)
+    return target.name
+
+
+def _bring_card(eraser: str, folder: Path) -> str:
+    """The eraser card's JSON (and the tensors file it names) beside the spec; its relative name."""
+    from steering.card import card_paths, card_tensors, read_card
+
+    json_path, _ = card_paths(eraser)
+    tensors = card_tensors(read_card(json_path), json_path)
+    if not tensors.is_file():
+        raise FileNotFoundError(f"eraser card tensors {tensors} do not exist")
+    name = _bring(json_path, folder)
+    _bring(tensors, (folder / name).parent)
+    return name
 
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def make_spec(generator, eraser: str | Path | None = None, **settings) -> StreamSpec:
-    """A spec for a loaded generator (and eraser card), pinning both by SHA-256."""
+def make_spec(generator, eraser: str | Path | None = None, source: str | None = None, **settings) -> StreamSpec:
+    """A spec for a loaded generator (and eraser card), pinning both by SHA-256.
+
+    ``source`` is how the spec names the generator (a registry name, an entry point or a local
+    path, as given to ``load_generator``); by default the generator's own name."""
     from steering.files import sha256_file
 
     if eraser is not None:
@@ -131,7 +202,7 @@ def make_spec(generator, eraser: str | Path | None = None, **settings) -> Stream
 
         json_path, _ = card_paths(eraser)
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
-    return StreamSpec(generator=settings.pop("generator", generator.name), generator_sha256=generator.checksum, **settings)
+    return StreamSpec(generator=str(source or generator.name), generator_sha256=generator.checksum, **settings)
 
 
 class Stream:
@@ -178,7 +249,6 @@ class Stream:
         if self.spec.eraser is None:
             return None
         from steering.card import load_card
-
         from steering.files import sha256_file
 
         path = Path(self.spec.eraser)
