@@ -39,8 +39,11 @@ def load_state_file(path, what: str) -> dict:
     return state
 
 
-def load_into(model: nn.Module, state: dict, path, what: str) -> nn.Module:
-    """Load ``state`` strictly; a mismatch is a ValueError naming the file and the keys."""
+def load_into(model: nn.Module, state: dict, path, what: str, dropped_head: str | None = None) -> nn.Module:
+    """Load ``state`` strictly (only the keys of a ``dropped_head`` may be left over); a mismatch is a
+    ValueError naming the file and the keys."""
+    if dropped_head:
+        state = {k: v for k, v in state.items() if not k.startswith(dropped_head + ".")}
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
@@ -76,21 +79,23 @@ def _check_name(arch: str, known: list[str], library: str) -> None:
         raise ValueError(f"unknown {library} model {arch!r}{hint}")
 
 
-def strip_head(model: nn.Module) -> nn.Module:
-    """Replace the final classification layer with Identity, so the model returns features."""
+def strip_head(model: nn.Module) -> str:
+    """Replace the final classification layer with Identity (the model then returns features);
+    returns the removed layer's state-dict prefix."""
     if hasattr(model, "reset_classifier"):  # timm
+        name = model.pretrained_cfg.get("classifier", "fc") if hasattr(model, "pretrained_cfg") else "fc"
         model.reset_classifier(0)
-        return model
+        return name
     for attribute in ("fc", "head", "heads", "classifier"):
         layer = getattr(model, attribute, None)
         if isinstance(layer, nn.Linear):
             setattr(model, attribute, nn.Identity())
-            return model
+            return attribute
         if isinstance(layer, nn.Sequential):
             last = [i for i, m in enumerate(layer) if isinstance(m, nn.Linear)]
             if last:
                 layer[last[-1]] = nn.Identity()
-                return model
+                return f"{attribute}.{last[-1]}"
     raise ValueError(f"cannot find the classification layer of {type(model).__name__} to turn it into an encoder")
 
 
@@ -114,10 +119,9 @@ def load_image_model(library: str, arch: str, weights, *, num_classes: int | Non
                      image_size: int = 224, device="cpu") -> ImageModel:
     """``arch`` from ``library`` with the local ``weights`` file; ``features=True`` drops its head."""
     net = build_classifier(library, arch, num_classes)
+    head = strip_head(net) if features else None  # an encoder keeps the backbone: any head size fits
     if weights is not None:
-        load_into(net, load_state_file(weights, f"{library} weights"), weights, f"{library} weights")
-    if features:
-        net = strip_head(net)
+        load_into(net, load_state_file(weights, f"{library} weights"), weights, f"{library} weights", head)
     return ImageModel(net, image_size).to(device).eval()
 
 
