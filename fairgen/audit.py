@@ -96,3 +96,45 @@ def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[
     )
     report.save(out)
     return report
+
+
+def memorisation_in_feature_space(generator: str, encoder: str, train_data: str, heldout_data: str, out, *,
+                                  n: int = 1000, encoder_weights=None, image_size: int = 224,
+                                  generator_options: dict | None = None, pairs: int = 16, seed: int = 0,
+                                  device="cpu", progress: bool = True):
+    """Do ``generator``'s samples sit closer to its training images than held-out real ones do, in
+    ``encoder``'s feature space? Writes report.json/.md, the distance plot and near_copies.png
+    (each generated sample beside its nearest training image, closest first)."""
+    import audits
+
+    from . import __version__
+    from .data import load_data
+    from .generators import load_generator
+    from .plotting import save_grid
+
+    model, encoder_info = load_audit_encoder(encoder, encoder_weights, image_size, device)
+    gen = load_generator(generator, device=device, **(generator_options or {}))
+    train, held = load_data(train_data), load_data(heldout_data)
+    rng = torch.Generator().manual_seed(seed)
+    z = gen.sample_latents(n, generator=rng)
+    y = torch.arange(n) % gen.num_classes if gen.num_classes else None
+    samples = torch.cat([gen.synthesize(zb, None if y is None else yb.to(gen.device))
+                         for zb, yb in zip(z.split(256), (y if y is not None else torch.zeros(n)).split(256), strict=True)]).cpu()
+    resolution = gen.resolution
+    result = audits.memorisation(features_of(model, samples.split(256), device),
+                                 features_of(model, train.images(resolution, progress=progress), device),
+                                 features_of(model, held.images(resolution, progress=progress), device))
+    closest = result.closest_pairs(pairs)
+    train_images = torch.cat(list(train.subset([j for _, j, _ in closest]).images(resolution)))
+    grid = torch.stack([t for (i, _, _), nearest in zip(closest, train_images, strict=True) for t in (samples[i], nearest)])
+    captions = [c for i, j, d in closest for c in (f"gen {i}\nd={d:.3g}", f"train {j}")]
+    save_grid(grid, Path(out) / "near_copies.png", nrow=8, captions=captions,
+              title="generated (left) beside its nearest training image (right), closest first")
+    provenance = {"fairgen_version": __version__, "generator": {"name": generator, "sha256": gen.checksum,
+                                                                "options": generator_options or {}},
+                  "encoder": encoder_info, "train_data": train.provenance(), "heldout_data": held.provenance(),
+                  "n_generated": n, "seed": seed, "feature_space": encoder_info["name"]}
+    report = audits.AuditReport(f"memorisation of {generator} in the feature space of {encoder}", provenance)
+    report.add("memorisation", result)
+    report.save(out)
+    return report

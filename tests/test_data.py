@@ -170,3 +170,35 @@ def test_stream_resolution_defaults_to_the_generators(tmp_path):
     assert main(["stream", "--new", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["resolution"] == 32
     assert np.isscalar(json.loads((tmp_path / "s.json").read_text())["seed"])
+
+
+def test_memorisation_in_an_encoders_feature_space_flags_a_copying_generator(tmp_path):
+    from safetensors.torch import save_file
+
+    from fairgen.generators import load_generator
+    from fairgen.models import build_classifier
+
+    generator = load_generator("world-sprites-32")
+
+    def write(folder, seed, n=40):
+        z = generator.sample_latents(n, generator=torch.Generator().manual_seed(seed))
+        for i, image in enumerate(generator.synthesize(z, torch.arange(n) % generator.num_classes)):
+            _png_image(folder / f"{i:03d}.png", image)
+
+    write(tmp_path / "train", 0)  # the generator's "training set": exactly what it will produce with seed 0
+    write(tmp_path / "heldout", 99)
+    net = build_classifier("torchvision", "resnet18", num_classes=10)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r18.safetensors"))
+    out = tmp_path / "memo"
+    assert main(["memorisation", "--encoder", "torchvision:resnet18", "--encoder-weights", str(tmp_path / "r18.safetensors"),
+                 "--image-size", "32", "--train-data", str(tmp_path / "train"), "--heldout-data", str(tmp_path / "heldout"),
+                 "--n", "40", "--pairs", "4", "--quiet", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sections"]["memorisation"]["memorised"] is True
+    assert report["provenance"]["feature_space"] == "torchvision:resnet18"
+    assert (out / "near_copies.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _png_image(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_png((image.clamp(0, 1) * 255).round().byte()).numpy().tobytes())
