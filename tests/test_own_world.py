@@ -11,10 +11,10 @@ import sys
 
 import pytest
 import torch
+from test_biggan import save_weights, tiny_state
 from torchvision.io import encode_png
 
 from fairgen.cli import main
-from test_biggan import save_weights, tiny_state
 
 LABELER = '''
 import torch

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_generator, add_generator_options, add_seed, generator_options
+from .common import (
+    add_command,
+    add_device,
+    add_generator,
+    add_generator_options,
+    add_seed,
+    generator_options,
+)
 
 
 def add_parser(sub) -> None:
