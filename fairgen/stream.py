@@ -1,7 +1,7 @@
 """StreamSpec, the shareable card of an infinite training stream, and Stream, which plays it.
 
 A spec is plain JSON: the generator (name or path, pinned by SHA-256), classes and their weights,
-the seed, an eraser card (pinned by SHA-256), the view and augmentation recipes, the output
+the seed, an eraser card and a walk card (each pinned by SHA-256), the view and augmentation recipes, the output
 resolution and the replay-buffer refresh rate. Given the same spec, device and dtype, ``Stream``
 yields the same batches; rank ``r`` of ``w`` gets its own deterministic shard; it resumes from
 any step.
@@ -45,6 +45,8 @@ class StreamSpec:
     seed: int = 0
     eraser: str | None = None
     eraser_sha256: str | None = None
+    walks: str | None = None
+    walks_sha256: str | None = None
     views: dict = field(default_factory=lambda: ViewRecipe().to_dict())
     augment: dict | str = "light"
     resolution: int = 32
@@ -77,6 +79,8 @@ class StreamSpec:
                 raise ValueError(f"class_weights must be non-negative with a positive sum, got {self.class_weights}")
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
+        if (self.walks is None) != (self.walks_sha256 is None):
+            raise ValueError("walks and walks_sha256 go together")
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
         views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
         self.views = views.to_dict()
@@ -85,6 +89,8 @@ class StreamSpec:
             self.augment = recipe.to_dict()
         if views.needs_steerer and self.eraser is None:
             raise ValueError("views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)")
+        if views.needs_walks and self.walks is None:
+            raise ValueError("views ask for 'walk' views, which need a walk card (walks and walks_sha256)")
 
     @property
     def view_recipe(self) -> ViewRecipe:
@@ -112,9 +118,10 @@ class StreamSpec:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"stream spec {path} is not valid JSON: {error}") from None
-        eraser = data.get("eraser") if isinstance(data, dict) else None
-        if eraser and not Path(eraser).is_absolute() and (path.parent / eraser).is_file():
-            data["eraser"] = str(path.parent / eraser)  # a card shared in the spec's folder
+        for key in ("eraser", "walks"):
+            card = data.get(key) if isinstance(data, dict) else None
+            if card and not Path(card).is_absolute() and (path.parent / card).is_file():
+                data[key] = str(path.parent / card)  # a card shared in the spec's folder
         return cls.from_dict(data)
 
 
@@ -122,8 +129,8 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def make_spec(generator, eraser: str | Path | None = None, **settings) -> StreamSpec:
-    """A spec for a loaded generator (and eraser card), pinning both by SHA-256."""
+def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | None = None, **settings) -> StreamSpec:
+    """A spec for a loaded generator (and eraser and walk cards), pinning each by SHA-256."""
     from steering.files import sha256_file
 
     if eraser is not None:
@@ -131,6 +138,13 @@ def make_spec(generator, eraser: str | Path | None = None, **settings) -> Stream
 
         json_path, _ = card_paths(eraser)
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
+    if walks is not None:
+        from .walks import walk_card_paths
+
+        json_path, _ = walk_card_paths(walks)
+        if not json_path.is_file():
+            raise FileNotFoundError(f"walk card {json_path} does not exist")
+        settings.update(walks=str(json_path), walks_sha256=sha256_file(json_path))
     return StreamSpec(generator=settings.pop("generator", generator.name), generator_sha256=generator.checksum, **settings)
 
 
@@ -163,6 +177,7 @@ class Stream:
             )
         self.steerer = self._load_steerer()
         self.views = spec.view_recipe
+        self.walks = self._load_walks()
         self.augment = get_recipe(spec.augment)
         self.step = start_step
         self._classes, self._class_probs = self._class_table()
@@ -193,6 +208,21 @@ class Stream:
         steerer, _ = load_card(path, generator=self.generator)
         return steerer
 
+    def _load_walks(self):
+        """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
+        if self.spec.walks is None:
+            return None
+        from .walks import load_walks
+
+        walks, _ = load_walks(self.spec.walks, generator=self.generator, sha256=self.spec.walks_sha256)
+        wanted = self.views.walk_transformations or walks.transformations
+        missing = [t for t in wanted if t not in walks.transformations]
+        if missing:
+            raise ValueError(f"views ask for walks {missing} that the walk card lacks (it has {list(walks.transformations)})")
+        if self.views.walk_compose > len(wanted):
+            raise ValueError(f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on offer")
+        return walks.cpu()
+
     def _class_table(self):
         num = self.generator.num_classes
         if num == 0:  # unconditional: every sample gets label 0, and classes cannot be chosen
@@ -218,7 +248,7 @@ class Stream:
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
         if self.steerer is not None and self.steerer.mode != "flip":
             z = self.steerer(z, y, rng)
-        latents = make_view_latents(z, y, self.views, rng, self.steerer)
+        latents = make_view_latents(z, y, self.views, rng, self.steerer, self.walks)
         flat = rearrange(latents, "b v d -> (b v) d").to(self.device)
         labels = y.repeat_interleave(self.views.num_views).to(self.device)
         images = self.generator.synthesize(flat, labels if self.generator.num_classes else None)
