@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
     p.add_argument("--new", metavar="CARD", help="write a new stream card (JSON) here")
     add_generator(p)
     p.add_argument("--eraser", default=None, help="eraser card from `fairgen steer` (optional)")
-    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip (>= 2)")
+    p.add_argument("--walks", default=None, help="walk card from `fairgen walks learn` (needed by walk views)")
+    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip|walk (>= 2)")
     p.add_argument("--sigma", type=float, default=0.5, help="latent-neighbour noise scale")
     p.add_argument("--augment", default="light", help="augmentation preset: simclr, light, none")
     p.add_argument("--refresh", type=float, default=1.0, help="share of each batch freshly generated, (0, 1]")
@@ -32,7 +33,7 @@ def run(args) -> None:
     if args.new:
         generator = load_generator(args.generator, device=args.device)
         views = {"kinds": args.views.split(","), "sigma": args.sigma, "truncate": 2.0}
-        spec = make_spec(generator, eraser=args.eraser, views=views, augment=args.augment, seed=args.seed,
+        spec = make_spec(generator, eraser=args.eraser, walks=args.walks, views=views, augment=args.augment, seed=args.seed,
                          refresh=args.refresh, resolution=args.resolution)
         print(f"wrote {spec.save(args.new)}")
         return
