@@ -102,7 +102,7 @@ class WalkLearner:
     """
 
     def __init__(self, transformations=TRANSFORMATIONS, alpha_ranges: dict | None = None, *, per_class: bool = False,
-                 steps: int = 400, batch_size: int = 32, lr: float = 0.1, seed: int = 0,
+                 steps: int = 200, batch_size: int = 32, lr: float = 0.1, seed: int = 0,
                  checkpoint: str | Path | None = None, checkpoint_every: int = 50, progress: bool = True):
         self.transformations = transformations
         self.alpha_ranges = alpha_ranges
