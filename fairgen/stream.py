@@ -193,7 +193,6 @@ class Stream:
         if self.spec.eraser is None:
             return None
         from steering.card import load_card
-
         from steering.files import sha256_file
 
         path = Path(self.spec.eraser)

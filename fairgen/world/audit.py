@@ -12,7 +12,12 @@ def audit_encoder_on_world(encoder_path, out, device="cpu", seed: int = 0, bias:
     import audits
 
     from ..contrastive import load_encoder
-    from ..contrastive.erase import ERASER_START_STEP, ErasedEncoder, fit_feature_eraser, save_feature_eraser
+    from ..contrastive.erase import (
+        ERASER_START_STEP,
+        ErasedEncoder,
+        fit_feature_eraser,
+        save_feature_eraser,
+    )
     from ..contrastive.evaluate import extract_features
     from ..stream import Stream, StreamSpec
     from . import CLASS_FACTOR, DEFAULT_PROTECTED

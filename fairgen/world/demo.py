@@ -124,8 +124,8 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     from ..contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
     from ..contrastive.evaluate import extract_features
     from ..generators import load_generator
-    from .recipe import RecipeConfig, training_split
     from .judges import load_judges
+    from .recipe import RecipeConfig, training_split
 
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
