@@ -2,7 +2,7 @@
 
 A spec is plain JSON: the generator (registry name, entry point ``pkg.mod:factory``, or a path relative
 to the spec's folder; pinned by SHA-256) and its options, classes and their weights,
-the seed, an eraser card (relative to the spec, pinned by SHA-256), the view and augmentation recipes, the output
+the seed, an eraser card and a walk card (each relative to the spec, pinned by SHA-256), the view and augmentation recipes, the output
 resolution and the replay-buffer refresh rate. Given the same spec, device and dtype, ``Stream``
 yields the same batches; rank ``r`` of ``w`` gets its own deterministic shard; it resumes from
 any step.
@@ -48,6 +48,8 @@ class StreamSpec:
     seed: int = 0
     eraser: str | None = None
     eraser_sha256: str | None = None
+    walks: str | None = None
+    walks_sha256: str | None = None
     views: dict = field(default_factory=lambda: ViewRecipe().to_dict())
     augment: dict | str = "light"
     resolution: int = 32
@@ -80,6 +82,8 @@ class StreamSpec:
                 raise ValueError(f"class_weights must be non-negative with a positive sum, got {self.class_weights}")
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
+        if (self.walks is None) != (self.walks_sha256 is None):
+            raise ValueError("walks and walks_sha256 go together")
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
         views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
         self.views = views.to_dict()
@@ -88,6 +92,8 @@ class StreamSpec:
             self.augment = recipe.to_dict()
         if views.needs_steerer and self.eraser is None:
             raise ValueError("views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)")
+        if views.needs_walks and self.walks is None:
+            raise ValueError("views ask for 'walk' views, which need a walk card (walks and walks_sha256)")
 
     @property
     def view_recipe(self) -> ViewRecipe:
@@ -107,6 +113,8 @@ class StreamSpec:
         data = self.to_dict()
         if self.eraser is not None:
             data["eraser"] = _bring_card(self.eraser, path.parent)
+        if self.walks is not None:
+            data["walks"] = _bring_walk_card(self.walks, path.parent)
         if _names_local_file(self.generator):
             data["generator"] = _bring(Path(self.generator), path.parent)
         atomic_write_text(path, json.dumps(data, indent=2))
@@ -128,8 +136,9 @@ class StreamSpec:
         if isinstance(data, dict):  # names inside a received spec resolve inside its folder, never outside
             from steering.files import resolve_inside
 
-            if data.get("eraser") is not None:
-                data["eraser"] = str(resolve_inside(path.parent, data["eraser"], f"stream spec {path.name}: eraser"))
+            for key in ("eraser", "walks"):
+                if data.get(key) is not None:
+                    data[key] = str(resolve_inside(path.parent, data[key], f"stream spec {path.name}: {key}"))
             generator = data.get("generator")
             if isinstance(generator, str) and not is_entry_point(generator):
                 local = resolve_inside(path.parent, generator, f"stream spec {path.name}: generator")
@@ -186,12 +195,29 @@ def _bring_card(eraser: str, folder: Path) -> str:
     return name
 
 
+def _bring_walk_card(walks: str, folder: Path) -> str:
+    """The walk card's JSON (and the tensors file it names) beside the spec; its relative name."""
+    from steering.files import resolve_inside
+
+    from .walks import read_walk_card, walk_card_paths
+
+    json_path, _ = walk_card_paths(walks)
+    entry = read_walk_card(json_path).get("tensors") or {}
+    tensors = resolve_inside(json_path.parent, entry.get("file"), f"walk card {json_path.name} tensors")
+    if not tensors.is_file():
+        raise FileNotFoundError(f"walk card tensors {tensors} do not exist")
+    name = _bring(json_path, folder)
+    _bring(tensors, (folder / name).parent)
+    return name
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def make_spec(generator, eraser: str | Path | None = None, source: str | None = None, **settings) -> StreamSpec:
-    """A spec for a loaded generator (and eraser card), pinning both by SHA-256.
+def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | None = None,
+              source: str | None = None, **settings) -> StreamSpec:
+    """A spec for a loaded generator (and eraser and walk cards), pinning each by SHA-256.
 
     ``source`` is how the spec names the generator (a registry name, an entry point or a local
     path, as given to ``load_generator``); by default the generator's own name."""
@@ -202,6 +228,13 @@ def make_spec(generator, eraser: str | Path | None = None, source: str | None = 
 
         json_path, _ = card_paths(eraser)
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
+    if walks is not None:
+        from .walks import walk_card_paths
+
+        json_path, _ = walk_card_paths(walks)
+        if not json_path.is_file():
+            raise FileNotFoundError(f"walk card {json_path} does not exist")
+        settings.update(walks=str(json_path), walks_sha256=sha256_file(json_path))
     return StreamSpec(generator=str(source or generator.name), generator_sha256=generator.checksum, **settings)
 
 
@@ -234,6 +267,7 @@ class Stream:
             )
         self.steerer = self._load_steerer()
         self.views = spec.view_recipe
+        self.walks = self._load_walks()
         self.augment = get_recipe(spec.augment)
         self.step = start_step
         self._classes, self._class_probs = self._class_table()
@@ -263,6 +297,21 @@ class Stream:
         steerer, _ = load_card(path, generator=self.generator)
         return steerer
 
+    def _load_walks(self):
+        """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
+        if self.spec.walks is None:
+            return None
+        from .walks import load_walks
+
+        walks, _ = load_walks(self.spec.walks, generator=self.generator, sha256=self.spec.walks_sha256)
+        wanted = self.views.walk_transformations or walks.transformations
+        missing = [t for t in wanted if t not in walks.transformations]
+        if missing:
+            raise ValueError(f"views ask for walks {missing} that the walk card lacks (it has {list(walks.transformations)})")
+        if self.views.walk_compose > len(wanted):
+            raise ValueError(f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on offer")
+        return walks.cpu()
+
     def _class_table(self):
         num = self.generator.num_classes
         if num == 0:  # unconditional: every sample gets label 0, and classes cannot be chosen
@@ -288,7 +337,7 @@ class Stream:
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
         if self.steerer is not None and self.steerer.mode != "flip":
             z = self.steerer(z, y, rng)
-        latents = make_view_latents(z, y, self.views, rng, self.steerer)
+        latents = make_view_latents(z, y, self.views, rng, self.steerer, self.walks)
         flat = rearrange(latents, "b v d -> (b v) d").to(self.device)
         labels = y.repeat_interleave(self.views.num_views).to(self.device)
         images = self.generator.synthesize(flat, labels if self.generator.num_classes else None)

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     add_generator(p)
     add_generator_options(p)
     p.add_argument("--eraser", default=None, help="eraser card from `fairgen steer` (optional)")
-    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip (>= 2)")
+    p.add_argument("--walks", default=None, help="walk card from `fairgen walks learn` (needed by walk views)")
+    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip|walk (>= 2)")
     p.add_argument("--sigma", type=float, default=0.5, help="latent-neighbour noise scale")
     p.add_argument("--augment", default="light", help="augmentation preset: simclr, light, none")
     p.add_argument("--refresh", type=float, default=1.0, help="share of each batch freshly generated, (0, 1]")
@@ -43,8 +44,8 @@ def run(args) -> None:
         options = generator_options(args)
         generator = load_generator(args.generator, device=args.device, **options)
         views = {"kinds": args.views.split(","), "sigma": args.sigma, "truncate": 2.0}
-        spec = make_spec(generator, eraser=args.eraser, views=views, augment=args.augment, seed=args.seed,
-                         refresh=args.refresh, resolution=args.resolution or generator.resolution,
+        spec = make_spec(generator, eraser=args.eraser, walks=args.walks, views=views, augment=args.augment,
+                         seed=args.seed, refresh=args.refresh, resolution=args.resolution or generator.resolution,
                          source=args.generator, generator_options=options)
         print(f"wrote {spec.save(args.new)}")
         return

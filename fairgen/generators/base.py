@@ -29,7 +29,12 @@ class Generator(Protocol):
         ...
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Map latents (and class indices ``y`` ``[n]`` int64) to images in ``[0, 1]``."""
+        """Map latents (and class indices ``y`` ``[n]`` int64) to images in ``[0, 1]``.
+
+        Differentiable in ``z`` when ``z`` requires grad (latent walks are learned through it);
+        otherwise no autograd graph is built. A generator that cannot be differentiated makes
+        ``fairgen.walks`` say so.
+        """
         ...
 
 
