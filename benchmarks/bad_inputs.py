@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bad_input_cases import CASES, Lab  # noqa: E402
 
-
 TIME_LIMIT = 120  # seconds; a case still running then counts as a hang
 
 

@@ -16,8 +16,8 @@ import torch
 
 import steering
 from fairgen.generators import load_generator
-from fairgen.world.judges import load_judges
 from fairgen.plotting import save_grid
+from fairgen.world.judges import load_judges
 
 SETTINGS = [("erase", "quantile"), ("balance", "quantile"), ("balance", "gaussian"), ("flip", "quantile"), ("flip", "gaussian")]
 

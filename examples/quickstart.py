@@ -7,8 +7,8 @@ import torch
 
 import fairgen
 import steering
-from fairgen.world.judges import load_judges
 from fairgen.plotting import save_grid
+from fairgen.world.judges import load_judges
 
 world = fairgen.World(resolution=32)
 split = world.sample(2000, seed=0, bias=0.9)

@@ -10,7 +10,7 @@ import torch
 
 from fairgen.cli import build_parser, main
 
-COMMANDS = ["world", "sample", "zoo", "judges", "steer", "stream", "train", "audit", "demo"]
+COMMANDS = ["world", "sample", "zoo", "judges", "steer", "stream", "train", "audit", "memorisation", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -5,7 +5,14 @@ import json
 import pytest
 import torch
 
-from fairgen.contrastive import KnnMonitor, LossAtChanceWarning, NonFiniteError, TrainConfig, Trainer, load_encoder
+from fairgen.contrastive import (
+    KnnMonitor,
+    LossAtChanceWarning,
+    NonFiniteError,
+    TrainConfig,
+    Trainer,
+    load_encoder,
+)
 
 
 def tiny_config(**overrides) -> TrainConfig:

@@ -7,10 +7,10 @@ from safetensors.torch import load_file
 
 from fairgen.generators import list_generators, load_generator
 from fairgen.world.generator import NAME, WEIGHTS
-from steering.files import sha256_file
+from fairgen.world.judges import load_judges
 from fairgen.world.quality import judge_generator
 from fairgen.world.recipe import RecipeConfig, train_embedded
-from fairgen.world.judges import load_judges
+from steering.files import sha256_file
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,11 @@ from .common import (
     add_command,
     add_device,
     add_generator,
+    add_generator_options,
     add_grid_options,
     add_out,
     add_seed,
+    generator_options,
     non_negative_int,
     out_folder,
     write_grids,
@@ -19,6 +21,7 @@ from .common import (
 def add_parser(sub) -> None:
     p = add_command(sub, "sample", "draw a grid of images from a generator")
     add_generator(p)
+    add_generator_options(p)
     p.add_argument("--list", action="store_true", help="print the registered generator names and exit")
     add_grid_options(p)
     p.add_argument("--class", dest="cls", type=non_negative_int, default=None,
@@ -38,7 +41,7 @@ def run(args) -> None:
         print("\n".join(list_generators()))
         return
     out = out_folder(args)
-    generator = load_generator(args.generator, device=args.device)
+    generator = load_generator(args.generator, device=args.device, **generator_options(args))
     rng = torch.Generator().manual_seed(args.seed)
     z = generator.sample_latents(args.n, generator=rng)
     y = None

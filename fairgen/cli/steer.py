@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_generator, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_generator,
+    add_generator_options,
+    add_seed,
+    generator_options,
+)
 
 
 def add_parser(sub) -> None:
     p = add_command(sub, "steer", "learn a protected attribute in the latent space and remove it")
     add_generator(p)
-    p.add_argument("--protected", default=None, help="world judge naming the protected attribute (default: the world's)")
+    add_generator_options(p)
+    p.add_argument("--labeler", default=None,
+                   help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
+                        "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>")
+    p.add_argument("--protected", default=None, help="name of the protected attribute (default: the labeler's factor)")
+    p.add_argument("--class-labeler", default=None,
+                   help="optional labeler of the generator's class, to report class fidelity (default: world:<class factor> "
+                        "for the world's generator, none otherwise)")
+    p.add_argument("--force-labeler", action="store_true", help="use world:<factor> judges on a generator that is not the world's")
     p.add_argument("--mode", default="balance", choices=["erase", "balance", "flip"],
                    help="balance makes the protected attribute independent of the class")
     p.add_argument("--method", default="quantile", choices=["quantile", "gaussian"], help="transport for balance/flip")
@@ -16,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
     add_device(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default="eraser_card", help="card stem: writes STEM.json and STEM.safetensors")
     p.set_defaults(func=run)
 
@@ -24,37 +40,55 @@ def run(args) -> None:
     import steering
 
     from ..generators import load_generator
-    from ..world import CLASS_FACTOR, DEFAULT_PROTECTED, load_judges
+    from ..labelers import load_labeler
+    from ..world import CLASS_FACTOR, DEFAULT_PROTECTED
 
-    generator = load_generator(args.generator, device=args.device)
-    judges = load_judges(device=args.device)
-    protected = args.protected or DEFAULT_PROTECTED
-    if protected not in judges:
-        raise ValueError(f"--protected must be one of the world judges {sorted(judges)}, got {protected!r}")
-    if protected == CLASS_FACTOR:
-        raise ValueError(f"--protected {protected!r} is the generator's class itself; pick another attribute")
-    steerer, _ = steering.fit_steerer(
-        generator, judges[protected].predict, n=args.n, mode=args.mode, method=args.method, seed=args.seed
-    )
-    referees = {"protected": judges[protected], "class": judges[CLASS_FACTOR]}
+    options = generator_options(args)
+    generator = load_generator(args.generator, device=args.device, **options)
+    spec = args.labeler or f"world:{args.protected or DEFAULT_PROTECTED}"
+    labeler = load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device)
+    protected = args.protected or (spec.split(":", 1)[1] if spec.startswith("world:") else spec)
+    if spec == f"world:{CLASS_FACTOR}":
+        raise ValueError(f"--labeler {spec!r} labels the generator's class itself; pick another attribute")
+    class_spec = args.class_labeler or (f"world:{CLASS_FACTOR}" if spec.startswith("world:") and not args.force_labeler else None)
+    referees = {"protected": labeler}
+    if class_spec:
+        referees["class"] = load_labeler(class_spec, generator=generator, force=args.force_labeler, device=args.device)
+    steerer, _ = steering.fit_steerer(generator, labeler.predict, n=args.n, mode=args.mode, method=args.method,
+                                      seed=args.seed, progress=not args.quiet)
     report = steering.steering_report(generator, steerer, referees, n=args.eval_n, seed=args.seed + 1)
+    from .. import __version__
+
     provenance = {
-        "generator": {"name": generator.name, "sha256": generator.checksum},
+        "generator": {"name": _portable_name(args.generator), "sha256": generator.checksum, "options": options},
         "protected": protected,
         "keep": "class input",
-        "labeler": f"world:{protected}",
+        "labeler": labeler.provenance(),
+        "class_labeler": referees["class"].provenance() if "class" in referees else None,
         "n": args.n,
         "seed": args.seed,
+        "fairgen_version": __version__,
         "report": report,
     }
     path = steering.save_card(steerer, args.out, provenance)
-    print(f"steering {generator.name}: protected={protected} mode={args.mode} method={args.method}, fitted on {args.n} samples")
+    print(f"steering {generator.name}: protected={protected} (labeler {labeler.name}) mode={args.mode} "
+          f"method={args.method}, fitted on {args.n} samples")
     print(f"  {'':28s}{'raw':>10s}{'steered':>10s}")
     print(f"  {'Cramér V(class, ' + protected + ')':28s}{report['raw']['cramers_v']:10.3f}{report['steered']['cramers_v']:10.3f}")
-    print(f"  {'class fidelity':28s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
+    if "class_fidelity" in report["raw"]:
+        print(f"  {'class fidelity':28s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
     before = report["probe_before"]
     print(f"  latent probe within class (before): {before['accuracy']:.3f} (majority {before['majority']:.3f})")
     if "probe_after" in report:
         after, mlp = report["probe_after"], report["mlp_probe_after"]
         print(f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}")
     print(f"wrote {path}")
+
+
+def _portable_name(generator: str) -> str:
+    """A registry name or entry point as given; a local folder/file by its base name only (no absolute path)."""
+    from pathlib import Path
+
+    from ..entry_points import is_entry_point
+
+    return generator if is_entry_point(generator) or not Path(generator).exists() else Path(generator).resolve().name

@@ -257,9 +257,7 @@ def run(args) -> None:
         trainer.fit(stream, monitor=monitor, monitor_every=settings["knn_every"])
         trainer.save_encoder(out / "encoder.safetensors")
         if rank == 0:
-            from steering.files import atomic_write_text
-
-            atomic_write_text(out / "stream.json", json.dumps(spec.to_dict(), indent=2) + "\n")
+            spec.save(out / "stream.json")  # with the files it names beside it, so the run folder is portable
             losses = [r["loss"] for r in trainer.history if "loss" in r]
             chance = trainer.chance_loss(settings["batch_size"] * spec.view_recipe.num_views)
             resumed = f"resumed at step {start}, " if state is not None else ""

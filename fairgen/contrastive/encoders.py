@@ -4,7 +4,7 @@ architecture (trained from scratch), an MLP head.
 ``build_encoder(name, small_images)`` returns ``(backbone, feature_dim)``; the backbone maps
 ``[N, 3, H, W]`` to ``[N, feature_dim]``. Names: ``small_cnn``, ``resnet18``, ``resnet50``, any
 torchvision classification model (``torchvision:convnext_tiny``, or the bare name), or
-``timm:NAME`` (needs ``pip install 'fairgen[timm]'``). A torchvision model's last Linear layer
+``timm:NAME`` (needs ``pip install 'fairgen[models]'``). A torchvision model's last Linear layer
 is replaced by the identity. For small images (32-64 px) a ResNet stem's 7x7 stride-2 conv and
 max-pool would throw away most of the resolution, so it is replaced with a 3x3 stride-1 conv (as
 SimCLR does on CIFAR).
@@ -52,7 +52,7 @@ def _timm(arch: str) -> tuple[nn.Module, int]:
     except ImportError:
         from ..checks import MissingExtraError
 
-        raise MissingExtraError(f"encoder 'timm:{arch}' needs timm: pip install 'fairgen[timm]'") from None
+        raise MissingExtraError(f"encoder 'timm:{arch}' needs timm: pip install 'fairgen[models]'") from None
     net = timm.create_model(arch, pretrained=False, num_classes=0)
     return net, net.num_features
 
