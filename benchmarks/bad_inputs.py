@@ -41,6 +41,8 @@ def classify(kind, run, lab) -> str:
             result = run(lab)
     except Hang:
         return f"hang (> {TIME_LIMIT} s)"
+    except SystemExit as exit_:  # argparse's usage error (exit 2) is a clear refusal
+        return "clear" if kind == "cli" and exit_.code == 2 else f"exit {exit_.code}"
     except (ValueError, FileNotFoundError) as error:
         return "clear" if kind == "api" else f"traceback ({type(error).__name__})"
     except Exception as error:  # noqa: BLE001  (what we are counting)

@@ -114,8 +114,7 @@ def trained_run(lab: Lab) -> Path:
 
     folder = lab.folder / "trained"
     if not (folder / "checkpoint.pt").exists():
-        assert main(["train", "--spec", str(lab.spec), "--out", str(folder), "--steps", "2", "--batch-size", "4",
-                     "--quiet"]) == 0
+        assert main(["train", "--spec", str(lab.spec), "--out", str(folder), "--steps", "2", "--batch-size", "4"]) == 0
     return folder
 
 
@@ -203,7 +202,7 @@ CASES = [
     ("cli: truncated checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c2", b"PK\x03\x04" + b"\x00" * 40)), "checkpoint"),
     ("cli: garbage checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c3", b"garbage" * 30)), "checkpoint"),
     ("cli: checkpoint without its config", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", configless_checkpoint), "lacks"),
-    ("cli: --resume without a checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("none")), "no checkpoint"),
+    ("cli: --resume without a checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--steps", "2", "--batch-size", "4", "--out", lambda lab: lab.run_folder("none")), "no checkpoint"),
     ("cli: --resume with another --lr", "cli", cli("train", "--resume", "--lr", "0.5", "--steps", "3", "--out", trained_run), "lr"),
     ("cli: --resume with another --batch-size", "cli", cli("train", "--resume", "--batch-size", "8", "--steps", "3", "--out", trained_run), "batch_size"),
     ("cli: --resume with another spec", "cli", cli("train", "--resume", "--spec", lambda lab: lab.spec_with("seed9.json", seed=9), "--steps", "3", "--out", trained_run), "stream"),

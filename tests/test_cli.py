@@ -38,6 +38,13 @@ def test_help_imports_no_torch_and_is_fast():
     assert out.strip() == "False"
 
 
+def test_the_walks_command_lists_the_walks_the_library_has():
+    from fairgen.cli.walks import TRANSFORMATIONS
+    from fairgen.walks import TRANSFORMATIONS as LIBRARY
+
+    assert TRANSFORMATIONS == LIBRARY
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["--version"])

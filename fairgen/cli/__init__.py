@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import audit, demo, judges, memorisation, sample, steer, stream, train, walks, world, zoo
-from .common import resolve_device
+from .common import progress_enabled, resolve_device
 
 DESCRIPTION = """\
 fairgen turns a pretrained generative model into a fair, shareable source of training data.
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..checks import MissingExtraError
 
+    args.quiet = not progress_enabled(args)  # TQDM_DISABLE=1 means --quiet, for every command
     try:
         if hasattr(args, "device"):  # one meaning of --device everywhere: auto, or a device that exists
             args.device = resolve_device(args.device)

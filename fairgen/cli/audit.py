@@ -38,7 +38,6 @@ def add_parser(sub) -> None:
     p.add_argument("--erase-with", metavar="SPEC",
                    help="world: also audit the features after an eraser fitted on this (steered) stream's images")
     p.add_argument("--eraser-n", type=int, default=4096, help="images the feature eraser is fitted on")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default="audit", help="report folder (report.json, report.md, PNGs; erased/ with --erase-with)")
     p.set_defaults(func=run)
 

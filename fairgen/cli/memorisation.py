@@ -28,7 +28,6 @@ def add_parser(sub) -> None:
     p.add_argument("--pairs", type=int, default=16, help="closest pairs shown in near_copies.png")
     add_seed(p)
     add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default="memorisation", help="report folder")
     p.set_defaults(func=run)
 

@@ -31,7 +31,6 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
     add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default="eraser_card", help="card stem: writes STEM.json and STEM.safetensors")
     p.set_defaults(func=run)
 

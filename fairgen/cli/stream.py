@@ -32,7 +32,6 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
     add_seed(p)
     add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

@@ -12,9 +12,11 @@ ACTIONS = {
 }
 
 
-def add_parser(sub) -> None:
-    from ..walks import TRANSFORMATIONS
+# fairgen.walks.TRANSFORMATIONS, named here so that `fairgen --help` imports no torch (tests/test_cli.py checks)
+TRANSFORMATIONS = ("zoom", "shift_x", "shift_y", "rotate", "hue", "brightness")
 
+
+def add_parser(sub) -> None:
     p = add_command(sub, "walks", "learn latent walks (zoom, shift, rotate, hue, brightness) as views",
                     "Learn latent walks into a walk card (learn), measure a card's fidelity (fidelity), or draw "
                     "what its walks do (show). On a world generator fidelity is measured on the object's "
@@ -34,7 +36,6 @@ def add_parser(sub) -> None:
     p.add_argument("--fidelity-n", type=int, default=1000, help="walked samples per transformation for fidelity")
     p.add_argument("--image-only", action="store_true", help="fidelity as image error only, even on a world generator")
     p.add_argument("--out", default="walks.png", help="PNG written by show")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_seed(p)
     add_device(p)
     p.set_defaults(func=run)
