@@ -184,7 +184,7 @@ def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: 
 
     if dry:
         torch.manual_seed(0)
-        package = BigGAN(BigGANConfig(**TINY_BIGGAN)).to(device).eval()
+        package = _tiny_biggan(BigGAN(BigGANConfig(**TINY_BIGGAN)).to(device).eval())
         with torch.no_grad():
             package.generator.bn.weight.fill_(1.0)
             package.generator.bn.bias.zero_()
@@ -232,6 +232,14 @@ def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: 
 # ---------------------------------------------------------------- 3. the online step
 
 
+def _tiny_biggan(model):
+    """The package leaves the first batch norm's affine weights uninitialised (NaN images otherwise)."""
+    with torch.no_grad():
+        model.generator.bn.weight.fill_(1.0)
+        model.generator.bn.bias.zero_()
+    return model
+
+
 def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> list[dict]:
     """Generator + augmentation + ResNet-50 step at 112 px, against three ways of feeding it."""
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig
@@ -245,7 +253,7 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
     cuda = torch.device(device).type == "cuda"
     if dry:
         torch.manual_seed(0)
-        package = BigGAN(BigGANConfig(**TINY_BIGGAN)).to(device).eval()
+        package = _tiny_biggan(BigGAN(BigGANConfig(**TINY_BIGGAN)).to(device).eval())
         encoder, view_size, crop = "small_cnn", 32, 28
     else:
         from biggan_speed import random_biggan
