@@ -14,7 +14,7 @@ world = fairgen.World(resolution=32)
 split = world.sample(2000, seed=0, bias=0.9)
 print(f"biased world split: Cramér's V(shape, texture) = {split.cramers_v():.2f}")
 
-generator = fairgen.load_generator("world-sprites-32")
+generator = fairgen.load_generator("world-sprites-z128")
 judges = load_judges()
 steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, n=8000, mode="balance")
 

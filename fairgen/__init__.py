@@ -1,6 +1,6 @@
 """fairgen: turn a pretrained generative model into a fair, shareable source of training data."""
 
-from audits.stats import cramers_v
+from audits.stats import cramers_v, cramers_v_corrected
 
 from .augment import AugmentRecipe, augment
 from .generators import Generator, list_generators, load_generator
@@ -10,6 +10,6 @@ from .world import World, WorldSample, load_judges  # the embedded world plug-in
 
 __all__ = [
     "AugmentRecipe", "Generator", "Stream", "StreamSpec", "ViewRecipe", "World", "WorldSample", "augment",
-    "cramers_v", "list_generators", "load_generator", "load_judges", "make_spec",
+    "cramers_v", "cramers_v_corrected", "list_generators", "load_generator", "load_judges", "make_spec",
 ]
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ def add_device(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
     parser.add_argument("--device", default=default, help="torch device, e.g. cpu, cuda or cuda:1")
 
 
-def add_generator(parser: argparse.ArgumentParser, default: str = "world-sprites-32") -> None:
+def add_generator(parser: argparse.ArgumentParser, default: str = "world-sprites-z128") -> None:
     parser.add_argument("--generator", default=default,
                         help="registered name (see `fairgen sample --list`) or a local weights folder/file")
 

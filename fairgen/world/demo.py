@@ -139,7 +139,7 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     started = time.time()
     torch.manual_seed(config.seed)
 
-    generator = load_generator("world-sprites-32", device=device)
+    generator = load_generator("world-sprites-z128", device=device)
     judges = load_judges(device=device)
     world = World(32)
     biased = training_split(RecipeConfig())  # what the generator learned from
@@ -234,7 +234,7 @@ def _memorisation(generator, train_split, world, config: DemoConfig, out: Path):
     generated = generator.synthesize(z, y).flatten(1).cpu().numpy()
     heldout = world.sample(n, seed=config.seed + 22, bias=train_split.bias).images.flatten(1).numpy()
     result = audits.memorisation(generated, train_split.images.flatten(1).numpy(), heldout)
-    report = audits.AuditReport("world-sprites-32 against its training split (pixel space)")
+    report = audits.AuditReport("world-sprites-z128 against its training split (pixel space)")
     report.add("generator memorisation", result)
     report.save(out / "memorisation")
     return result
