@@ -23,7 +23,7 @@ def fit_steerer(
     labeler,
     n: int = 20_000,
     mode: str = "balance",
-    method: str = "resample",
+    method: str | None = None,
     seed: int = 0,
     target_distribution=None,
     progress: bool = True,
@@ -32,15 +32,19 @@ def fit_steerer(
     """Label ``n`` samples and fit a per-class steerer; returns ``(steerer, labelled samples)``.
 
     ``labeler``: a callable ``images -> labels``, or ``{name: labeler}`` for several protected
-    attributes at once (balanced jointly). ``method``: ``"resample"`` (default: a calibrated
-    nonlinear classifier per class; balance by rejection sampling, flips along its gradient) or the
-    linear ``"quantile"`` / ``"gaussian"`` transports (one attribute; exact on linear geometry).
+    attributes at once (balanced jointly). ``method``: ``"resample"`` (a calibrated nonlinear
+    classifier per class; balance by rejection sampling, flips along its gradient) or the linear
+    ``"quantile"`` / ``"gaussian"`` transports (one attribute; exact on linear geometry). The default
+    is what ``benchmarks/steering_geometry.py`` measured best: resample for balance (and for several
+    attributes), quantile for flip mode on one attribute.
     ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), 30% of the
     labels go to prior draws and the rest, in two rounds, to the latents the classifier fitted so far
     is least sure of (active learning: the labels land near the boundaries, where they teach most).
     """
     if generator.num_classes == 0:
         raise ValueError("fit_steerer needs a class-conditional generator (num_classes > 0)")
+    if method is None:
+        method = "quantile" if mode == "flip" and not isinstance(labeler, dict) else "resample"
     if method not in STEERING_METHODS:
         raise ValueError(f"method must be one of {STEERING_METHODS}, got {method!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 100:

@@ -26,7 +26,8 @@ from .resample import rejection_sample
 
 STEER_MODES = ("balance", "flip")
 MIN_SHOWN = 10  # a (class, value) needs this many labelled samples to be a target
-N_PRIOR = 1 << 15  # prior draws that estimate each class's value distribution under the classifier
+N_PRIOR = 1 << 15
+RESTARTS, RESTART_JITTER = 3, 0.5  # flips stuck below the threshold retry from the anchor plus this much noise  # prior draws that estimate each class's value distribution under the classifier
 
 
 class ClassifierSteerer(nn.Module):
@@ -217,6 +218,13 @@ class ClassifierSteerer(nn.Module):
             return self.joint_log_proba(points, yc[index]).gather(1, values[index][:, None]).squeeze(1)
 
         twins, reached = gradient_flip(log_prob, zc, rows, self.threshold, self.step_size, self.max_steps, self.penalty)
+        for _ in range(RESTARTS):  # a latent stuck below the threshold restarts from a jittered anchor
+            stuck = torch.nonzero(~reached).flatten()
+            if len(stuck) == 0:
+                break
+            jitter = RESTART_JITTER * torch.randn(len(stuck), zc.shape[1], generator=generator)
+            again, ok = gradient_flip(log_prob, zc[stuck] + jitter, stuck, self.threshold, self.step_size, self.max_steps, self.penalty)
+            twins[stuck[ok]], reached[stuck[ok]] = again[ok], True
         self.last_flip_ = {"n": len(yc), "reached": int(reached.sum())}
         return twins.to(z.device), values.to(z.device)
 

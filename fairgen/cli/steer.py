@@ -13,9 +13,9 @@ def add_parser(sub) -> None:
                         "(default: the world's)")
     p.add_argument("--mode", default="balance", choices=["erase", "balance", "flip"],
                    help="balance makes the protected attribute independent of the class")
-    p.add_argument("--method", default="resample", choices=["resample", "quantile", "gaussian"],
+    p.add_argument("--method", default=None, choices=["resample", "quantile", "gaussian"],
                    help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
-                        "quantile/gaussian: linear transports (one attribute)")
+                        "quantile/gaussian: linear transports (one attribute); default: resample, quantile for --mode flip")
     p.add_argument("--n", type=int, default=20_000, help="labelled samples to fit on")
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
@@ -55,7 +55,7 @@ def run(args) -> None:
         "report": report,
     }
     path = steering.save_card(steerer, args.out, provenance)
-    print(f"steering {generator.name}: protected={','.join(names)} mode={args.mode} method={args.method}, "
+    print(f"steering {generator.name}: protected={','.join(names)} mode={args.mode} method={getattr(steerer, 'method', args.method)}, "
           f"fitted on {args.n} labelled samples")
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
     for key in report["raw"]["cramers_v_by"]:

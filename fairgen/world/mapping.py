@@ -21,8 +21,8 @@ N_LEVELS = 1025  # calibration table: the code's quantiles at evenly spaced prob
 class MappingNetwork(nn.Module):
     """``forward(z [N, d]) -> u [N, num_codes]`` in [0, 1]; differentiable almost everywhere."""
 
-    def __init__(self, latent_dim: int = 128, num_codes: int = 7, hidden: int = 4, strength: float = 0.5,
-                 gain: float = 1.5, seed: int = 0):
+    def __init__(self, latent_dim: int = 128, num_codes: int = 7, hidden: int = 4, strength: float = 1.0,
+                 gain: float = 2.0, seed: int = 0):
         super().__init__()
         block = latent_dim // num_codes
         if block < 2:
