@@ -41,6 +41,13 @@ class MemorisationResult:
     alpha: float
     generated_distances: np.ndarray = field(repr=False)
     heldout_distances: np.ndarray = field(repr=False)
+    generated_nearest: np.ndarray | None = field(default=None, repr=False)  # index of each one's nearest training row
+
+    def closest_pairs(self, k: int = 16) -> list[tuple[int, int, float]]:
+        """The ``k`` generated samples nearest to a training sample: (generated, training, distance)."""
+        order = np.argsort(self.generated_distances, kind="stable")[:k]
+        nearest = self.generated_nearest if self.generated_nearest is not None else np.full(len(order), -1)
+        return [(int(i), int(nearest[i]), float(self.generated_distances[i])) for i in order]
 
     @property
     def memorised(self) -> bool:
@@ -107,7 +114,7 @@ def memorisation(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
 
-    d_gen = nearest_distances(gen, train, device=device)
+    d_gen, nearest = nearest_distances(gen, train, device=device, return_indices=True)
     d_held = nearest_distances(held, train, device=device)
     if threshold is None:
         threshold = float(np.quantile(d_held, quantile))
@@ -138,6 +145,7 @@ def memorisation(
         alpha=float(alpha),
         generated_distances=d_gen,
         heldout_distances=d_held,
+        generated_nearest=nearest,
     )
 
 
@@ -146,8 +154,10 @@ def nearest_distances(
     reference: np.ndarray,
     max_cells: int = 4_000_000,
     device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Euclidean distance from each query row to its nearest reference row, in bounded memory.
+    return_indices: bool = False,
+):
+    """Euclidean distance from each query row to its nearest reference row, in bounded memory
+    (and, with ``return_indices``, which row it is).
 
     Works through blocks of at most `max_cells` query-reference pairs (32 MB of float64), so a
     large training set never needs an [N_query, N_reference] matrix at once. float64 throughout,
@@ -157,13 +167,18 @@ def nearest_distances(
     rows = max(1, min(len(queries), max_cells // len(ref)))
     cols = min(len(ref), max_cells)
     out = np.empty(len(queries))
+    where = np.empty(len(queries), dtype=np.int64)
     for i in range(0, len(queries), rows):
         q = torch.as_tensor(np.asarray(queries[i : i + rows], dtype=np.float64), device=device)
         best = torch.full((len(q),), float("inf"), dtype=torch.float64, device=device)
+        arg = torch.zeros(len(q), dtype=torch.int64, device=device)
         for j in range(0, len(ref), cols):
-            best = torch.minimum(best, torch.cdist(q, ref[j : j + cols]).amin(dim=1))
+            d, a = torch.cdist(q, ref[j : j + cols]).min(dim=1)
+            better = d < best
+            best, arg = torch.where(better, d, best), torch.where(better, a + j, arg)
         out[i : i + rows] = best.cpu().numpy()
-    return out
+        where[i : i + rows] = arg.cpu().numpy()
+    return (out, where) if return_indices else out
 
 
 def _quantiles(x: np.ndarray, qs) -> dict:

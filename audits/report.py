@@ -35,9 +35,10 @@ KINDS = {
 class AuditReport:
     """An ordered collection of named audit results that renders to JSON, Markdown and PNGs."""
 
-    def __init__(self, title: str = "fairgen audit"):
+    def __init__(self, title: str = "fairgen audit", provenance: dict | None = None):
         self.title = title
         self.sections: dict[str, object] = {}
+        self.provenance = dict(provenance or {})  # what was audited: files and hashes, seeds, sizes, versions
 
     def add(self, name: str, result) -> AuditReport:
         """Add a result under a new name; returns the report so calls can be chained."""
@@ -65,7 +66,7 @@ class AuditReport:
             else:
                 body = result.to_dict()
             sections[name] = {"kind": kind, **body}
-        return _jsonable({"title": self.title, "sections": sections})
+        return _jsonable({"title": self.title, "provenance": self.provenance, "sections": sections})
 
     def to_json(self, path=None) -> str:
         """Strict JSON text (NaN/inf as null); also written to `path` when given."""
@@ -83,6 +84,8 @@ class AuditReport:
             lines += _section_markdown(result)
             if name in images:
                 lines += [f"![{name}]({images[name]})", ""]
+        if self.provenance:
+            lines += ["## provenance", "", *_key_value(_flatten(self.provenance)), ""]
         return "\n".join(lines)
 
     def save(self, directory) -> dict[str, Path]:
@@ -150,7 +153,8 @@ def _section_markdown(result) -> list[str]:
                 "Undefined rates (NaN, left out of the gaps): " + "; ".join(s["undefined_rates"]),
                 "",
             ]
-        return lines + [*_table(result.by_group.reset_index()), ""]
+        groups = result.by_group[["n", "accuracy", "note"]].reset_index()
+        return lines + [*_table(groups), "", *_table(result.long_table()), ""]
     if isinstance(result, StreamBalance):
         head = (
             f"Cramér's V between class and attribute {_fmt(result.cramers_v)} "
@@ -170,6 +174,17 @@ def _section_markdown(result) -> list[str]:
         )
         return [head, "", *_key_value(result.to_frame().iloc[0].to_dict()), ""]
     return [*_table(_with_index(result)), ""]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Nested provenance as dotted keys, for a two-column Markdown table."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+    return out
 
 
 def _with_index(df: pd.DataFrame) -> pd.DataFrame:
@@ -230,38 +245,62 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def _plot_leakage(results: dict[str, LeakageResult]):
-    fig = Figure(figsize=(max(4.0, 1.5 + 1.2 * len(results)), 3.5))
+    """Balanced accuracy per attribute as points with CI bars (visible even at 1.0), chance dashed."""
+    fig = Figure(figsize=(max(4.5, 2.0 + 1.3 * len(results)), 3.8))
     ax = fig.subplots()
     x = np.arange(len(results))
     acc = np.array([r.balanced_accuracy for r in results.values()])
     low = np.array([r.ci_low for r in results.values()])
     high = np.array([r.ci_high for r in results.values()])
-    ax.bar(x, acc, color="tab:blue", yerr=[acc - low, high - acc], capsize=4)
+    err = np.nan_to_num(np.stack([acc - low, high - acc]).clip(min=0))
+    ax.bar(x, acc, width=0.5, color="tab:blue", alpha=0.35)
+    ax.errorbar(x, acc, yerr=err, fmt="o", color="black", ecolor="tab:red", elinewidth=2.5, capsize=8,
+                capthick=2.5, label="balanced accuracy, 95% CI")
     for i, r in enumerate(results.values()):
-        ax.hlines(r.chance, i - 0.45, i + 0.45, colors="black", linestyles="--")
-    ax.set_xticks(x, list(results), rotation=20, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("balanced accuracy (95% CI)")
-    ax.set_title("leakage (dashed line: chance)")
+        ax.hlines(r.chance, i - 0.35, i + 0.35, colors="black", linestyles="--", label="chance" if i == 0 else None)
+        ax.annotate(f"{r.balanced_accuracy:.3f}\n[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", (i, min(r.ci_high, 1.0)),
+                    xytext=(0, 6), textcoords="offset points", ha="center", fontsize="small")
+    ax.set_xticks(x, list(results), rotation=15, ha="right")
+    ax.set_xlim(-0.6, len(results) - 0.4)
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("protected attribute")
+    ax.set_ylabel("balanced accuracy of a probe")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title("leakage")
     return fig
 
 
 def _plot_fairness(name: str, result: FairnessResult):
-    table = result.by_group
+    """Per-group rates per target class (legend outside the axes) and the two gaps with BCa CIs."""
+    table, s = result.long_table(), result.summary
     rates = ("selection_rate", "tpr", "fpr")
-    fig = Figure(figsize=(11, 3.5))
-    axes = fig.subplots(1, 3, sharey=True)
-    for ax, rate in zip(axes, rates, strict=True):
-        cols = [c for c in table.columns if c.startswith(f"{rate}[")]
-        x = np.arange(len(cols))
-        width = 0.8 / len(table)
-        for j, (group, row) in enumerate(table.iterrows()):
-            ax.bar(x + j * width, row[cols].to_numpy(float), width, label=f"{group} (n={row['n']})")
-        ax.set_xticks(x + width * (len(table) - 1) / 2, [c[len(rate) + 1 : -1] for c in cols])
+    fig = Figure(figsize=(14, 3.8))
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 3, 3, 1.6]})
+    groups = list(dict.fromkeys(table["group"]))
+    classes = list(dict.fromkeys(table["class"]))
+    width = 0.8 / max(1, len(groups))
+    x = np.arange(len(classes))
+    for ax, rate in zip(axes[:3], rates, strict=True):
+        for j, group in enumerate(groups):
+            rows = table[table["group"] == group].set_index("class").loc[classes]
+            ax.bar(x + j * width, rows[rate].to_numpy(float), width, label=f"{group} (n={rows['n'].iloc[0]})")
+        ax.set_xticks(x + width * (len(groups) - 1) / 2, [str(c) for c in classes],
+                      rotation=30 if len(classes) > 4 else 0, ha="right" if len(classes) > 4 else "center")
         ax.set_xlabel("target class")
-        ax.set_title(rate)
-    axes[0].set_ylim(0, 1)
-    axes[0].legend(title="group", fontsize="small")
+        ax.set_ylabel(rate.replace("_", " "))
+        ax.set_ylim(0, 1.05)
+    gaps = [("DP", "demographic_parity"), ("EO", "equalized_odds")]
+    values = np.array([s[f"{key}_difference"] for _, key in gaps], dtype=float)
+    err = np.nan_to_num(np.array([[v - s[f"{key}_ci_low"], s[f"{key}_ci_high"] - v]
+                                  for v, (_, key) in zip(values, gaps, strict=True)], dtype=float).T.clip(min=0))
+    axes[3].bar(range(2), values, width=0.5, color="tab:gray", alpha=0.5)
+    axes[3].errorbar(range(2), values, yerr=err, fmt="o", color="black", ecolor="tab:red", elinewidth=2.5, capsize=8)
+    axes[3].set_xticks(range(2), [g for g, _ in gaps])
+    axes[3].set_ylim(0, 1.05)
+    axes[3].set_ylabel("difference (95% BCa CI)")
+    axes[3].set_title("gaps")
+    axes[2].legend(title="protected group", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(f"{name}: rates by protected group")
     return fig
 

@@ -38,7 +38,7 @@ def steered_card(generator, folder: str) -> str:
     from fairgen.world.judges import load_judges
 
     labeler = load_judges(device=generator.device)["texture"].predict
-    steerer, _ = steering.fit_steerer(generator, labeler, 3000, mode="balance", progress=False)
+    steerer, _ = steering.fit_steerer(generator, labeler, 8000, mode="balance", progress=False)
     provenance = {"generator": {"name": generator.name, "sha256": generator.checksum}}
     return str(steering.save_card(steerer, f"{folder}/texture-balance", provenance))
 

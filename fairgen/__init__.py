@@ -6,7 +6,11 @@ from .augment import AugmentRecipe, augment
 from .generators import Generator, list_generators, load_generator
 from .stream import Stream, StreamSpec, make_spec
 from .views import ViewRecipe
-from .world import World, WorldSample, load_judges  # the embedded world plug-in (registers its generator)
+from .world import (  # the embedded world plug-in (registers its generator)
+    World,
+    WorldSample,
+    load_judges,
+)
 
 __all__ = [
     "AugmentRecipe", "Generator", "Stream", "StreamSpec", "ViewRecipe", "World", "WorldSample", "augment",

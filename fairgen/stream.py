@@ -1,7 +1,8 @@
 """StreamSpec, the shareable card of an infinite training stream, and Stream, which plays it.
 
-A spec is plain JSON: the generator (name or path, pinned by SHA-256), classes and their weights,
-the seed, an eraser card (pinned by SHA-256), the view and augmentation recipes, the output
+A spec is plain JSON: the generator (registry name, entry point ``pkg.mod:factory``, or a path relative
+to the spec's folder; pinned by SHA-256) and its options, classes and their weights,
+the seed, an eraser card and a walk card (each relative to the spec, pinned by SHA-256), the view and augmentation recipes, the output
 resolution and the replay-buffer refresh rate. Given the same spec, device and dtype, ``Stream``
 yields the same batches; rank ``r`` of ``w`` gets its own deterministic shard; it resumes from
 any step.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import torch
 from einops import rearrange
 
 from .augment import augment, get_recipe
+from .entry_points import is_entry_point
 from .records import from_plain_dict
 from .views import ViewRecipe, make_view_latents
 
@@ -45,6 +48,8 @@ class StreamSpec:
     seed: int = 0
     eraser: str | None = None
     eraser_sha256: str | None = None
+    walks: str | None = None
+    walks_sha256: str | None = None
     views: dict = field(default_factory=lambda: ViewRecipe().to_dict())
     augment: dict | str = "light"
     resolution: int = 32
@@ -77,6 +82,8 @@ class StreamSpec:
                 raise ValueError(f"class_weights must be non-negative with a positive sum, got {self.class_weights}")
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
+        if (self.walks is None) != (self.walks_sha256 is None):
+            raise ValueError("walks and walks_sha256 go together")
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
         views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
         self.views = views.to_dict()
@@ -85,6 +92,8 @@ class StreamSpec:
             self.augment = recipe.to_dict()
         if views.needs_steerer and self.eraser is None:
             raise ValueError("views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)")
+        if views.needs_walks and self.walks is None:
+            raise ValueError("views ask for 'walk' views, which need a walk card (walks and walks_sha256)")
 
     @property
     def view_recipe(self) -> ViewRecipe:
@@ -94,9 +103,21 @@ class StreamSpec:
         return asdict(self)
 
     def save(self, path: str | Path) -> Path:
+        """Write the spec as JSON. Local files it names (the eraser card, a generator folder or file)
+        are written as paths relative to the spec's folder; one lying outside that folder is first
+        copied beside the spec (hard-linked where possible), so the folder travels as a whole."""
+        from steering.files import atomic_write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        data = self.to_dict()
+        if self.eraser is not None:
+            data["eraser"] = _bring_card(self.eraser, path.parent)
+        if self.walks is not None:
+            data["walks"] = _bring_walk_card(self.walks, path.parent)
+        if _names_local_file(self.generator):
+            data["generator"] = _bring(Path(self.generator), path.parent)
+        atomic_write_text(path, json.dumps(data, indent=2))
         return path
 
     @classmethod
@@ -112,18 +133,94 @@ class StreamSpec:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"stream spec {path} is not valid JSON: {error}") from None
-        eraser = data.get("eraser") if isinstance(data, dict) else None
-        if eraser and not Path(eraser).is_absolute() and (path.parent / eraser).is_file():
-            data["eraser"] = str(path.parent / eraser)  # a card shared in the spec's folder
+        if isinstance(data, dict):  # names inside a received spec resolve inside its folder, never outside
+            from steering.files import resolve_inside
+
+            for key in ("eraser", "walks"):
+                if data.get(key) is not None:
+                    data[key] = str(resolve_inside(path.parent, data[key], f"stream spec {path.name}: {key}"))
+            generator = data.get("generator")
+            if isinstance(generator, str) and not is_entry_point(generator):
+                local = resolve_inside(path.parent, generator, f"stream spec {path.name}: generator")
+                if local.exists():
+                    data["generator"] = str(local)
         return cls.from_dict(data)
+
+
+def _names_local_file(generator: str) -> bool:
+    return isinstance(generator, str) and not is_entry_point(generator) and Path(generator).exists()
+
+
+def _bring(source: Path, folder: Path) -> str:
+    """``source`` as a path relative to ``folder``; copied (or hard-linked) in first if it lies outside."""
+    import shutil
+
+    from steering.files import relative_to_card, sha256_file
+
+    source, folder = source.resolve(), folder.resolve()
+    if folder in source.parents:
+        return relative_to_card(source, folder)
+    target = folder / source.name
+    if target.exists():
+        same = (sha256_file(target) == sha256_file(source) if source.is_file() else
+                all((target / f.relative_to(source)).is_file() and sha256_file(target / f.relative_to(source)) == sha256_file(f)
+                    for f in source.rglob("*") if f.is_file()))
+        if not same:
+            raise ValueError(f"cannot place {source} beside the spec: {target} already exists with other content")
+        return target.name
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link_or_copy)
+    else:
+        link_or_copy(source, target)
+    return target.name
+
+
+def _bring_card(eraser: str, folder: Path) -> str:
+    """The eraser card's JSON (and the tensors file it names) beside the spec; its relative name."""
+    from steering.card import card_paths, card_tensors, read_card
+
+    json_path, _ = card_paths(eraser)
+    tensors = card_tensors(read_card(json_path), json_path)
+    if not tensors.is_file():
+        raise FileNotFoundError(f"eraser card tensors {tensors} do not exist")
+    name = _bring(json_path, folder)
+    _bring(tensors, (folder / name).parent)
+    return name
+
+
+def _bring_walk_card(walks: str, folder: Path) -> str:
+    """The walk card's JSON (and the tensors file it names) beside the spec; its relative name."""
+    from steering.files import resolve_inside
+
+    from .walks import read_walk_card, walk_card_paths
+
+    json_path, _ = walk_card_paths(walks)
+    entry = read_walk_card(json_path).get("tensors") or {}
+    tensors = resolve_inside(json_path.parent, entry.get("file"), f"walk card {json_path.name} tensors")
+    if not tensors.is_file():
+        raise FileNotFoundError(f"walk card tensors {tensors} do not exist")
+    name = _bring(json_path, folder)
+    _bring(tensors, (folder / name).parent)
+    return name
 
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def make_spec(generator, eraser: str | Path | None = None, **settings) -> StreamSpec:
-    """A spec for a loaded generator (and eraser card), pinning both by SHA-256."""
+def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | None = None,
+              source: str | None = None, **settings) -> StreamSpec:
+    """A spec for a loaded generator (and eraser and walk cards), pinning each by SHA-256.
+
+    ``source`` is how the spec names the generator (a registry name, an entry point or a local
+    path, as given to ``load_generator``); by default the generator's own name."""
     from steering.files import sha256_file
 
     if eraser is not None:
@@ -131,7 +228,14 @@ def make_spec(generator, eraser: str | Path | None = None, **settings) -> Stream
 
         json_path, _ = card_paths(eraser)
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
-    return StreamSpec(generator=settings.pop("generator", generator.name), generator_sha256=generator.checksum, **settings)
+    if walks is not None:
+        from .walks import walk_card_paths
+
+        json_path, _ = walk_card_paths(walks)
+        if not json_path.is_file():
+            raise FileNotFoundError(f"walk card {json_path} does not exist")
+        settings.update(walks=str(json_path), walks_sha256=sha256_file(json_path))
+    return StreamSpec(generator=str(source or generator.name), generator_sha256=generator.checksum, **settings)
 
 
 class Stream:
@@ -163,6 +267,7 @@ class Stream:
             )
         self.steerer = self._load_steerer()
         self.views = spec.view_recipe
+        self.walks = self._load_walks()
         self.augment = get_recipe(spec.augment)
         self.step = start_step
         self._classes, self._class_probs = self._class_table()
@@ -178,7 +283,6 @@ class Stream:
         if self.spec.eraser is None:
             return None
         from steering.card import load_card
-
         from steering.files import sha256_file
 
         path = Path(self.spec.eraser)
@@ -197,6 +301,21 @@ class Stream:
                 "its majority protected value; fit a balance card for a stream (fairgen steer --mode balance)"
             )
         return steerer
+
+    def _load_walks(self):
+        """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
+        if self.spec.walks is None:
+            return None
+        from .walks import load_walks
+
+        walks, _ = load_walks(self.spec.walks, generator=self.generator, sha256=self.spec.walks_sha256)
+        wanted = self.views.walk_transformations or walks.transformations
+        missing = [t for t in wanted if t not in walks.transformations]
+        if missing:
+            raise ValueError(f"views ask for walks {missing} that the walk card lacks (it has {list(walks.transformations)})")
+        if self.views.walk_compose > len(wanted):
+            raise ValueError(f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on offer")
+        return walks.cpu()
 
     def _class_table(self):
         num = self.generator.num_classes
@@ -223,7 +342,7 @@ class Stream:
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
         if self.steerer is not None and self.steerer.mode != "flip":
             z = self.steerer(z, y, rng)
-        latents = make_view_latents(z, y, self.views, rng, self.steerer)
+        latents = make_view_latents(z, y, self.views, rng, self.steerer, self.walks)
         flat = rearrange(latents, "b v d -> (b v) d").to(self.device)
         labels = y.repeat_interleave(self.views.num_views).to(self.device)
         images = self.generator.synthesize(flat, labels if self.generator.num_classes else None)

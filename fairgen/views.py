@@ -6,7 +6,12 @@ Kinds of view (any mix, at least two):
 * ``"neighbour"``: a gaussian latent neighbour ``z + sigma * w`` with ``w`` a standard normal
   truncated to ``[-truncate, truncate]`` (the paper's multiview positives; sigma 0.2–1.0);
 * ``"flip"``: the anchor's counterfactual twin from an eraser card — protected value changed,
-  class kept — so the positive pair disagrees exactly on the protected attribute.
+  class kept — so the positive pair disagrees exactly on the protected attribute;
+* ``"walk"``: the anchor moved along ``walk_compose`` distinct learned walks from a walk card
+  (zoom, shifts, rotation, hue, brightness), each with a uniform random alpha in its range (the
+  paper's steered views); ``walk_transformations`` restricts the walks drawn from.
+
+Views start from the (possibly steered) anchor, so steering and walks compose.
 """
 
 from __future__ import annotations
@@ -19,16 +24,18 @@ from einops import rearrange
 
 from .records import from_plain_dict
 
-VIEW_KINDS = ("anchor", "neighbour", "flip")
+VIEW_KINDS = ("anchor", "neighbour", "flip", "walk")
 
 
 @dataclass(frozen=True)
 class ViewRecipe:
-    """Which views to make (one entry per view) and the neighbour noise."""
+    """Which views to make (one entry per view), the neighbour noise and the walks composed per walk view."""
 
     kinds: tuple[str, ...] = ("neighbour", "neighbour")
     sigma: float = 0.5
     truncate: float = 2.0
+    walk_compose: int = 1
+    walk_transformations: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.kinds, str):
@@ -44,6 +51,16 @@ class ViewRecipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if isinstance(self.walk_compose, bool) or not isinstance(self.walk_compose, int) or self.walk_compose < 1:
+            raise ValueError(f"walk_compose must be an integer >= 1, got {self.walk_compose!r}")
+        if self.walk_transformations is not None:
+            names = self.walk_transformations
+            if isinstance(names, str) or not names or not all(isinstance(t, str) for t in names):
+                raise ValueError(f"walk_transformations must be None or a non-empty list of names, got {names!r}")
+            object.__setattr__(self, "walk_transformations", tuple(names))
+            if self.walk_compose > len(self.walk_transformations):
+                raise ValueError(f"walk_compose {self.walk_compose} exceeds the {len(self.walk_transformations)} "
+                                 "walk_transformations to choose from")
 
     @property
     def num_views(self) -> int:
@@ -53,8 +70,13 @@ class ViewRecipe:
     def needs_steerer(self) -> bool:
         return "flip" in self.kinds
 
+    @property
+    def needs_walks(self) -> bool:
+        return "walk" in self.kinds
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "kinds": list(self.kinds)}
+        walks = None if self.walk_transformations is None else list(self.walk_transformations)
+        return {**asdict(self), "kinds": list(self.kinds), "walk_transformations": walks}
 
     @classmethod
     def from_dict(cls, data: dict) -> ViewRecipe:
@@ -76,11 +98,17 @@ def truncated_normal(shape, truncate: float, generator: torch.Generator) -> torc
 
 
 def make_view_latents(
-    z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None
+    z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None, walks=None
 ) -> torch.Tensor:
-    """View latents ``[B, V, d]`` for anchors ``z [B, d]`` (classes ``y``), drawn with ``generator``."""
+    """View latents ``[B, V, d]`` for anchors ``z [B, d]`` (classes ``y``), drawn with ``generator``.
+
+    ``steerer`` (an eraser card's steerer) makes 'flip' views, ``walks`` (``fairgen.walks.LatentWalks``)
+    makes 'walk' views.
+    """
     if recipe.needs_steerer and steerer is None:
         raise ValueError("the view recipe asks for 'flip' views, which need an eraser card (steerer)")
+    if recipe.needs_walks and walks is None:
+        raise ValueError("the view recipe asks for 'walk' views, which need a walk card (walks)")
     views = []
     for kind in recipe.kinds:
         if kind == "anchor":
@@ -88,6 +116,8 @@ def make_view_latents(
         elif kind == "neighbour":
             noise = truncated_normal(z.shape, recipe.truncate, generator).to(z)
             views.append(z + recipe.sigma * noise)
+        elif kind == "walk":
+            views.append(walks.random_walk(z, y, generator, recipe.walk_compose, recipe.walk_transformations))
         else:
             views.append(steerer.flip(z, y, generator)[0].to(z))
     return rearrange(torch.stack(views), "v b d -> b v d")

@@ -1,13 +1,20 @@
 """Latent steering: label samples, learn where protected values live, and balance, flip (or erase) them."""
 
 from .card import load_card, read_card, save_card
+from .classifier import LatentClassifier
 from .conditional import ConditionalEraser
-from .fit import STEERING_METHODS, checked_flips, fit_steerer, latent_probe_accuracy, measure_stream, steering_report
+from .fit import (
+    STEERING_METHODS,
+    checked_flips,
+    fit_steerer,
+    latent_probe_accuracy,
+    measure_stream,
+    steering_report,
+)
 from .inlp import INLPEraser
 from .labelling import LabelledLatents, label_latents, sample_and_label
 from .leace import LeaceEraser, LeaceFitter
 from .modes import METHODS, MODES, LatentSteerer
-from .classifier import LatentClassifier
 from .nonlinear import ClassifierSteerer
 from .ot import GaussianFit, GaussianOTMap, gaussian_ot_map
 from .probes import LinearProbe, MLPProbe, probe_report

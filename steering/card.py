@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .files import sha256_file
+from .files import resolve_inside, sha256_file
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
@@ -76,12 +76,25 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
+def card_tensors(card: dict, json_path: Path) -> Path:
+    """The tensors file a card names, resolved inside the card's folder (never outside it)."""
+    tensors = card.get("tensors")
+    if not isinstance(tensors, dict) or "file" not in tensors or "sha256" not in tensors:
+        raise ValueError(f"eraser card {json_path} has no 'tensors' entry with 'file' and 'sha256'")
+    return resolve_inside(json_path.parent, tensors["file"], f"eraser card {json_path.name}: tensors file")
+
+
 def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
     """Rebuild the steerer; with ``generator``, refuse a card fitted on other weights."""
     card = read_card(path)
-    json_path, tensor_path = card_paths(path)
+    json_path, stem_tensors = card_paths(path)
+    tensor_path = card_tensors(card, json_path)
+    if not tensor_path.is_file() and stem_tensors.is_file():
+        tensor_path = stem_tensors  # a card renamed with its tensors; their SHA-256 is still checked below
     if not tensor_path.is_file():
-        raise FileNotFoundError(f"eraser card tensors {tensor_path} do not exist (next to {json_path.name})")
+        names = tensor_path.name if tensor_path == stem_tensors else f"{tensor_path.name} (or {stem_tensors.name})"
+        raise FileNotFoundError(f"eraser card tensors {names} named by {json_path.name} do not exist "
+                                f"(they must sit beside it, in {json_path.parent})")
     if sha256_file(tensor_path) != card["tensors"]["sha256"]:
         raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
     if generator is not None and card.get("generator", {}).get("sha256") != generator.checksum:

@@ -12,7 +12,6 @@ from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer, fit_classifiers, uncertain
 from .probes import MLPProbe
 
-
 STEERING_METHODS = ("resample", "quantile", "gaussian")
 ACTIVE_SHARE = 0.3  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
 ACTIVE_ROUNDS = 2  # rounds of labelling where the classifier fitted so far is least sure

@@ -41,7 +41,7 @@ def report():
     )
     return (
         AuditReport("test audit")
-        .add("attr leakage", leakage(x, attr, n_repeats=1, n_permutations=4, n_bootstrap=50))
+        .add("attr leakage", leakage(x, attr, n_repeats=1, n_permutations=4))
         .add("fairness | odd name", fairness)
         .add("stream", stream_balance(classes, attr, n_bootstrap=20))
         .add(

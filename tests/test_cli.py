@@ -6,7 +6,7 @@ import pytest
 
 from fairgen.cli import build_parser, main
 
-COMMANDS = ["world", "sample", "zoo", "judges", "steer", "stream", "train", "audit", "demo"]
+COMMANDS = ["world", "sample", "zoo", "judges", "steer", "stream", "train", "audit", "memorisation", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

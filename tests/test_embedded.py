@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fairgen.generators import list_generators, load_generator
 from audits.stats import cramers_v
+from fairgen.generators import list_generators, load_generator
 from fairgen.world.generator import LATENT_DIM, NAME, WEIGHTS, MappedSpriteGenerator
 from fairgen.world.judges import load_judges
 from fairgen.world.quality import judge_generator

@@ -1,6 +1,5 @@
 """Classifier cards in a stream: same seed, same steered batch; several attributes; erase refused."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import steering
 from fairgen import cramers_v, load_generator
-from fairgen.world.judges import load_judges
 from fairgen.stream import Stream, StreamSpec, make_spec
+from fairgen.world.judges import load_judges
 
 BATCH = 8
 FEW = settings(max_examples=12, deadline=None)

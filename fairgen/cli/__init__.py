@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit, demo, judges, sample, steer, stream, train, world, zoo
+from . import audit, demo, judges, memorisation, sample, steer, stream, train, walks, world, zoo
 
 DESCRIPTION = """\
 fairgen turns a pretrained generative model into a fair, shareable source of training data.
@@ -16,7 +16,7 @@ and remove a protected attribute (`fairgen steer`), write a stream card and trai
 everything end to end on the embedded default generator, offline.
 """
 
-COMMANDS = (demo, world, sample, zoo, judges, steer, stream, train, audit)
+COMMANDS = (demo, world, sample, zoo, judges, steer, stream, train, audit, memorisation, walks)
 
 
 def build_parser() -> argparse.ArgumentParser:

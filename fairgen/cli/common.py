@@ -32,3 +32,24 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def add_generator_options(parser: argparse.ArgumentParser) -> None:
+    """BigGAN's --truncation and --classes, for every command that loads a generator."""
+    parser.add_argument("--truncation", type=float, default=None,
+                        help="BigGAN truncation in (0, 1] (default: the generator's own, 0.5 for BigGAN)")
+    parser.add_argument("--classes", default=None,
+                        help="comma list of the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids)")
+
+
+def generator_options(args) -> dict:
+    """The generator options given on the command line (none when not given, so every generator accepts them)."""
+    options = {}
+    if getattr(args, "truncation", None) is not None:
+        options["truncation"] = args.truncation
+    if getattr(args, "classes", None):
+        try:
+            options["classes"] = [int(c) for c in args.classes.split(",") if c.strip()]
+        except ValueError:
+            raise ValueError(f"--classes must be a comma list of integers, got {args.classes!r}") from None
+    return options

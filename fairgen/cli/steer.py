@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_generator, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_generator,
+    add_generator_options,
+    add_seed,
+    generator_options,
+)
 
 
 def add_parser(sub) -> None:
     p = add_command(sub, "steer", "learn a protected attribute in the latent space and remove it")
     add_generator(p)
+    add_generator_options(p)
+    p.add_argument("--labeler", default=None,
+                   help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
+                        "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>")
     p.add_argument("--protected", default=None,
-                   help="world judge(s) naming the protected attribute(s), comma-separated for several at once "
-                        "(default: the world's)")
+                   help="name of the protected attribute (default: the labeler's factor); without --labeler, "
+                        "comma-separated world factors (texture,colour) steer several at once, jointly")
+    p.add_argument("--class-labeler", default=None,
+                   help="optional labeler of the generator's class, to report class fidelity (default: world:<class factor> "
+                        "for the world's generator, none otherwise)")
+    p.add_argument("--force-labeler", action="store_true", help="use world:<factor> judges on a generator that is not the world's")
     p.add_argument("--mode", default="balance", choices=["erase", "balance", "flip"],
                    help="balance makes the protected attribute independent of the class")
     p.add_argument("--method", default=None, choices=["resample", "quantile", "gaussian"],
@@ -20,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
     add_device(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default="eraser_card", help="card stem: writes STEM.json and STEM.safetensors")
     p.set_defaults(func=run)
 
@@ -28,44 +44,53 @@ def run(args) -> None:
     import steering
 
     from ..generators import load_generator
-    from ..world import CLASS_FACTOR, DEFAULT_PROTECTED, load_judges
+    from ..labelers import load_labeler
+    from ..world import CLASS_FACTOR, DEFAULT_PROTECTED
 
-    generator = load_generator(args.generator, device=args.device)
-    judges = load_judges(device=args.device)
-    names = (args.protected or DEFAULT_PROTECTED).split(",")
-    for protected in names:
-        if protected not in judges:
-            raise ValueError(f"--protected must name world judges among {sorted(judges)}, got {protected!r}")
-        if protected == CLASS_FACTOR:
-            raise ValueError(f"--protected {protected!r} is the generator's class itself; pick another attribute")
-    labelers = {name: judges[name].predict for name in names} if len(names) > 1 else judges[names[0]].predict
-    steerer, _ = steering.fit_steerer(
-        generator, labelers, n=args.n, mode=args.mode, method=args.method, seed=args.seed
-    )
-    referees = {**({name: judges[name] for name in names} if len(names) > 1 else {"protected": judges[names[0]]}),
-                "class": judges[CLASS_FACTOR]}
+    options = generator_options(args)
+    generator = load_generator(args.generator, device=args.device, **options)
+    names = (args.protected or DEFAULT_PROTECTED).split(",") if args.labeler is None else [args.protected]
+    specs = [f"world:{name}" for name in names] if args.labeler is None else [args.labeler]
+    labelers = [load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device) for spec in specs]
+    for spec in specs:
+        if spec == f"world:{CLASS_FACTOR}":
+            raise ValueError(f"--labeler {spec!r} labels the generator's class itself; pick another attribute")
+    if args.labeler is not None:
+        names = [args.protected or (args.labeler.split(":", 1)[1] if args.labeler.startswith("world:") else args.labeler)]
+    protected = names[0] if len(names) == 1 else names
+    class_spec = args.class_labeler or (f"world:{CLASS_FACTOR}" if specs[0].startswith("world:") and not args.force_labeler else None)
+    referees = {"protected": labelers[0]} if len(names) == 1 else dict(zip(names, labelers, strict=True))
+    if class_spec:
+        referees["class"] = load_labeler(class_spec, generator=generator, force=args.force_labeler, device=args.device)
+    fit_labelers = labelers[0].predict if len(names) == 1 else {name: lab.predict for name, lab in zip(names, labelers, strict=True)}
+    steerer, _ = steering.fit_steerer(generator, fit_labelers, n=args.n, mode=args.mode, method=args.method,
+                                      seed=args.seed, progress=not args.quiet)
     report = steering.steering_report(generator, steerer, referees, n=args.eval_n, seed=args.seed + 1)
+    from .. import __version__
+
     provenance = {
-        "generator": {"name": generator.name, "sha256": generator.checksum},
-        "protected": names[0] if len(names) == 1 else names,
+        "generator": {"name": _portable_name(args.generator), "sha256": generator.checksum, "options": options},
+        "protected": protected,
         "keep": "class input",
-        "labeler": {name: f"world:{name}" for name in names} if len(names) > 1 else f"world:{names[0]}",
+        "labeler": labelers[0].provenance() if len(names) == 1 else {n: lab.provenance() for n, lab in zip(names, labelers, strict=True)},
+        "class_labeler": referees["class"].provenance() if "class" in referees else None,
         "n": args.n,
         "seed": args.seed,
+        "fairgen_version": __version__,
         "report": report,
     }
     path = steering.save_card(steerer, args.out, provenance)
-    print(f"steering {generator.name}: protected={','.join(names)} mode={args.mode} method={getattr(steerer, 'method', args.method)}, "
-          f"fitted on {args.n} labelled samples")
+    print(f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
+          f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples")
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
     for key in report["raw"]["cramers_v_by"]:
-        label = "protected" if key == "protected" else key
         raw_v, steered_v = report["raw"]["cramers_v_by"][key], report["steered"]["cramers_v_by"][key]
         raw_c, steered_c = report["raw"]["cramers_v_corrected_by"][key], report["steered"]["cramers_v_corrected_by"][key]
-        name = names[0] if key == "protected" else label
+        name = names[0] if key == "protected" else key
         print(f"  {'Cramér V(class, ' + name + ')':34s}{raw_v:10.3f}{steered_v:10.3f}")
         print(f"  {'  bias-corrected (Bergsma)':34s}{raw_c:10.3f}{steered_c:10.3f}")
-    print(f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
+    if "class_fidelity" in report["raw"]:
+        print(f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
     if "expected_draws_per_sample" in report:
         print(f"  latent draws per kept sample (balance): {report['expected_draws_per_sample']:.1f}")
     if "probe_before" in report:
@@ -76,3 +101,12 @@ def run(args) -> None:
         print(f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}")
         print("  (erase is latent-only: a stream refuses an erase card)")
     print(f"wrote {path}")
+
+
+def _portable_name(generator: str) -> str:
+    """A registry name or entry point as given; a local folder/file by its base name only (no absolute path)."""
+    from pathlib import Path
+
+    from ..entry_points import is_entry_point
+
+    return generator if is_entry_point(generator) or not Path(generator).exists() else Path(generator).resolve().name

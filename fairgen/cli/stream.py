@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_generator, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_generator,
+    add_generator_options,
+    add_seed,
+    generator_options,
+)
 
 
 def add_parser(sub) -> None:
     p = add_command(sub, "stream", "write a stream card, or export samples of one to disk")
-    p.add_argument("--new", metavar="CARD", help="write a new stream card (JSON) here")
+    p.add_argument("--new", metavar="CARD", help="write a new stream card (JSON) here; local files it names are "
+                                                 "placed beside it, so the card's folder is portable")
     add_generator(p)
+    add_generator_options(p)
     p.add_argument("--eraser", default=None, help="eraser card from `fairgen steer` (optional)")
-    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip (>= 2)")
+    p.add_argument("--walks", default=None, help="walk card from `fairgen walks learn` (needed by walk views)")
+    p.add_argument("--views", default="anchor,neighbour", help="comma list of anchor|neighbour|flip|walk (>= 2)")
     p.add_argument("--sigma", type=float, default=0.5, help="latent-neighbour noise scale")
     p.add_argument("--augment", default="light", help="augmentation preset: simclr, light, none")
     p.add_argument("--refresh", type=float, default=1.0, help="share of each batch freshly generated, (0, 1]")
-    p.add_argument("--resolution", type=int, default=32, help="output side in pixels")
+    p.add_argument("--resolution", type=int, default=None, help="output side in pixels (default: the generator's)")
     p.add_argument("--spec", help="stream card to read")
     p.add_argument("--export", metavar="DIR", help="write samples here")
     p.add_argument("--n", type=int, default=1000, help="samples to export")
@@ -22,6 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
     add_seed(p)
     add_device(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -30,10 +41,12 @@ def run(args) -> None:
     from ..stream import Stream, StreamSpec, make_spec
 
     if args.new:
-        generator = load_generator(args.generator, device=args.device)
+        options = generator_options(args)
+        generator = load_generator(args.generator, device=args.device, **options)
         views = {"kinds": args.views.split(","), "sigma": args.sigma, "truncate": 2.0}
-        spec = make_spec(generator, eraser=args.eraser, views=views, augment=args.augment, seed=args.seed,
-                         refresh=args.refresh, resolution=args.resolution)
+        spec = make_spec(generator, eraser=args.eraser, walks=args.walks, views=views, augment=args.augment,
+                         seed=args.seed, refresh=args.refresh, resolution=args.resolution or generator.resolution,
+                         source=args.generator, generator_options=options)
         print(f"wrote {spec.save(args.new)}")
         return
     if not args.spec or not args.export:
@@ -41,4 +54,4 @@ def run(args) -> None:
     from ..export import export_stream
 
     stream = Stream(StreamSpec.load(args.spec), args.batch_size, args.device)
-    print(f"wrote {export_stream(stream, args.export, args.n, args.format)}")
+    print(f"wrote {export_stream(stream, args.export, args.n, args.format, progress=not args.quiet)}")

@@ -24,8 +24,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    import json
-
     from ..contrastive import TrainConfig, Trainer
     from ..stream import Stream, StreamSpec
 
@@ -42,5 +40,5 @@ def run(args) -> None:
     stream = Stream(spec, args.batch_size, args.device, start_step=trainer.step)
     trainer.fit(stream)
     trainer.save_encoder(out / "encoder.safetensors")
-    (out / "stream.json").write_text(json.dumps(spec.to_dict(), indent=2))
+    spec.save(out / "stream.json")  # with the files it names beside it, so the run folder is portable
     print(f"trained {trainer.step} steps; wrote {out / 'encoder.safetensors'} and {checkpoint}")

@@ -195,7 +195,7 @@ class BigGANGenerator:
         check_latents(z, self.latent_dim)
         check_classes(y, z.shape[0], self.num_classes)
         z = z.to(self.device, torch.float32)
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):  # differentiable in z on request
             # Row lookup equals the package's one-hot @ embedding matrix, without the matmul.
             embedding = self._class_embeddings[y.to(self.device)]
             condition = torch.cat([z, embedding], dim=1)

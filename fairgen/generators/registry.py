@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .base import Generator
+from ..entry_points import import_object, is_entry_point
+from .base import Generator, check_generator
 
 _FACTORIES: dict[str, Callable[..., Generator]] = {}
 _PATH_LOADERS: list[tuple[Callable[[Path], bool], Callable[..., Generator]]] = []
@@ -43,11 +44,14 @@ def list_generators() -> list[str]:
 
 
 def load_generator(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **options) -> Generator:
-    """Load a registered generator by name, or a local directory/file a path loader accepts."""
+    """Load a registered generator by name, a local directory/file a path loader accepts, or a
+    Python entry point ``package.module:factory`` (called as ``factory(device=..., **options)``)."""
     _import_builtin()
     key = str(name_or_path)
     if key in _FACTORIES:
         return _FACTORIES[key](device=torch.device(device), **options)
+    if is_entry_point(key) and not Path(key).exists():
+        return load_entry_point(key, device, **options)
     path = Path(key).expanduser()
     if path.exists():
         for accepts, loader in _PATH_LOADERS:
@@ -56,8 +60,20 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
         raise ValueError(f"name_or_path {key!r} exists but no generator loader understands it")
     raise ValueError(
         f"unknown generator {key!r}; known names: {', '.join(sorted(_FACTORIES))} "
-        "(or pass a local path)"
+        "(or pass a local path, or an entry point package.module:factory)"
     )
+
+
+def load_entry_point(spec: str, device: str | torch.device = "cpu", **options) -> Generator:
+    """Call the factory ``package.module:factory`` names and check that it returns a Generator."""
+    factory = import_object(spec, "generator")
+    if not callable(factory):
+        raise ValueError(f"generator: {spec!r} names a {type(factory).__name__}, not a factory to call")
+    try:
+        generator = factory(device=torch.device(device), **options)
+    except TypeError as error:
+        raise ValueError(f"generator: {spec!r} could not be called with device and options {sorted(options)}: {error}") from None
+    return check_generator(generator, f"generator factory {spec!r}")
 
 
 def _import_builtin() -> None:

@@ -6,9 +6,19 @@ Importing it registers the embedded generator with ``fairgen.load_generator``.
 """
 
 from . import generator as _generator  # noqa: F401  (registers the embedded default)
+from . import labeler as _labeler  # noqa: F401  (registers the world:<factor> labelers)
 from . import legacy as _legacy  # noqa: F401  (registers the first, 6-d embedded generator)
 from .judges import load_judges
-from .render import CATEGORICAL, CONTINUOUS, FACTORS, RESOLUTIONS, World, WorldSample, render, sample_factors
+from .render import (
+    CATEGORICAL,
+    CONTINUOUS,
+    FACTORS,
+    RESOLUTIONS,
+    World,
+    WorldSample,
+    render,
+    sample_factors,
+)
 
 CLASS_FACTOR = "shape"  # what the embedded generator's class input is
 DEFAULT_PROTECTED = "texture"  # the protected factor of the embedded default's biased split

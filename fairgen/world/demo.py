@@ -120,15 +120,15 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
 
     ``config`` overrides the preset's settings (the preset name is still recorded).
     """
-    import audits
     import steering
 
     from ..contrastive import TrainConfig, Trainer
     from ..contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
     from ..contrastive.evaluate import extract_features
     from ..generators import load_generator
-    from .recipe import RecipeConfig, training_split
+    from .audit import audit_world_features, world_audit_splits
     from .judges import load_judges
+    from .recipe import RecipeConfig, training_split
 
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -147,8 +147,7 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     world = World(32)
     biased = training_split(RecipeConfig())  # what the generator learned from
     sources = {"a_real_biased": biased, "b_real_balanced": world.sample(config.n_real, seed=config.seed + 11, bias=0.0)}
-    probe_split = world.sample(config.n_probe, seed=config.seed + 12, bias=0.9)  # downstream labelled data
-    test_split = world.sample(config.n_test, seed=config.seed + 13, bias=0.0)
+    probe_split, test_split = world_audit_splits(config.n_probe, config.n_test, config.seed)  # shared with `fairgen audit`
 
     print(f"[demo] fitting the balance steerer on {config.steer_n} judged samples ...", flush=True)
     steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, n=config.steer_n, seed=config.seed, progress=progress)
@@ -196,12 +195,11 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
         spaces = {"backbone": features, "erased": [eraser(f) for f in features]}  # = ErasedEncoder's output
         for space, (train_x, test_x) in spaces.items():
             train_x, test_x = train_x.cpu().numpy(), test_x.cpu().numpy()
-            report = audits.audit_representation(
-                train_x, probe_split.labels("shape").numpy(), test_x, test_split.labels("shape").numpy(),
-                test_split.labels("texture").numpy(),
+            report = audit_world_features(
+                train_x, test_x, probe_split, test_split, seed=config.seed,
                 n_permutations=config.n_permutations if space == "backbone" else config.erased_permutations,
-                n_bootstrap=config.n_bootstrap, seed=config.seed, title=f"{arm}: {ARMS[arm]} ({space})",
-                pca=config.leakage_pca, n_repeats=1, max_iter=config.leakage_max_iter,
+                n_bootstrap=config.n_bootstrap, title=f"{arm}: {ARMS[arm]} ({space})",
+                probe="linear", pca=config.leakage_pca, n_repeats=1, max_iter=config.leakage_max_iter,
             )
             report.save(out / arm / space)
             row.update(_row(space, report.to_dict()))

@@ -29,11 +29,23 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors, sha256_file
+from steering.files import (
+    load_safetensors,
+    read_safetensors_metadata,
+    save_safetensors,
+    sha256_file,
+)
 
 from ..generators.base import check_classes, check_latents
 from ..generators.registry import register_generator, register_path_loader
-from .legacy import SPRITE_EXTENT, _circular_lookup, _disk_logits, _generator_device, _interp, _pose_to_affine
+from .legacy import (
+    SPRITE_EXTENT,
+    _circular_lookup,
+    _disk_logits,
+    _generator_device,
+    _interp,
+    _pose_to_affine,
+)
 from .mapping import MappingNetwork
 from .render import CATEGORICAL
 
@@ -147,9 +159,11 @@ class MappedSpriteGenerator(nn.Module):
         return F.avg_pool2d(image, self.supersample)
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
         check_latents(z, self.latent_dim)
         check_classes(y, len(z), self.num_classes)
-        return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
+            return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
 
     def decode_codes(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Images of Gaussian codes ``h [N, 7]`` (``N(0, I)`` under the prior), bypassing the mapping."""

@@ -32,7 +32,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors, sha256_file
+from steering.files import (
+    load_safetensors,
+    read_safetensors_metadata,
+    save_safetensors,
+    sha256_file,
+)
 
 from ..generators.base import check_classes, check_latents
 from ..generators.registry import register_generator, register_path_loader

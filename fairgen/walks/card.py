@@ -1,0 +1,114 @@
+"""Walk cards: learned walks saved as data (safetensors + JSON) with their provenance.
+
+``<stem>.json`` holds the transformations, their alpha ranges, the generator the walks were
+learned on (name and SHA-256), the training settings and loss, the fidelity measured, and the
+name and SHA-256 of ``<stem>.safetensors`` (the directions). Stream specs pin the JSON by
+SHA-256. Loading checks both checksums and refuses walks learned on another generator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from steering.files import (
+    atomic_write_text,
+    load_safetensors,
+    resolve_inside,
+    save_safetensors,
+    sha256_file,
+)
+
+from .directions import LatentWalks
+
+CARD_KIND = "walks"
+CARD_VERSION = 1
+
+
+def walk_card_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(json, safetensors)`` paths of a walk card, given either file or the common stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+
+
+def _plain(value):
+    """JSON-safe numbers: NaN and infinities become null (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def save_walks(walks: LatentWalks, path: str | Path, generator, provenance: dict | None = None) -> Path:
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` for walks learned on ``generator``; returns the JSON path."""
+    if not isinstance(walks, LatentWalks):
+        raise ValueError(f"walks must be a LatentWalks, got {type(walks).__name__}")
+    json_path, tensor_path = walk_card_paths(path)
+    tensor_sha = save_safetensors({"directions": walks.directions}, tensor_path, {"fairgen_card": CARD_KIND})
+    card = {
+        "fairgen_card": CARD_KIND,
+        "version": CARD_VERSION,
+        "generator": {"name": generator.name, "sha256": generator.checksum},
+        "transformations": list(walks.transformations),
+        "alpha_ranges": {t: list(r) for t, r in walks.alpha_ranges.items()},
+        "per_class": walks.per_class,
+        "latent_dim": walks.latent_dim,
+        "tensors": {"file": tensor_path.name, "sha256": tensor_sha},
+        **_plain(provenance or {}),
+    }
+    atomic_write_text(json_path, json.dumps(card, indent=2, sort_keys=True, allow_nan=False))
+    return json_path
+
+
+def read_walk_card(path: str | Path) -> dict:
+    """The card's JSON, after checking it is a walk card."""
+    json_path, _ = walk_card_paths(path)
+    if not json_path.is_file():
+        raise FileNotFoundError(f"walk card {json_path} does not exist")
+    try:
+        card = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"walk card {json_path} is not valid JSON: {error}") from None
+    if not isinstance(card, dict) or card.get("fairgen_card") != CARD_KIND:
+        raise ValueError(f"{json_path} is not a fairgen walk card")
+    if card.get("version") != CARD_VERSION:
+        raise ValueError(f"walk card {json_path} has version {card.get('version')!r}; this fairgen reads version {CARD_VERSION}")
+    return card
+
+
+def load_walks(path: str | Path, generator=None, sha256: str | None = None) -> tuple[LatentWalks, dict]:
+    """Rebuild the walks; ``sha256`` pins the JSON, ``generator`` refuses walks learned on other weights."""
+    json_path, _ = walk_card_paths(path)
+    if sha256 is not None and json_path.is_file() and sha256_file(json_path) != sha256:
+        raise ValueError(f"walk card {json_path} does not match the SHA-256 pinned for it ({sha256})")
+    card = read_walk_card(json_path)
+    if generator is not None and card.get("generator", {}).get("sha256") != generator.checksum:
+        raise ValueError(
+            f"walk card {json_path.name} was learned on generator {card.get('generator')}, "
+            f"not on {generator.name!r} with SHA-256 {generator.checksum}"
+        )
+    tensors_entry = card.get("tensors") or {}
+    tensor_path = resolve_inside(json_path.parent, tensors_entry.get("file"), f"walk card {json_path.name} tensors")
+    if not tensor_path.is_file():
+        raise FileNotFoundError(f"walk card tensors {tensor_path} do not exist (next to {json_path.name})")
+    if sha256_file(tensor_path) != tensors_entry.get("sha256"):
+        raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
+    tensors = load_safetensors(tensor_path, "walk card tensors")
+    if "directions" not in tensors:
+        raise ValueError(f"walk card tensors {tensor_path} hold no 'directions'")
+    try:
+        walks = LatentWalks(tensors["directions"], card["transformations"], card["alpha_ranges"])
+    except KeyError as error:
+        raise ValueError(f"walk card {json_path} has no {error} entry") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"walk card {json_path}: {error}") from None
+    if generator is not None and walks.latent_dim != generator.latent_dim:
+        raise ValueError(f"walk card {json_path.name} has latent size {walks.latent_dim}, the generator {generator.latent_dim}")
+    return walks, card

@@ -1,0 +1,73 @@
+"""Guarantees of steering.files: content-only hashes, atomic readable writes, paths kept inside a card."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from steering.files import (
+    atomic_write_text,
+    read_safetensors_metadata,
+    resolve_inside,
+    save_safetensors,
+)
+
+SAVE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from steering.files import save_safetensors
+tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(4)}
+print(save_safetensors(tensors, sys.argv[1], {"name": "x", "resolution": 32, "recipe": {"steps": 3, "bias": 0.9}}))
+"""
+
+
+def test_a_safetensors_file_hashes_the_same_in_every_process(tmp_path):
+    digests = {
+        subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / f"w{i}.safetensors")],
+                       capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": str(i)}).stdout
+        for i in range(4)
+    }
+    assert len(digests) == 1
+    assert read_safetensors_metadata(tmp_path / "w0.safetensors") == {"name": "x", "recipe": {"bias": 0.9, "steps": 3},
+                                                                       "resolution": 32}
+
+
+def test_atomic_writes_are_readable_by_others_and_leave_no_temporary_files(tmp_path):
+    path = atomic_write_text(tmp_path / "card.json", "{}")
+    save_safetensors({"x": torch.zeros(2)}, tmp_path / "t.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json", "t.safetensors"]
+
+
+def test_a_corrupt_safetensors_file_is_named_in_a_clear_error(tmp_path):
+    bad = tmp_path / "weights.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(ValueError, match="weights.safetensors is not a readable safetensors file"):
+        read_safetensors_metadata(bad, "generator weights")
+
+
+@pytest.mark.parametrize("name", ["../secret.json", "/etc/passwd", "a/../../secret.json"])
+def test_names_that_leave_the_card_folder_are_refused_alike_whether_or_not_the_file_exists(tmp_path, name):
+    (tmp_path / "secret.json").write_text("{}")
+    card = tmp_path / "card"
+    card.mkdir()
+    with pytest.raises(ValueError, match="must be a path inside the card's folder") as existing:
+        resolve_inside(card, name, "eraser")
+    (tmp_path / "secret.json").unlink()
+    with pytest.raises(ValueError) as missing:
+        resolve_inside(card, name, "eraser")
+    assert str(existing.value) == str(missing.value)
+
+
+def test_a_link_pointing_out_of_the_card_folder_is_refused(tmp_path):
+    card = tmp_path / "card"
+    card.mkdir()
+    (tmp_path / "outside.json").write_text("{}")
+    (card / "inside.json").symlink_to(tmp_path / "outside.json")
+    with pytest.raises(ValueError, match="resolves outside the card's folder"):
+        resolve_inside(card, "inside.json", "eraser")
+    assert resolve_inside(card, "sub/ok.json", "eraser") == (card / "sub" / "ok.json").resolve()
