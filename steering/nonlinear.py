@@ -25,7 +25,7 @@ from .flips import gradient_flip
 from .resample import rejection_sample
 
 STEER_MODES = ("balance", "flip")
-MIN_SHOWN = 10  # a (class, value) needs this many labelled samples to be a target
+MIN_SHOWN = 1  # a (class, value) needs this many labelled samples to be a target
 N_PRIOR = 1 << 15
 RESTARTS, RESTART_JITTER = 3, 0.5  # flips stuck below the threshold retry from the anchor plus this much noise  # prior draws that estimate each class's value distribution under the classifier
 
@@ -135,8 +135,9 @@ class ClassifierSteerer(nn.Module):
                                      f"{int(counts[name].sum())} labelled samples; give them probability 0 in target_distribution")
                 c, v = lacking[0]
                 raise ValueError(
-                    f"class {c} shows {name} value {v} in only {int(counts[name][c, v])} labelled samples (need >= {MIN_SHOWN}); "
-                    f"label more samples (n), or give value {v} probability 0 in target_distribution"
+                    f"class {c} never shows {name} value {v} in its {int(counts[name][c].sum())} labelled samples, so it "
+                    f"cannot be balanced towards it; label more samples (n), or give value {v} probability 0 in "
+                    "target_distribution"
                 )
 
     def _check_fitted(self):
