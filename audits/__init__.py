@@ -3,6 +3,7 @@
 leakage          how well a probe recovers a protected attribute (CV, bootstrap CI, permutation p)
 group_fairness   a target probe's rates by protected group (fairlearn MetricFrame) and its gaps
 stream_balance   per-class attribute histograms of a stream and Cramér's V with a CI
+stream_balance_joint  the same for several attributes and their joint value
 memorisation     whether generated samples sit closer to training data than held-out real ones
 cramers_v        association of two categorical labelings (also used by steering)
 AuditReport      named results -> report.json, report.md and PNG plots
@@ -13,8 +14,8 @@ from .leakage import LeakageResult, leakage
 from .memorisation import MemorisationResult, memorisation, nearest_distances
 from .report import AuditReport
 from .representation import audit_representation
-from .stats import contingency_table, cramers_v
-from .stream import StreamBalance, compare_streams, stream_balance
+from .stats import contingency_table, cramers_v, cramers_v_corrected
+from .stream import StreamBalance, compare_streams, stream_balance, stream_balance_joint
 
 __all__ = [
     "AuditReport",
@@ -25,10 +26,10 @@ __all__ = [
     "audit_representation",
     "compare_streams",
     "contingency_table",
-    "cramers_v",
+    "cramers_v", "cramers_v_corrected",
     "group_fairness",
     "leakage",
     "memorisation",
     "nearest_distances",
-    "stream_balance",
+    "stream_balance", "stream_balance_joint",
 ]

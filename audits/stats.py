@@ -38,3 +38,26 @@ def cramers_v(a, b) -> float:
     expected = np.outer(table.sum(1), table.sum(0)) / n
     chi2 = ((table - expected) ** 2 / expected).sum()
     return float(np.sqrt(chi2 / (n * k)))
+
+
+def cramers_v_corrected(a, b) -> float:
+    """Bias-corrected Cramér's V (Bergsma 2013, J. Korean Stat. Soc. 42:323-328).
+
+    Plain V is biased upwards at small n (two independent labelings of n samples score about
+    sqrt((r-1)(c-1)/(n min(r-1, c-1))), not 0). The correction subtracts the chi-square's
+    expectation under independence from phi^2 and shrinks the table's dimensions to match:
+    phi2 = max(0, chi2/n - (r-1)(c-1)/(n-1)), r~ = r - (r-1)^2/(n-1), c~ = c - (c-1)^2/(n-1),
+    V~ = sqrt(phi2 / min(r~ - 1, c~ - 1)). It is 0 for a single value or n < 2.
+    """
+    table = contingency_table(a, b)
+    table = table[table.sum(1) > 0][:, table.sum(0) > 0]
+    r, c = table.shape
+    n = table.sum()
+    if min(r, c) < 2 or n < 2:
+        return 0.0
+    expected = np.outer(table.sum(1), table.sum(0)) / n
+    phi2 = ((table - expected) ** 2 / expected).sum() / n
+    phi2 = max(0.0, phi2 - (r - 1) * (c - 1) / (n - 1))
+    r_tilde, c_tilde = r - (r - 1) ** 2 / (n - 1), c - (c - 1) ** 2 / (n - 1)
+    k = min(r_tilde - 1, c_tilde - 1)
+    return float(np.sqrt(phi2 / k)) if k > 0 else 0.0

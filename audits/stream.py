@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import as_labels, check_positive_int, encode, percentile_ci
-from .stats import contingency_table, cramers_v
+from .stats import contingency_table, cramers_v, cramers_v_corrected
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==
@@ -32,6 +32,7 @@ class StreamBalance:
     ci_high: float
     n_samples: int
     n_bootstrap: int
+    cramers_v_corrected: float = float("nan")  # Bergsma's bias-corrected V (small samples)
 
     @property
     def shares(self) -> pd.DataFrame:
@@ -54,6 +55,7 @@ class StreamBalance:
             "n_classes": int(self.counts.shape[0]),
             "n_attribute_values": int(self.counts.shape[1]),
             "cramers_v": self.cramers_v,
+            "cramers_v_corrected": self.cramers_v_corrected,
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
             "n_bootstrap": self.n_bootstrap,
@@ -91,7 +93,20 @@ def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0)
         ci_high=min(1.0, 2 * v - low),
         n_samples=int(n),
         n_bootstrap=n_bootstrap,
+        cramers_v_corrected=cramers_v_corrected(cls, attr),
     )
+
+
+def stream_balance_joint(classes, attributes: Mapping[str, object], *, n_bootstrap: int = 200, seed: int = 0) -> dict:
+    """``stream_balance`` for each of several attributes and for their joint value ("joint": value tuples)."""
+    if not isinstance(attributes, Mapping) or not attributes:
+        raise ValueError("attributes must be a non-empty mapping {name: labels}")
+    out = {name: stream_balance(classes, values, n_bootstrap=n_bootstrap, seed=seed) for name, values in attributes.items()}
+    if len(attributes) > 1:
+        columns = [as_labels(v, name) for name, v in attributes.items()]
+        joint = np.array(["/".join(map(str, row)) for row in zip(*columns, strict=True)])
+        out["joint"] = stream_balance(classes, joint, n_bootstrap=n_bootstrap, seed=seed)
+    return out
 
 
 def compare_streams(

@@ -80,7 +80,7 @@ def main(argv=None) -> None:
     world = World(32)
     probe_set = world.sample(args.n_probe, seed=1_000, bias=0.0)
     test_set = world.sample(args.n_test, seed=2_000, bias=0.0)
-    generator = load_generator("world-sprites-32", device=device)
+    generator = load_generator("world-sprites-z128", device=device)
 
     untrained = []
     for seed in range(args.seeds):

@@ -28,9 +28,10 @@ def main() -> None:
     parser.add_argument("--eval-n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="steering_out")
+    parser.add_argument("--generator", default="world-sprites-z128", help="world-sprites-32: the first, 6-d model")
     args = parser.parse_args()
     out = Path(args.out)
-    generator = load_generator("world-sprites-32")
+    generator = load_generator(args.generator)
     judges = load_judges()
     referees = {"protected": judges["texture"], "class": judges["shape"]}
 

@@ -38,7 +38,7 @@ def steered_card(generator, folder: str) -> str:
     from fairgen.world.judges import load_judges
 
     labeler = load_judges(device=generator.device)["texture"].predict
-    steerer, _ = steering.fit_steerer(generator, labeler, 3000, mode="balance", progress=False)
+    steerer, _ = steering.fit_steerer(generator, labeler, 8000, mode="balance", progress=False)
     provenance = {"generator": {"name": generator.name, "sha256": generator.checksum}}
     return str(steering.save_card(steerer, f"{folder}/texture-balance", provenance))
 
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     device, b = torch.device(args.device), args.batch_size
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, batch {b} x 2 views, 32 px")
 
-    generator = load_generator("world-sprites-32", device=device)
+    generator = load_generator("world-sprites-z128", device=device)
     specs = {"raw": make_spec(generator, augment=args.augment, views={"kinds": ["neighbour", "neighbour"]})}
     folder = tempfile.TemporaryDirectory()
     if args.steer:

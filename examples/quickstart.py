@@ -14,7 +14,7 @@ world = fairgen.World(resolution=32)
 split = world.sample(2000, seed=0, bias=0.9)
 print(f"biased world split: Cramér's V(shape, texture) = {split.cramers_v():.2f}")
 
-generator = fairgen.load_generator("world-sprites-32")
+generator = fairgen.load_generator("world-sprites-z128")
 judges = load_judges()
 steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, n=8000, mode="balance")
 
@@ -23,5 +23,6 @@ y = torch.arange(64) % generator.num_classes
 raw, balanced = generator.synthesize(z, y), generator.synthesize(steerer(z, y, torch.Generator().manual_seed(1)), y)
 for name, images in (("raw", raw), ("balanced", balanced)):
     texture = judges["texture"].predict(images)
-    print(f"{name:>8s}: V(class, judged texture) = {fairgen.cramers_v(y.numpy(), texture.numpy()):.2f} on 64 samples")
+    v, corrected = fairgen.cramers_v(y.numpy(), texture.numpy()), fairgen.cramers_v_corrected(y.numpy(), texture.numpy())
+    print(f"{name:>8s}: V(class, judged texture) = {v:.2f} (bias-corrected {corrected:.2f}) on 64 samples")
     save_grid(images, f"quickstart_{name}.png", nrow=8, title=f"{name} (columns cycle the class)")

@@ -15,7 +15,7 @@ import steering
 from fairgen.contrastive import TrainConfig, Trainer
 from fairgen.world.judges import load_judges
 
-generator = fairgen.load_generator("world-sprites-32")
+generator = fairgen.load_generator("world-sprites-z128")
 steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, n=8000, mode="balance")
 card = steering.save_card(steerer, "card", {"generator": {"name": generator.name, "sha256": generator.checksum}})
 

@@ -20,7 +20,7 @@ _EXPORTS = {
     "Stream": "fairgen.stream", "StreamSpec": "fairgen.stream", "make_spec": "fairgen.stream",
     "ViewRecipe": "fairgen.views",
     "World": "fairgen.world", "WorldSample": "fairgen.world", "load_judges": "fairgen.world",
-    "cramers_v": "audits.stats",
+    "cramers_v": "audits.stats", "cramers_v_corrected": "audits.stats",
 }
 __all__ = sorted(_EXPORTS)
 

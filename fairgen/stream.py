@@ -57,7 +57,7 @@ class StreamVersionWarning(UserWarning):
 class StreamSpec:
     """Everything that defines a training stream (see module docstring)."""
 
-    generator: str = "world-sprites-32"
+    generator: str = "world-sprites-z128"
     generator_sha256: str = ""
     generator_options: dict = field(default_factory=dict)
     classes: list[int] | None = None
@@ -342,6 +342,11 @@ class Stream:
         if checksum != self.spec.eraser_sha256:
             raise ValueError(f"eraser card {path} does not match the SHA-256 pinned in the spec")
         steerer, _ = load_card(path, generator=self.generator)
+        if steerer.mode == "erase":
+            raise ValueError(
+                f"eraser card {path} is in erase mode, which is latent-only: in images it collapses each class onto "
+                "its majority protected value; fit a balance card for a stream (fairgen steer --mode balance)"
+            )
         return steerer
 
     def _load_walks(self):

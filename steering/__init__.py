@@ -1,18 +1,27 @@
-"""Latent steering: label samples, probe attribute directions, and erase, balance or flip them."""
+"""Latent steering: label samples, learn where protected values live, and balance, flip (or erase) them."""
 
 from .card import load_card, read_card, save_card
+from .classifier import LatentClassifier
 from .conditional import ConditionalEraser
-from .fit import fit_steerer, latent_probe_accuracy, measure_stream, steering_report
+from .fit import (
+    STEERING_METHODS,
+    checked_flips,
+    fit_steerer,
+    latent_probe_accuracy,
+    measure_stream,
+    steering_report,
+)
 from .inlp import INLPEraser
 from .labelling import LabelledLatents, label_latents, sample_and_label
 from .leace import LeaceEraser, LeaceFitter
 from .modes import METHODS, MODES, LatentSteerer
+from .nonlinear import ClassifierSteerer
 from .ot import GaussianFit, GaussianOTMap, gaussian_ot_map
 from .probes import LinearProbe, MLPProbe, probe_report
 from .projection import ProjectionEraser
 
 __all__ = [
-    "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
+    "ClassifierSteerer", "LatentClassifier", "STEERING_METHODS", "checked_flips", "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
     "LatentSteerer", "LeaceEraser", "LeaceFitter", "LinearProbe", "METHODS", "MLPProbe", "MODES",
     "ProjectionEraser", "fit_steerer", "gaussian_ot_map", "label_latents", "latent_probe_accuracy",
     "load_card", "measure_stream", "probe_report", "read_card", "sample_and_label", "save_card",

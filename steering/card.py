@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from .files import resolve_inside, sha256_file
 from .leace import LeaceEraser
 from .modes import LatentSteerer
+from .nonlinear import ClassifierSteerer
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
@@ -33,6 +34,8 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    if getattr(steerer, "kind", "linear") == "classifier":
+        return _save_classifier_card(steerer, json_path, tensor_path, provenance)
     tensors = {name: getattr(steerer, name).detach().cpu().contiguous() for name in _BUFFERS}
     erasers = {}
     if steerer.mode == "erase":
@@ -100,6 +103,10 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
     tensors = load_file(str(tensor_path))
+    if card.get("kind") == "classifier":
+        steerer = ClassifierSteerer.from_state(card["classifier"], tensors)
+        steerer.sample_latents = None if generator is None else generator.sample_latents
+        return steerer, card
     steerer = LatentSteerer(card["mode"], card["method"], card["target_distribution"])
     for name in _BUFFERS:
         steerer.register_buffer(name, tensors[name])
@@ -114,3 +121,28 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
                 erasers.append(torch.nn.Identity())
         steerer._erasers = torch.nn.ModuleList(erasers)
     return steerer, card
+
+
+def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
+    """A classifier steerer's card: its classifiers and acceptance tables, one or several attributes."""
+    tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
+    save_file(tensors, str(tensor_path))
+    config = steerer.config()
+    card = {
+        "fairgen_card": "eraser",
+        "version": CARD_VERSION,
+        "kind": "classifier",
+        "mode": steerer.mode,
+        "method": steerer.method,
+        "target_distribution": config["target_distribution"],
+        "num_classes": steerer.num_classes_,
+        "num_values": steerer.num_values_,
+        "attributes": steerer.names_,
+        "latent_dim": steerer.dim_,
+        "expected_draws_per_sample": steerer.expected_draws(),
+        "classifier": config,
+        "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
+        **provenance,
+    }
+    json_path.write_text(json.dumps(card, indent=2, default=float))
+    return json_path

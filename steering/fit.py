@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audits.stats import cramers_v
+from audits.stats import cramers_v, cramers_v_corrected
 
-from .labelling import LabelledLatents, sample_and_label
+from .labelling import LabelledLatents, label_latents, sample_and_label
 from .modes import LatentSteerer
+from .nonlinear import ClassifierSteerer, fit_classifiers, uncertain
 from .probes import MLPProbe
+
+STEERING_METHODS = ("resample", "quantile", "gaussian")
+ACTIVE_SHARE = 0.3  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
+ACTIVE_ROUNDS = 2  # rounds of labelling where the classifier fitted so far is least sure
 
 
 def fit_steerer(
@@ -17,18 +22,79 @@ def fit_steerer(
     labeler,
     n: int = 20_000,
     mode: str = "balance",
-    method: str = "quantile",
+    method: str | None = None,
     seed: int = 0,
     target_distribution=None,
     progress: bool = True,
-) -> tuple[LatentSteerer, LabelledLatents]:
-    """Label ``n`` samples with ``labeler`` and fit a per-class steerer on them."""
+    active: bool = True,
+):
+    """Label ``n`` samples and fit a per-class steerer; returns ``(steerer, labelled samples)``.
+
+    ``labeler``: a callable ``images -> labels``, or ``{name: labeler}`` for several protected
+    attributes at once (balanced jointly). ``method``: ``"resample"`` (a calibrated nonlinear
+    classifier per class; balance by rejection sampling, flips along its gradient) or the linear
+    ``"quantile"`` / ``"gaussian"`` transports (one attribute; exact on linear geometry). The default
+    is what ``benchmarks/steering_geometry.py`` measured best: resample for balance (and for several
+    attributes), quantile for flip mode on one attribute.
+    ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), 30% of the
+    labels go to prior draws and the rest, in two rounds, to the latents the classifier fitted so far
+    is least sure of (active learning: the labels land near the boundaries, where they teach most).
+    """
     if generator.num_classes == 0:
         raise ValueError("fit_steerer needs a class-conditional generator (num_classes > 0)")
-    samples = sample_and_label(generator, {"protected": labeler}, n, seed, progress=progress)
-    steerer = LatentSteerer(mode, method, target_distribution)
-    steerer.fit(samples.latents, samples.classes, samples.labels["protected"], num_classes=generator.num_classes)
+    if method is None:
+        method = "quantile" if mode == "flip" and not isinstance(labeler, dict) else "resample"
+    if method not in STEERING_METHODS:
+        raise ValueError(f"method must be one of {STEERING_METHODS}, got {method!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 100:
+        raise ValueError(f"n must be an integer >= 100 (labelled samples), got {n!r}")
+    labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
+    if not labelers or not all(callable(f) for f in labelers.values()):
+        raise ValueError("labeler must be a callable images -> labels, or a non-empty dict {name: callable}")
+    linear = mode == "erase" or method != "resample"
+    if linear and len(labelers) > 1:
+        raise ValueError(f"mode={mode!r}, method={method!r} steers one attribute; use method='resample' (balance/flip) for several")
+    n_random = int(n * ACTIVE_SHARE) if active and not linear else n
+    samples = sample_and_label(generator, labelers, n_random, seed, progress=progress)
+    if linear:
+        name = next(iter(labelers))
+        _check_values(samples.labels[name], name)
+        steerer = LatentSteerer(mode, method, target_distribution)
+        steerer.fit(samples.latents, samples.classes, samples.labels[name], num_classes=generator.num_classes)
+        return steerer, samples
+    for name, labels in samples.labels.items():
+        _check_values(labels, name)
+    for round_ in range(ACTIVE_ROUNDS if n_random < n else 0):
+        extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
+        samples = _label_where_unsure(generator, labelers, samples, extra, seed + round_, progress, n_random)
+    steerer = ClassifierSteerer(mode, target_distribution, seed=seed)
+    steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=generator.num_classes,
+                sample_latents=generator.sample_latents, random_count=n_random)
     return steerer, samples
+
+
+def _check_values(labels: torch.Tensor, name: str) -> None:
+    values = torch.unique(labels)
+    if len(values) < 2:
+        raise ValueError(f"protected attribute {name!r} takes a single value ({int(values[0])}) in all {len(labels)} "
+                         "labelled samples: there is nothing to balance (is the labeler right?)")
+
+
+def _label_where_unsure(generator, labelers, samples: LabelledLatents, n: int, seed: int, progress: bool,
+                        n_random: int) -> LabelledLatents:
+    """Spend ``n`` more labels on the prior draws the classifier fitted so far is least sure of."""
+    values = {name: int(v.max()) + 1 for name, v in samples.labels.items()}
+    first = fit_classifiers(samples.latents, samples.classes, samples.labels, generator.num_classes, values, seed,
+                            random_count=n_random)
+    rng = torch.Generator().manual_seed(seed + 101)
+    pool = generator.sample_latents(10 * n, generator=rng).cpu()
+    pool_y = torch.randint(generator.num_classes, (len(pool),), generator=rng)
+    pick = uncertain(first, pool, pool_y, n)
+    extra = label_latents(generator, labelers, pool[pick], pool_y[pick], progress=progress)
+    return LabelledLatents(
+        torch.cat([samples.latents, pool[pick]]), torch.cat([samples.classes, pool_y[pick]]),
+        {name: torch.cat([samples.labels[name], extra[name]]) for name in samples.labels},
+    )
 
 
 def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: int = 0) -> dict:
@@ -62,30 +128,92 @@ def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: 
 
 
 def measure_stream(generator, judges, n: int = 10_000, seed: int = 1, transform=None, progress=False) -> dict:
-    """Judged class fidelity and Cramér's V(class, protected) of a (possibly steered) stream."""
+    """Judged class fidelity and Cramér's V (plain and bias-corrected) of a (possibly steered) stream.
+
+    ``judges`` maps "class" (optional) and each protected attribute to labelers with ``.predict``.
+    Per attribute: ``cramers_v_by[name]``, ``cramers_v_corrected_by[name]``; with several, the joint
+    value's V too. ``cramers_v`` is the first protected attribute's (or the joint one's).
+    """
     labelers = {name: judge.predict for name, judge in judges.items()}
     samples = sample_and_label(generator, labelers, n, seed, transform=transform, progress=progress)
     classes = samples.classes.numpy()
-    out = {"n": n, "cramers_v": cramers_v(classes, samples.numpy("protected"))}
+    names = [name for name in judges if name != "class"]
+    out = {"n": n, "cramers_v_by": {}, "cramers_v_corrected_by": {}}
+    for name in names:
+        out["cramers_v_by"][name] = cramers_v(classes, samples.numpy(name))
+        out["cramers_v_corrected_by"][name] = cramers_v_corrected(classes, samples.numpy(name))
+    key = names[0]
+    if len(names) > 1:
+        joint = np.ravel_multi_index(tuple(samples.numpy(k) for k in names), tuple(int(samples.numpy(k).max()) + 1 for k in names))
+        out["cramers_v_by"]["joint"] = cramers_v(classes, joint)
+        out["cramers_v_corrected_by"]["joint"] = cramers_v_corrected(classes, joint)
+        key = "joint"
+    out["cramers_v"], out["cramers_v_corrected"] = out["cramers_v_by"][key], out["cramers_v_corrected_by"][key]
     if "class" in samples.labels:
         out["class_fidelity"] = float(np.mean(samples.numpy("class") == classes))
     return out
 
 
-def steering_report(generator, steerer: LatentSteerer, judges: dict, n: int = 10_000, seed: int = 1) -> dict:
+def steering_report(generator, steerer, judges: dict, n: int = 10_000, seed: int = 1) -> dict:
     """Latent-level and image-level numbers for one fitted steerer, against the raw generator.
 
-    ``judges`` maps "protected" (and optionally "class") to labelers with ``.predict``.
+    ``judges`` maps each protected attribute (one: any name, e.g. "protected") and optionally
+    "class" to labelers with ``.predict``. Balance reports the latent draws per kept sample.
     """
     raw = measure_stream(generator, judges, n, seed)
     steered = measure_stream(generator, judges, n, seed, transform=steerer.as_transform(seed))
-    rng = torch.Generator().manual_seed(seed + 7)
-    z = generator.sample_latents(min(n, 10_000), generator=rng).cpu()
-    y = torch.randint(generator.num_classes, (len(z),), generator=rng)
-    labels = judges["protected"].predict(generator.synthesize(z.to(generator.device), y.to(generator.device))).cpu()
-    edited = steerer(z, y, rng)
-    report = {"raw": raw, "steered": steered, "probe_before": latent_probe_accuracy(z, y, labels)}
-    if steerer.mode == "erase":
-        report["probe_after"] = latent_probe_accuracy(edited, y, labels)
-        report["mlp_probe_after"] = latent_probe_accuracy(edited, y, labels, mlp=True)
+    report = {"raw": raw, "steered": steered}
+    if hasattr(steerer, "expected_draws"):
+        report["expected_draws_per_sample"] = steerer.expected_draws()
+    names = [name for name in judges if name != "class"]
+    if len(names) == 1:
+        rng = torch.Generator().manual_seed(seed + 7)
+        z = generator.sample_latents(min(n, 10_000), generator=rng).cpu()
+        y = torch.randint(generator.num_classes, (len(z),), generator=rng)
+        labels = judges[names[0]].predict(generator.synthesize(z.to(generator.device), y.to(generator.device))).cpu()
+        report["probe_before"] = latent_probe_accuracy(z, y, labels)
+        if steerer.mode == "erase":
+            edited = steerer(z, y, rng)
+            report["probe_after"] = latent_probe_accuracy(edited, y, labels)
+            report["mlp_probe_after"] = latent_probe_accuracy(edited, y, labels, mlp=True)
     return report
+
+
+def checked_flips(generator, labeler, steerer, z, y, rng=None, retries: int = 2):
+    """Counterfactual twins checked by the labeler itself: synthesize, relabel, retry, drop.
+
+    A twin whose image the labeler does not read as the requested value is pushed further (the
+    classifier steerer's threshold tightens from 0.95 to 0.99 to 0.999) up to ``retries`` times,
+    then dropped. Returns ``(twins, values, kept [N] bool, cost)``; ``cost`` counts the syntheses
+    and labeler calls per kept twin.
+    """
+    labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
+    twins, values = steerer.flip(z, y, rng)
+    wanted = steerer.decode_joint(values.cpu()) if hasattr(steerer, "decode_joint") else {next(iter(labelers)): values.cpu()}
+    if set(wanted) != set(labelers):
+        raise ValueError(f"labeler must name the steerer's attributes {sorted(wanted)}, got {sorted(labelers)}")
+    twins, y = twins.cpu().clone(), y.cpu()
+    kept = torch.zeros(len(z), dtype=torch.bool)
+    pending, syntheses = torch.arange(len(z)), 0
+    threshold = getattr(steerer, "threshold", None)
+    try:
+        for attempt in range(retries + 1):
+            images = generator.synthesize(twins[pending].to(generator.device), y[pending].to(generator.device))
+            syntheses += len(pending)
+            ok = torch.ones(len(pending), dtype=torch.bool)
+            for name, f in labelers.items():
+                ok &= torch.as_tensor(f(images)).cpu() == wanted[name][pending]
+            kept[pending[ok]] = True
+            pending = pending[~ok]
+            if attempt == retries or len(pending) == 0:
+                break
+            if threshold is not None:
+                steerer.threshold = 1 - (1 - threshold) / 5 ** (attempt + 1)
+            twins[pending] = steerer.flip(twins[pending], y[pending], rng, values=values.cpu()[pending])[0].cpu()
+    finally:
+        if threshold is not None:
+            steerer.threshold = threshold
+    n_kept = int(kept.sum())
+    cost = {"n": len(z), "kept": n_kept, "syntheses": syntheses,
+            "syntheses_per_kept": syntheses / max(n_kept, 1), "kept_share": n_kept / len(z)}
+    return twins.to(z.device), values, kept, cost

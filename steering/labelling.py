@@ -53,8 +53,32 @@ def label_latents(
             zb = transform(zb, yb)
         images = generator.synthesize(zb, yb)
         for name, labeler in labelers.items():
-            out[name].append(torch.as_tensor(labeler(images)).cpu())
+            out[name].append(check_labeler_output(labeler(images), len(images), name))
     return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def check_labeler_output(labels, n: int, name: str) -> torch.Tensor:
+    """Labels ``[n]`` int64 (CPU) from what a labeler returned, or a clear error naming the labeler.
+
+    Accepted: integer class indices ``[n]``, whole-number floats ``[n]``, or scores ``[n, k]``
+    (their argmax). Refused: another length, non-integer values, negative values.
+    """
+    try:
+        t = torch.as_tensor(labels).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"labeler {name!r} must return a tensor of labels [N], got {type(labels).__name__}") from None
+    if t.ndim == 2 and t.is_floating_point():
+        t = t.argmax(1)
+    if t.ndim != 1 or len(t) != n:
+        raise ValueError(f"labeler {name!r} returned shape {list(t.shape)} for {n} images; expected [{n}] labels (or [{n}, k] scores)")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"labeler {name!r} returned dtype {t.dtype}; expected integer class indices")
+    if t.is_floating_point():
+        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
+            raise ValueError(f"labeler {name!r} returned non-integer values; expected class indices 0..k-1 (or [N, k] scores)")
+    if len(t) and int(t.min()) < 0:
+        raise ValueError(f"labeler {name!r} returned a negative label ({int(t.min())}); expected class indices 0..k-1")
+    return t.long()
 
 
 def sample_and_label(

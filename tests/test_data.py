@@ -178,7 +178,7 @@ def test_memorisation_in_an_encoders_feature_space_flags_a_copying_generator(tmp
     from fairgen.generators import load_generator
     from fairgen.models import build_classifier
 
-    generator = load_generator("world-sprites-32")
+    generator = load_generator("world-sprites-z128")  # the CLI default: it "copies" these
 
     def write(folder, seed, n=40):
         z = generator.sample_latents(n, generator=torch.Generator().manual_seed(seed))

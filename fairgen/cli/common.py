@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-DEFAULT_GENERATOR = "world-sprites-32"
+DEFAULT_GENERATOR = "world-sprites-z128"
 _FALSE = {"", "0", "false", "no", "off"}
 _FILE_SUFFIXES = {".png", ".jpg", ".json", ".pt", ".safetensors", ".yaml", ".md"}
 

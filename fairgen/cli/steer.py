@@ -19,14 +19,18 @@ def add_parser(sub) -> None:
     p.add_argument("--labeler", default=None,
                    help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
                         "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>")
-    p.add_argument("--protected", default=None, help="name of the protected attribute (default: the labeler's factor)")
+    p.add_argument("--protected", default=None,
+                   help="name of the protected attribute (default: the labeler's factor); without --labeler, "
+                        "comma-separated world factors (texture,colour) steer several at once, jointly")
     p.add_argument("--class-labeler", default=None,
                    help="optional labeler of the generator's class, to report class fidelity (default: world:<class factor> "
                         "for the world's generator, none otherwise)")
     p.add_argument("--force-labeler", action="store_true", help="use world:<factor> judges on a generator that is not the world's")
     p.add_argument("--mode", default="balance", choices=["erase", "balance", "flip"],
                    help="balance makes the protected attribute independent of the class")
-    p.add_argument("--method", default="quantile", choices=["quantile", "gaussian"], help="transport for balance/flip")
+    p.add_argument("--method", default=None, choices=["resample", "quantile", "gaussian"],
+                   help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
+                        "quantile/gaussian: linear transports (one attribute); default: resample, quantile for --mode flip")
     p.add_argument("--n", type=int, default=20_000, help="labelled samples to fit on")
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
@@ -44,16 +48,21 @@ def run(args) -> None:
 
     options = generator_options(args)
     generator = load_generator(args.generator, device=args.device, **options)
-    spec = args.labeler or f"world:{args.protected or DEFAULT_PROTECTED}"
-    labeler = load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device)
-    protected = args.protected or (spec.split(":", 1)[1] if spec.startswith("world:") else spec)
-    if spec == f"world:{CLASS_FACTOR}":
-        raise ValueError(f"--labeler {spec!r} labels the generator's class itself; pick another attribute")
-    class_spec = args.class_labeler or (f"world:{CLASS_FACTOR}" if spec.startswith("world:") and not args.force_labeler else None)
-    referees = {"protected": labeler}
+    names = (args.protected or DEFAULT_PROTECTED).split(",") if args.labeler is None else [args.protected]
+    specs = [f"world:{name}" for name in names] if args.labeler is None else [args.labeler]
+    labelers = [load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device) for spec in specs]
+    for spec in specs:
+        if spec == f"world:{CLASS_FACTOR}":
+            raise ValueError(f"--labeler {spec!r} labels the generator's class itself; pick another attribute")
+    if args.labeler is not None:
+        names = [args.protected or (args.labeler.split(":", 1)[1] if args.labeler.startswith("world:") else args.labeler)]
+    protected = names[0] if len(names) == 1 else names
+    class_spec = args.class_labeler or (f"world:{CLASS_FACTOR}" if specs[0].startswith("world:") and not args.force_labeler else None)
+    referees = {"protected": labelers[0]} if len(names) == 1 else dict(zip(names, labelers, strict=True))
     if class_spec:
         referees["class"] = load_labeler(class_spec, generator=generator, force=args.force_labeler, device=args.device)
-    steerer, _ = steering.fit_steerer(generator, labeler.predict, n=args.n, mode=args.mode, method=args.method,
+    fit_labelers = labelers[0].predict if len(names) == 1 else {name: lab.predict for name, lab in zip(names, labelers, strict=True)}
+    steerer, _ = steering.fit_steerer(generator, fit_labelers, n=args.n, mode=args.mode, method=args.method,
                                       seed=args.seed, progress=not args.quiet)
     report = steering.steering_report(generator, steerer, referees, n=args.eval_n, seed=args.seed + 1)
     from .. import __version__
@@ -62,7 +71,7 @@ def run(args) -> None:
         "generator": {"name": _portable_name(args.generator), "sha256": generator.checksum, "options": options},
         "protected": protected,
         "keep": "class input",
-        "labeler": labeler.provenance(),
+        "labeler": labelers[0].provenance() if len(names) == 1 else {n: lab.provenance() for n, lab in zip(names, labelers, strict=True)},
         "class_labeler": referees["class"].provenance() if "class" in referees else None,
         "n": args.n,
         "seed": args.seed,
@@ -70,17 +79,26 @@ def run(args) -> None:
         "report": report,
     }
     path = steering.save_card(steerer, args.out, provenance)
-    print(f"steering {generator.name}: protected={protected} (labeler {labeler.name}) mode={args.mode} "
-          f"method={args.method}, fitted on {args.n} samples")
-    print(f"  {'':28s}{'raw':>10s}{'steered':>10s}")
-    print(f"  {'Cramér V(class, ' + protected + ')':28s}{report['raw']['cramers_v']:10.3f}{report['steered']['cramers_v']:10.3f}")
+    print(f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
+          f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples")
+    print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
+    for key in report["raw"]["cramers_v_by"]:
+        raw_v, steered_v = report["raw"]["cramers_v_by"][key], report["steered"]["cramers_v_by"][key]
+        raw_c, steered_c = report["raw"]["cramers_v_corrected_by"][key], report["steered"]["cramers_v_corrected_by"][key]
+        name = names[0] if key == "protected" else key
+        print(f"  {'Cramér V(class, ' + name + ')':34s}{raw_v:10.3f}{steered_v:10.3f}")
+        print(f"  {'  bias-corrected (Bergsma)':34s}{raw_c:10.3f}{steered_c:10.3f}")
     if "class_fidelity" in report["raw"]:
-        print(f"  {'class fidelity':28s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
-    before = report["probe_before"]
-    print(f"  latent probe within class (before): {before['accuracy']:.3f} (majority {before['majority']:.3f})")
+        print(f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
+    if "expected_draws_per_sample" in report:
+        print(f"  latent draws per kept sample (balance): {report['expected_draws_per_sample']:.1f}")
+    if "probe_before" in report:
+        before = report["probe_before"]
+        print(f"  latent probe within class (before): {before['accuracy']:.3f} (majority {before['majority']:.3f})")
     if "probe_after" in report:
         after, mlp = report["probe_after"], report["mlp_probe_after"]
         print(f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}")
+        print("  (erase is latent-only: a stream refuses an erase card)")
     print(f"wrote {path}")
 
 

@@ -5,8 +5,9 @@ the demo. Only this package knows the world's factor names; the rest of fairgen 
 Importing it registers the embedded generator with ``fairgen.load_generator``.
 """
 
-from . import generator as _generator  # noqa: F401  (registers the embedded generator)
+from . import generator as _generator  # noqa: F401  (registers the embedded default)
 from . import labeler as _labeler  # noqa: F401  (registers the world:<factor> labelers)
+from . import legacy as _legacy  # noqa: F401  (registers the first, 6-d embedded generator)
 from .judges import load_judges
 from .render import (
     CATEGORICAL,

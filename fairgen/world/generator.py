@@ -1,22 +1,23 @@
-"""The embedded default generator, ``world-sprites-32``: a layered sprite generator learned from
-a biased world training split.
+"""The embedded default generator, ``world-sprites-z128``: a 128-d latent, a mapping network and a
+layered sprite decoder, learned from a biased world training split.
 
-Why not a GAN: on a 2-core CPU a small conditional GAN runs about 1 iteration/s and had learned
-no shapes after 20 minutes (issue #3). This model has the structure of the images built in, and
-learns everything else from the data, so it trains in minutes on a CPU:
+It looks like a trained GAN from the inside, and trains on a CPU in minutes:
 
-* a **learned prior** maps the latent ``z ~ N(0, I)`` to scene factors. ``z`` is mixed by a fixed
-  random rotation (attributes do not sit on axes, as in any real generator) and each coordinate
-  is pushed through the training split's empirical quantile function; the texture coordinate
-  goes through the *class-conditional* texture distribution of the training split. So the bias
-  the split carries (rho between shape and texture) is inherited, and within a class the
-  texture varies with ``z`` along one direction with class-dependent thresholds — the structure
-  steering must handle;
-* a **learned decoder** composes learned pieces: one alpha sprite per shape (warped by pose),
-  one background image per texture, a hue-to-colour table, rendered at 2x and averaged down.
+* ``z ~ N(0, I_128)`` goes through a **mapping network** (``mapping.py``): each of seven scene
+  codes is a nonlinear function of its own 18 directions of ``z``, calibrated to be uniform. No
+  coordinate of ``z`` is an attribute, and the region of ``z`` where an attribute takes a value is
+  curved, not a half-space;
+* a **learned prior** turns the codes into scene factors. Each categorical factor (texture,
+  colour) is read from its code through a table the recipe fitted from the training split: the
+  *class-conditional* distribution for the factors it was told are protected (so the generator
+  inherits the split's bias in them), the pooled distribution for the others. The continuous
+  factors (hue within its colour bin, size, position, rotation) go through the split's quantiles;
+* a **learned decoder** composes learned pieces: one alpha sprite per shape (warped by pose), one
+  background image per texture, a hue-to-colour table, rendered at 2x and averaged down.
 
-Its ``latent_space`` is ``z``: the class is a separate input and ``z`` carries only the
-variation within a class.
+``synthesize(z, y)`` is differentiable in ``z`` along the continuous factors (categorical factors
+change in steps). ``decode_codes(h, y)`` decodes Gaussian codes ``h [N, 7]`` directly, so that
+benchmarks can build generators with other latent geometries around the same decoder.
 """
 
 from __future__ import annotations
@@ -37,37 +38,55 @@ from steering.files import (
 
 from ..generators.base import check_classes, check_latents
 from ..generators.registry import register_generator, register_path_loader
-from .render import CATEGORICAL, CONTINUOUS
+from .legacy import (
+    SPRITE_EXTENT,
+    _circular_lookup,
+    _disk_logits,
+    _generator_device,
+    _interp,
+    _pose_to_affine,
+)
+from .mapping import MappingNetwork
+from .render import CATEGORICAL
 
-NAME = "world-sprites-32"
+NAME = "world-sprites-z128"
 WEIGHTS = Path(__file__).resolve().parent / "weights" / f"{NAME}.safetensors"
+LATENT_DIM = 128
+MODELLED = ("texture", "colour")  # categorical factors the prior reads from a code (and can tie to the class)
+SMOOTH = ("hue", "size", "x", "y", "rotation")  # continuous factors (hue: the offset inside its colour bin)
+CODE_NAMES = MODELLED + SMOOTH
 N_QUANTILES = 257
-SPRITE_EXTENT = 1.25  # the sprite covers [-1.25, 1.25]^2 in object units (radius = 1)
+
+__all__ = ["CODE_NAMES", "LATENT_DIM", "MODELLED", "MappedSpriteGenerator", "NAME", "SPRITE_EXTENT", "WEIGHTS"]
 
 
-class SpriteWorldGenerator(nn.Module):
-    """Class-conditional generator: ``synthesize(z [N, 6], y [N]) -> images [N, 3, 32, 32]``."""
+class MappedSpriteGenerator(nn.Module):
+    """Class-conditional generator: ``synthesize(z [N, 128], y [N]) -> images [N, 3, 32, 32]``."""
 
     latent_space = "z"
 
-    def __init__(self, resolution: int = 32, sprite_size: int = 64, supersample: int = 2, seed: int = 0):
+    def __init__(self, resolution: int = 32, sprite_size: int = 64, supersample: int = 2,
+                 latent_dim: int = LATENT_DIM, seed: int = 0):
         super().__init__()
         self.name = NAME
         self.resolution = resolution
         self.supersample = supersample
         self.num_classes = len(CATEGORICAL["shape"])
         self.num_textures = len(CATEGORICAL["texture"])
-        self.latent_dim = 1 + len(CONTINUOUS)  # texture code + one code per continuous factor
+        self.num_colours = len(CATEGORICAL["colour"])
+        self.latent_dim = latent_dim
         canvas = resolution * supersample
         # learned decoder pieces
         self.sprites = nn.Parameter(_disk_logits(self.num_classes, sprite_size))
         self.backgrounds = nn.Parameter(torch.zeros(self.num_textures, 3, canvas, canvas))
         self.palette = nn.Parameter(torch.zeros(24, 3))  # colour vs hue; 24 knots: every knot sees data
-        # learned prior (fitted from the training split by ``fit_prior``)
-        mixing = torch.linalg.qr(torch.randn(self.latent_dim, self.latent_dim, generator=torch.Generator().manual_seed(seed)))[0].contiguous()
-        self.register_buffer("mixing", mixing)
-        self.register_buffer("texture_cdf", torch.linspace(0, 1, self.num_textures + 1)[1:].repeat(self.num_classes, 1))
-        self.register_buffer("quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(CONTINUOUS), 1))
+        # mapping network and learned prior (``fit_prior`` fills the tables from a training split)
+        self.mapping = MappingNetwork(latent_dim, len(CODE_NAMES), seed=seed)
+        for name in MODELLED:
+            k = len(CATEGORICAL[name])
+            self.register_buffer(f"cdf_{name}", torch.linspace(0, 1, k + 1)[1:].repeat(self.num_classes, 1))
+        self.register_buffer("quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(SMOOTH), 1))
+        self.protected: tuple[str, ...] = ()
         self.checksum = ""
 
     @property
@@ -77,34 +96,53 @@ class SpriteWorldGenerator(nn.Module):
     # ------------------------------------------------------------ prior
 
     @torch.no_grad()
-    def fit_prior(self, factors: dict[str, torch.Tensor]) -> None:
-        """Estimate the class-conditional texture distribution and each factor's quantiles."""
-        shape, texture = factors["shape"], factors["texture"]
-        counts = torch.zeros(self.num_classes, self.num_textures)
-        counts.index_put_((shape, texture), torch.ones(len(shape)), accumulate=True)
-        probs = (counts + 0.5) / (counts + 0.5).sum(1, keepdim=True)
-        self.texture_cdf.copy_(probs.cumsum(1).to(self.texture_cdf))
+    def fit_prior(self, factors: dict[str, torch.Tensor], protected: tuple[str, ...]) -> None:
+        """Fit the categorical tables (class-conditional for ``protected``) and the continuous quantiles."""
+        unknown = [name for name in protected if name not in MODELLED]
+        if unknown:
+            raise ValueError(f"protected must be among {MODELLED} (the categorical factors the prior models), got {unknown}")
+        shape = factors["shape"]
+        for name in MODELLED:
+            k = len(CATEGORICAL[name])
+            counts = torch.zeros(self.num_classes, k)
+            counts.index_put_((shape, factors[name]), torch.ones(len(shape)), accumulate=True)
+            if name not in protected:  # independent of the class: the pooled distribution for every class
+                counts = counts.sum(0, keepdim=True).expand(self.num_classes, k)
+            probs = (counts + 0.5) / (counts + 0.5).sum(1, keepdim=True)
+            getattr(self, f"cdf_{name}").copy_(probs.cumsum(1))
+        continuous = dict(factors, hue=factors["hue"] * self.num_colours - factors["colour"])
         levels = torch.linspace(0, 1, N_QUANTILES, dtype=torch.float64)
-        table = torch.stack([torch.quantile(factors[k].double(), levels) for k in CONTINUOUS])
+        table = torch.stack([torch.quantile(continuous[k].double(), levels) for k in SMOOTH])
         self.quantiles.copy_(table.to(self.quantiles))
+        self.protected = tuple(protected)
 
-    def factors_from_latents(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The scene factors a latent (and class) stand for, through the learned prior."""
-        u = torch.special.ndtr(z.float() @ self.mixing.T)  # uniform codes, one per column
-        cdf = self.texture_cdf[y]
-        texture = (u[:, :1] > cdf[:, :-1]).sum(1)
-        factors = {"shape": y, "texture": texture}
-        for i, name in enumerate(CONTINUOUS):
-            factors[name] = _interp(u[:, 1 + i], self.quantiles[i])
+    def codes(self, z: torch.Tensor) -> torch.Tensor:
+        """Uniform scene codes ``[N, 7]`` of latents (in ``CODE_NAMES`` order)."""
+        return self.mapping(z)
+
+    def factors_from_codes(self, u: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The scene factors that uniform codes ``u [N, 7]`` and classes stand for, through the prior."""
+        factors = {"shape": y}
+        for i, name in enumerate(MODELLED):
+            cdf = getattr(self, f"cdf_{name}")[y]
+            factors[name] = (u[:, i : i + 1] > cdf[:, :-1]).sum(1)
+        for i, name in enumerate(SMOOTH):
+            factors[name] = _interp(u[:, len(MODELLED) + i], self.quantiles[i])
+        factors["hue"] = (factors["colour"] + factors["hue"]) / self.num_colours
         return factors
 
+    def factors_from_latents(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.factors_from_codes(self.codes(z), y)
+
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not isinstance(n, int) or n <= 0:
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        return torch.randn(n, self.latent_dim, generator=generator, device=_generator_device(generator, self.device)).to(self.device)
+        device = _generator_device(generator, self.device)
+        return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
 
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randint(self.num_classes, (n,), generator=generator, device=_generator_device(generator, self.device)).to(self.device)
+        device = _generator_device(generator, self.device)
+        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
 
     # ------------------------------------------------------------ decoder
 
@@ -127,82 +165,52 @@ class SpriteWorldGenerator(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
             return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
 
+    def decode_codes(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images of Gaussian codes ``h [N, 7]`` (``N(0, I)`` under the prior), bypassing the mapping."""
+        check_latents(h, len(CODE_NAMES), "h")
+        check_classes(y, len(h), self.num_classes)
+        u = torch.special.ndtr(h.to(self.device).float())
+        return self.decode(self.factors_from_codes(u, y.to(self.device))).clamp(0, 1)
+
     def forward(self, z, y):
         return self.synthesize(z, y)
 
     # ------------------------------------------------------------ files
 
     def save(self, path: str | Path, metadata: dict | None = None) -> str:
-        """Write the weights as safetensors (metadata as JSON strings); returns the SHA-256."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = {"name": NAME, "resolution": self.resolution, "supersample": self.supersample, **(metadata or {})}
+        """Write the weights as safetensors (reproducible bytes, atomic); returns the SHA-256."""
+        info = {"name": NAME, "resolution": self.resolution, "supersample": self.supersample,
+                "latent_dim": self.latent_dim, "protected": list(self.protected), **(metadata or {})}
         self.checksum = save_safetensors(self.state_dict(), path, info)
         return self.checksum
 
     @classmethod
-    def load(cls, path: str | Path, device="cpu") -> SpriteWorldGenerator:
+    def load(cls, path: str | Path, device="cpu") -> MappedSpriteGenerator:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo train {NAME}`"
-            )
+            raise FileNotFoundError(f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo train {NAME}`")
         state = load_safetensors(path, "embedded generator weights")
-        model = cls(sprite_size=state["sprites"].shape[-1], supersample=state["backgrounds"].shape[-1] // 32)
-        model.load_state_dict(state)
+        info = read_safetensors_metadata(path, "embedded generator weights")
+        try:
+            model = cls(sprite_size=state["sprites"].shape[-1], supersample=int(info["supersample"]),
+                        latent_dim=state["mapping.projection"].shape[2])
+            model.load_state_dict(state)
+        except (KeyError, RuntimeError) as error:
+            raise ValueError(f"embedded generator weights {path} do not fit {NAME}: {error}") from None
+        model.protected = tuple(info.get("protected", ()))
         model.checksum = sha256_file(path)
         return model.to(device).eval().requires_grad_(False)
-
-
-def _generator_device(generator, fallback):
-    return generator.device if generator is not None else fallback
-
-
-def _disk_logits(count: int, size: int) -> torch.Tensor:
-    """Initial sprites: a soft disk of radius 1 object unit (learning starts from a blob)."""
-    axis = (torch.arange(size) + 0.5) / size * 2 - 1
-    radius = torch.sqrt(axis[None, :] ** 2 + axis[:, None] ** 2) * SPRITE_EXTENT
-    return (4.0 * (0.8 - radius)).repeat(count, 1, 1, 1)
-
-
-def _pose_to_affine(x, y, size, rotation):
-    """Affine maps (output normalised coords -> sprite coords) for object pose in image units.
-
-    Object frame: origin at the centre, y up, rotated by ``rotation``, unit = ``size``.
-    """
-    s = 1.0 / (2 * size.float() * SPRITE_EXTENT)
-    cos, sin = torch.cos(rotation.float()), torch.sin(rotation.float())
-    cx, cy = 1 - 2 * x.float(), 2 * y.float() - 1
-    row_x = torch.stack([s * cos, -s * sin, s * (cos * cx + sin * cy)], dim=1)
-    row_y = torch.stack([s * sin, s * cos, s * (sin * cx - cos * cy)], dim=1)
-    return torch.stack([row_x, row_y], dim=1)
-
-
-def _circular_lookup(table: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation in a table indexed by hue in [0, 1), wrapping around."""
-    position = torch.remainder(hue.float(), 1.0) * len(table)
-    low = position.floor().long() % len(table)
-    frac = (position - position.floor())[:, None]
-    return table[low] * (1 - frac) + table[(low + 1) % len(table)] * frac
-
-
-def _interp(u: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Evaluate a quantile table (values at evenly spaced levels) at levels ``u`` in [0, 1]."""
-    position = u.clamp(0, 1) * (len(table) - 1)
-    low = position.floor().long().clamp(max=len(table) - 2)
-    frac = position - low
-    return table[low] * (1 - frac) + table[low + 1] * frac
 
 
 @register_generator(NAME)
 def _load_embedded(device="cpu", weights: str | Path | None = None, **options):
     if options:
         raise ValueError(f"{NAME} takes no options besides weights, got {sorted(options)}")
-    return SpriteWorldGenerator.load(weights or WEIGHTS, device=device)
+    return MappedSpriteGenerator.load(weights or WEIGHTS, device=device)
 
 
 def _is_embedded_weights(path: Path) -> bool:
-    """A safetensors file written by ``SpriteWorldGenerator.save`` (recognised by its metadata)."""
+    """A safetensors file written by ``MappedSpriteGenerator.save`` (recognised by its metadata)."""
     if path.suffix != ".safetensors" or not path.is_file():
         return False
     try:
@@ -215,4 +223,4 @@ def _is_embedded_weights(path: Path) -> bool:
 def _load_embedded_file(path: Path, device="cpu", **options):
     if options:
         raise ValueError(f"{NAME} takes no options, got {sorted(options)}")
-    return SpriteWorldGenerator.load(path, device=device)
+    return MappedSpriteGenerator.load(path, device=device)

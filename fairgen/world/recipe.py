@@ -1,23 +1,32 @@
 """The recipe that trains the embedded generator from scratch (``fairgen zoo train``).
 
+The prior is fitted from a biased training split in which each ``protected`` factor follows the
+class (shape) with strength ``bias``; the decoder learns the split's images by MSE. Only the
+categorical factors the prior reads from a code (texture, colour) can be protected; anything else
+is refused before any work starts.
+
 Resumable: every ``checkpoint_every`` steps the model, the Adam state and the step are written
-(safetensors, atomically); calling again with the same output continues from there.
+(``save_safetensors``: atomic, so an interrupted write leaves the last good checkpoint and no
+temporary file); calling again with the same output continues from there.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .generator import NAME, SpriteWorldGenerator
-from .render import World
+from audits.stats import cramers_v
+from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors
+
+from .generator import MODELLED, NAME, MappedSpriteGenerator
+from .render import CATEGORICAL, CONTINUOUS, World, WorldSample
+
+CLASS_FACTOR = "shape"  # the decoder has one sprite per shape: the class input is the shape
 
 
 @dataclass
@@ -26,24 +35,81 @@ class RecipeConfig:
 
     n_train: int = 20_000
     bias: float = 0.9
-    target: str = "shape"
-    protected: str = "texture"
+    target: str = CLASS_FACTOR
+    protected: str | tuple[str, ...] = "texture"
     steps: int = 400
     batch_size: int = 128
     lr: float = 0.05
     seed: int = 0
     checkpoint_every: int = 50
 
+    def __post_init__(self):
+        protected = (self.protected,) if isinstance(self.protected, str) else tuple(self.protected)
+        if self.target != CLASS_FACTOR:
+            raise ValueError(
+                f"target must be {CLASS_FACTOR!r}: the embedded generator's class input is the shape "
+                f"(one learned sprite per shape), got {self.target!r}"
+            )
+        if not protected or len(set(protected)) != len(protected):
+            raise ValueError(f"protected must name one or more distinct factors, got {self.protected!r}")
+        for name in protected:
+            if name == CLASS_FACTOR:
+                raise ValueError(f"protected {name!r} is the class itself; pick among {MODELLED}")
+            if name in CONTINUOUS:
+                raise ValueError(
+                    f"protected {name!r} is a continuous factor; the recipe can tie only the categorical factors "
+                    f"{MODELLED} to the class (it models their class-conditional distribution)"
+                )
+            if name not in MODELLED:
+                raise ValueError(f"protected must be among {MODELLED}, got {name!r}")
+        if not 0.0 <= float(self.bias) <= 1.0:
+            raise ValueError(f"bias must lie in [0, 1], got {self.bias!r}")
+        for name in ("n_train", "steps", "batch_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.protected = protected
 
-def training_split(config: RecipeConfig):
-    """The biased world split the embedded generator learns from (also used by audits)."""
-    world = World(32, config.target, config.protected)
-    return world.sample(config.n_train, seed=config.seed + 1, bias=config.bias)
+    def to_dict(self) -> dict:
+        return {**asdict(self), "protected": list(self.protected)}
+
+
+def training_split(config: RecipeConfig) -> WorldSample:
+    """The biased world split the embedded generator learns from (also used by audits and the demo).
+
+    The first protected factor is tied by the world itself; each further one is tied to the class
+    the same way (its own value with probability ``bias``, else uniform), independently.
+    """
+    first, *others = config.protected
+    world = World(32, config.target, first)
+    factors = world.sample_factors(config.n_train, seed=config.seed + 1, bias=config.bias)
+    rng = torch.Generator().manual_seed(config.seed + 3)
+    for name in others:
+        factors = _tie(factors, config.target, name, config.bias, rng)
+    return WorldSample(world.render(factors), factors, config.target, first, config.bias)
+
+
+def split_cramers_v(split: WorldSample, protected: tuple[str, ...]) -> dict[str, float]:
+    """V(class, protected) of a split, per protected factor."""
+    return {name: cramers_v(split.factors[split.target].numpy(), split.factors[name].numpy()) for name in protected}
+
+
+def _tie(factors: dict, target: str, name: str, bias: float, rng: torch.Generator) -> dict:
+    """Tie factor ``name`` to ``target``: its own value with probability ``bias``, else as drawn."""
+    factors = dict(factors)
+    n, k = len(factors[target]), len(CATEGORICAL[name])
+    tied = torch.rand(n, generator=rng, dtype=torch.float64) < bias
+    value = torch.where(tied, factors[target] % k, factors[name])
+    if name == "colour":  # the hue keeps its offset inside the colour bin
+        offset = factors["hue"] * k - factors["colour"]
+        factors["hue"] = ((value + offset) / k).float()
+    factors[name] = value
+    return factors
 
 
 def train_embedded(
     out: str | Path, config: RecipeConfig | None = None, progress: bool = True, max_steps: int | None = None
-):
+) -> MappedSpriteGenerator:
     """Train (or resume) the embedded generator; writes ``out`` (safetensors) and returns the model.
 
     ``max_steps`` stops this call early (after a checkpoint) so a long run can go in time-boxed
@@ -51,13 +117,13 @@ def train_embedded(
     """
     config = config or RecipeConfig()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out.with_suffix(".ckpt.safetensors")
     torch.manual_seed(config.seed)
     split = training_split(config)
-    model = SpriteWorldGenerator(seed=config.seed)
-    model.fit_prior(split.factors)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = MappedSpriteGenerator(seed=config.seed)
+    model.mapping.calibrate(seed=config.seed + 4)
+    model.fit_prior(split.factors, config.protected)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     start = _resume(checkpoint, model, optimizer, config) if checkpoint.exists() else 0
     rng = torch.Generator().manual_seed(config.seed + 2)
     for _ in range(start):  # replay the batch sampler so a resumed run sees the same batches
@@ -77,33 +143,27 @@ def train_embedded(
     model.eval().requires_grad_(False)
     if stop < config.steps:
         return model
-    model.save(out, metadata={"recipe": asdict(config), "train_split_cramers_v": split.cramers_v()})
+    model.save(out, metadata={"recipe": config.to_dict(), "train_split_cramers_v": split_cramers_v(split, config.protected)})
+    checkpoint.unlink(missing_ok=True)
     return model
 
 
 def _checkpoint(path: Path, model, optimizer, step: int, config: RecipeConfig) -> None:
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     for i, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"adam.{i}.{key}"] = torch.as_tensor(value).clone()
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step), "config": json.dumps(asdict(config))})
-    os.replace(tmp, path)
+    save_safetensors(tensors, path, {"step": step, "config": config.to_dict()})
 
 
 def _resume(path: Path, model, optimizer, config: RecipeConfig) -> int:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as handle:
-        meta = handle.metadata()
-    if json.loads(meta["config"]) != asdict(config):
+    meta = read_safetensors_metadata(path, "training checkpoint")
+    if json.loads(json.dumps(meta.get("config"))) != config.to_dict():
         raise ValueError(f"checkpoint {path} was written with another recipe; delete it or match the config")
-    tensors = load_file(str(path))
+    tensors = load_safetensors(path, "training checkpoint")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimizer.state_dict()
     for i, _ in enumerate(state["param_groups"][0]["params"]):
-        state["state"][i] = {
-            key.split(".", 2)[2]: value for key, value in tensors.items() if key.startswith(f"adam.{i}.")
-        }
+        state["state"][i] = {key.split(".", 2)[2]: value for key, value in tensors.items() if key.startswith(f"adam.{i}.")}
     optimizer.load_state_dict(state)
     return int(meta["step"])
