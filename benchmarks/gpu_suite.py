@@ -433,7 +433,7 @@ def _tiny_demo() -> dict:
 
     from fairgen.world.demo import DemoConfig
 
-    wanted = dict(steps=4, batch_size=16, n_real=512, n_probe=256, n_test=256, steer_n=2000,
+    wanted = dict(steps=4, batch_size=16, n_real=512, n_probe=256, n_test=256, steer_n=3000,
                   stream_audit_n=128, n_permutations=0, n_bootstrap=20, leakage_pca=8, leakage_max_iter=50,
                   eraser_n=256, erased_permutations=0, arms=None)  # arms=None: all five (quick runs three)
     names = {f.name for f in fields(DemoConfig)}

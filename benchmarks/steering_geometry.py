@@ -18,7 +18,7 @@ judges referee every image:
 Per geometry and method: judged V(class, protected) before and after balance (bootstrap 95% CI,
 and Bergsma's bias-corrected V), class fidelity, the share of flipped samples whose judged value is
 the requested one, labelled samples, fit seconds, and latent draws per kept sample; plus the share
-of the texture code a linear regression on ``z`` explains (R^2). Writes ``table.md`` and ``table.csv``.
+of each protected factor's scene code that a linear regression on ``z`` explains (R^2). Writes ``table.md`` and ``table.csv``.
 """
 
 from __future__ import annotations
@@ -79,17 +79,18 @@ def refit(base, protected: tuple[str, ...]):
     return model
 
 
-def linear_share(generator, n: int = 20_000) -> float:
-    """R^2 of a linear regression of the texture code on z (1 = the code is linear in the latent)."""
+def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
+    """R^2 of a linear regression of the ``name`` factor's scene code on z (1 = the code is linear in the latent)."""
     from sklearn.linear_model import LinearRegression
 
+    index = CODE_NAMES.index(name)
     z = generator.sample_latents(n, torch.Generator().manual_seed(77)).cpu()
     if isinstance(generator, CodeGeometry):
-        code = generator.codes(z)[:, 0]
+        code = generator.codes(z)[:, index]
     elif hasattr(generator, "mapping"):
-        code = torch.special.ndtri(generator.codes(z)[:, 0].clamp(1e-6, 1 - 1e-6))
-    else:  # world-sprites-32: the texture code is one rotated coordinate
-        code = (z @ generator.mixing.T)[:, 0]
+        code = torch.special.ndtri(generator.codes(z)[:, index].clamp(1e-6, 1 - 1e-6))
+    else:  # world-sprites-32: each code is one rotated coordinate
+        code = (z @ generator.mixing.T)[:, index]
     return float(LinearRegression().fit(z.numpy(), code.numpy()).score(z.numpy(), code.numpy()))
 
 
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="fewer entangled strengths")
     parser.add_argument("--only", default=None, help="comma-separated geometry names to run")
+    parser.add_argument("--methods", default="quantile,resample", help="comma-separated steering methods to compare")
     parser.add_argument("--classifiers", action="store_true", help="only compare latent classifiers")
     parser.add_argument("--out", default="geometry_out")
     args = parser.parse_args()
@@ -227,8 +229,8 @@ def main() -> None:
     for name, generator, names in geometries(base, args.quick):
         if args.only and name not in args.only.split(","):
             continue
-        share = linear_share(generator)
-        methods = ("resample",) if len(names) > 1 else ("quantile", "resample")
+        share = " / ".join(f"{linear_share(generator, k):.3f}" for k in names)
+        methods = [m for m in args.methods.split(",") if len(names) == 1 or m == "resample"]
         for method in methods:
             row = {**measure(name, generator, names, method, judges, args), "linear R2": share}
             rows.append(row)

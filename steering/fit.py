@@ -9,12 +9,13 @@ from audits.stats import cramers_v, cramers_v_corrected
 
 from .labelling import LabelledLatents, label_latents, sample_and_label
 from .modes import LatentSteerer
-from .nonlinear import ClassifierSteerer, fit_classifiers, uncertain
+from .nonlinear import ClassifierSteerer, fit_classifiers, uncertainty
 from .probes import MLPProbe
 
 STEERING_METHODS = ("resample", "quantile", "gaussian")
-ACTIVE_SHARE = 0.3  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
+ACTIVE_SHARE = 0.5  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
 ACTIVE_ROUNDS = 2  # rounds of labelling where the classifier fitted so far is least sure
+POOL = 10  # an active round picks its latents among this many prior draws per label
 
 
 def fit_steerer(
@@ -36,9 +37,11 @@ def fit_steerer(
     ``"quantile"`` / ``"gaussian"`` transports (one attribute; exact on linear geometry). The default
     is what ``benchmarks/steering_geometry.py`` measured best: resample for balance (and for several
     attributes), quantile for flip mode on one attribute.
-    ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), 30% of the
+    ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), half of the
     labels go to prior draws and the rest, in two rounds, to the latents the classifier fitted so far
     is least sure of (active learning: the labels land near the boundaries, where they teach most).
+    The prior draws also correct the resampler's acceptance where the classifier is blurred
+    (``steering.resample.corrected_acceptance``).
     """
     if generator.num_classes == 0:
         raise ValueError("fit_steerer needs a class-conditional generator (num_classes > 0)")
@@ -87,9 +90,9 @@ def _label_where_unsure(generator, labelers, samples: LabelledLatents, n: int, s
     first = fit_classifiers(samples.latents, samples.classes, samples.labels, generator.num_classes, values, seed,
                             random_count=n_random)
     rng = torch.Generator().manual_seed(seed + 101)
-    pool = generator.sample_latents(10 * n, generator=rng).cpu()
+    pool = generator.sample_latents(POOL * n, generator=rng).cpu()
     pool_y = torch.randint(generator.num_classes, (len(pool),), generator=rng)
-    pick = uncertain(first, pool, pool_y, n)
+    pick = uncertainty(first, pool, pool_y).argsort(descending=True)[:n]
     extra = label_latents(generator, labelers, pool[pick], pool_y[pick], progress=progress)
     return LabelledLatents(
         torch.cat([samples.latents, pool[pick]]), torch.cat([samples.classes, pool_y[pick]]),
@@ -179,40 +182,40 @@ def steering_report(generator, steerer, judges: dict, n: int = 10_000, seed: int
     return report
 
 
-def checked_flips(generator, labeler, steerer, z, y, rng=None, retries: int = 2):
+RETRY_RHOS = (0.95, 0.9, 0.8, 0.7, 0.5, 0.3)  # how close each retry's candidates stay to the anchor
+
+
+def checked_flips(generator, labeler, steerer, z, y, rng=None, retries: int = 8, candidates: int = 64):
     """Counterfactual twins checked by the labeler itself: synthesize, relabel, retry, drop.
 
-    A twin whose image the labeler does not read as the requested value is pushed further (the
-    classifier steerer's threshold tightens from 0.95 to 0.99 to 0.999) up to ``retries`` times,
-    then dropped. Returns ``(twins, values, kept [N] bool, cost)``; ``cost`` counts the syntheses
-    and labeler calls per kept twin.
+    A twin whose image the labeler does not read as the requested value is retried up to
+    ``retries`` times: a classifier steerer proposes, around the anchor, the most likely of
+    ``candidates`` prior-preserving perturbations ``rho z + sqrt(1 - rho^2) eps`` (rho falling
+    from 0.95 to 0.3, then staying there, so the twin stays as close as it can); a linear steerer has nothing else to
+    propose. Twins still unconfirmed are dropped. Returns ``(twins, values, kept [N] bool, cost)``;
+    ``cost`` counts the syntheses and labeler calls per kept twin.
     """
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
     twins, values = steerer.flip(z, y, rng)
     wanted = steerer.decode_joint(values.cpu()) if hasattr(steerer, "decode_joint") else {next(iter(labelers)): values.cpu()}
     if set(wanted) != set(labelers):
         raise ValueError(f"labeler must name the steerer's attributes {sorted(wanted)}, got {sorted(labelers)}")
-    twins, y = twins.cpu().clone(), y.cpu()
+    anchors, twins, y = z.cpu(), twins.cpu().clone(), y.cpu()
     kept = torch.zeros(len(z), dtype=torch.bool)
     pending, syntheses = torch.arange(len(z)), 0
-    threshold = getattr(steerer, "threshold", None)
-    try:
-        for attempt in range(retries + 1):
-            images = generator.synthesize(twins[pending].to(generator.device), y[pending].to(generator.device))
-            syntheses += len(pending)
-            ok = torch.ones(len(pending), dtype=torch.bool)
-            for name, f in labelers.items():
-                ok &= torch.as_tensor(f(images)).cpu() == wanted[name][pending]
-            kept[pending[ok]] = True
-            pending = pending[~ok]
-            if attempt == retries or len(pending) == 0:
-                break
-            if threshold is not None:
-                steerer.threshold = 1 - (1 - threshold) / 5 ** (attempt + 1)
-            twins[pending] = steerer.flip(twins[pending], y[pending], rng, values=values.cpu()[pending])[0].cpu()
-    finally:
-        if threshold is not None:
-            steerer.threshold = threshold
+    can_propose = hasattr(steerer, "propose_twins")
+    for attempt in range(retries + 1):
+        images = generator.synthesize(twins[pending].to(generator.device), y[pending].to(generator.device))
+        syntheses += len(pending)
+        ok = torch.ones(len(pending), dtype=torch.bool)
+        for name, f in labelers.items():
+            ok &= torch.as_tensor(f(images)).cpu() == wanted[name][pending]
+        kept[pending[ok]] = True
+        pending = pending[~ok]
+        if attempt == retries or len(pending) == 0 or not can_propose:
+            break
+        rho = RETRY_RHOS[min(attempt, len(RETRY_RHOS) - 1)]
+        twins[pending] = steerer.propose_twins(anchors[pending], y[pending], values.cpu()[pending], rho, candidates, rng).cpu()
     n_kept = int(kept.sum())
     cost = {"n": len(z), "kept": n_kept, "syntheses": syntheses,
             "syntheses_per_kept": syntheses / max(n_kept, 1), "kept_share": n_kept / len(z)}

@@ -22,7 +22,7 @@ from torch import nn
 
 from .classifier import LatentClassifier
 from .flips import gradient_flip
-from .resample import rejection_sample
+from .resample import corrected_acceptance, rejection_sample
 
 STEER_MODES = ("balance", "flip")
 MIN_SHOWN = 1  # a (class, value) needs this many labelled samples to be a target
@@ -57,7 +57,8 @@ class ClassifierSteerer(nn.Module):
         """``protected``: labels ``[N]`` or ``{name: labels [N]}``; ``sample_latents(n, generator)``: the prior.
 
         ``random_count``: the first samples that are plain prior draws (the rest were picked where
-        the classifier was unsure); the classifiers' temperature is calibrated on those only.
+        the classifier was unsure); the classifiers' temperature is calibrated on those, and the
+        acceptance weights are corrected with them (``corrected_acceptance``), as prior draws.
         """
         z = torch.as_tensor(np.asarray(latents), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(classes), dtype=torch.int64)
@@ -86,14 +87,24 @@ class ClassifierSteerer(nn.Module):
         self.classifiers = fit_classifiers(z, y, labels, C, values, self.seed, random_count)
         self.sample_latents = sample_latents
         prior = self._draw(N_PRIOR, torch.Generator().manual_seed(self.seed + 1))
-        with torch.no_grad():
-            shares = torch.stack([self.joint_log_proba(prior, torch.full((len(prior),), c)).exp().mean(0) for c in range(C)])
-        weights = torch.where(target > 0, target / shares.clamp(min=1e-12), torch.zeros_like(shares))
+        joint = torch.zeros(len(z), dtype=torch.int64)
+        for name, k in zip(self.names_, self.num_values_, strict=True):
+            joint = joint * k + labels[name]
+        drawn = torch.arange(len(z)) < (len(z) if random_count is None else random_count)  # plain prior draws
+        shares, accept = [], []
+        for c in range(C):
+            with torch.no_grad():
+                q_prior = self.joint_log_proba(prior, torch.full((len(prior),), c)).exp()
+                mine = (y == c) & drawn
+                q_labelled = self.joint_log_proba(z[mine], y[mine]).exp()
+            shares.append(q_prior.mean(0))
+            accept.append(corrected_acceptance(q_prior, q_labelled, joint[mine], torch.ones(int(mine.sum())), target))
+        shares, accept = torch.stack(shares), torch.stack(accept)
         self.register_buffer("counts", torch.stack([_pad(counts[n], max(self.num_values_)) for n in self.names_]))
         self.register_buffer("target", target)
         self.register_buffer("shares", shares)
-        self.register_buffer("accept", weights / weights.max(1, keepdim=True).values)
-        self.register_buffer("rate", (shares * self.accept).sum(1))
+        self.register_buffer("accept", accept)
+        self.register_buffer("rate", (shares * self.accept).sum(1))  # E_prior[acceptance], exact for any q
         for c in range(C):
             if self.rate[c] < 1e-3:
                 raise ValueError(f"balancing class {c} would need about {1 / float(self.rate[c]):.0f} latent draws per kept sample: "
@@ -125,7 +136,8 @@ class ClassifierSteerer(nn.Module):
         """Every value the target asks for must show in every class (else: which, and what to do)."""
         table = target.view(*self.num_values_)
         for i, name in enumerate(self.names_):
-            wanted = table.sum(dim=[j for j in range(len(self.names_)) if j != i]) > 0
+            others = [j for j in range(len(self.names_)) if j != i]
+            wanted = (table.sum(dim=others) if others else table) > 0  # (sum over dim=[] would sum everything)
             shown = counts[name] >= MIN_SHOWN
             if not (shown | ~wanted).all():
                 lacking = [(c, v) for c, v in torch.nonzero(~shown & wanted).tolist()]
@@ -229,6 +241,18 @@ class ClassifierSteerer(nn.Module):
         self.last_flip_ = {"n": len(yc), "reached": int(reached.sum())}
         return twins.to(z.device), values.to(z.device)
 
+    def propose_twins(self, z, y, values, rho: float, candidates: int = 64, generator=None) -> torch.Tensor:
+        """For each latent, the candidate ``rho z + sqrt(1 - rho^2) eps`` (which keeps an N(0, I)
+        prior exactly) that the classifier finds most likely to show its requested value."""
+        self._check_fitted()
+        zc, yc, vc = z.cpu().float(), y.cpu(), torch.as_tensor(values).cpu()
+        eps = torch.randn(len(zc), candidates, zc.shape[1], generator=generator)
+        pool = rho * zc[:, None] + math.sqrt(max(0.0, 1 - rho * rho)) * eps
+        with torch.no_grad():
+            lp = self.joint_log_proba(pool.flatten(0, 1), yc.repeat_interleave(candidates))
+            score = lp.gather(1, vc.repeat_interleave(candidates)[:, None]).view(len(zc), candidates)
+        return pool[torch.arange(len(zc)), score.argmax(1)].to(z.device)
+
     def as_transform(self, seed: int = 0):
         """A ``transform(z, y)`` for labelling/streams, with its own seeded random draws."""
         rng = torch.Generator().manual_seed(seed)
@@ -283,10 +307,9 @@ def fit_classifiers(z, y, labels: dict, num_classes: int, num_values: dict, seed
     })
 
 
-def uncertain(classifiers: nn.ModuleDict, z: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of the ``n`` latents whose protected values the classifiers are least sure of."""
-    entropy = sum(clf.entropy(z, y) for clf in classifiers.values())
-    return entropy.argsort(descending=True)[:n]
+def uncertainty(classifiers: nn.ModuleDict, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed predictive entropy per latent: where a label teaches the classifiers most."""
+    return sum(clf.entropy(z, y) for clf in classifiers.values())
 
 
 def _distribution(p, k: int, what: str) -> torch.Tensor:

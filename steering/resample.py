@@ -6,6 +6,7 @@ classifier, ``p_c(j) = E_prior[q(j | z, c)]`` and ``w_c(j) = t(j) / p_c(j)``. Th
 then show value ``j`` with probability ``t(j)`` in every class (exactly, when ``q`` is the true
 posterior; as well as ``q`` is calibrated otherwise). A rejected sample is replaced by fresh
 prior draws, tried in order: this is plain sequential rejection sampling, done in vectorised blocks.
+``corrected_acceptance`` then fixes the weights ``w_c`` with labelled draws, where ``q`` is blurred.
 """
 
 from __future__ import annotations
@@ -61,3 +62,45 @@ def rejection_sample(
             "asks for values these classes (almost) never show; give a target closer to what the generator produces"
         )
     return out, {"kept": n, "draws": int(draws.sum()), "generated": int(generated)}
+
+
+def corrected_acceptance(
+    q_prior: torch.Tensor,
+    q_labelled: torch.Tensor,
+    values: torch.Tensor,
+    weights: torch.Tensor,
+    target: torch.Tensor,
+    iters: int = 200,
+    max_change: float = 4.0,
+    min_labelled: int = 20,
+) -> torch.Tensor:
+    """Per-value acceptance weights ``[J]`` (max 1) whose *labelled* outcome matches ``target``.
+
+    A classifier's posterior is blurred where values meet, so weights set from it alone accept too
+    many majority latents near a thin minority region. The accepted mass of value ``t`` under
+    weights ``w`` is ``A_t = E[1(t(z) = t) q(z).w]``, linear in ``w``; it is estimated the
+    prediction-powered way: the classifier's own guess ``E[q_t q.w]`` on many unlabelled prior draws
+    ``q_prior [U, J]``, plus the labelled residual ``E[(1(t_i = t) - q_t) q.w]`` on labelled draws
+    (``q_labelled [L, J]``, true ``values [L]``, importance ``weights [L]`` back to the prior). The
+    residual is non-zero only where the classifier is wrong, so few labels correct it. ``w`` starts
+    at ``target / share`` (the share estimated the same way) and moves by multiplicative updates
+    until the accepted shares equal ``target``; no weight rises above ``max_change`` times its start,
+    and a value seen in fewer than ``min_labelled`` labelled draws keeps the classifier's own weight
+    (its residual would be noise), so a rare value cannot swing the sampler.
+    """
+    q_prior, q_labelled = q_prior.double(), q_labelled.double()
+    onehot = torch.nn.functional.one_hot(values, q_prior.shape[1]).double()
+    omega = (weights.double() / weights.double().sum())[:, None]
+    mass = q_prior.T @ q_prior / len(q_prior) + (omega * (onehot - q_labelled)).T @ q_labelled  # A = mass @ w
+    seen = onehot.sum(0) >= min_labelled  # values with enough labelled draws to correct
+    share = torch.where(seen, torch.maximum(mass.sum(1), 0.25 * q_prior.mean(0)), q_prior.mean(0)).clamp(min=1e-12)
+    target = target.double()
+    start = torch.where(target > 0, target / share, torch.zeros_like(share))  # sum_j q_j = 1: mass.sum(1) is the share
+    start = start / start.max()
+    w = start.clone()
+    for _ in range(iters):
+        accepted = (mass @ w).clamp(min=1e-12)
+        update = w * (target / (accepted / accepted.sum())).sqrt()
+        w = torch.where(seen & (target > 0), update, w)
+        w = torch.minimum(w / w.max(), start * max_change)
+    return (w / w.max()).float()

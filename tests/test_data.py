@@ -148,7 +148,7 @@ def test_received_cards_and_specs_never_reach_outside_their_folder(tmp_path):
 
 def test_a_card_with_missing_or_altered_neighbours_is_refused(tmp_path):
     work = tmp_path / "w"
-    assert main(["steer", "--n", "2000", "--eval-n", "300", "--quiet", "--out", str(work / "card")]) == 0
+    assert main(["steer", "--n", "3000", "--eval-n", "300", "--quiet", "--out", str(work / "card")]) == 0
     assert main(["stream", "--new", str(work / "stream.json"), "--eraser", str(work / "card")]) == 0
     from fairgen.stream import Stream, StreamSpec
 

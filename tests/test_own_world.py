@@ -116,7 +116,7 @@ def test_a_bad_labeler_entry_point_is_a_clear_error(own_world, labeler, message)
 
 def test_the_embedded_world_chain_with_a_named_world_labeler(tmp_path):
     work = tmp_path / "work"
-    assert main(["steer", "--labeler", "world:texture", "--n", "2000", "--eval-n", "500", "--quiet",
+    assert main(["steer", "--labeler", "world:texture", "--n", "3000", "--eval-n", "500", "--quiet",
                  "--out", str(work / "card")]) == 0
     assert json.loads((work / "card.json").read_text())["labeler"]["name"] == "world:texture"
     assert main(["stream", "--new", str(work / "stream.json"), "--eraser", str(work / "card")]) == 0

@@ -59,15 +59,15 @@ def test_a_stream_balances_two_attributes_jointly(tmp_path):
     toy = _Toy()
     rng = torch.Generator().manual_seed(0)
     z, y = toy.sample_latents(16_000, rng), torch.randint(4, (16_000,), generator=rng)
-    steerer = ClassifierSteerer().fit(z, y, {"a": protected(z, y, 0), "b": protected(z, y, 1)}, num_classes=4,
-                                      sample_latents=toy.sample_latents)
+    steerer = ClassifierSteerer().fit(z, y, {"a": protected(z, y, 0), "b": protected(z, y, 1, own=0.6)}, num_classes=4,
+                                      sample_latents=toy.sample_latents)  # b milder: every joint value shows
     card = save_card(steerer, tmp_path / "card", {"generator": {"name": "toy", "sha256": "toy-sha"}, "protected": ["a", "b"]})
     stream = Stream(make_spec(toy, eraser=card, views={"kinds": ["anchor", "neighbour"]}, augment="none"), 500, generator=toy)
     batches = [stream.next_batch() for _ in range(16)]
     latents, classes = torch.cat([b["latents"] for b in batches]), torch.cat([b["labels"] for b in batches])
-    raw = stream_balance_joint(y.numpy(), {"a": protected(z, y, 0).numpy(), "b": protected(z, y, 1).numpy()}, n_bootstrap=20)
+    raw = stream_balance_joint(y.numpy(), {"a": protected(z, y, 0).numpy(), "b": protected(z, y, 1, own=0.6).numpy()}, n_bootstrap=20)
     result = stream_balance_joint(classes.numpy(), {"a": protected(latents, classes, 0).numpy(),
-                                                    "b": protected(latents, classes, 1).numpy()}, n_bootstrap=20)
+                                                    "b": protected(latents, classes, 1, own=0.6).numpy()}, n_bootstrap=20)
     assert set(result) == {"a", "b", "joint"}
     for key in result:  # the joint value has 16 cells, each rarer: its classifier error adds up
         assert raw[key].cramers_v_corrected > 0.5

@@ -124,11 +124,12 @@ class SpriteWorldGenerator(nn.Module):
         image = background * (1 - alpha) + colour * alpha
         return F.avg_pool2d(image, self.supersample)
 
-    @torch.no_grad()
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
         check_latents(z, self.latent_dim)
         check_classes(y, len(z), self.num_classes)
-        return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
+            return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
 
     def forward(self, z, y):
         return self.synthesize(z, y)
