@@ -1,6 +1,8 @@
 """The trainer learns, resumes exactly, writes checkpoints that are data only, and checks batches."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -81,6 +83,9 @@ def test_checkpoint_is_written_atomically_and_loads_as_plain_data(tmp_path):
     (tmp_path / "checkpoint.ptxyz.tmp").write_bytes(b"an older killed write")
     Trainer(config).fit(batches(4))
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["checkpoint.pt", "metrics.jsonl"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "checkpoint.pt").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4 and TrainConfig.from_dict(json.loads(state["config"])) == config
 

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from steering.files import (
     atomic_write_text,
+    default_file_mode,
     load_safetensors,
     read_safetensors_metadata,
     save_safetensors,
@@ -122,6 +123,7 @@ def _atomic_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; a checkpoint is shared like any output
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
