@@ -13,7 +13,7 @@ from .nonlinear import ClassifierSteerer, fit_classifiers, uncertainty
 from .probes import MLPProbe
 
 STEERING_METHODS = ("resample", "quantile", "gaussian")
-ACTIVE_SHARE = 0.5  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
+ACTIVE_SHARE = 0.4  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
 ACTIVE_ROUNDS = 2  # rounds of labelling where the classifier fitted so far is least sure
 POOL = 10  # an active round picks its latents among this many prior draws per label
 
@@ -37,7 +37,7 @@ def fit_steerer(
     ``"quantile"`` / ``"gaussian"`` transports (one attribute; exact on linear geometry). The default
     is what ``benchmarks/steering_geometry.py`` measured best: resample for balance (and for several
     attributes), quantile for flip mode on one attribute.
-    ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), half of the
+    ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), 40% of the
     labels go to prior draws and the rest, in two rounds, to the latents the classifier fitted so far
     is least sure of (active learning: the labels land near the boundaries, where they teach most).
     The prior draws also correct the resampler's acceptance where the classifier is blurred

@@ -37,7 +37,6 @@ from steering.files import (
 )
 
 from ..generators.base import check_classes, check_latents
-from ..generators.registry import register_generator, register_path_loader
 from .legacy import (
     SPRITE_EXTENT,
     _circular_lookup,
@@ -45,6 +44,7 @@ from .legacy import (
     _generator_device,
     _interp,
     _pose_to_affine,
+    register_embedded,
 )
 from .mapping import MappingNetwork
 from .render import CATEGORICAL
@@ -202,25 +202,4 @@ class MappedSpriteGenerator(nn.Module):
         return model.to(device).eval().requires_grad_(False)
 
 
-@register_generator(NAME)
-def _load_embedded(device="cpu", weights: str | Path | None = None, **options):
-    if options:
-        raise ValueError(f"{NAME} takes no options besides weights, got {sorted(options)}")
-    return MappedSpriteGenerator.load(weights or WEIGHTS, device=device)
-
-
-def _is_embedded_weights(path: Path) -> bool:
-    """A safetensors file written by ``MappedSpriteGenerator.save`` (recognised by its metadata)."""
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    try:
-        return read_safetensors_metadata(path).get("name") == NAME
-    except ValueError:
-        return False
-
-
-@register_path_loader(_is_embedded_weights)
-def _load_embedded_file(path: Path, device="cpu", **options):
-    if options:
-        raise ValueError(f"{NAME} takes no options, got {sorted(options)}")
-    return MappedSpriteGenerator.load(path, device=device)
+register_embedded(NAME, MappedSpriteGenerator, WEIGHTS)

@@ -198,25 +198,30 @@ def _interp(u: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return table[low] * (1 - frac) + table[low + 1] * frac
 
 
-@register_generator(NAME)
-def _load_embedded(device="cpu", weights: str | Path | None = None, **options):
-    if options:
-        raise ValueError(f"{NAME} takes no options besides weights, got {sorted(options)}")
-    return SpriteWorldGenerator.load(weights or WEIGHTS, device=device)
+def register_embedded(name: str, cls, shipped: Path) -> None:
+    """Register an embedded model twice: by ``name`` (its shipped weights, or ``weights=``) and by
+    path (any safetensors file whose metadata carries ``name``, as ``cls.save`` writes it)."""
+
+    def load_named(device="cpu", weights: str | Path | None = None, **options):
+        if options:
+            raise ValueError(f"{name} takes no options besides weights, got {sorted(options)}")
+        return cls.load(weights or shipped, device=device)
+
+    def is_weights(path: Path) -> bool:
+        if path.suffix != ".safetensors" or not path.is_file():
+            return False
+        try:
+            return read_safetensors_metadata(path).get("name") == name
+        except ValueError:
+            return False
+
+    def load_file(path: Path, device="cpu", **options):
+        if options:
+            raise ValueError(f"{name} takes no options, got {sorted(options)}")
+        return cls.load(path, device=device)
+
+    register_generator(name)(load_named)
+    register_path_loader(is_weights)(load_file)
 
 
-def _is_embedded_weights(path: Path) -> bool:
-    """A safetensors file written by ``SpriteWorldGenerator.save`` (recognised by its metadata)."""
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    try:
-        return read_safetensors_metadata(path).get("name") == NAME
-    except ValueError:
-        return False
-
-
-@register_path_loader(_is_embedded_weights)
-def _load_embedded_file(path: Path, device="cpu", **options):
-    if options:
-        raise ValueError(f"{NAME} takes no options, got {sorted(options)}")
-    return SpriteWorldGenerator.load(path, device=device)
+register_embedded(NAME, SpriteWorldGenerator, WEIGHTS)
