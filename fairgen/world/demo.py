@@ -47,7 +47,7 @@ class DemoConfig:
     n_real: int = 20_000
     n_probe: int = 4000
     n_test: int = 4000
-    steer_n: int = 12_000
+    steer_n: int = 20_000
     stream_audit_n: int = 4000
     n_permutations: int = 199
     n_bootstrap: int = 300
