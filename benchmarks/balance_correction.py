@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 import steering.nonlinear as nonlinear
-from steering import fit as fitting
 from fairgen.generators import load_generator
+from steering import fit as fitting
 
 
 class ExactLabels(torch.nn.Module):
@@ -42,6 +42,11 @@ class ExactLabels(torch.nn.Module):
     def synthesize(self, z, y):
         factors = self.base.factors_from_latents(z, y)
         return torch.stack([factors[k].float() for k in self.names], 1)[:, :, None, None]
+
+
+def column_labeler(i: int):
+    """The labeler that reads factor ``i`` back from an ``ExactLabels`` image."""
+    return lambda images: images[:, i, 0, 0].round().long()
 
 
 def population_v(base, steerer, names, n: int, seed: int = 7) -> dict[str, float]:
@@ -88,7 +93,7 @@ def main() -> None:
         base = copy.deepcopy(base)
         base.fit_prior(training_split(RecipeConfig(protected=tuple(names))).factors, tuple(names))
     generator = ExactLabels(base, names)
-    labelers = {k: (lambda i: lambda images: images[:, i, 0, 0].round().long())(i) for i, k in enumerate(names)}
+    labelers = {k: column_labeler(i) for i, k in enumerate(names)}
     labeler = labelers if len(names) > 1 else labelers[names[0]]
     corrected = nonlinear.corrected_acceptance
     print(f"{args.generator}, protected {names}, {args.n:,} exact labels per fit, V over {args.population:,} weighted draws")
