@@ -18,7 +18,9 @@ stream changes what the encoder relies on; only an edit of the features removes 
 
 The quick preset uses SupCon with the source's class labels, a small CNN and AdamW: on a 2-core
 CPU plain SimCLR learns shape too slowly, and at 400 steps neither SGD nor AdamW got past a
-balanced shape probe of about 0.76 while AdamW at 800 steps reached 0.95.
+balanced shape probe of about 0.76 while AdamW at 800 steps reached 0.95. On world-sprites-z128,
+600 steps and 99 permutations keep every direction (steered 0.910 against biased real 0.541, EO
+0.254 against 0.987) in 4.7 minutes, where 800 steps and 199 permutations took 7.0 (steered 0.968).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from .render import TEXTURES, World
 
 @dataclass(frozen=True)
 class DemoConfig:
-    steps: int = 800
+    steps: int = 600
     batch_size: int = 64
     encoder: str = "small_cnn"
     optimizer: str = "adamw"
@@ -49,7 +51,7 @@ class DemoConfig:
     n_test: int = 4000
     steer_n: int = 20_000
     stream_audit_n: int = 4000
-    n_permutations: int = 199
+    n_permutations: int = 99
     n_bootstrap: int = 300
     leakage_pca: int | None = 32  # fitted inside each CV fold; keeps 200 permutation refits cheap on a CPU
     leakage_max_iter: int = 100  # the same budget for the observed and every permuted refit
