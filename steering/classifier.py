@@ -18,11 +18,26 @@ the same 20,000 labels; measured in the session that wrote this, see the closing
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 PARAMS = ("w", "u", "c", "v", "head_w", "head_b")
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside: multi-threaded CPU reductions are not bitwise repeatable
+    from one process to the next, and a fit that feeds on its own outputs (active labelling, 1,000
+    Adam steps) turns a last-bit difference into another card. Same seed, same card."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class LatentClassifier(nn.Module):
@@ -35,6 +50,10 @@ class LatentClassifier(nn.Module):
 
     def fit(self, z: torch.Tensor, y: torch.Tensor, a: torch.Tensor, num_classes: int, num_values: int,
             calibration: tuple | None = None):
+        with one_thread():
+            return self._fit(z, y, a, num_classes, num_values, calibration)
+
+    def _fit(self, z, y, a, num_classes, num_values, calibration):
         """Fit on latents ``z [N, d]``, classes ``y [N]``, values ``a [N]``; calibrate on ``(z, y, a)`` held out.
 
         Without ``calibration`` a random fifth of the samples is held out for the temperature.

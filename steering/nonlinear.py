@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classifier import LatentClassifier
+from .classifier import LatentClassifier, one_thread
 from .flips import gradient_flip
 from .resample import corrected_acceptance, rejection_sample
 
@@ -60,6 +60,10 @@ class ClassifierSteerer(nn.Module):
         the classifier was unsure); the classifiers' temperature is calibrated on those, and the
         acceptance weights are corrected with them (``corrected_acceptance``), as prior draws.
         """
+        with one_thread():
+            return self._fit(latents, classes, protected, num_classes, num_values, sample_latents, random_count)
+
+    def _fit(self, latents, classes, protected, num_classes, num_values, sample_latents, random_count):
         z = torch.as_tensor(np.asarray(latents), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(classes), dtype=torch.int64)
         labels = protected if isinstance(protected, dict) else {"protected": protected}
@@ -196,7 +200,8 @@ class ClassifierSteerer(nn.Module):
     def balance(self, z, y, generator=None) -> torch.Tensor:
         """Rejection-sample latents so that the joint protected value follows the target in every class."""
         self._check_fitted()
-        out, stats = rejection_sample(z.cpu(), y.cpu(), self._acceptance, self.rate, self._draw, generator)
+        with one_thread():  # a shared stream card must give the same latents in every process
+            out, stats = rejection_sample(z.cpu(), y.cpu(), self._acceptance, self.rate, self._draw, generator)
         self.last_draws_ = stats
         return out.to(z.device)
 
@@ -212,6 +217,10 @@ class ClassifierSteerer(nn.Module):
     def flip(self, z, y, generator=None, values=None):
         """Counterfactual twins: each latent moved to another joint value (drawn from the target unless given)."""
         self._check_fitted()
+        with one_thread():  # bit-repeatable from one process to the next, like balance
+            return self._flip(z, y, generator, values)
+
+    def _flip(self, z, y, generator, values):
         zc, yc = z.cpu(), y.cpu()
         current = self.predict_protected(zc, yc)
         if values is None:
@@ -309,7 +318,8 @@ def fit_classifiers(z, y, labels: dict, num_classes: int, num_values: dict, seed
 
 def uncertainty(classifiers: nn.ModuleDict, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Summed predictive entropy per latent: where a label teaches the classifiers most."""
-    return sum(clf.entropy(z, y) for clf in classifiers.values())
+    with one_thread():  # its ranking picks the next labels: it must repeat bit for bit
+        return sum(clf.entropy(z, y) for clf in classifiers.values())
 
 
 def _distribution(p, k: int, what: str) -> torch.Tensor:

@@ -220,3 +220,26 @@ def test_labelled_prior_draws_correct_a_blurred_classifier():
     w = corrected_acceptance(q_prior, q_labelled, labelled_values, torch.ones(5_000), target)
     assert float(w.max()) == pytest.approx(1.0)
     assert torch.allclose(_accepted_shares(values, q, w), target, atol=0.015)
+
+
+_FIT_IN_A_FRESH_PROCESS = """
+import hashlib, sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(2)
+from test_steering_classifier import C, _data, protected
+from steering import ClassifierSteerer
+z, y = _data(6000, 3)
+steerer = ClassifierSteerer().fit(z, y, {{"a": protected(z, y)}}, num_classes=C)
+print(hashlib.sha256(b"".join(t.numpy().tobytes() for t in steerer.tensors().values())).hexdigest())
+"""
+
+
+def test_same_seed_same_steerer_in_another_process():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _FIT_IN_A_FRESH_PROCESS.format(tests=str(Path(__file__).parent))
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+               for _ in range(2)}
+    assert len(digests) == 1
