@@ -105,7 +105,7 @@ def test_quiet_and_tqdm_disable_turn_progress_bars_off(monkeypatch):
 
 def test_steer_stream_train_audit_chain(tmp_path, capsys):
     card = tmp_path / "card"
-    assert main(["steer", "--n", "3000", "--eval-n", "1000", "--out", str(card)]) == 0
+    assert main(["steer", "--n", "3000", "--eval-n", "300", "--out", str(card)]) == 0
     printed = capsys.readouterr().out
     assert "Cramér V" in printed and "class fidelity" in printed
     report = json.loads((tmp_path / "card.json").read_text())["report"]
@@ -126,7 +126,7 @@ def test_steer_stream_train_audit_chain(tmp_path, capsys):
     assert "resumed at step 3, trained 2 steps, now at step 5 of 5" in capsys.readouterr().out
 
     audit = tmp_path / "audit"
-    assert main(["audit", "--encoder", str(run / "encoder.safetensors"), "--n-probe", "300", "--n-test", "300", "--out", str(audit),
+    assert main(["audit", "--encoder", str(run / "encoder.safetensors"), "--n-probe", "300", "--n-test", "300", "--permutations", "19", "--bootstrap", "50", "--out", str(audit),
                  "--erase-with", str(spec), "--eraser-n", "600"]) == 0
     assert (audit / "report.json").exists() and (audit / "report.md").exists()
     assert (audit / "erased" / "report.json").exists() and (audit / "feature_eraser.safetensors").exists()

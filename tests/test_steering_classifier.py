@@ -228,7 +228,7 @@ sys.path.insert(0, {tests!r})
 torch.set_num_threads(2)
 from test_steering_classifier import C, _data, protected
 from steering import ClassifierSteerer
-z, y = _data(6000, 3)
+z, y = _data(3000, 3)
 steerer = ClassifierSteerer().fit(z, y, {{"a": protected(z, y)}}, num_classes=C)
 print(hashlib.sha256(b"".join(t.numpy().tobytes() for t in steerer.tensors().values())).hexdigest())
 """
