@@ -19,8 +19,8 @@ stream changes what the encoder relies on; only an edit of the features removes 
 The quick preset uses SupCon with the source's class labels, a small CNN and AdamW: on a 2-core
 CPU plain SimCLR learns shape too slowly, and at 400 steps neither SGD nor AdamW got past a
 balanced shape probe of about 0.76 while AdamW at 800 steps reached 0.95. On world-sprites-z128,
-600 steps and 99 permutations keep every direction (steered 0.910 against biased real 0.541, EO
-0.254 against 0.987) in 4.7 minutes, where 800 steps and 199 permutations took 7.0 (steered 0.968).
+600 steps and 99 permutations keep every direction (steered 0.885 against biased real 0.541, EO
+0.291 against 0.987) in 5.1 minutes, where 800 steps and 199 permutations took 7.0 (steered 0.968).
 """
 
 from __future__ import annotations
