@@ -25,8 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from steering.files import (
@@ -39,11 +37,9 @@ from steering.files import (
 from ..generators.base import check_classes, check_latents
 from .legacy import (
     SPRITE_EXTENT,
-    _circular_lookup,
+    SpriteDecoding,
     _disk_logits,
-    _generator_device,
     _interp,
-    _pose_to_affine,
     register_embedded,
 )
 from .mapping import MappingNetwork
@@ -60,7 +56,7 @@ N_QUANTILES = 257
 __all__ = ["CODE_NAMES", "LATENT_DIM", "MODELLED", "MappedSpriteGenerator", "NAME", "SPRITE_EXTENT", "WEIGHTS"]
 
 
-class MappedSpriteGenerator(nn.Module):
+class MappedSpriteGenerator(SpriteDecoding, nn.Module):
     """Class-conditional generator: ``synthesize(z [N, 128], y [N]) -> images [N, 3, 32, 32]``."""
 
     latent_space = "z"
@@ -88,10 +84,6 @@ class MappedSpriteGenerator(nn.Module):
         self.register_buffer("quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(SMOOTH), 1))
         self.protected: tuple[str, ...] = ()
         self.checksum = ""
-
-    @property
-    def device(self) -> torch.device:
-        return self.sprites.device
 
     # ------------------------------------------------------------ prior
 
@@ -134,36 +126,7 @@ class MappedSpriteGenerator(nn.Module):
     def factors_from_latents(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.factors_from_codes(self.codes(z), y)
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        device = _generator_device(generator, self.device)
-        return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
-
-    def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = _generator_device(generator, self.device)
-        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
-
-    # ------------------------------------------------------------ decoder
-
-    def decode(self, factors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Compose the learned sprite, background and colour for given factors."""
-        n = len(factors["shape"])
-        canvas = self.resolution * self.supersample
-        theta = _pose_to_affine(factors["x"], factors["y"], factors["size"], factors["rotation"])
-        grid = F.affine_grid(theta, [n, 1, canvas, canvas], align_corners=False)
-        alpha = F.grid_sample(torch.sigmoid(self.sprites)[factors["shape"]], grid, align_corners=False)
-        background = torch.sigmoid(self.backgrounds)[factors["texture"]]
-        colour = rearrange(torch.sigmoid(_circular_lookup(self.palette, factors["hue"])), "n c -> n c 1 1")
-        image = background * (1 - alpha) + colour * alpha
-        return F.avg_pool2d(image, self.supersample)
-
-    def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
-        check_latents(z, self.latent_dim)
-        check_classes(y, len(z), self.num_classes)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
-            return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
+    # ------------------------------------------------------------ decoder (``SpriteDecoding``)
 
     def decode_codes(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Images of Gaussian codes ``h [N, 7]`` (``N(0, I)`` under the prior), bypassing the mapping."""
@@ -171,9 +134,6 @@ class MappedSpriteGenerator(nn.Module):
         check_classes(y, len(h), self.num_classes)
         u = torch.special.ndtr(h.to(self.device).float())
         return self.decode(self.factors_from_codes(u, y.to(self.device))).clamp(0, 1)
-
-    def forward(self, z, y):
-        return self.synthesize(z, y)
 
     # ------------------------------------------------------------ files
 

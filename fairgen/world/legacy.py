@@ -49,7 +49,49 @@ N_QUANTILES = 257
 SPRITE_EXTENT = 1.25  # the sprite covers [-1.25, 1.25]^2 in object units (radius = 1)
 
 
-class SpriteWorldGenerator(nn.Module):
+class SpriteDecoding:
+    """What both embedded models share: drawing latents and classes, and the layered sprite decoder
+    (a subclass supplies ``factors_from_latents`` and the learned ``sprites``, ``backgrounds``,
+    ``palette``)."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.sprites.device
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        device = _generator_device(generator, self.device)
+        return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
+
+    def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = _generator_device(generator, self.device)
+        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
+
+    def decode(self, factors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Compose the learned sprite, background and colour for given factors."""
+        n = len(factors["shape"])
+        canvas = self.resolution * self.supersample
+        theta = _pose_to_affine(factors["x"], factors["y"], factors["size"], factors["rotation"])
+        grid = F.affine_grid(theta, [n, 1, canvas, canvas], align_corners=False)
+        alpha = F.grid_sample(torch.sigmoid(self.sprites)[factors["shape"]], grid, align_corners=False)
+        background = torch.sigmoid(self.backgrounds)[factors["texture"]]
+        colour = rearrange(torch.sigmoid(_circular_lookup(self.palette, factors["hue"])), "n c -> n c 1 1")
+        image = background * (1 - alpha) + colour * alpha
+        return F.avg_pool2d(image, self.supersample)
+
+    def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
+        check_latents(z, self.latent_dim)
+        check_classes(y, len(z), self.num_classes)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
+            return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
+
+    def forward(self, z, y):
+        return self.synthesize(z, y)
+
+
+class SpriteWorldGenerator(SpriteDecoding, nn.Module):
     """Class-conditional generator: ``synthesize(z [N, 6], y [N]) -> images [N, 3, 32, 32]``."""
 
     latent_space = "z"
@@ -74,10 +116,6 @@ class SpriteWorldGenerator(nn.Module):
         self.register_buffer("quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(CONTINUOUS), 1))
         self.checksum = ""
 
-    @property
-    def device(self) -> torch.device:
-        return self.sprites.device
-
     # ------------------------------------------------------------ prior
 
     @torch.no_grad()
@@ -101,38 +139,6 @@ class SpriteWorldGenerator(nn.Module):
         for i, name in enumerate(CONTINUOUS):
             factors[name] = _interp(u[:, 1 + i], self.quantiles[i])
         return factors
-
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        return torch.randn(n, self.latent_dim, generator=generator, device=_generator_device(generator, self.device)).to(self.device)
-
-    def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randint(self.num_classes, (n,), generator=generator, device=_generator_device(generator, self.device)).to(self.device)
-
-    # ------------------------------------------------------------ decoder
-
-    def decode(self, factors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Compose the learned sprite, background and colour for given factors."""
-        n = len(factors["shape"])
-        canvas = self.resolution * self.supersample
-        theta = _pose_to_affine(factors["x"], factors["y"], factors["size"], factors["rotation"])
-        grid = F.affine_grid(theta, [n, 1, canvas, canvas], align_corners=False)
-        alpha = F.grid_sample(torch.sigmoid(self.sprites)[factors["shape"]], grid, align_corners=False)
-        background = torch.sigmoid(self.backgrounds)[factors["texture"]]
-        colour = rearrange(torch.sigmoid(_circular_lookup(self.palette, factors["hue"])), "n c -> n c 1 1")
-        image = background * (1 - alpha) + colour * alpha
-        return F.avg_pool2d(image, self.supersample)
-
-    def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
-        check_latents(z, self.latent_dim)
-        check_classes(y, len(z), self.num_classes)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
-            return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
-
-    def forward(self, z, y):
-        return self.synthesize(z, y)
 
     # ------------------------------------------------------------ files
 
