@@ -68,7 +68,7 @@ def population_v(base, steerer, names, n: int, seed: int = 7) -> dict[str, float
     return out
 
 
-def uncorrected(q_prior, q_labelled, values, weights, target, **_):
+def uncorrected(q_prior, q_labelled, values, target, **_):
     share = q_prior.mean(0)
     start = torch.where(target > 0, target / share.clamp(min=1e-12), torch.zeros_like(share))
     return start / start.max()

@@ -26,8 +26,8 @@ from .resample import corrected_acceptance, rejection_sample
 
 STEER_MODES = ("balance", "flip")
 MIN_SHOWN = 1  # a (class, value) needs this many labelled samples to be a target
-N_PRIOR = 1 << 15
-RESTARTS, RESTART_JITTER = 3, 0.5  # flips stuck below the threshold retry from the anchor plus this much noise  # prior draws that estimate each class's value distribution under the classifier
+N_PRIOR = 1 << 15  # prior draws that estimate each class's value distribution under the classifier
+RESTARTS, RESTART_JITTER = 3, 0.5  # flips stuck below the threshold retry from the anchor plus this much noise
 
 
 class ClassifierSteerer(nn.Module):
@@ -102,7 +102,7 @@ class ClassifierSteerer(nn.Module):
                 mine = (y == c) & drawn
                 q_labelled = self.joint_log_proba(z[mine], y[mine]).exp()
             shares.append(q_prior.mean(0))
-            accept.append(corrected_acceptance(q_prior, q_labelled, joint[mine], torch.ones(int(mine.sum())), target))
+            accept.append(corrected_acceptance(q_prior, q_labelled, joint[mine], target))
         shares, accept = torch.stack(shares), torch.stack(accept)
         self.register_buffer("counts", torch.stack([_pad(counts[n], max(self.num_values_)) for n in self.names_]))
         self.register_buffer("target", target)

@@ -68,7 +68,6 @@ def corrected_acceptance(
     q_prior: torch.Tensor,
     q_labelled: torch.Tensor,
     values: torch.Tensor,
-    weights: torch.Tensor,
     target: torch.Tensor,
     iters: int = 200,
     max_change: float = 4.0,
@@ -80,8 +79,8 @@ def corrected_acceptance(
     many majority latents near a thin minority region. The accepted mass of value ``t`` under
     weights ``w`` is ``A_t = E[1(t(z) = t) q(z).w]``, linear in ``w``; it is estimated the
     prediction-powered way: the classifier's own guess ``E[q_t q.w]`` on many unlabelled prior draws
-    ``q_prior [U, J]``, plus the labelled residual ``E[(1(t_i = t) - q_t) q.w]`` on labelled draws
-    (``q_labelled [L, J]``, true ``values [L]``, importance ``weights [L]`` back to the prior). The
+    ``q_prior [U, J]``, plus the labelled residual ``E[(1(t_i = t) - q_t) q.w]`` on labelled prior draws
+    (``q_labelled [L, J]``, their true ``values [L]``). The
     residual is non-zero only where the classifier is wrong, so few labels correct it. ``w`` starts
     at ``target / share`` (the share estimated the same way) and moves by multiplicative updates
     until the accepted shares equal ``target``; no weight rises above ``max_change`` times its start,
@@ -90,8 +89,7 @@ def corrected_acceptance(
     """
     q_prior, q_labelled = q_prior.double(), q_labelled.double()
     onehot = torch.nn.functional.one_hot(values, q_prior.shape[1]).double()
-    omega = (weights.double() / weights.double().sum())[:, None]
-    mass = q_prior.T @ q_prior / len(q_prior) + (omega * (onehot - q_labelled)).T @ q_labelled  # A = mass @ w
+    mass = q_prior.T @ q_prior / len(q_prior) + (onehot - q_labelled).T @ q_labelled / len(q_labelled)  # A = mass @ w
     seen = onehot.sum(0) >= min_labelled  # values with enough labelled draws to correct
     share = torch.where(seen, torch.maximum(mass.sum(1), 0.25 * q_prior.mean(0)), q_prior.mean(0)).clamp(min=1e-12)
     target = target.double()

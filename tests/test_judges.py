@@ -1,7 +1,5 @@
 """The judges: shipped weights label world images correctly at every resolution, robustly."""
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,22 +15,12 @@ from fairgen.world.judges import (
     train_judges,
 )
 from fairgen.world.render import CATEGORICAL, World
+from steering.classifier import one_thread
 
 torch.set_num_threads(2)
 
 FACTORS = ("shape", "texture", "colour")
 TEST_SEED = 777  # differs from the training seed and from the seed the shipped accuracy used
-
-
-@contextmanager
-def one_thread():
-    """Train on one thread: small convolutions on a shared 2-core box run far faster that way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

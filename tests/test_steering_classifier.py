@@ -217,7 +217,7 @@ def test_labelled_prior_draws_correct_a_blurred_classifier():
     assert float(_accepted_shares(values, q, naive)[0]) > 0.33  # blur lets the majority leak back in
     prior_values, q_prior = _blurred_world(50_000, 1)
     labelled_values, q_labelled = _blurred_world(5_000, 2)
-    w = corrected_acceptance(q_prior, q_labelled, labelled_values, torch.ones(5_000), target)
+    w = corrected_acceptance(q_prior, q_labelled, labelled_values, target)
     assert float(w.max()) == pytest.approx(1.0)
     assert torch.allclose(_accepted_shares(values, q, w), target, atol=0.015)
 
