@@ -23,16 +23,13 @@ def gradient_flip(
     step_size: float = 0.25,
     max_steps: int = 100,
     penalty: float = 0.02,
-    sphere: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Move latents into the region where ``log_prob(z, index)`` (each row's requested value) is high.
 
     ``index`` selects, per row, what ``log_prob`` scores (rows are passed in subsets). Returns the
-    moved latents and a mask of those that reached ``threshold``. ``sphere`` keeps every step on
-    the starting norm's sphere (in a low-dimensional latent that can make a region unreachable).
+    moved latents and a mask of those that reached ``threshold``.
     """
     start = z.detach().float()
-    radius = start.norm(dim=1, keepdim=True).clamp(min=1e-6)
     current = start.clone()
     steps = torch.full((len(z), 1), float(step_size))
     active = torch.arange(len(z))
@@ -49,10 +46,8 @@ def gradient_flip(
     for _ in range(max_steps):
         if len(active) == 0:
             break
-        # a normalised ascent step, back onto the starting norm's sphere; kept only if it improves
+        # a normalised ascent step, kept only if it improves the objective
         trial = current[active] + steps[active] * grad / grad.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        if sphere:
-            trial = trial * radius[active] / trial.norm(dim=1, keepdim=True).clamp(min=1e-6)
         with torch.enable_grad():
             point = trial.clone().requires_grad_(True)
             new_value = objective(point, active)
