@@ -1,8 +1,17 @@
 """Test-session settings shared by every test file."""
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
+
+# Property tests draw the same examples on every run (CI must not turn red by chance);
+# HYPOTHESIS_PROFILE=explore searches afresh on a developer's machine.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True, scope="session")
