@@ -130,14 +130,13 @@ class StreamSpec:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict()
         if self.eraser is not None:
-            data["eraser"] = _bring_card(self.eraser, path.parent)
+            _bring_card(self.eraser, path.parent)
         if self.walks is not None:
-            data["walks"] = _bring_walk_card(self.walks, path.parent)
+            _bring_walk_card(self.walks, path.parent)
         if _names_local_file(self.generator):
-            data["generator"] = _bring(Path(self.generator), path.parent)
-        atomic_write_text(path, json.dumps(data, indent=2))
+            _bring(Path(self.generator), path.parent)
+        atomic_write_text(path, json.dumps(self.portable_dict(path.parent), indent=2))
         return path
 
     def portable_dict(self, folder: str | Path) -> dict:
@@ -148,6 +147,7 @@ class StreamSpec:
         from .walks import walk_card_paths
 
         data = self.to_dict()
+        data["generator_options"] = _options_relative(self.generator_options, Path(folder))
         if self.eraser is not None:
             data["eraser"] = _placed_name(card_paths(self.eraser)[0], Path(folder))
         if self.walks is not None:
@@ -165,10 +165,10 @@ class StreamSpec:
         ``folder`` (the file's folder), every file it names (eraser, walks, a generator file or folder,
         path-like generator options) must lie inside that folder and is resolved there."""
         if isinstance(data, dict):
+            data = _received(data, folder, allow_entry_points)
             missing = [key for key in REQUIRED_KEYS if key not in data]
             if missing:
                 raise ValueError(f"stream spec lacks {missing}; a card must state {list(REQUIRED_KEYS)}")
-            data = _received(data, folder, allow_entry_points)
             _warn_about_origin(data)
         return from_plain_dict(cls, data, "stream spec")
 
@@ -251,6 +251,22 @@ def _is_number(value) -> bool:
 
 def _names_local_file(generator: str) -> bool:
     return isinstance(generator, str) and not is_entry_point(generator) and Path(generator).exists()
+
+
+def _options_relative(options: dict, folder: Path) -> dict:
+    """Generator options with absolute paths inside ``folder`` written relative to it (others as they are)."""
+    folder = folder.resolve()
+
+    def fix(value):
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value) and folder in Path(value).resolve().parents:
+            return _placed_name(Path(value), folder)
+        return value
+
+    return fix(dict(options))
 
 
 def _placed_name(source: Path, folder: Path) -> str:
