@@ -95,8 +95,9 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
         stem_name = json_path.with_suffix(".safetensors").name
         stem_tensors = resolve_inside(json_path.parent, stem_name, f"eraser card {json_path.name}: tensors file")
         if not stem_tensors.is_file():
-            raise FileNotFoundError(f"eraser card tensors {printable(tensor_path.name)} (or {stem_name}) named by "
-                                    f"{json_path.name} do not exist (they must sit beside it, in {json_path.parent})")
+            names = stem_name if tensor_path == stem_tensors else f"{printable(tensor_path.name)} (or {stem_name})"
+            raise FileNotFoundError(f"eraser card tensors {names} named by {json_path.name} do not exist "
+                                    f"(they must sit beside it, in {json_path.parent})")
         tensor_path = stem_tensors
     if sha256_file(tensor_path) != card["tensors"]["sha256"]:
         raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
