@@ -494,6 +494,19 @@ def _cwd_generator(lab):
         _os.chdir(here)
 
 
+def _local_generator(name, pin):
+    """A spec naming a generator file inside its folder, pinned by ``pin(lab)``."""
+    def make(lab):
+        import shutil as _shutil
+
+        from fairgen.world.legacy import WEIGHTS
+
+        folder = received(lab).folder(name)
+        _shutil.copy(WEIGHTS, folder / "generator.safetensors")
+        return received(lab).spec(name, generator="generator.safetensors", generator_sha256=pin(lab))
+    return make
+
+
 def _deep(n):
     return ("[" * n + "]" * n).encode()
 
@@ -568,6 +581,9 @@ CASES += [
     ("i18a api: generator a link to weights outside the folder", "api",
      guarded(_stream_of(_linked_generator), outside="generator.safetensors"), "resolves outside"),
     ("i18a api: generator file found only in the current directory", "api", guarded(_cwd_generator), "unknown generator"),
+    ("i18a api: local generator whose pin does not match (checked before loading)", "api",
+     guarded(_stream_of(_local_generator("pinned", lambda lab: "0" * 64))), "nothing was loaded"),
+    ("i18a api: local generator without a pin", "api", guarded(_stream_of(_local_generator("unpinned", lambda lab: ""))), "not pinned"),
     ("i18a cli: checkpoint's stream names an eraser outside its run folder", "cli",
      guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-eraser", {"eraser": str(received(lab).outside / "secret.txt"), "eraser_sha256": "0" * 64})), outside="secret.txt"), "inside the card's folder"),
     # ------------------------------------------------------------ strict, bounded JSON
