@@ -195,7 +195,7 @@ def _received(data: dict, folder, allow_entry_points) -> dict:
     from .generators import list_generators
 
     data = dict(data)
-    where = f"stream spec {Path(folder).name if folder is not None else ''}".rstrip()
+    where = "stream spec" if folder is None else f"stream spec in {folder}"
     generator = data.get("generator")
     if is_entry_point(generator):
         check_allowed(generator, allow_entry_points, where)

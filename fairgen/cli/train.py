@@ -245,7 +245,6 @@ def run(args) -> None:
         record.pop("progress")
         if rank == 0:
             clean_leftovers(out)
-            spec.save(out / "stream.json")  # first, so that a resumed run finds the stream's files in OUT
         if state is not None:
             stored = state["run_dict"] or {**state["config_dict"], "checkpoint_dir": None}
             stored.pop("progress", None)
@@ -260,6 +259,7 @@ def run(args) -> None:
         if rank == 0:
             from steering.files import atomic_write_text
 
+            spec.save(out / "stream.json")  # before training, so that a resumed run finds the stream's files in OUT
             atomic_write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
         stream = Stream(spec, settings["batch_size"], device, rank=rank, world_size=world, start_step=trainer.step)
         monitor = _knn_monitor(spec, settings, device) if settings["knn_every"] else None
