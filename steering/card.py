@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from .files import load_safetensors, printable, read_json, resolve_inside, sha256_file
+from .files import (
+    default_file_mode,
+    load_safetensors,
+    printable,
+    read_json,
+    resolve_inside,
+    sha256_file,
+)
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
@@ -52,6 +60,7 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
                 for key, value in eraser.state_dict().items():
                     tensors[f"erase.{c}.{key}"] = value.detach().cpu().contiguous()
     save_file(tensors, str(tensor_path))
+    os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
     card = {
         "fairgen_card": "eraser",
         "version": CARD_VERSION,
@@ -181,6 +190,7 @@ def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_pa
     """A classifier steerer's card: its classifiers and acceptance tables, one or several attributes."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
     save_file(tensors, str(tensor_path))
+    os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
     config = steerer.config()
     card = {
         "fairgen_card": "eraser",
