@@ -1,16 +1,21 @@
-"""Tally how the bad inputs of issue 13 fail on this checkout: clear, traceback or silent.
+"""Tally how the bad inputs of issues 13 and 18 fail on this checkout: clear, traceback or silent
+(and, for received files, code executed, leak or unescaped).
 
 Run: python benchmarks/bad_inputs.py            (this checkout)
      PYTHONPATH=/path/to/other/checkout python benchmarks/bad_inputs.py   (another one, for a before/after table)
 A CLI case is clear when ``main`` exits 2 with one line (argparse's usage errors count), a
 traceback when an exception escapes, silent when it exits 0. An API case is clear when it raises
-ValueError/FileNotFoundError, a traceback for any other exception, silent when it returns.
+ValueError/FileNotFoundError, a traceback for any other exception, silent when it returns. A
+refusal whose message does not say what the case expects counts as "wrong message". A case that
+ran code named inside a received file, told something about a file outside the card's folder, or
+printed raw control characters counts as "code executed", "leak" or "unescaped" (``Unsafe``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import signal
 import sys
 import tempfile
@@ -19,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from bad_input_cases import CASES, Lab  # noqa: E402
+from bad_input_cases import CASES, Lab, Unsafe  # noqa: E402
 
 TIME_LIMIT = 120  # seconds; a case still running then counts as a hang
 
@@ -32,7 +37,7 @@ def _alarm(signum, frame):
     raise Hang
 
 
-def classify(kind, run, lab) -> str:
+def classify(kind, run, lab, match) -> str:
     err = io.StringIO()
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(TIME_LIMIT)
@@ -41,17 +46,26 @@ def classify(kind, run, lab) -> str:
             result = run(lab)
     except Hang:
         return f"hang (> {TIME_LIMIT} s)"
+    except Unsafe as unsafe:
+        return unsafe.kind.replace(" ", "-")
     except SystemExit as exit_:  # argparse's usage error (exit 2) is a clear refusal
-        return "clear" if kind == "cli" and exit_.code == 2 else f"exit {exit_.code}"
+        return _said(err.getvalue(), match) if kind == "cli" and exit_.code == 2 else f"exit {exit_.code}"
     except (ValueError, FileNotFoundError) as error:
-        return "clear" if kind == "api" else f"traceback ({type(error).__name__})"
+        return _said(str(error), match) if kind == "api" else f"traceback ({type(error).__name__})"
     except Exception as error:  # noqa: BLE001  (what we are counting)
         return f"traceback ({type(error).__name__})"
     finally:
         signal.alarm(0)
     if kind == "api":
         return "silent"
-    return "clear" if result == 2 and "Traceback" not in err.getvalue() else ("silent" if result == 0 else f"exit {result}")
+    if result == 2 and "Traceback" not in err.getvalue():
+        return _said(err.getvalue(), match)
+    return "silent" if result == 0 else f"exit {result}"
+
+
+def _said(message: str, match: str) -> str:
+    """A clear refusal, or one that does not say what the case expects."""
+    return "clear" if re.search(match, message) else f"wrong-message ({message.strip().splitlines()[-1][:80] if message.strip() else ''})"
 
 
 def main() -> None:
@@ -61,8 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         lab = Lab(Path(folder))
         tally = {"cli": Counter(), "api": Counter()}
-        for name, kind, run, _ in CASES:
-            outcome = classify(kind, run, lab)
+        for name, kind, run, match in CASES:
+            outcome = classify(kind, run, lab, match)
             tally[kind][outcome.split(" ")[0]] += 1
             print(f"{outcome:24s} {name}", flush=True)
     for kind, counts in tally.items():

@@ -130,20 +130,42 @@ class StreamSpec:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict()
         if self.eraser is not None:
-            data["eraser"] = _bring_card(self.eraser, path.parent)
+            _bring_card(self.eraser, path.parent)
         if self.walks is not None:
-            data["walks"] = _bring_walk_card(self.walks, path.parent)
+            _bring_walk_card(self.walks, path.parent)
         if _names_local_file(self.generator):
-            data["generator"] = _bring(Path(self.generator), path.parent)
-        atomic_write_text(path, json.dumps(data, indent=2))
+            _bring(Path(self.generator), path.parent)
+        atomic_write_text(path, json.dumps(self.portable_dict(path.parent), indent=2))
         return path
 
+    def portable_dict(self, folder: str | Path) -> dict:
+        """The spec as ``save`` writes it into ``folder``: local files named relative to it, as they will
+        be once placed there (nothing is copied)."""
+        from steering.card import card_paths
+
+        from .walks import walk_card_paths
+
+        data = self.to_dict()
+        data["generator_options"] = _options_relative(self.generator_options, Path(folder))
+        if self.eraser is not None:
+            data["eraser"] = _placed_name(card_paths(self.eraser)[0], Path(folder))
+        if self.walks is not None:
+            data["walks"] = _placed_name(walk_card_paths(self.walks)[0], Path(folder))
+        if _names_local_file(self.generator):
+            data["generator"] = _placed_name(Path(self.generator), Path(folder))
+        return data
+
     @classmethod
-    def from_dict(cls, data: dict) -> StreamSpec:
-        """A spec from its JSON form; warns when another fairgen wrote it or it names a preset."""
+    def from_dict(cls, data: dict, folder: str | Path | None = None, allow_entry_points=()) -> StreamSpec:
+        """A spec from its JSON form; warns when another fairgen wrote it or it names a preset.
+
+        The dict is data from a file: an entry point it names as the generator is refused unless
+        ``allow_entry_points`` allows it (``True``: any; or a collection of ``module:callable``). With
+        ``folder`` (the file's folder), every file it names (eraser, walks, a generator file or folder,
+        path-like generator options) must lie inside that folder and is resolved there."""
         if isinstance(data, dict):
+            data = _received(data, folder, allow_entry_points)
             missing = [key for key in REQUIRED_KEYS if key not in data]
             if missing:
                 raise ValueError(f"stream spec lacks {missing}; a card must state {list(REQUIRED_KEYS)}")
@@ -151,38 +173,75 @@ class StreamSpec:
         return from_plain_dict(cls, data, "stream spec")
 
     @classmethod
-    def load(cls, path: str | Path) -> StreamSpec:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"stream spec {path} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"stream spec {path} is not valid JSON: {error}") from None
-        if isinstance(data, dict):  # names inside a received spec resolve inside its folder, never outside
-            from steering.files import resolve_inside
+    def load(cls, path: str | Path, allow_entry_points=()) -> StreamSpec:
+        """Read a spec (strict, bounded JSON); the files it names resolve inside its folder, never outside,
+        and an entry point it names runs only when ``allow_entry_points`` allows it."""
+        from steering.files import read_json
 
-            for key in ("eraser", "walks"):
-                if data.get(key) is not None:
-                    data[key] = str(resolve_inside(path.parent, data[key], f"stream spec {path.name}: {key}"))
-            generator = data.get("generator")
-            if isinstance(generator, str) and not is_entry_point(generator):
-                local = resolve_inside(path.parent, generator, f"stream spec {path.name}: generator")
-                if local.exists():
-                    data["generator"] = str(local)
-        return cls.from_dict(data)
+        path = Path(path)
+        data = read_json(path, "stream spec")
+        return cls.from_dict(data, folder=path.parent, allow_entry_points=allow_entry_points)
+
+
+# option names that hold a file or folder (and any value that looks like a path)
+PATH_OPTIONS = {"weights", "weights_dir", "cache_dir", "repo_or_dir", "path", "file", "dir", "config", "root"}
+
+
+def _received(data: dict, folder, allow_entry_points) -> dict:
+    """``data`` with its entry point checked and (given ``folder``) its file names resolved inside ``folder``."""
+    from steering.files import resolve_inside
+
+    from .entry_points import check_allowed
+    from .generators import list_generators
+
+    data = dict(data)
+    where = "stream spec" if folder is None else f"stream spec in {folder}"
+    generator = data.get("generator")
+    if is_entry_point(generator):
+        check_allowed(generator, allow_entry_points, where)
+    if folder is None:
+        return data
+    for key in ("eraser", "walks"):
+        if data.get(key) is not None:
+            data[key] = str(resolve_inside(folder, data[key], f"{where}: {key}"))
+    if isinstance(generator, str) and not is_entry_point(generator) and generator not in list_generators():
+        data["generator"] = str(resolve_inside(folder, generator, f"{where}: generator"))  # never the current directory
+        if not data.get("generator_sha256"):
+            raise ValueError(f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is empty)")
+    if isinstance(data.get("generator_options"), dict):
+        data["generator_options"] = _options_inside(data["generator_options"], folder, f"{where}: generator_options")
+    return data
+
+
+def _options_inside(options: dict, folder, where: str) -> dict:
+    """Generator options from a card, with every path-like string resolved inside ``folder``."""
+    from steering.files import resolve_inside
+
+    def fix(key, value):
+        if isinstance(value, dict):
+            return {k: fix(str(k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(key, v) for v in value]
+        if isinstance(value, str) and (key in PATH_OPTIONS or key.endswith(("_dir", "_path", "_file"))
+                                       or any(c in value for c in "/\\") or value.startswith((".", "~"))):
+            return str(resolve_inside(folder, value, f"{where}[{key!r}]"))
+        return value
+
+    return {str(k): fix(str(k), v) for k, v in options.items()}
 
 
 def _warn_about_origin(data: dict) -> None:
+    from steering.files import printable
+
     here = _fairgen_version()
     written = data.get("fairgen_version")
     if written != here:
-        by = f"fairgen {written}" if written else "a fairgen that did not record its version"
+        by = f"fairgen {printable(written)}" if written else "a fairgen that did not record its version"
         warnings.warn(f"this stream card was written by {by}; this is fairgen {here}. Its recipes are stored "
                       "in full, but if the code that plays them changed, so has the stream", StreamVersionWarning,
                       stacklevel=3)
     if isinstance(data.get("augment"), str):
-        warnings.warn(f"this stream card names the augmentation preset {data['augment']!r}; this fairgen's "
+        warnings.warn(f"this stream card names the augmentation preset {printable(repr(data['augment']))}; this fairgen's "
                       f"version of it is used and recorded in full", StreamVersionWarning, stacklevel=3)
 
 
@@ -192,6 +251,30 @@ def _is_number(value) -> bool:
 
 def _names_local_file(generator: str) -> bool:
     return isinstance(generator, str) and not is_entry_point(generator) and Path(generator).exists()
+
+
+def _options_relative(options: dict, folder: Path) -> dict:
+    """Generator options with absolute paths inside ``folder`` written relative to it (others as they are)."""
+    folder = folder.resolve()
+
+    def fix(value):
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value) and folder in Path(value).resolve().parents:
+            return _placed_name(Path(value), folder)
+        return value
+
+    return fix(dict(options))
+
+
+def _placed_name(source: Path, folder: Path) -> str:
+    """How a spec in ``folder`` names ``source`` once ``_bring`` has placed it there."""
+    from steering.files import relative_to_card
+
+    source, folder = Path(source).resolve(), Path(folder).resolve()
+    return relative_to_card(source, folder) if folder in source.parents else source.name
 
 
 def _bring(source: Path, folder: Path) -> str:
@@ -254,6 +337,18 @@ def _bring_walk_card(walks: str, folder: Path) -> str:
     return name
 
 
+def _check_pin_before_loading(spec: StreamSpec) -> None:
+    """A local generator file or folder is checked against the spec's SHA-256 before it is loaded."""
+    from .generators.registry import local_checksum
+
+    if not spec.generator_sha256 or not _names_local_file(spec.generator):
+        return
+    checksum = local_checksum(Path(spec.generator))
+    if checksum is not None and checksum != spec.generator_sha256:
+        raise ValueError(f"generator {spec.generator!r} has SHA-256 {checksum}, but the spec pins "
+                         f"{spec.generator_sha256}; nothing was loaded from it")
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -306,6 +401,8 @@ class Stream:
         self.spec, self.rank, self.world_size = spec, rank, world_size
         self.batch_size = batch_size // world_size  # per rank
         self.device, self.dtype = torch.device(device), dtype
+        if generator is None:
+            _check_pin_before_loading(spec)
         self.generator = generator or load_generator(spec.generator, device=self.device, **spec.generator_options)
         if spec.generator_sha256 and self.generator.checksum != spec.generator_sha256:
             raise ValueError(

@@ -2,24 +2,39 @@
 
 ``card.json`` holds the mode, the protected attribute, the generator it was fitted on (name and
 SHA-256), the labeler, the sample count, probe accuracies before/after, and the SHA-256 of
-``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch.
+``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch. A card
+is data from someone else: its JSON is read strictly (``steering.files.read_json``), its tensors
+file must sit in its folder, and the tensors' names, dtypes and values are checked before use.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
+import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .files import resolve_inside, sha256_file
+from .files import (
+    default_file_mode,
+    load_safetensors,
+    printable,
+    read_json,
+    resolve_inside,
+    sha256_file,
+)
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
+_CLASSIFIER_BUFFERS = {"counts": "I64", "target": "F32", "shares": "F32", "accept": "F32", "rate": "F32"}
+MAX_CLASSES = 100_000  # BigGAN has 1000; a card claiming a million classes is refused, not allocated
+MAX_VALUES = 1000  # values of one protected attribute
+MAX_LATENT_DIM = 1 << 16
 
 
 def card_paths(path: str | Path) -> tuple[Path, Path]:
@@ -45,6 +60,7 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
                 for key, value in eraser.state_dict().items():
                     tensors[f"erase.{c}.{key}"] = value.detach().cpu().contiguous()
     save_file(tensors, str(tensor_path))
+    os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
     card = {
         "fairgen_card": "eraser",
         "version": CARD_VERSION,
@@ -63,14 +79,9 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
 
 
 def read_card(path: str | Path) -> dict:
-    """The card's JSON, after checking it is one."""
+    """The card's JSON (strict, bounded), after checking it is one."""
     json_path, _ = card_paths(path)
-    if not json_path.is_file():
-        raise FileNotFoundError(f"eraser card {json_path} does not exist")
-    try:
-        card = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"eraser card {json_path} is not valid JSON: {error}") from None
+    card = read_json(json_path, "eraser card")
     if not isinstance(card, dict) or card.get("fairgen_card") != "eraser":
         raise ValueError(f"{json_path} is not a fairgen eraser card")
     return card
@@ -87,46 +98,99 @@ def card_tensors(card: dict, json_path: Path) -> Path:
 def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
     """Rebuild the steerer; with ``generator``, refuse a card fitted on other weights."""
     card = read_card(path)
-    json_path, stem_tensors = card_paths(path)
+    json_path, _ = card_paths(path)
     tensor_path = card_tensors(card, json_path)
-    if not tensor_path.is_file() and stem_tensors.is_file():
-        tensor_path = stem_tensors  # a card renamed with its tensors; their SHA-256 is still checked below
-    if not tensor_path.is_file():
-        names = tensor_path.name if tensor_path == stem_tensors else f"{tensor_path.name} (or {stem_tensors.name})"
-        raise FileNotFoundError(f"eraser card tensors {names} named by {json_path.name} do not exist "
-                                f"(they must sit beside it, in {json_path.parent})")
+    if not tensor_path.is_file():  # a card renamed with its tensors; their SHA-256 is still checked below
+        stem_name = json_path.with_suffix(".safetensors").name
+        stem_tensors = resolve_inside(json_path.parent, stem_name, f"eraser card {json_path.name}: tensors file")
+        if not stem_tensors.is_file():
+            names = stem_name if tensor_path == stem_tensors else f"{printable(tensor_path.name)} (or {stem_name})"
+            raise FileNotFoundError(f"eraser card tensors {names} named by {json_path.name} do not exist "
+                                    f"(they must sit beside it, in {json_path.parent})")
+        tensor_path = stem_tensors
     if sha256_file(tensor_path) != card["tensors"]["sha256"]:
         raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
-    if generator is not None and card.get("generator", {}).get("sha256") != generator.checksum:
+    fitted_on = card.get("generator") if isinstance(card.get("generator"), dict) else {}
+    if generator is not None and fitted_on.get("sha256") != generator.checksum:
         raise ValueError(
-            f"eraser card {json_path.name} was fitted on generator {card.get('generator')}, "
+            f"eraser card {json_path.name} was fitted on generator {printable(card.get('generator'))}, "
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
-    tensors = load_file(str(tensor_path))
-    if card.get("kind") == "classifier":
-        steerer = ClassifierSteerer.from_state(card["classifier"], tensors)
-        steerer.sample_latents = None if generator is None else generator.sample_latents
-        return steerer, card
-    steerer = LatentSteerer(card["mode"], card["method"], card["target_distribution"])
-    for name in _BUFFERS:
-        steerer.register_buffer(name, tensors[name])
-    steerer.num_classes_, steerer.num_values_, steerer.dim_ = card["num_classes"], card["num_values"], card["latent_dim"]
-    if steerer.mode == "erase":
-        erasers = []
-        for c in range(steerer.num_classes_):
-            if str(c) in card["erasers"]:
-                state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"erase.{c}.")}
-                erasers.append(LeaceEraser.from_state(state, card["erasers"][str(c)]))
-            else:
-                erasers.append(torch.nn.Identity())
-        steerer._erasers = torch.nn.ModuleList(erasers)
+    classifier = card.get("kind") == "classifier"
+    config = _checked_config(card["classifier"] if classifier and isinstance(card.get("classifier"), dict) else card,
+                             json_path, classifier)
+    expect = dict(_CLASSIFIER_BUFFERS) if classifier else {name: "BOOL" if name == "present" else "F32" for name in _BUFFERS}
+    tensors = load_safetensors(tensor_path, f"eraser card tensors of {json_path.name}", expect=expect, finite=True)
+    _check_shapes(tensors, config, json_path, classifier)
+    try:
+        if classifier:
+            steerer = ClassifierSteerer.from_state(config, tensors)
+            steerer.sample_latents = None if generator is None else generator.sample_latents
+            return steerer, card
+        steerer = LatentSteerer(config["mode"], config["method"], config["target_distribution"])
+        for name in _BUFFERS:
+            steerer.register_buffer(name, tensors[name])
+        steerer.num_classes_, steerer.num_values_, steerer.dim_ = config["num_classes"], config["num_values"], config["latent_dim"]
+        if steerer.mode == "erase":
+            erasers = []
+            for c in range(steerer.num_classes_):
+                if str(c) in card.get("erasers", {}):
+                    state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"erase.{c}.")}
+                    erasers.append(LeaceEraser.from_state(state, card["erasers"][str(c)]))
+                else:
+                    erasers.append(torch.nn.Identity())
+            steerer._erasers = torch.nn.ModuleList(erasers)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as error:  # a field or tensor the checks above let by
+        raise ValueError(f"eraser card {json_path}: its fields and tensors do not fit together "
+                         f"({type(error).__name__}: {printable(error)})") from None
     return steerer, card
+
+
+def _checked_config(config: dict, json_path: Path, classifier: bool) -> dict:
+    """The card fields a steerer is rebuilt from, present and within sane bounds (a clear error names the field)."""
+    where = f"eraser card {json_path}"
+    required = (("mode", "names", "num_values", "num_classes", "latent_dim", "threshold", "step_size", "max_steps",
+                 "penalty", "seed", "target_distribution") if classifier else
+                ("mode", "method", "target_distribution", "num_classes", "num_values", "latent_dim"))
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise ValueError(f"{where} lacks the field(s) {missing}" + (" of its 'classifier' entry" if classifier else ""))
+
+    def count(key, high, value=None):
+        value = config[key] if value is None else value
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 1 <= value <= high:
+            raise ValueError(f"{where}: {key!r} must be an integer in [1, {high}], got {printable(repr(value))}")
+
+    count("num_classes", MAX_CLASSES)
+    count("latent_dim", MAX_LATENT_DIM)
+    values = config["num_values"] if classifier else [config["num_values"]]
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: 'num_values' must list each attribute's number of values")
+    for value in values:
+        count("num_values", MAX_VALUES, value)
+    if classifier and (not isinstance(config["names"], list) or len(config["names"]) != len(values)):
+        raise ValueError(f"{where}: 'names' must name each of the {len(values)} attributes")
+    return config
+
+
+def _check_shapes(tensors: dict, config: dict, json_path: Path, classifier: bool) -> None:
+    """Tensor shapes that agree with the card's classes (a clear error instead of an index error later)."""
+    names = ("accept", "shares", "counts") if classifier else _BUFFERS
+    for name in names:
+        tensor = tensors[name]
+        first = tensor.shape[1] if classifier and name == "counts" else (tensor.shape[0] if tensor.dim() else None)
+        if first != config["num_classes"]:
+            raise ValueError(f"eraser card tensors of {json_path.name}: tensor {name!r} has shape {list(tensor.shape)}, "
+                             f"which does not fit num_classes {config['num_classes']}")
+    if classifier and not bool((tensors["accept"] >= 0).all() and (tensors["accept"] <= 1).all()):
+        raise ValueError(f"eraser card tensors of {json_path.name}: 'accept' must hold acceptance probabilities in [0, 1]")
 
 
 def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
     """A classifier steerer's card: its classifiers and acceptance tables, one or several attributes."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
     save_file(tensors, str(tensor_path))
+    os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
     config = steerer.config()
     card = {
         "fairgen_card": "eraser",

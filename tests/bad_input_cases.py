@@ -251,3 +251,375 @@ CASES = [
     ("api: checkpoint without its config", "api", _from_checkpoint(lambda lab: configless_checkpoint(lab) / "checkpoint.pt"), "lacks"),
     ("api: load_generator on a truncated file", "api", _load_generator(lambda lab: lab.folder / "truncated.safetensors"), "truncated.safetensors"),
 ]
+
+
+# ==================================================================== issue 18, part A (i18a)
+# Received files are data: an entry point named inside a card, spec or checkpoint runs only when the
+# user allows it; no read outside a card's folder (and error texts that say nothing about outside
+# files); strict, bounded JSON; safetensors checked before use; strings escaped for the terminal.
+# A case that runs code, reads outside or prints raw control characters raises ``Unsafe`` (the test
+# fails, the benchmark counts it as "code executed", "leak" or "unescaped").
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+SECRET = "SECRET-7f3a-outside-the-card"
+
+
+class Unsafe(Exception):  # noqa: N818  (what the case proved, not an error of ours)
+    """A case ran code, read outside its card's folder, or printed raw control characters."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+class Received:
+    """Received files built once per lab: a card folder, an outside folder with a secret, a marker."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.root = lab.folder / "received"
+        self.outside = self.root / "outside"
+        self.outside.mkdir(parents=True, exist_ok=True)
+        self.marker = self.root / "code-ran.txt"
+        (self.outside / "secret.txt").write_text(SECRET)
+
+    def folder(self, name: str) -> Path:
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def spec(self, name: str, **changes) -> Path:
+        path = self.folder(name) / "stream.json"
+        path.write_text(json.dumps({**self.lab.spec_dict, **changes}))
+        return path
+
+    def hub(self, name: str) -> Path:
+        """A card folder with a hubconf.py whose entry point writes the marker (and returns the world generator)."""
+        folder = self.folder(name)
+        (folder / "hub").mkdir(exist_ok=True)
+        (folder / "hub" / "hubconf.py").write_text(
+            "def x(device='cpu', **options):\n"
+            f"    open({str(self.marker)!r}, 'w').write('ran')\n"
+            "    from fairgen import load_generator\n"
+            "    return load_generator('world-sprites-32', device=device)\n")
+        return folder
+
+    def card(self, name: str, edit_json=None, edit_tensors=None) -> Path:
+        """A copy of the lab's eraser card, edited, with its tensors pin updated (so only the edit is wrong)."""
+        import hashlib
+
+        from safetensors.torch import load_file, save_file
+
+        folder = self.folder(name)
+        card = json.loads(self.lab.card.read_text())
+        tensors = load_file(str(self.lab.folder / "card.safetensors"))
+        if edit_tensors is not None:
+            tensors = edit_tensors(tensors)
+        if isinstance(tensors, bytes):
+            (folder / "card.safetensors").write_bytes(tensors)
+        else:
+            save_file(tensors, str(folder / "card.safetensors"))
+        card["tensors"]["sha256"] = hashlib.sha256((folder / "card.safetensors").read_bytes()).hexdigest()
+        if edit_json is not None:
+            card = edit_json(card)
+        text = card if isinstance(card, str) else json.dumps(card)
+        (folder / "card.json").write_text(text)
+        return folder / "card.json"
+
+    def checkpoint_naming(self, name: str, stream_changes: dict) -> Path:
+        """A run folder whose checkpoint's embedded run names a stream with ``stream_changes``."""
+        folder = self.folder(name)
+        state = torch.load(trained_run(self.lab) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        run = json.loads(state["run"])
+        run["stream"] = {**run["stream"], **stream_changes}
+        state["run"] = json.dumps(run)
+        torch.save(state, folder / "checkpoint.pt")
+        return folder
+
+
+def received(lab: Lab) -> Received:
+    if not hasattr(lab, "received"):
+        lab.received = Received(lab)
+    return lab.received
+
+
+def guarded(run, outside: str | None = None):
+    """``run`` checked for code execution (the marker, a newly imported ``this``), raw control characters
+    on stderr or in warnings, the secret in any message, and (with ``outside``, a path relative to the
+    outside folder) a message that changes when that outside file exists or not."""
+
+    def once(lab):
+        import logging
+
+        rec = received(lab)
+        rec.marker.unlink(missing_ok=True)
+        had_this = "this" in sys.modules
+        err = io.StringIO()
+        error = None
+        code = None
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(err), \
+                contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("always")
+            try:
+                code = run(lab)
+            except Exception as e:  # noqa: BLE001  (re-raised below, after the checks)
+                error = e
+        for handler in list(logging.root.handlers):  # logging:basicConfig may have pointed the root logger at the marker
+            if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(rec.marker):
+                logging.root.removeHandler(handler)
+                handler.close()
+        text = err.getvalue() + "".join(str(w.message) for w in caught) + (str(error) if error else "")
+        if rec.marker.exists() or ("this" in sys.modules and not had_this):
+            sys.modules.pop("this", None)
+            raise Unsafe("code executed", "an entry point named inside a received file ran")
+        if SECRET in text:
+            raise Unsafe("leak", "a message shows the content of a file outside the card's folder")
+        if "\x1b" in text:
+            raise Unsafe("unescaped", "a raw escape character reached the terminal")
+        return code, error, err.getvalue()
+
+    def checked(lab):
+        code, error, err = once(lab)
+        if outside is not None:
+            target = received(lab).outside / outside
+            kept = target.read_bytes() if target.exists() else None
+            target.unlink(missing_ok=True)
+            try:
+                code2, error2, err2 = once(lab)
+            finally:
+                if kept is not None:
+                    target.write_bytes(kept)
+            if (code, type(error), str(error), err) != (code2, type(error2), str(error2), err2):
+                raise Unsafe("leak", f"the message tells whether {outside} exists outside the card's folder")
+        sys.stderr.write(err)
+        if error is not None:
+            raise error
+        return code
+
+    return checked
+
+
+def _spec_out(name, **changes):
+    return lambda lab: received(lab).spec(name, **changes)
+
+
+def _hub_spec(name, repo):
+    """A spec naming torch.hub:load with a hubconf beside it (``repo``: how it names the hub folder)."""
+    def make(lab):
+        folder = received(lab).hub(name)
+        options = {"repo_or_dir": repo(folder), "model": "x", "source": "local"}
+        return received(lab).spec(name, generator="torch.hub:load", generator_options=options)
+    return make
+
+
+def _basic_config_options(lab):
+    return {"filename": str(received(lab).marker), "filemode": "w", "force": True}
+
+
+def _train(spec_of, *extra):
+    """``fairgen train`` on a received spec, into a run folder of its own beside it."""
+    return cli("train", "--spec", spec_of, "--out", lambda lab: spec_of(lab).parent / "run",
+               "--steps", "1", "--batch-size", "4", *extra)
+
+
+def _resume(folder_of):
+    return cli("train", "--resume", "--steps", "3", "--out", folder_of)
+
+
+def _load_card(path_of, use=False):
+    def run(lab):
+        from steering.card import load_card
+
+        steerer, _ = load_card(path_of(lab), generator=lab.generator)
+        if use:  # a card that loads must also steer
+            z = lab.generator.sample_latents(64, generator=torch.Generator().manual_seed(0))
+            steerer(z, torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(1))
+    return run
+
+
+def _stream_of(path_of):
+    def run(lab):
+        from fairgen.stream import Stream, StreamSpec
+
+        Stream(StreamSpec.load(path_of(lab)), 4).next_batch()
+    return run
+
+
+def _linked_tensors(lab):
+    """A card whose tensors file is missing, with ``card.safetensors`` a link to a copy outside its folder."""
+    import shutil as _shutil
+
+    rec = received(lab)
+    path = rec.card("linked", edit_json=lambda c: {**c, "tensors": {**c["tensors"], "file": "renamed.safetensors"}})
+    _shutil.copy(lab.folder / "card.safetensors", rec.outside / "card.safetensors")
+    (path.parent / "card.safetensors").unlink()
+    (path.parent / "card.safetensors").symlink_to(rec.outside / "card.safetensors")
+    return path
+
+
+def _linked_generator(lab):
+    """A spec whose generator is a link inside its folder to weights outside it."""
+    import shutil as _shutil
+
+    from fairgen.world.legacy import WEIGHTS
+
+    rec = received(lab)
+    folder = rec.folder("linked-generator")
+    _shutil.copy(WEIGHTS, rec.outside / "generator.safetensors")
+    link = folder / "generator.safetensors"
+    link.unlink(missing_ok=True)
+    link.symlink_to(rec.outside / "generator.safetensors")
+    return rec.spec("linked-generator", generator="generator.safetensors")
+
+
+def _cwd_generator(lab):
+    """A spec naming a generator file that exists only in the current directory (the outside folder)."""
+    import os as _os
+    import shutil as _shutil
+
+    from fairgen.world.legacy import WEIGHTS
+
+    rec = received(lab)
+    _shutil.copy(WEIGHTS, rec.outside / "cwd.safetensors")
+    spec = rec.spec("cwd-generator", generator="cwd.safetensors")
+    here = _os.getcwd()
+    _os.chdir(rec.outside)
+    try:
+        _stream_of(lambda lab: spec)(lab)
+    finally:
+        _os.chdir(here)
+
+
+def _local_generator(name, pin):
+    """A spec naming a generator file inside its folder, pinned by ``pin(lab)``."""
+    def make(lab):
+        import shutil as _shutil
+
+        from fairgen.world.legacy import WEIGHTS
+
+        folder = received(lab).folder(name)
+        _shutil.copy(WEIGHTS, folder / "generator.safetensors")
+        return received(lab).spec(name, generator="generator.safetensors", generator_sha256=pin(lab))
+    return make
+
+
+def _deep(n):
+    return ("[" * n + "]" * n).encode()
+
+
+def _half(tensors):
+    return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
+def _nan_weights(tensors):
+    name = next(k for k in tensors if k.startswith("clf.") and k.endswith(".w"))
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    return tensors
+
+
+def _walk_card(lab, name, directions):
+    """A walk card (JSON + tensors) with the given directions, its pin correct."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    folder = received(lab).folder(name)
+    save_file({"directions": directions}, str(folder / "walks.safetensors"))
+    card = {"fairgen_card": "walks", "version": 1, "generator": {"name": lab.generator.name, "sha256": lab.generator.checksum},
+            "transformations": ["a"], "alpha_ranges": {"a": [-1.0, 1.0]}, "per_class": False,
+            "latent_dim": lab.generator.latent_dim,
+            "tensors": {"file": "walks.safetensors", "sha256": hashlib.sha256((folder / "walks.safetensors").read_bytes()).hexdigest()}}
+    (folder / "walks.json").write_text(json.dumps(card))
+    return folder / "walks.json"
+
+
+def _load_walks(make):
+    def run(lab):
+        from fairgen.walks import load_walks
+
+        load_walks(make(lab), generator=lab.generator)
+    return run
+
+
+def _labeler(text: bytes):
+    def run(lab):
+        from fairgen.labelers import load_labeler
+
+        path = received(lab).folder("labeler") / "labeler.json"
+        path.write_bytes(text)
+        load_labeler(str(path), generator=lab.generator)
+    return run
+
+
+ENTRY = "--allow-entry-point"  # the flag a refusal must name
+
+CASES += [
+    # ------------------------------------------------------------ code from received files
+    ("i18a cli: spec runs torch.hub:load with a hubconf beside it", "cli",
+     guarded(_train(_hub_spec("hub", lambda folder: str(folder / "hub")))), ENTRY),
+    ("i18a cli: spec runs torch.hub:load (relative hub folder)", "cli",
+     guarded(cli("stream", "--spec", _hub_spec("hub-rel", lambda folder: "hub"), "--export", lambda lab: received(lab).folder("x1"), "--n", "2", "--batch-size", "2")), ENTRY),
+    ("i18a cli: spec names this:s", "cli", guarded(_train(_spec_out("this", generator="this:s"))), ENTRY),
+    ("i18a cli: spec names logging:basicConfig writing a file", "cli",
+     guarded(_train(lambda lab: received(lab).spec("logging", generator="logging:basicConfig", generator_options=_basic_config_options(lab)))), ENTRY),
+    ("i18a api: StreamSpec.load of a spec naming this:s", "api", guarded(_stream_of(_spec_out("this-api", generator="this:s"))), "allow_entry_points"),
+    ("i18a cli: checkpoint whose run names logging:basicConfig", "cli",
+     guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-logging", {"generator": "logging:basicConfig", "generator_options": _basic_config_options(lab)}))), ENTRY),
+    ("i18a cli: checkpoint whose run names this:s", "cli",
+     guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-this", {"generator": "this:s"}))), ENTRY),
+    # ------------------------------------------------------------ reads outside the card's folder
+    ("i18a api: missing tensors, card.safetensors a link out of the folder", "api",
+     guarded(_load_card(_linked_tensors), outside="card.safetensors"), "resolves outside"),
+    ("i18a cli: generator_options.weights naming a file outside", "cli",
+     guarded(_train(lambda lab: received(lab).spec("weights-out", generator_options={"weights": str(received(lab).outside / "secret.txt")})), outside="secret.txt"), "inside the card's folder"),
+    ("i18a cli: generator_options.weights climbing out with ..", "cli",
+     guarded(_train(_spec_out("weights-up", generator_options={"weights": "../outside/secret.txt"})), outside="secret.txt"), "inside the card's folder"),
+    ("i18a api: generator a link to weights outside the folder", "api",
+     guarded(_stream_of(_linked_generator), outside="generator.safetensors"), "resolves outside"),
+    ("i18a api: generator file found only in the current directory", "api", guarded(_cwd_generator), "unknown generator"),
+    ("i18a api: local generator whose pin does not match (checked before loading)", "api",
+     guarded(_stream_of(_local_generator("pinned", lambda lab: "0" * 64))), "nothing was loaded"),
+    ("i18a api: local generator without a pin", "api", guarded(_stream_of(_local_generator("unpinned", lambda lab: ""))), "not pinned"),
+    ("i18a cli: checkpoint's stream names an eraser outside its run folder", "cli",
+     guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-eraser", {"eraser": str(received(lab).outside / "secret.txt"), "eraser_sha256": "0" * 64})), outside="secret.txt"), "inside the card's folder"),
+    # ------------------------------------------------------------ strict, bounded JSON
+    ("i18a cli: eraser card nested 100000 deep", "cli",
+     guarded(cli("stream", "--new", lambda lab: received(lab).folder("deep") / "s.json", "--eraser", lambda lab: lab.file("received/deep/card.json", _deep(100_000)))), "nests"),
+    ("i18a cli: stream spec nested 100000 deep", "cli", guarded(_train(lambda lab: lab.file("received/deep-spec/stream.json", _deep(100_000)))), "nests"),
+    ("i18a api: labeler.json nested 100000 deep", "api", guarded(_labeler(_deep(100_000))), "nests"),
+    ("i18a api: eraser card of 17 MB", "api",
+     guarded(_load_card(lambda lab: lab.file("received/big/card.json", b"{" + b" " * (17 << 20) + b"}"))), "at most"),
+    ("i18a api: spec with a duplicate key", "api",
+     guarded(_stream_of(lambda lab: lab.file("received/dup/stream.json", json.dumps(lab.spec_dict)[:-1].encode() + b', "seed": 7}'))), "appears twice"),
+    ("i18a api: spec with a NaN class weight", "api",
+     guarded(_stream_of(lambda lab: lab.file("received/nan/stream.json", json.dumps({**lab.spec_dict, "classes": [0, 1], "class_weights": [1.0, float("nan")]}).encode()))), "class_weights.1. is NaN"),
+    ("i18a api: eraser card with Infinity", "api",
+     guarded(_load_card(lambda lab: received(lab).card("inf", edit_json=lambda c: json.dumps(c)[:-1] + ', "samples": Infinity}'))), "Infinity"),
+    # ------------------------------------------------------------ card tensors checked before use
+    ("i18a api: card tensors with a garbage header", "api",
+     guarded(_load_card(lambda lab: received(lab).card("garbage", edit_tensors=lambda t: b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}"))), "not a readable safetensors"),
+    ("i18a api: card tensors truncated", "api",
+     guarded(_load_card(lambda lab: received(lab).card("truncated", edit_tensors=lambda t: (lab.folder / "card.safetensors").read_bytes()[:-40]))), "not a readable safetensors"),
+    ("i18a api: card tensors in float16", "api", guarded(_load_card(lambda lab: received(lab).card("half", edit_tensors=_half), use=True)), "F16"),
+    ("i18a api: card accept table as int64", "api",
+     guarded(_load_card(lambda lab: received(lab).card("int-accept", edit_tensors=lambda t: {**t, "accept": t["accept"].long()}), use=True)), "accept"),
+    ("i18a api: card with NaN classifier weights", "api", guarded(_load_card(lambda lab: received(lab).card("nan-weights", edit_tensors=_nan_weights), use=True)), "NaN"),
+    ("i18a api: card tensors without 'accept'", "api",
+     guarded(_load_card(lambda lab: received(lab).card("no-accept", edit_tensors=lambda t: {k: v for k, v in t.items() if k != "accept"}), use=True)), "accept"),
+    ("i18a api: card without its latent_dim", "api",
+     guarded(_load_card(lambda lab: received(lab).card("no-dim", edit_json=lambda c: {**c, "classifier": {k: v for k, v in c["classifier"].items() if k != "latent_dim"}}), use=True)), "latent_dim"),
+    ("i18a api: card claiming a million classes", "api",
+     guarded(_load_card(lambda lab: received(lab).card("million", edit_json=lambda c: {**c, "classifier": {**c["classifier"], "num_classes": 10**6}}), use=True)), "num_classes"),
+    ("i18a api: walk card with NaN directions", "api",
+     guarded(_load_walks(lambda lab: _walk_card(lab, "walk-nan", torch.full((1, 1, lab.generator.latent_dim), float("nan"))))), "NaN"),
+    # ------------------------------------------------------------ strings escaped for the terminal
+    ("i18a cli: ANSI escapes in a spec's fairgen_version", "cli",
+     guarded(_train(_spec_out("ansi", fairgen_version="\x1b[2J\x1b[31mfake", resolution=30000))), "resolution"),
+    ("i18a cli: ANSI escapes in an eraser card's generator name", "cli",
+     guarded(cli("stream", "--new", lambda lab: received(lab).folder("ansi-card") / "s.json", "--eraser",
+                 lambda lab: received(lab).card("ansi-card", edit_json=lambda c: {**c, "generator": {"name": "red", "sha256": "\x1b[31m" + "0" * 64}}))), "fitted on"),
+]

@@ -1,5 +1,7 @@
-"""Every bad input of issue 13 gets a clear error at the boundary: exit code 2 and one line naming
-the problem on the command line, a ValueError/FileNotFoundError saying what was expected in Python."""
+"""Every bad input of issues 13 and 18 gets a clear error at the boundary: exit code 2 and one line
+naming the problem on the command line, a ValueError/FileNotFoundError saying what was expected in
+Python. Cases about received files also fail if code ran, a message told about a file outside the
+card's folder, or raw control characters reached the terminal (``bad_input_cases.guarded``)."""
 
 import re
 

@@ -71,3 +71,62 @@ def test_a_link_pointing_out_of_the_card_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match="resolves outside the card's folder"):
         resolve_inside(card, "inside.json", "eraser")
     assert resolve_inside(card, "sub/ok.json", "eraser") == (card / "sub" / "ok.json").resolve()
+
+
+def test_received_json_is_strict_and_bounded(tmp_path):
+    from steering.files import read_json
+
+    def json_file(text, name="card.json"):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    assert read_json(json_file('{"a": [1, {"b": null}]}'), "card") == {"a": [1, {"b": None}]}
+    with pytest.raises(ValueError, match=r"card .*card.json is not valid JSON: key 'a' appears twice"):
+        read_json(json_file('{"a": 1, "a": 2}'), "card")
+    with pytest.raises(ValueError, match=r"x\[1\].y is Infinity"):
+        read_json(json_file('{"x": [0, {"y": Infinity}]}'), "card")
+    with pytest.raises(ValueError, match="nests 100000 levels deep; at most 64"):
+        read_json(json_file("[" * 100_000 + "]" * 100_000), "card")
+    assert read_json(json_file('["[[[[", "]]]]"]'), "card") == ["[[[[", "]]]]"]  # brackets in strings do not nest
+    with pytest.raises(ValueError, match="is 101 bytes; a JSON file here may hold at most 100"):
+        read_json(json_file("[" + " " * 99 + "]"), "card", max_bytes=100)
+
+
+def test_a_safetensors_header_is_checked_before_anything_is_loaded(tmp_path):
+    import json
+    import struct
+
+    from steering.files import load_safetensors
+
+    def raw(header: dict, data: bytes) -> bytes:
+        text = json.dumps(header).encode()
+        return struct.pack("<Q", len(text)) + text + data
+
+    good = tmp_path / "good.safetensors"
+    save_safetensors({"w": torch.ones(2, 3)}, good)
+    assert load_safetensors(good, "weights", expect={"w": "F32"}, finite=True)["w"].shape == (2, 3)
+    with pytest.raises(ValueError, match="tensor 'w' has dtype F32, expected BOOL"):
+        load_safetensors(good, "weights", expect={"w": "BOOL"})
+    with pytest.raises(ValueError, match="lacks the tensor 'v'"):
+        load_safetensors(good, "weights", expect={"v": "F32"})
+    cases = {
+        "huge": (raw({"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 4 << 40]}}, b"\0" * 8),
+                 "describes 4398046511104 bytes"),
+        "gap": (raw({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "gaps"),
+        "dtype": (raw({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16), "dtype 'F128'"),
+        "claims": (struct.pack("<Q", 1 << 40) + b"{}", "header claims"),
+        "nan": (raw({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, struct.pack("<f", float("nan"))), "NaN"),
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=message):
+            load_safetensors(path, "weights", finite=True)
+
+
+def test_strings_from_files_are_escaped_before_they_reach_a_terminal():
+    from steering.files import printable
+
+    assert printable("fairgen \x1b[2J\x1b[31m0.1\u202e") == "fairgen \\x1b[2J\\x1b[31m0.1\\u202e"
+    assert printable("two\nlines\tand é") == "two\nlines\tand é"

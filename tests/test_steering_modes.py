@@ -104,6 +104,7 @@ def test_card_round_trip_gives_identical_steering(tmp_path):
         b = loaded(z, y, torch.Generator().manual_seed(3))
         assert torch.allclose(a, b, atol=1e-6)
         assert card["mode"] == mode
+        assert path.stat().st_mode == path.with_suffix(".safetensors").stat().st_mode  # one usual mode per card
 
 
 def test_card_refuses_another_generator(tmp_path):

@@ -72,5 +72,7 @@ def run(args) -> None:
         image_size=args.image_size, resolution=args.resolution, test_fraction=args.test_fraction, seed=args.seed,
         n_jobs=args.jobs, device=args.device, progress=not args.quiet, **settings,
     )
-    print(report.to_markdown())
+    from steering.files import printable
+
+    print(printable(report.to_markdown()))  # column names and paths come from the user's files
     print(f"wrote {args.out}")

@@ -45,6 +45,23 @@ def add_generator(parser: argparse.ArgumentParser, default: str = DEFAULT_GENERA
                         help="registered name (see `fairgen sample --list`) or a local weights folder/file")
 
 
+def add_entry_point_trust(parser: argparse.ArgumentParser) -> None:
+    """``--allow-entry-point`` / ``--trust-entry-points``: let a received card's entry point run (off by default)."""
+    parser.add_argument("--allow-entry-point", dest="allow_entry_points", action="append", default=[],
+                        metavar="MODULE:CALLABLE",
+                        help="run this entry point when a stream card (or a resumed run) names it as its generator: "
+                             "it imports and runs code, so only for code you trust (repeatable)")
+    parser.add_argument("--trust-entry-points", action="store_true",
+                        help="run any entry point a stream card or resumed run names (code chosen by the card's author)")
+
+
+def allowed_entry_points(args):
+    """What ``--allow-entry-point`` / ``--trust-entry-points`` allow: True (any) or the names given."""
+    if getattr(args, "trust_entry_points", False):
+        return True
+    return tuple(getattr(args, "allow_entry_points", None) or ())
+
+
 def add_out(parser: argparse.ArgumentParser, default: str, what: str) -> None:
     """``--out`` is a folder on every command (created when missing); ``what`` says what goes in it."""
     parser.add_argument("--out", default=default, metavar="DIR", help=f"output folder (created when missing): {what}")

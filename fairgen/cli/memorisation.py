@@ -40,5 +40,7 @@ def run(args) -> None:
         encoder_weights=args.encoder_weights, image_size=args.image_size, generator_options=generator_options(args),
         pairs=args.pairs, seed=args.seed, device=args.device, progress=not args.quiet,
     )
-    print(report.to_markdown())
+    from steering.files import printable
+
+    print(printable(report.to_markdown()))  # column names and paths come from the user's files
     print(f"wrote {args.out} (near_copies.png: the closest pairs)")

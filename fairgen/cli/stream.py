@@ -5,9 +5,11 @@ from __future__ import annotations
 from .common import (
     add_command,
     add_device,
+    add_entry_point_trust,
     add_generator,
     add_generator_options,
     add_seed,
+    allowed_entry_points,
     generator_options,
 )
 
@@ -32,6 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
     add_seed(p)
     add_device(p)
+    add_entry_point_trust(p)
     p.set_defaults(func=run)
 
 
@@ -52,5 +55,6 @@ def run(args) -> None:
         raise ValueError("give --new OUT to write a spec, or --spec CARD --export DIR to write samples")
     from ..export import export_stream
 
-    stream = Stream(StreamSpec.load(args.spec), args.batch_size, args.device)
+    spec = StreamSpec.load(args.spec, allow_entry_points=allowed_entry_points(args))
+    stream = Stream(spec, args.batch_size, args.device)
     print(f"wrote {export_stream(stream, args.export, args.n, args.format, progress=not args.quiet)}")

@@ -19,6 +19,8 @@ from pathlib import Path
 from .common import (
     add_command,
     add_device,
+    add_entry_point_trust,
+    allowed_entry_points,
     non_negative_int,
     out_folder,
     positive_int,
@@ -81,6 +83,7 @@ def add_parser(sub) -> None:
     p.add_argument("--override", action="store_true",
                    help="with --resume: accept changed settings; without: start over in an OUT that has a checkpoint")
     add_device(p)
+    add_entry_point_trust(p)
     p.set_defaults(func=run)
 
 
@@ -183,12 +186,14 @@ def _augment_recipe(value):
         raise ValueError(f"--augment {value!r}: expected a preset name, inline JSON or a JSON file ({error})") from None
 
 
-def load_stream_spec(settings: dict):
+def load_stream_spec(settings: dict, folder: Path, allow_entry_points=()):
+    """The run's stream: an inline ``stream`` (from --config or a resumed checkpoint) names its files
+    relative to ``folder`` (the config's folder, or the run folder); a ``spec`` file relative to its own."""
     from ..stream import StreamSpec
 
     if settings["stream"] is not None:
-        return StreamSpec.from_dict(settings["stream"])
-    return StreamSpec.load(settings["spec"])
+        return StreamSpec.from_dict(settings["stream"], folder=folder, allow_entry_points=allow_entry_points)
+    return StreamSpec.load(settings["spec"], allow_entry_points=allow_entry_points)
 
 
 def differences(stored: dict, requested: dict) -> list[str]:
@@ -224,7 +229,9 @@ def run(args) -> None:
     settings = resolve(args, base=state["run_dict"] if state else None)
     if state is not None and settings["total_steps"] < state["step"]:
         raise ValueError(f"--steps {settings['total_steps']} is below the {state['step']} steps this run already trained")
-    spec = load_stream_spec(settings)
+    inline_from_config = bool(args.config) and read_config_file(args.config).get("stream") is not None
+    spec = load_stream_spec(settings, Path(args.config).parent if inline_from_config else out,
+                            allowed_entry_points(args))
     train_fields = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in settings.items() if k in train_fields} | {"checkpoint_dir": str(out)})
 
@@ -232,7 +239,8 @@ def run(args) -> None:
     try:
         if settings["batch_size"] % world:
             raise ValueError(f"--batch-size {settings['batch_size']} must be divisible by the {world} processes")
-        record = {**config.to_dict(), **settings, "checkpoint_dir": None, "stream": spec.to_dict(),
+        # the checkpoint names the stream's files relative to OUT, where stream.json and its files are placed
+        record = {**config.to_dict(), **settings, "checkpoint_dir": None, "stream": spec.portable_dict(out),
                   "world_size": world}
         record.pop("progress")
         if rank == 0:
@@ -251,13 +259,13 @@ def run(args) -> None:
         if rank == 0:
             from steering.files import atomic_write_text
 
+            spec.save(out / "stream.json")  # before training, so that a resumed run finds the stream's files in OUT
             atomic_write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
         stream = Stream(spec, settings["batch_size"], device, rank=rank, world_size=world, start_step=trainer.step)
         monitor = _knn_monitor(spec, settings, device) if settings["knn_every"] else None
         trainer.fit(stream, monitor=monitor, monitor_every=settings["knn_every"])
         trainer.save_encoder(out / "encoder.safetensors")
         if rank == 0:
-            spec.save(out / "stream.json")  # with the files it names beside it, so the run folder is portable
             losses = [r["loss"] for r in trainer.history if "loss" in r]
             chance = trainer.chance_loss(settings["batch_size"] * spec.view_recipe.num_views)
             resumed = f"resumed at step {start}, " if state is not None else ""

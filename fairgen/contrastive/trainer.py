@@ -44,6 +44,7 @@ from steering.files import (
     atomic_write_text,
     default_file_mode,
     load_safetensors,
+    parse_json,
     read_safetensors_metadata,
     save_safetensors,
 )
@@ -160,10 +161,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"checkpoint {path} lacks {missing}")
     try:
-        state["config_dict"] = json.loads(state["config"])
-        state["run_dict"] = json.loads(state.get("run", "{}"))
-    except (TypeError, json.JSONDecodeError) as error:
+        state["config_dict"] = parse_json(state["config"], f"checkpoint {path}: config")
+        state["run_dict"] = parse_json(state.get("run", "{}"), f"checkpoint {path}: run")
+    except TypeError as error:
         raise ValueError(f"checkpoint {path} has a corrupt config: {error}") from None
+    for key in ("config_dict", "run_dict"):
+        if not isinstance(state[key], dict):
+            raise ValueError(f"checkpoint {path}: its {key.split('_')[0]} is not a JSON object")
     return state
 
 
@@ -413,9 +417,13 @@ class Trainer:
         return cls(config, device).load(path)
 
     def save_encoder(self, path: str | os.PathLike) -> None:
-        """The backbone alone as safetensors (atomic, reproducible bytes), its config in the metadata."""
+        """The backbone alone as safetensors (atomic, reproducible bytes), its config in the metadata.
+
+        Where and how this run was kept (its folder, progress bars) stays out of the file, so the same
+        weights have the same SHA-256 wherever they are saved and no local path travels with them."""
         if self.rank == 0:
-            save_safetensors(self.encoder.state_dict(), path, metadata={"config": self.config.to_dict()})
+            config = {**self.config.to_dict(), "checkpoint_dir": None, "progress": True}
+            save_safetensors(self.encoder.state_dict(), path, metadata={"config": config})
 
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

@@ -480,6 +480,7 @@ for _name in NAMES:
     register_generator(_name)(_factory(_name))
 
 
-@register_path_loader(lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file())
+@register_path_loader(lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file(),
+                      checksum=lambda path: _file_sha256(path / WEIGHTS_NAME))
 def _load_path(path: Path, device="cpu", truncation=0.5, classes=None) -> BigGANGenerator:
     return load_biggan_dir(path, device=device, truncation=truncation, classes=classes)

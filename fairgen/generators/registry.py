@@ -13,6 +13,7 @@ from .base import Generator, check_generator
 
 _FACTORIES: dict[str, Callable[..., Generator]] = {}
 _PATH_LOADERS: list[tuple[Callable[[Path], bool], Callable[..., Generator]]] = []
+_CHECKSUMS: dict[Callable[..., Generator], Callable[[Path], str]] = {}
 
 
 def register_generator(name: str):
@@ -27,11 +28,16 @@ def register_generator(name: str):
     return wrap
 
 
-def register_path_loader(accepts: Callable[[Path], bool]):
-    """Decorator: ``loader(path, device=..., **options)`` handles local paths ``accepts`` likes."""
+def register_path_loader(accepts: Callable[[Path], bool], checksum: Callable[[Path], str] | None = None):
+    """Decorator: ``loader(path, device=..., **options)`` handles local paths ``accepts`` likes.
+
+    ``checksum(path)`` is the SHA-256 the loaded generator will report, computed without loading it
+    (default: the file's own SHA-256), so a pinned path is checked before anything is read into torch."""
 
     def wrap(loader):
         _PATH_LOADERS.append((accepts, loader))
+        if checksum is not None:
+            _CHECKSUMS[loader] = checksum
         return loader
 
     return wrap
@@ -62,6 +68,19 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
         f"unknown generator {key!r}; known names: {', '.join(sorted(_FACTORIES))} "
         "(or pass a local path, or an entry point package.module:factory)"
     )
+
+
+def local_checksum(path: Path) -> str | None:
+    """The SHA-256 a local generator file or folder will report, without loading it (None: no loader says)."""
+    from steering.files import sha256_file
+
+    _import_builtin()
+    for accepts, loader in _PATH_LOADERS:
+        if accepts(path):
+            if loader in _CHECKSUMS:
+                return _CHECKSUMS[loader](path)
+            return sha256_file(path) if path.is_file() else None
+    return None
 
 
 def load_entry_point(spec: str, device: str | torch.device = "cpu", **options) -> Generator:

@@ -18,7 +18,6 @@ provenance records the JSON's SHA-256.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -28,14 +27,9 @@ from .base import Labeler
 
 
 def load_model_labeler(path: Path, device="cpu") -> Labeler:
-    from steering.files import resolve_inside, sha256_file
+    from steering.files import read_json, resolve_inside, sha256_file
 
-    if not path.is_file():
-        raise FileNotFoundError(f"labeler config {path} does not exist")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"labeler config {path} is not valid JSON: {error}") from None
+    config = read_json(path, "labeler config")
     if not isinstance(config, dict) or config.get("kind") not in ("classifier", "clip"):
         raise ValueError(f"labeler config {path}: 'kind' must be 'classifier' or 'clip'")
     values = config.get("values")
@@ -61,6 +55,10 @@ def _classifier_fn(config, values, weights, path, device):
     mapping = config.get("classes")
     if not isinstance(mapping, dict) or sorted(mapping) != sorted(map(str, values)):
         raise ValueError(f"labeler config {path}: 'classes' must map every value in 'values' to a list of class indices")
+    for key, high in (("num_classes", 100_000), ("image_size", 4096)):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high):
+            raise ValueError(f"labeler config {path}: {key!r} must be an integer in [1, {high}], got {value!r}")
     model = load_image_model(config.get("library", "torchvision"), config.get("arch", ""), weights,
                              num_classes=config.get("num_classes"), image_size=config.get("image_size", 224),
                              device=device)

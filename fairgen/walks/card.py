@@ -15,6 +15,8 @@ from pathlib import Path
 from steering.files import (
     atomic_write_text,
     load_safetensors,
+    printable,
+    read_json,
     resolve_inside,
     save_safetensors,
     sha256_file,
@@ -70,16 +72,11 @@ def save_walks(walks: LatentWalks, path: str | Path, generator, provenance: dict
 def read_walk_card(path: str | Path) -> dict:
     """The card's JSON, after checking it is a walk card."""
     json_path, _ = walk_card_paths(path)
-    if not json_path.is_file():
-        raise FileNotFoundError(f"walk card {json_path} does not exist")
-    try:
-        card = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"walk card {json_path} is not valid JSON: {error}") from None
+    card = read_json(json_path, "walk card")
     if not isinstance(card, dict) or card.get("fairgen_card") != CARD_KIND:
         raise ValueError(f"{json_path} is not a fairgen walk card")
     if card.get("version") != CARD_VERSION:
-        raise ValueError(f"walk card {json_path} has version {card.get('version')!r}; this fairgen reads version {CARD_VERSION}")
+        raise ValueError(f"walk card {json_path} has version {printable(repr(card.get('version')))}; this fairgen reads version {CARD_VERSION}")
     return card
 
 
@@ -89,20 +86,20 @@ def load_walks(path: str | Path, generator=None, sha256: str | None = None) -> t
     if sha256 is not None and json_path.is_file() and sha256_file(json_path) != sha256:
         raise ValueError(f"walk card {json_path} does not match the SHA-256 pinned for it ({sha256})")
     card = read_walk_card(json_path)
-    if generator is not None and card.get("generator", {}).get("sha256") != generator.checksum:
+    learned_on = card.get("generator") if isinstance(card.get("generator"), dict) else {}
+    if generator is not None and learned_on.get("sha256") != generator.checksum:
         raise ValueError(
-            f"walk card {json_path.name} was learned on generator {card.get('generator')}, "
+            f"walk card {json_path.name} was learned on generator {printable(card.get('generator'))}, "
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
-    tensors_entry = card.get("tensors") or {}
+    tensors_entry = card.get("tensors") if isinstance(card.get("tensors"), dict) else {}
     tensor_path = resolve_inside(json_path.parent, tensors_entry.get("file"), f"walk card {json_path.name} tensors")
     if not tensor_path.is_file():
         raise FileNotFoundError(f"walk card tensors {tensor_path} do not exist (next to {json_path.name})")
     if sha256_file(tensor_path) != tensors_entry.get("sha256"):
         raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
-    tensors = load_safetensors(tensor_path, "walk card tensors")
-    if "directions" not in tensors:
-        raise ValueError(f"walk card tensors {tensor_path} hold no 'directions'")
+    tensors = load_safetensors(tensor_path, "walk card tensors", # any float dtype, converted on purpose
+                               expect={"directions": ("F16", "BF16", "F32", "F64")}, finite=True)
     try:
         walks = LatentWalks(tensors["directions"], card["transformations"], card["alpha_ranges"])
     except KeyError as error:
