@@ -7,7 +7,8 @@ stream of n samples scores about sqrt((r-1)(c-1)/(n min(r-1, c-1))), not 0), so 
 streams at similar sizes, e.g. raw vs steered with `compare_streams`. The CI is a basic
 bootstrap interval, which corrects that bias to first order (a percentile interval of plain V
 never covers 0 and undercovers small V); in simulation it covered the population V in about
-95% of streams at V = 0.3 and reached down to 0 for about 80% of independent streams.
+95% of streams at V = 0.3 and reached down to 0 for about 80% of independent streams. Its ends are
+clipped to [0, 1] and to hold the estimate (reflection can push them past it when V is near 0).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0)
     return StreamBalance(
         counts=counts,
         cramers_v=v,
-        ci_low=max(0.0, 2 * v - high),
-        ci_high=min(1.0, 2 * v - low),
+        # reflected ends can cross the estimate (all resamples above a V near 0): clip to [0, 1] and to hold V
+        ci_low=float(np.clip(2 * v - high, 0.0, v)),
+        ci_high=float(np.clip(2 * v - low, v, 1.0)),
         n_samples=int(n),
         n_bootstrap=n_bootstrap,
         cramers_v_corrected=cramers_v_corrected(cls, attr),

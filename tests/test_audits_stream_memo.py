@@ -55,6 +55,18 @@ def test_ci_of_an_independent_stream_reaches_zero():
     assert result.ci_low == 0.0  # ...and the interval corrects for it
 
 
+def test_ci_lies_in_zero_one_and_holds_the_estimate_for_exact_and_near_zero_streams():
+    # an exactly balanced stream (V = 0: every resample lies above it) and a weak dependence
+    exact = stream_balance(np.repeat(np.arange(4), 30), np.tile(np.arange(3), 40), n_bootstrap=100)
+    assert exact.cramers_v == 0 and exact.ci_low == 0 and exact.ci_high >= 0
+    rng = np.random.default_rng(3)
+    for seed in range(5):
+        cls = rng.integers(0, 4, 300)
+        attr = np.where(rng.random(300) < 0.05, cls % 3, rng.integers(0, 3, 300))
+        result = stream_balance(cls, attr, n_bootstrap=100, seed=seed)
+        assert 0 <= result.ci_low <= result.cramers_v <= result.ci_high <= 1
+
+
 def test_histograms_keep_original_labels_and_serialise():
     classes = np.array(["cat", "cat", "dog", "dog", "dog"])
     attrs = np.array(["grass", "sand", "sand", "sand", "grass"])
