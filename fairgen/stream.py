@@ -386,13 +386,13 @@ class Stream:
         needed = list(self.steerer.attrs_)
         named = self.spec.labelers or {}
         if labeler is None:
-            from .entry_points import is_entry_point
             from .labelers import load_labeler
+            from .labelers.registry import names_registered_scheme
 
             labeler = {}
             for attribute in needed:
                 name = named.get(attribute)
-                if name is None or is_entry_point(name) or name.endswith(".json") or ":" not in name:
+                if not names_registered_scheme(name):
                     wanted = ", ".join(f"{a}={named.get(a, '?')}" for a in needed)
                     raise ValueError(f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
                                      "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
