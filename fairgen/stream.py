@@ -383,6 +383,9 @@ class Stream:
             if labeler is not None:
                 raise ValueError("labeler is only used by a labeler-confirmed eraser card; this spec has none")
             return None
+        if self.spec.view_recipe.needs_steerer:
+            raise ValueError("views ask for 'flip' views, but this eraser card is a labeler-confirmed balance card "
+                             "(it draws anchors, it does not move latents); use anchor/neighbour/walk views")
         needed = list(self.steerer.attrs_)
         named = self.spec.labelers or {}
         if labeler is None:

@@ -245,6 +245,10 @@ class ConfirmedSteerer(nn.Module):
         if not hasattr(self, "cell_target"):
             raise ValueError("this ConfirmedSteerer is not fitted yet: call fit(...) or steering.fit_steerer(..., method='confirmed')")
 
+    def forward(self, z, y=None, generator=None):
+        raise ValueError("a confirmed steerer does not edit latents: every kept sample is synthesized and labelled; "
+                         "use steerer.draw(generator, labeler, n, seed)")
+
     # ------------------------------------------------------------ the proposal
 
     def cell_proba(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -366,6 +370,8 @@ class ConfirmedSteerer(nn.Module):
         seed_state = np.random.SeedSequence([int(seed), int(rank), 0xC0F]).generate_state(1)[0]
         rng = torch.Generator().manual_seed(int(seed_state))
         G, J = remaining.shape
+        if int(quota.sum()) == 0:  # a rank whose share of a tiny draw is empty
+            raise ValueError(f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least world_size samples")
         kept_z, kept_g, kept_j, kept_images = [], [], [], []
         seen = torch.zeros(G, J, dtype=torch.int64)
         syntheses = labeler_calls = latent_draws = rounds = outside = 0

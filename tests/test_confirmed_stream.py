@@ -85,3 +85,13 @@ def test_an_unconditional_stream_trains_simclr_or_supcon_on_keep_labels(keep_car
                          augment="none", progress=False, supervised=supervised)
     trainer = Trainer(config).fit(stream)
     assert trainer.step == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in trainer.history if "loss" in r)
+
+
+def test_flip_views_and_latent_edits_are_refused_clearly(keep_card, tmp_path):
+    gen, card = keep_card
+    spec = make_spec(gen, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", resolution=8)
+    with pytest.raises(ValueError, match="labeler-confirmed balance card"):
+        Stream(spec, 8, generator=gen, labeler={"protected": bright, "keep": reddish})
+    stream = Stream(_spec(gen, card, tmp_path), 8, generator=gen, labeler={"protected": bright, "keep": reddish})
+    with pytest.raises(ValueError, match="does not edit latents"):
+        stream.steerer(torch.zeros(2, 16), torch.zeros(2, dtype=torch.int64))
