@@ -95,3 +95,24 @@ def test_flip_views_and_latent_edits_are_refused_clearly(keep_card, tmp_path):
     stream = Stream(_spec(gen, card, tmp_path), 8, generator=gen, labeler={"protected": bright, "keep": reddish})
     with pytest.raises(ValueError, match="does not edit latents"):
         stream.steerer(torch.zeros(2, 16), torch.zeros(2, dtype=torch.int64))
+
+
+def make_tiny(device="cpu", **options):
+    """An entry point for the command line: ``--generator test_confirmed_stream:make_tiny``."""
+    return NamedTiny()
+
+
+def test_fairgen_steer_fits_an_unconditional_generator_with_a_keep_labeler(tmp_path, capsys):
+    import json
+
+    from fairgen.cli import main
+
+    assert main(["steer", "--generator", "test_confirmed_stream:make_tiny", "--labeler", "test_steering_confirmed:bright",
+                 "--keep-labeler", "test_steering_confirmed:reddish", "--method", "confirmed", "--n", "1000",
+                 "--eval-n", "300", "--out", str(tmp_path / "card"), "--quiet", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "Cramér V(keep, " in printed and "0.50/0.50" in printed
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["kind"] == "confirmed" and card["confirmed"]["keep"] == "keep"
+    assert card["labelers"] == {"protected": "test_steering_confirmed:bright", "keep": "test_steering_confirmed:reddish"}
+    assert card["report"]["steered"]["cramers_v_by"]["protected"] < 0.02
