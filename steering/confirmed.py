@@ -190,8 +190,9 @@ class ConfirmedSteerer(nn.Module):
         mass = torch.zeros(G, J)
         if sample_latents is not None:
             rng = torch.Generator().manual_seed(self.seed + 1)
+            per_class = max(1024, min(N_PRIOR, 16 * N_PRIOR // G))  # many classes: fewer draws each (the mass only tunes the proposal)
             for g in range(G):
-                pool = sample_latents(N_PRIOR, generator=rng).cpu().float().flatten(1)
+                pool = sample_latents(per_class, generator=rng).cpu().float().flatten(1)
                 mass[g] = self.cell_proba(pool, torch.full((len(pool),), g)).mean(0)
         else:  # no prior sampler: the labelled prior draws' classifier posteriors stand in
             for g in range(G):
