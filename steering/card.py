@@ -5,6 +5,12 @@ SHA-256), the labeler, the sample count, probe accuracies before/after, and the 
 ``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch. A card
 is data from someone else: its JSON is read strictly (``steering.files.read_json``), its tensors
 file must sit in its folder, and the tensors' names, dtypes and values are checked before use.
+
+Kinds: linear (no ``kind`` key), ``"classifier"`` (its config under ``"classifier"``) and
+``"confirmed"`` (labeler-confirmed balance, its config under ``"confirmed"``: attributes, keep
+attribute, cap, the costs measured at fit). Every card states its ``"guarantee"``: ``"proposed"``
+(latents steered by a model of the labeler) or ``"confirmed"`` (every kept sample labelled; a
+stream playing it needs the labeler, which the card names in ``"labeler"`` but never runs).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .confirmed import ConfirmedSteerer
 from .files import (
     default_file_mode,
     load_safetensors,
@@ -49,7 +56,7 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    if getattr(steerer, "kind", "linear") == "classifier":
+    if getattr(steerer, "kind", "linear") in ("classifier", "confirmed"):
         return _save_classifier_card(steerer, json_path, tensor_path, provenance)
     tensors = {name: getattr(steerer, name).detach().cpu().contiguous() for name in _BUFFERS}
     erasers = {}
@@ -116,6 +123,8 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
             f"eraser card {json_path.name} was fitted on generator {printable(card.get('generator'))}, "
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
+    if card.get("kind") == "confirmed":
+        return _load_confirmed(card, json_path, tensor_path), card
     classifier = card.get("kind") == "classifier"
     config = _checked_config(card["classifier"] if classifier and isinstance(card.get("classifier"), dict) else card,
                              json_path, classifier)
@@ -186,8 +195,35 @@ def _check_shapes(tensors: dict, config: dict, json_path: Path, classifier: bool
         raise ValueError(f"eraser card tensors of {json_path.name}: 'accept' must hold acceptance probabilities in [0, 1]")
 
 
-def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
-    """A classifier steerer's card: its classifiers and acceptance tables, one or several attributes."""
+def _load_confirmed(card: dict, json_path: Path, tensor_path: Path) -> ConfirmedSteerer:
+    """A labeler-confirmed steerer from its card: config fields present, tensors finite, sizes bounded."""
+    config = card.get("confirmed")
+    if not isinstance(config, dict):
+        raise ValueError(f"eraser card {json_path} of kind 'confirmed' lacks its 'confirmed' configuration")
+    required = ("target_distribution", "cap", "defensive", "proposal", "seed", "names", "keep", "attributes",
+                "num_values", "num_classes", "conditional", "latent_dim")
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise ValueError(f"eraser card {json_path} lacks the field(s) {missing} of its 'confirmed' entry")
+    for key, high in (("num_classes", MAX_CLASSES), ("latent_dim", MAX_LATENT_DIM)):
+        value = config[key]
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 1 <= value <= high:
+            raise ValueError(f"eraser card {json_path}: {key!r} must be an integer in [1, {high}], got {printable(repr(value))}")
+    values = config["num_values"]
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= MAX_VALUES for v in values):
+        raise ValueError(f"eraser card {json_path}: 'num_values' must list each attribute's number of values "
+                         f"(integers in [1, {MAX_VALUES}])")
+    tensors = load_safetensors(tensor_path, f"eraser card tensors of {json_path.name}", finite=True)
+    try:
+        return ConfirmedSteerer.from_state(config, tensors)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as error:
+        raise ValueError(f"eraser card {json_path}: its fields and tensors do not fit together "
+                         f"({type(error).__name__}: {printable(error)})") from None
+
+
+def _save_classifier_card(steerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
+    """A classifier (or confirmed) steerer's card: its classifiers and tables, one or several attributes."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
     save_file(tensors, str(tensor_path))
     os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
@@ -195,7 +231,8 @@ def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_pa
     card = {
         "fairgen_card": "eraser",
         "version": CARD_VERSION,
-        "kind": "classifier",
+        "kind": steerer.kind,
+        "guarantee": getattr(steerer, "guarantee", "proposed"),
         "mode": steerer.mode,
         "method": steerer.method,
         "target_distribution": config["target_distribution"],
@@ -204,7 +241,7 @@ def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_pa
         "attributes": steerer.names_,
         "latent_dim": steerer.dim_,
         "expected_draws_per_sample": steerer.expected_draws(),
-        "classifier": config,
+        steerer.kind: config,
         "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
         **provenance,
     }

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from .common import (
     add_command,
+    add_confirming_labelers,
     add_device,
     add_entry_point_trust,
     add_generator,
     add_generator_options,
     add_seed,
     allowed_entry_points,
+    confirming_labelers,
     generator_options,
 )
 
@@ -32,6 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="samples to export")
     p.add_argument("--format", default="png", choices=["png", "webdataset"], help="export format")
     p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
+    add_confirming_labelers(p)
     add_seed(p)
     add_device(p)
     add_entry_point_trust(p)
@@ -56,5 +59,5 @@ def run(args) -> None:
     from ..export import export_stream
 
     spec = StreamSpec.load(args.spec, allow_entry_points=allowed_entry_points(args))
-    stream = Stream(spec, args.batch_size, args.device)
+    stream = Stream(spec, args.batch_size, args.device, labeler=confirming_labelers(args))
     print(f"wrote {export_stream(stream, args.export, args.n, args.format, progress=not args.quiet)}")
