@@ -112,12 +112,22 @@ def in_prior_support(generator, z: torch.Tensor, support: PriorSupport | None = 
     return (support or prior_support(generator)).contains(z)
 
 
-def prior_mix(prior: LatentPrior, z: torch.Tensor, rho: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def prior_mix(prior: LatentPrior, z: torch.Tensor, rho: torch.Tensor, generator: torch.Generator | None = None,
+              basis: torch.Tensor | None = None, within: torch.Tensor | None = None) -> torch.Tensor:
     """``rho g + sqrt(1 - rho^2) e`` in the prior's Gaussian coordinates, back in latent units.
 
     ``z [N, ...]``, ``rho [N]`` (1: the anchor, 0: a fresh prior draw); keeps the prior exactly.
+    With an orthonormal ``basis [d, r]`` (of the flattened latent), rows where ``within [N]`` is
+    true mix only their component in its span and keep the rest (still exact: under an isotropic
+    Gaussian the two components are independent).
     """
-    g = prior.to_gaussian(z)
-    e = torch.randn(g.shape, generator=generator, dtype=torch.float64)
-    r = rho.double().view(-1, *([1] * (g.ndim - 1)))
-    return prior.from_gaussian(r * g + (1 - r * r).clamp(min=0).sqrt() * e, z.dtype)
+    g = prior.to_gaussian(z).flatten(1)
+    r = rho.double()[:, None]
+    out = r * g + (1 - r * r).clamp(min=0).sqrt() * torch.randn(g.shape, generator=generator, dtype=torch.float64)
+    if basis is not None and within is not None and bool(within.any()):
+        b = basis.double()
+        inside = g[within] @ b  # [n, r]
+        e = torch.randn(inside.shape, generator=generator, dtype=torch.float64)
+        ri = r[within]
+        out[within] = g[within] + ((ri - 1) * inside + (1 - ri * ri).clamp(min=0).sqrt() * e) @ b.T
+    return prior.from_gaussian(out.view(g.shape[:1] + z.shape[1:]), z.dtype)

@@ -1,15 +1,17 @@
 """Counterfactual twins the labeler confirms, drawn so that they stay typical under the prior.
 
 For each anchor (its values read by the labeler) a requested joint value is drawn (the target's
-other values the class shows). Every candidate twin is a prior-preserving mix around the anchor,
-``cos(t) g + sin(t) e`` in the prior's Gaussian coordinates (``steering.prior.prior_mix``), at
-angles from close (``rho = cos t`` 0.98) to a fresh prior draw (0): a candidate is distributed as
-the prior itself, inside a truncated prior's box. The latent classifier (the proposal) scores
-``candidates`` per angle; the twin is the closest angle's best candidate that it finds likely
-(``q >= threshold``), else its best overall. The twin is synthesized and relabelled; only a twin
-read as the requested value (every attribute) is kept. A miss retries, moving no closer than
-before, up to ``retries`` times; anchors still without a twin keep the anchor as their "twin"
-and are reported (``confirmed`` mask, ``missed`` count), never dropped.
+other values the class shows). Every candidate twin is a prior-preserving move of the anchor in
+the prior's Gaussian coordinates (``steering.prior.prior_mix``): first re-drawing only the part
+of the latent the proposal's classifier reads (its feature directions; the rest, and with it the
+other attributes, is kept), at angles from close (``rho = cos t`` 0.9) to a fresh draw of that
+part, then mixing the whole latent (0.9 to a fresh prior draw). Each candidate is distributed as
+the prior itself, inside a truncated prior's box. The classifier scores ``candidates`` per level;
+the closest level's best candidate it finds likely (``q >= threshold``, or at least ``RELATIVE``
+times the anchor's best candidate's ``q``) goes first, then the rest by score. Rounds synthesize 1, 1, 2, 4, 8, ... of them per anchor still without a twin (a round
+moves no closer than the last miss) until ``budget`` syntheses per anchor are spent; a twin is
+kept only if the labeler reads every attribute as requested. Anchors still without a twin keep
+the anchor as their "twin" and are reported (``confirmed`` mask, ``missed`` count), never dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from .labelling import check_labeler_output
 from .prior import PriorSupport, latent_prior, prior_mix, prior_support
 
 BATCH = 512  # images synthesized and labelled at once
-RHOS = (0.98, 0.95, 0.9, 0.8, 0.6, 0.3, 0.0)  # candidate angles, closest first (cos t)
+SUBSPACE_RHOS = (0.9, 0.6, 0.3, 0.0)  # re-draw of the classifier's directions only, closest first (cos t)
+FULL_RHOS = (0.9, 0.7, 0.4, 0.0)  # then of the whole latent
+SUBSPACE_MASS = 0.9  # the classifier's directions kept: this share of its gradients' energy
+RELATIVE = 0.2  # a closer candidate goes first if the classifier finds it at least this share as likely as the best
+CHUNK = 128  # anchors whose candidates are drawn and scored at once (memory)
+SUBSPACE_POINTS = 2048  # anchors whose gradients place those directions
 
 
 @dataclass
@@ -54,17 +61,18 @@ def _labelers(labeler, names: list[str]) -> dict:
 
 
 def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tensor | None = None, values=None,
-                    rng: torch.Generator | None = None, retries: int = 8, candidates: int = 16,
+                    rng: torch.Generator | None = None, budget: int = 64, candidates: int = 64,
                     threshold: float = 0.9, support: PriorSupport | None = None) -> FlipResult:
     """Twins of anchors ``z`` (classes ``y``) at another joint protected value, each confirmed by ``labeler``.
 
     ``proposal``: a fitted ``ClassifierSteerer`` (its classifier scores candidates, its target and
     the values each class shows pick the requested values unless ``values`` [N] is given).
     ``labeler``: a callable ``images -> labels``, or ``{name: callable}`` naming the proposal's
-    attributes. Every random draw comes from ``rng``; same inputs and seed, same twins.
+    attributes. ``budget``: syntheses per anchor spent on candidate twins at most (plus one for
+    the anchor itself). Every random draw comes from ``rng``; same inputs and seed, same twins.
     """
-    if retries < 0 or candidates < 1 or not 0 < threshold < 1:
-        raise ValueError(f"retries must be >= 0, candidates >= 1 and threshold in (0, 1), got {retries}, {candidates}, {threshold}")
+    if budget < 1 or candidates < 1 or not 0 < threshold < 1:
+        raise ValueError(f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, {candidates}, {threshold}")
     names = list(proposal.names_)
     labelers = _labelers(labeler, names)
     support = support or prior_support(generator)
@@ -97,20 +105,30 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
             raise ValueError(f"values must be {len(y)} joint protected values in [0, {proposal.target.numel()})")
         twins, confirmed = anchors.clone(), values == current  # an anchor that already shows its value is its own twin
         confirmed &= support.contains(anchors)
-        furthest = torch.zeros(len(z), dtype=torch.int64)  # a retry moves no closer than the last miss
-        pending = torch.nonzero(~confirmed).flatten()
-        for _ in range(retries + 1):
-            if len(pending) == 0:
-                break
-            picked, level, ok = _pick(proposal, prior, support, anchors[pending], y[pending], values[pending],
-                                      furthest[pending], candidates, threshold, rng)
-            rows, picked, level = pending[ok], picked[ok], level[ok]
-            hit = read(picked, y[rows]) == values[rows]
-            twins[rows[hit]], confirmed[rows[hit]] = picked[hit], True
-            furthest[rows[~hit]] = (level[~hit] + 1).clamp(max=len(RHOS) - 1)
-            pending = torch.nonzero(~confirmed).flatten()
+        levels = _levels(proposal, anchors, y)
+        furthest = torch.zeros(len(z), dtype=torch.int64)  # a round moves no closer than the last miss
+        from_subspace = torch.zeros(len(z), dtype=torch.bool)
+        pending, spent, size = torch.nonzero(~confirmed).flatten(), 0, 1
+        while len(pending) and spent < budget:
+            m = min(size, budget - spent, len(levels[0]) * candidates)
+            parts = [_pick(proposal, prior, support, levels, anchors[rows], y[rows], values[rows], furthest[rows],
+                           candidates, threshold, m, rng) for rows in pending.split(CHUNK)]
+            picked, level, ok = (torch.cat(p) for p in zip(*parts, strict=True))  # [n, m, ...], [n, m], [n, m]
+            rows = pending.repeat_interleave(m)[ok.flatten()]
+            flat = picked.flatten(0, 1)[ok.flatten()]
+            hit = torch.zeros(len(pending), m, dtype=torch.bool)
+            hit.view(-1)[torch.nonzero(ok.flatten()).flatten()] = read(flat, y[rows]) == values[rows]
+            found = hit.any(1)
+            first = hit.float().argmax(1)  # the first hit in preference order
+            twins[pending[found]] = picked[torch.arange(len(pending)), first][found]
+            from_subspace[pending[found]] = levels[1][level[torch.arange(len(pending)), first][found]]
+            confirmed[pending[found]] = True
+            closest = torch.where(ok, level, len(levels[0]) - 1).min(1).values
+            furthest[pending[~found]] = (closest[~found] + 1).clamp(max=len(levels[0]) - 1)
+            pending, spent, size = pending[~found], spent + m, size * 2 if spent else 1
     kept = int(confirmed.sum())
     cost = {"n": len(z), "confirmed": kept, "missed": len(z) - kept, "confirmed_share": kept / max(len(z), 1), **calls,
+            "subspace_share": float(from_subspace[confirmed].float().mean()) if kept else 0.0,
             "syntheses_per_kept": calls["syntheses"] / max(kept, 1), "labeler_calls_per_kept": calls["labeler_calls"] / max(kept, 1)}
     return FlipResult(twins.to(z.device, z.dtype), values, current, confirmed, cost)
 
@@ -127,23 +145,65 @@ def _requested(proposal, y, current, rng) -> torch.Tensor:
     return torch.multinomial(probs, 1, generator=rng).squeeze(1)
 
 
-def _pick(proposal, prior, support, z, y, values, furthest, candidates, threshold, rng):
-    """Per anchor, the candidate to synthesize, its angle's index, and whether any candidate was in support."""
-    n, levels = len(z), len(RHOS)
-    rho = torch.tensor(RHOS).repeat_interleave(candidates).repeat(n)  # [n * levels * candidates]
-    pool = prior_mix(prior, z.repeat_interleave(levels * candidates, 0), rho, rng)
-    flat_y, flat_v = y.repeat_interleave(levels * candidates), values.repeat_interleave(levels * candidates)
+def _levels(proposal, anchors, y):
+    """Candidate levels, closest first: ``(rho [L], within-subspace [L] bool, basis [d, r] or None)``."""
+    basis = _subspace(proposal, anchors, y)
+    rhos = (SUBSPACE_RHOS if basis is not None else ()) + FULL_RHOS
+    within = torch.tensor([True] * (len(rhos) - len(FULL_RHOS)) + [False] * len(FULL_RHOS))
+    return torch.tensor(rhos), within, basis
+
+
+def _subspace(proposal, anchors: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """An orthonormal basis ``[d, r]`` of the latent directions the proposal's classifier reads.
+
+    The active subspace: the top eigenvectors of ``E[grad log q_j grad log q_j^T]`` (gradients of
+    each value's log-probability over the anchors), enough of them for ``SUBSPACE_MASS`` of its
+    trace. Moving the latent outside it leaves the classifier's (and, where it is right, the
+    attribute's) reading unchanged, so that is where the other attributes are kept.
+    """
+    x = anchors[:SUBSPACE_POINTS].flatten(1).float()
+    if x.shape[1] < 4:
+        return None
+    yy = y[:SUBSPACE_POINTS]
+    outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+    with torch.enable_grad():
+        point = x.clone().requires_grad_(True)
+        lp = proposal.joint_log_proba(point, yy)
+        for j in range(lp.shape[1]):
+            (grad,) = torch.autograd.grad(lp[:, j].sum(), point, retain_graph=j < lp.shape[1] - 1)
+            weight = lp[:, j].detach().exp().sqrt()[:, None]  # each value's gradient weighted by its probability
+            g = (grad * weight).double()
+            outer += g.T @ g
+    values, vectors = torch.linalg.eigh(outer)  # ascending
+    share = values.flip(0).clamp(min=0).cumsum(0) / values.clamp(min=0).sum().clamp(min=1e-30)
+    rank = int((share < SUBSPACE_MASS).sum()) + 1
+    return vectors.flip(1)[:, : min(rank, x.shape[1] // 2)]
+
+
+def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, threshold, m, rng):
+    """Per anchor, ``m`` candidates to synthesize in preference order ``[n, m, ...]``, their levels and
+    whether each is usable (inside the prior's support)."""
+    rhos, within, basis = levels
+    n, count = len(z), len(rhos)
+    per = count * candidates
+    rho, inside = rhos.repeat_interleave(candidates).repeat(n), within.repeat_interleave(candidates).repeat(n)
+    pool = prior_mix(prior, z.repeat_interleave(per, 0), rho, rng, basis, inside)
+    flat_y, flat_v = y.repeat_interleave(per), values.repeat_interleave(per)
     with torch.no_grad():
         score = proposal.joint_log_proba(pool.flatten(1).float(), flat_y).gather(1, flat_v[:, None]).squeeze(1)
-    score = torch.where(support.contains(pool), score, torch.full_like(score, -math.inf)).view(n, levels, candidates)
-    allowed = torch.arange(levels)[None, :] >= furthest[:, None]
-    score = torch.where(allowed[:, :, None], score, torch.full_like(score, -math.inf))
-    best, which = score.max(2)  # [n, levels]
-    likely = best >= math.log(threshold)
-    closest = torch.where(likely.any(1), likely.float().argmax(1), best.argmax(1))
-    pick = closest * candidates + which[torch.arange(n), closest]
-    ok = torch.isfinite(best[torch.arange(n), closest])
-    return pool.view(n, levels * candidates, *z.shape[1:])[torch.arange(n), pick], closest, ok
+    usable = support.contains(pool).view(n, count, candidates)
+    allowed = (torch.arange(count)[None, :] >= furthest[:, None])[:, :, None] & usable
+    score = score.view(n, count, candidates)
+    best = torch.where(allowed, score, torch.full_like(score, -math.inf)).flatten(1).max(1).values
+    # likely: above the threshold, or at least RELATIVE times as likely as the anchor's best candidate
+    likely = score >= torch.minimum(torch.full_like(best, math.log(threshold)), best + math.log(RELATIVE))[:, None, None]
+    # likely candidates first, the closest level first, then by score; the unusable last
+    key = torch.where(likely, 1e3 * (count - torch.arange(count))[None, :, None] + score, score - 1e6)
+    key = torch.where(allowed, key, torch.full_like(key, -math.inf)).view(n, per)
+    top = key.topk(m, dim=1).indices  # [n, m]
+    level = top // candidates
+    ok = torch.isfinite(key.gather(1, top))
+    return pool.view(n, per, *z.shape[1:])[torch.arange(n)[:, None], top], level, ok
 
 
 class ConfirmedFlipper:

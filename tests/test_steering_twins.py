@@ -81,6 +81,14 @@ def test_prior_mix_keeps_a_truncated_prior_exactly():
     assert float(mixed.abs().max()) <= TRUNCATED.box
     for j in range(3):
         assert ks_2samp(mixed[:, j].numpy(), fresh[:, j].numpy()).pvalue > 1e-3
+    basis = torch.linalg.qr(torch.randn(D, 2, generator=torch.Generator().manual_seed(6)))[0]
+    within = prior_mix(TRUNCATED, anchors, torch.zeros(len(anchors)), torch.Generator().manual_seed(4), basis,
+                       torch.ones(len(anchors), dtype=torch.bool))
+    for j in range(3):
+        assert ks_2samp(within[:, j].numpy(), fresh[:, j].numpy()).pvalue > 1e-3
+    g, g_within = TRUNCATED.to_gaussian(anchors), TRUNCATED.to_gaussian(within)
+    rest = torch.eye(D, dtype=torch.float64) - basis.double() @ basis.double().T
+    assert torch.allclose(g @ rest, g_within @ rest, atol=1e-3)  # outside the basis' span nothing moved
     close = prior_mix(TRUNCATED, anchors[:10], torch.ones(10), torch.Generator().manual_seed(4))
     assert torch.allclose(close, anchors[:10], atol=1e-5)  # rho 1 is the anchor itself
 
