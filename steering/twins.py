@@ -73,6 +73,7 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
     """
     if budget < 1 or candidates < 1 or not 0 < threshold < 1:
         raise ValueError(f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, {candidates}, {threshold}")
+    proposal = as_proposal(proposal)
     names = list(proposal.names_)
     labelers = _labelers(labeler, names)
     support = support or prior_support(generator)
@@ -131,6 +132,34 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
             "subspace_share": float(from_subspace[confirmed].float().mean()) if kept else 0.0,
             "syntheses_per_kept": calls["syntheses"] / max(kept, 1), "labeler_calls_per_kept": calls["labeler_calls"] / max(kept, 1)}
     return FlipResult(twins.to(z.device, z.dtype), values, current, confirmed, cost)
+
+
+class _CellProposal:
+    """A ``ConfirmedSteerer`` seen as a flip proposal: its classifiers' joint log-posterior, its cell
+    target, and the cells each class showed in its labelled samples."""
+
+    def __init__(self, steerer):
+        if getattr(steerer, "keep_", None) is not None:
+            raise ValueError("flips of a steerer with a keep labeler are not supported: fit it without keep_labeler")
+        self.steerer, self.names_, self.num_values_ = steerer, list(steerer.attrs_), list(steerer.num_values_)
+        self.target, self.accept = steerer.cell_target, (steerer.counts > 0).float()
+
+    def joint_log_proba(self, z, y):
+        out = None
+        for name in self.names_:
+            lp = self.steerer.classifiers[name].log_proba(z.float().flatten(1), y)
+            out = lp if out is None else (out[:, :, None] + lp[:, None, :]).flatten(1)
+        return out
+
+
+def as_proposal(steerer):
+    """What ``confirmed_flips`` scores candidates with: a ``ClassifierSteerer`` as it is, a
+    ``ConfirmedSteerer`` (labeler-confirmed balance) through its classifiers."""
+    if hasattr(steerer, "joint_log_proba") and hasattr(steerer, "accept"):
+        return steerer
+    if hasattr(steerer, "cell_target") and hasattr(steerer, "classifiers"):
+        return _CellProposal(steerer)
+    raise ValueError(f"proposal must be a fitted ClassifierSteerer or ConfirmedSteerer, got {type(steerer).__name__}")
 
 
 def _requested(proposal, y, current, rng) -> torch.Tensor:
@@ -213,6 +242,7 @@ class ConfirmedFlipper:
     """
 
     def __init__(self, generator, labeler, proposal, **options):
+        proposal = as_proposal(proposal)
         _labelers(labeler, list(proposal.names_))  # a wrong labeler fails here, not mid-stream
         self.generator, self.labeler, self.proposal, self.options = generator, labeler, proposal, options
         self.support = prior_support(generator)

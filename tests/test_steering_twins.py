@@ -10,6 +10,7 @@ from fairgen.views import ViewRecipe, make_views
 from steering import (
     ClassifierSteerer,
     ConfirmedFlipper,
+    ConfirmedSteerer,
     LatentPrior,
     confirmed_flips,
     in_prior_support,
@@ -146,3 +147,14 @@ def test_a_labeler_that_does_not_name_the_attributes_is_refused(proposal):
         ConfirmedFlipper(_Toy(), {"colour": _labeler}, proposal)
     with pytest.raises(ValueError, match="latent_prior bound"):
         LatentPrior(bound=-1.0)
+
+
+def test_a_labeler_confirmed_balance_steerer_proposes_flips_too():
+    gen = _Toy()
+    z, y = _data(6000, 0)
+    steerer = ConfirmedSteerer().fit(z, y, {"a": protected(z, y)}, num_classes=C, sample_latents=gen.sample_latents)
+    anchors, classes = _anchors(gen, 300)
+    result = ConfirmedFlipper(gen, {"a": _labeler}, steerer)(anchors, classes, torch.Generator().manual_seed(0))
+    assert result.confirmed.float().mean() >= 0.95
+    kept = result.confirmed
+    assert bool((_labeler(gen.synthesize(result.twins[kept], classes[kept])) == result.values[kept]).all())
