@@ -26,9 +26,11 @@ from .labelling import check_labeler_output
 from .prior import PriorSupport, latent_prior, prior_mix, prior_support
 
 BATCH = 512  # images synthesized and labelled at once
-SUBSPACE_RHOS = (0.9, 0.6, 0.3, 0.0)  # re-draw of the classifier's directions only, closest first (cos t)
+NARROW_RHOS = (0.9, 0.6, 0.0)  # re-draw of the directions the classifier mostly reads, closest first (cos t)
+BROAD_RHOS = (0.6, 0.0)  # then of all it reads
 FULL_RHOS = (0.9, 0.7, 0.4, 0.0)  # then of the whole latent
-SUBSPACE_MASS = 0.9  # the classifier's directions kept: this share of its gradients' energy
+NARROW_CUT = 0.25  # narrow directions: eigenvalue at least this share of the top one
+SUBSPACE_MASS = 0.9  # broad directions: this share of the classifier's gradient energy
 RELATIVE = 0.2  # a closer candidate goes first if the classifier finds it at least this share as likely as the best
 CHUNK = 128  # anchors whose candidates are drawn and scored at once (memory)
 SUBSPACE_POINTS = 2048  # anchors whose gradients place those directions
@@ -111,7 +113,7 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
         from_subspace = torch.zeros(len(z), dtype=torch.bool)
         pending, spent, size = torch.nonzero(~confirmed).flatten(), 0, 1
         while len(pending) and spent < budget:
-            m = min(size, budget - spent, len(levels[0]) * candidates)
+            m = min(size, budget - spent, len(levels) * candidates)
             parts = [_pick(proposal, prior, support, levels, anchors[rows], y[rows], values[rows], furthest[rows],
                            candidates, threshold, m, rng) for rows in pending.split(CHUNK)]
             picked, level, ok = (torch.cat(p) for p in zip(*parts, strict=True))  # [n, m, ...], [n, m], [n, m]
@@ -122,10 +124,11 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
             found = hit.any(1)
             first = hit.float().argmax(1)  # the first hit in preference order
             twins[pending[found]] = picked[torch.arange(len(pending)), first][found]
-            from_subspace[pending[found]] = levels[1][level[torch.arange(len(pending)), first][found]]
+            within = torch.tensor([basis is not None for _, basis in levels])
+            from_subspace[pending[found]] = within[level[torch.arange(len(pending)), first][found]]
             confirmed[pending[found]] = True
-            closest = torch.where(ok, level, len(levels[0]) - 1).min(1).values
-            furthest[pending[~found]] = (closest[~found] + 1).clamp(max=len(levels[0]) - 1)
+            closest = torch.where(ok, level, len(levels) - 1).min(1).values
+            furthest[pending[~found]] = (closest[~found] + 1).clamp(max=len(levels) - 1)
             pending, spent, size = pending[~found], spent + m, size * 2 if spent else 1
     kept = int(confirmed.sum())
     cost = {"n": len(z), "confirmed": kept, "missed": len(z) - kept, "confirmed_share": kept / max(len(z), 1), **calls,
@@ -174,25 +177,28 @@ def _requested(proposal, y, current, rng) -> torch.Tensor:
     return torch.multinomial(probs, 1, generator=rng).squeeze(1)
 
 
-def _levels(proposal, anchors, y):
-    """Candidate levels, closest first: ``(rho [L], within-subspace [L] bool, basis [d, r] or None)``."""
-    basis = _subspace(proposal, anchors, y)
-    rhos = (SUBSPACE_RHOS if basis is not None else ()) + FULL_RHOS
-    within = torch.tensor([True] * (len(rhos) - len(FULL_RHOS)) + [False] * len(FULL_RHOS))
-    return torch.tensor(rhos), within, basis
+def _levels(proposal, anchors, y) -> list[tuple[float, torch.Tensor | None]]:
+    """Candidate levels, closest first: ``(rho, basis [d, r] of the directions re-drawn, or None: all)``."""
+    narrow, broad = _subspaces(proposal, anchors, y)
+    levels = [(rho, narrow) for rho in NARROW_RHOS] if narrow is not None else []
+    if broad is not None and (narrow is None or broad.shape[1] > narrow.shape[1]):
+        levels += [(rho, broad) for rho in BROAD_RHOS]
+    return levels + [(rho, None) for rho in FULL_RHOS]
 
 
-def _subspace(proposal, anchors: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-    """An orthonormal basis ``[d, r]`` of the latent directions the proposal's classifier reads.
+def _subspaces(proposal, anchors: torch.Tensor, y: torch.Tensor):
+    """Two orthonormal bases ``[d, r]`` of the latent directions the proposal's classifier reads (or None).
 
-    The active subspace: the top eigenvectors of ``E[grad log q_j grad log q_j^T]`` (gradients of
-    each value's log-probability over the anchors), enough of them for ``SUBSPACE_MASS`` of its
-    trace. Moving the latent outside it leaves the classifier's (and, where it is right, the
-    attribute's) reading unchanged, so that is where the other attributes are kept.
+    The active subspace: eigenvectors of ``E[grad log q_j grad log q_j^T]`` (each value's
+    log-probability gradient over the anchors, weighted by its probability). Narrow: the directions
+    with at least ``NARROW_CUT`` of the top eigenvalue (what the classifier mostly reads; a classifier
+    fitted on few labels also reads noise directions, weakly). Broad: enough for ``SUBSPACE_MASS`` of
+    the trace. Moving the latent outside them leaves the classifier's reading unchanged, so that is
+    where the other attributes are kept.
     """
     x = anchors[:SUBSPACE_POINTS].flatten(1).float()
     if x.shape[1] < 4:
-        return None
+        return None, None
     yy = y[:SUBSPACE_POINTS]
     outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
     with torch.enable_grad():
@@ -200,23 +206,28 @@ def _subspace(proposal, anchors: torch.Tensor, y: torch.Tensor) -> torch.Tensor 
         lp = proposal.joint_log_proba(point, yy)
         for j in range(lp.shape[1]):
             (grad,) = torch.autograd.grad(lp[:, j].sum(), point, retain_graph=j < lp.shape[1] - 1)
-            weight = lp[:, j].detach().exp().sqrt()[:, None]  # each value's gradient weighted by its probability
-            g = (grad * weight).double()
+            g = (grad * lp[:, j].detach().exp().sqrt()[:, None]).double()
             outer += g.T @ g
-    values, vectors = torch.linalg.eigh(outer)  # ascending
-    share = values.flip(0).clamp(min=0).cumsum(0) / values.clamp(min=0).sum().clamp(min=1e-30)
-    rank = int((share < SUBSPACE_MASS).sum()) + 1
-    return vectors.flip(1)[:, : min(rank, x.shape[1] // 2)]
+    values, vectors = torch.linalg.eigh(outer)
+    values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)  # descending
+    if float(values[0]) <= 0:
+        return None, None
+    most = x.shape[1] // 2
+    share = values.cumsum(0) / values.sum()
+    broad = min(int((share < SUBSPACE_MASS).sum()) + 1, most)
+    narrow = min(int((values >= NARROW_CUT * values[0]).sum()), broad)
+    return vectors[:, :narrow], vectors[:, :broad]
 
 
 def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, threshold, m, rng):
     """Per anchor, ``m`` candidates to synthesize in preference order ``[n, m, ...]``, their levels and
     whether each is usable (inside the prior's support)."""
-    rhos, within, basis = levels
-    n, count = len(z), len(rhos)
+    n, count = len(z), len(levels)
     per = count * candidates
-    rho, inside = rhos.repeat_interleave(candidates).repeat(n), within.repeat_interleave(candidates).repeat(n)
-    pool = prior_mix(prior, z.repeat_interleave(per, 0), rho, rng, basis, inside)
+    anchors = z.repeat_interleave(candidates, 0)
+    pool = torch.stack([prior_mix(prior, anchors, torch.full((len(anchors),), rho), rng, basis,
+                                  None if basis is None else torch.ones(len(anchors), dtype=torch.bool))
+                        .view(n, candidates, *z.shape[1:]) for rho, basis in levels], 1).flatten(0, 2)  # [n * per, ...]
     flat_y, flat_v = y.repeat_interleave(per), values.repeat_interleave(per)
     with torch.no_grad():
         score = proposal.joint_log_proba(pool.flatten(1).float(), flat_y).gather(1, flat_v[:, None]).squeeze(1)
