@@ -7,6 +7,7 @@ from .confirmed import ConfirmedSteerer, Draw
 from .fit import (
     STEERING_METHODS,
     checked_flips,
+    confirmed_report,
     fit_steerer,
     latent_probe_accuracy,
     measure_stream,
@@ -24,7 +25,7 @@ from .projection import ProjectionEraser
 from .twins import ConfirmedFlipper, FlipResult, confirmed_flips
 
 __all__ = [
-    "ClassifierSteerer", "ConfirmedSteerer", "Draw", "LatentClassifier", "STEERING_METHODS", "checked_flips", "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
+    "ClassifierSteerer", "ConfirmedSteerer", "Draw", "LatentClassifier", "STEERING_METHODS", "checked_flips", "confirmed_report", "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
     "LatentSteerer", "LeaceEraser", "LeaceFitter", "LinearProbe", "METHODS", "MLPProbe", "MODES",
     "ProjectionEraser", "fit_steerer", "gaussian_ot_map", "label_latents", "latent_probe_accuracy",
     "load_card", "measure_stream", "probe_report", "read_card", "sample_and_label", "save_card",

@@ -459,27 +459,34 @@ class ConfirmedSteerer(nn.Module):
         return float((per_class * need.max(1).values).sum())
 
     def _within_cell_tv(self, z, y, joint) -> float:
-        """Estimated within-cell distortion at the start of a draw: total variation between the prior's
-        and the kept samples' distributions inside each cell (labelled prior draws, weighted by target)."""
-        if self.cap is None or len(z) == 0:
+        return self.within_cell_tv(z, y, joint)
+
+    def within_cell_tv(self, z, y, joint, cap: float | None = ..., min_count: int = 5) -> float:
+        """Within-cell distortion of the cap at the start of a draw (the proposal mixed by the target):
+        total variation between the prior's and the kept samples' distribution inside each cell, from
+        labelled prior draws ``z``, classes ``y`` and joint cells ``joint``; mean over cells weighted
+        by the target. It bounds the distortion of any function of the latent (colour, size, ...)."""
+        cap = self.cap if cap is ... else cap
+        if cap is None or len(z) == 0:
             return 0.0
+        z, y, joint = torch.as_tensor(z).float().flatten(1), torch.as_tensor(y).long(), torch.as_tensor(joint).long()
         start = self.quotas(10_000)
         tv, weight = 0.0, 0.0
-        for g in range(self.num_classes_):
-            e, c, ratio, _ = self._mixture(start, g, False)
-            mine = y == g
-            if not mine.any():
-                continue
-            s = self._score(z[mine], g, e, ratio)
-            core = e + ratio
-            for j in torch.unique(joint[mine]).tolist():
-                inside = joint[mine] == j
-                if int(inside.sum()) < 20 or float(start[g, j]) == 0:
+        with one_thread():
+            for g in range(self.num_classes_):
+                e, c, ratio, _ = self._mixture(start, g, False)
+                mine = y == g
+                if not mine.any():
                     continue
-                w = torch.clamp(self.cap * s[inside] / core[j], max=1)
-                cell_tv = 0.5 * float((w / w.sum() - 1.0 / len(w)).abs().sum())
-                tv += cell_tv * float(start[g, j])
-                weight += float(start[g, j])
+                s = self._score(z[mine], g, e, ratio)
+                core = e + ratio
+                for j in torch.unique(joint[mine]).tolist():
+                    inside = joint[mine] == j
+                    if int(inside.sum()) < min_count or j >= len(core) or float(start[g, j]) == 0:
+                        continue
+                    w = torch.clamp(cap * s[inside] / core[j], max=1)
+                    tv += 0.5 * float((w / w.sum() - 1.0 / len(w)).abs().sum()) * float(start[g, j])
+                    weight += float(start[g, j])
         return tv / max(weight, 1.0)
 
     def expected_draws(self, class_probs=None) -> float:

@@ -8,7 +8,13 @@ import torch
 from audits.stats import cramers_v, cramers_v_corrected
 
 from .confirmed import ConfirmedSteerer
-from .labelling import LabelledLatents, check_generator_protocol, label_latents, sample_and_label
+from .labelling import (
+    LabelledLatents,
+    check_generator_protocol,
+    check_labeler_output,
+    label_latents,
+    sample_and_label,
+)
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer, fit_classifiers, uncertainty
 from .probes import MLPProbe
@@ -207,6 +213,43 @@ def measure_stream(generator, judges, n: int = 10_000, seed: int = 1, transform=
     out["cramers_v"], out["cramers_v_corrected"] = out["cramers_v_by"][key], out["cramers_v_corrected_by"][key]
     if "class" in samples.labels:
         out["class_fidelity"] = float(np.mean(samples.numpy("class") == classes))
+    return out
+
+
+def confirmed_report(generator, steerer, labelers: dict, judges: dict, n: int = 10_000, seed: int = 1) -> dict:
+    """Raw generator against a confirmed steerer's draw, judged by ``judges`` (callables by attribute,
+    optionally "class"); ``labelers`` confirm the draw (the steerer's own). The grouping of V is the
+    class input, or the keep-label (keep labeler present), or nothing (unconditional: shares only).
+
+    Returns ``raw`` and ``steered`` (``cramers_v_by``, ``cramers_v_corrected_by``, ``shares_by``,
+    ``class_fidelity`` when judged) and the draw's ``cost``."""
+    judges = {name: getattr(f, "predict", f) for name, f in judges.items()}
+    keep = steerer.keep_
+    raw = sample_and_label(generator, {**judges, **({keep: labelers[keep]} if keep else {})}, n, seed, progress=False)
+    draw = steerer.draw(generator, labelers, n, seed=seed)
+    steered = {name: check_labeler_output(f(draw.images), len(draw), name) for name, f in judges.items()}
+    raw_groups = raw.labels[keep] if keep else raw.classes
+    out = {"raw": _judged(raw_groups, raw.labels, judges, raw.classes),
+           "steered": _judged(draw.classes, steered, judges, draw.classes), "cost": draw.cost(), "n": n,
+           "guarantee": steerer.guarantee}
+    return out
+
+
+def _judged(groups, labels: dict, judges: dict, classes) -> dict:
+    names = [name for name in judges if name != "class"]
+    groups = np.asarray(groups)
+    out = {"cramers_v_by": {}, "cramers_v_corrected_by": {}, "shares_by": {}}
+    for name in names:
+        v = labels[name].numpy()
+        out["cramers_v_by"][name] = cramers_v(groups, v)
+        out["cramers_v_corrected_by"][name] = cramers_v_corrected(groups, v)
+        out["shares_by"][name] = (np.bincount(v) / len(v)).tolist()
+    if len(names) > 1:
+        joint = np.ravel_multi_index(tuple(labels[k].numpy() for k in names), tuple(int(labels[k].max()) + 1 for k in names))
+        out["cramers_v_by"]["joint"] = cramers_v(groups, joint)
+        out["cramers_v_corrected_by"]["joint"] = cramers_v_corrected(groups, joint)
+    if "class" in labels:
+        out["class_fidelity"] = float(np.mean(labels["class"].numpy() == np.asarray(classes)))
     return out
 
 
