@@ -1,6 +1,8 @@
 """Steering across latent geometries: does balance / flip hold when attributes are not half-spaces?
 
-Run by hand (CPU, one thread; ``--quick``: the failure geometries at small sizes, a few minutes):
+Run by hand (CPU, one thread; ``--quick``: the five failure geometries at smaller sizes; with
+``--fit-n 6000 --eval-n 3000 --flip-n 600`` that took 24 minutes on a shared 2-core machine,
+results in ``docs/steering-geometry.md``):
 
     python benchmarks/steering_geometry.py --quick [--out geometry_out]
     python benchmarks/steering_geometry.py [--fit-n 20000] [--eval-n 10000] [--flip-n 2000] [--out geometry_out]
