@@ -1,30 +1,44 @@
 """Steering across latent geometries: does balance / flip hold when attributes are not half-spaces?
 
-Run by hand (CPU, about an hour on a busy 2-core machine; ``--quick`` for a smaller run):
+Run by hand (CPU, one thread; ``--quick``: the five failure geometries at smaller sizes; with
+``--fit-n 6000 --eval-n 3000 --flip-n 600`` that took 24 minutes on a shared 2-core machine,
+results in ``docs/steering-geometry.md``):
 
+    python benchmarks/steering_geometry.py --quick [--out geometry_out]
     python benchmarks/steering_geometry.py [--fit-n 20000] [--eval-n 10000] [--flip-n 2000] [--out geometry_out]
     python benchmarks/steering_geometry.py --classifiers     # compare latent classifiers on one geometry
 
 Every generator here is built around the embedded decoder (``world-sprites-z128``), so the world's
-judges referee every image:
+judges referee every image. The geometries that reproduce the failures of issue 21:
 
-* ``world-sprites-32``: the first embedded model, a 6-d latent, texture a threshold on one rotated axis;
-* ``linear-64`` / ``linear-128``: Gaussian scene codes ``h = R z`` (R with orthonormal rows);
-* ``entangled-64 a=...``: ``h = R z + a tanh(A z + b)``, standardised (A with unit rows), growing a;
-* ``world-sprites-z128``: the default's own mapping network;
-* ``colour``: the default with its prior refitted on a split where colour (not texture) follows the class;
-* ``texture+colour``: both follow the class; steered jointly.
+* ``deep-96``: a 96-d latent, each scene code a deep leaky-ReLU network of its own block of
+  coordinates (linear R^2 of the texture code about 0.66);
+* ``truncated-warp``: a BigGAN-like prior (0.5 times a normal truncated to [-2, 2], declared as
+  ``latent_prior``) whose codes go through a warp that depends on the class;
+* ``rare-1%``: the default with each class showing every non-majority texture 1% of the time;
+* ``deep-96 texture+colour``: two attributes, steered jointly, on the deep latent;
 
-Per geometry and method: judged V(class, protected) before and after balance (bootstrap 95% CI,
-and Bergsma's bias-corrected V), class fidelity, the share of flipped samples whose judged value is
-the requested one, labelled samples, fit seconds, and latent draws per kept sample; plus the share
-of each protected factor's scene code that a linear regression on ``z`` explains (R^2). Writes ``table.md`` and ``table.csv``.
+and the earlier ones (full run only): ``world-sprites-32``, ``linear-64/128``, ``entangled-64 a=...``,
+``colour``, ``texture+colour``; the default ``world-sprites-z128`` is in both.
+
+Balance table, per geometry and method (``quantile``/``resample`` latent steering, ``confirmed``
+labeler-confirmed balance where the installed ``steering`` offers it, ``rejection``: plain
+image-space rejection -- synthesize prior samples, label, keep per-cell quotas -- the limit):
+judged V(class, protected) raw and balanced (bootstrap 95% CI) and bias-corrected, per attribute
+and joint; class fidelity; syntheses, labeler calls and latent draws per kept sample; fit seconds.
+Flip table, per geometry and twin method (``quantile`` transport, ``gradient`` classifier flips,
+``checked`` = ``steering.checked_flips``, ``confirmed`` = ``steering.confirmed_flips``): the share
+of anchors whose twin the judge reads as the requested value, twins inside the prior
+(``steering.in_prior_support``), the second attribute's kept rate (colour for texture, texture for
+colour), class fidelity, syntheses per kept twin. Writes ``table.md``/``table.csv`` and
+``flips.md``/``flips.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import time
 from pathlib import Path
 
@@ -39,6 +53,10 @@ from fairgen.generators import load_generator
 from fairgen.world.generator import CODE_NAMES
 from fairgen.world.judges import load_judges
 from fairgen.world.recipe import RecipeConfig, training_split
+from steering import LatentPrior
+from steering.prior import prior_mix
+
+N_LEVELS = 1025  # quantiles that standardise a geometry's codes
 
 
 class CodeGeometry:
@@ -61,7 +79,7 @@ class CodeGeometry:
     def _raw(self, z):
         return z.float() @ self.R.T + self.a * torch.tanh(z.float() @ self.A.T + self.b)
 
-    def codes(self, z):
+    def codes(self, z, y=None):
         return (self._raw(z) - self.mean) / self.std
 
     def sample_latents(self, n, generator=None):
@@ -69,6 +87,109 @@ class CodeGeometry:
 
     def synthesize(self, z, y):
         return self.base.decode_codes(self.codes(z.cpu()), y)
+
+
+def _table(h):
+    """Quantiles [..., k, N_LEVELS] of codes h [N, k] (a monotone map to N(0, 1))."""
+    levels = torch.linspace(0, 1, N_LEVELS, dtype=torch.float64)
+    return torch.quantile(h.double(), levels, dim=0).T.contiguous().float()
+
+
+def _gaussianise(h, table):
+    """Each code through its empirical CDF (linear between quantiles), then the normal quantile function."""
+    idx = torch.searchsorted(table, h.T.contiguous()).clamp(1, N_LEVELS - 1)  # [k, N]
+    lo, hi = table.gather(1, idx - 1), table.gather(1, idx)
+    frac = ((h.T - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
+    u = (idx - 1 + frac) / (N_LEVELS - 1)
+    return torch.special.ndtri(u.clamp(1e-5, 1 - 1e-5)).T.contiguous()
+
+
+class BlockGeometry:
+    """A generator whose latent reaches the embedded decoder's 7 Gaussian scene codes, each code
+    through its own block of latent coordinates (so the codes stay independent), standardised by its
+    empirical CDF under the prior (per class when the mapping depends on the class)."""
+
+    num_classes, resolution, latent_space = 4, 32, "z"
+    per_class = False
+
+    def __init__(self, base, name, dim, seed=0):
+        self.base, self.name, self.latent_dim = base, name, dim
+        self.checksum, self.device = f"benchmark:{name}", base.device
+        self.block = dim // len(CODE_NAMES)
+        self.g = torch.Generator().manual_seed(2000 + seed)
+
+    def _calibrate(self, n=60_000):
+        z = self.sample_latents(n, torch.Generator().manual_seed(7))
+        if self.per_class:
+            self.tables = [_table(self._raw(z, torch.full((n,), c))) for c in range(self.num_classes)]
+        else:
+            self.tables = [_table(self._raw(z, None))]
+
+    def _blocks(self, z):
+        return z.float()[:, : self.block * len(CODE_NAMES)].reshape(len(z), len(CODE_NAMES), self.block)
+
+    def codes(self, z, y=None):
+        z = z.cpu()
+        if not self.per_class:
+            return _gaussianise(self._raw(z, None), self.tables[0])
+        out = torch.empty(len(z), len(CODE_NAMES))
+        for c in range(self.num_classes):
+            m = y.cpu() == c
+            if m.any():
+                out[m] = _gaussianise(self._raw(z[m], y.cpu()[m]), self.tables[c])
+        return out
+
+    def sample_latents(self, n, generator=None):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def synthesize(self, z, y):
+        return self.base.decode_codes(self.codes(z, y), y)
+
+
+class DeepGeometry(BlockGeometry):
+    """Each code: a deep leaky-ReLU network (``depth`` layers of ``width``) of its block of the latent."""
+
+    def __init__(self, base, name="deep-96", dim=96, depth=4, width=32, slope=0.1, seed=0):
+        super().__init__(base, name, dim, seed)
+        k, sizes = len(CODE_NAMES), [self.block] + [width] * depth + [1]
+        self.slope = slope
+        self.weights = [torch.randn(k, a, b, generator=self.g) * math.sqrt(2 / a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.biases = [0.5 * torch.randn(k, 1, b, generator=self.g) for b in sizes[1:]]
+        self._calibrate()
+
+    def _raw(self, z, y):
+        x = self._blocks(z).transpose(0, 1)  # [k, N, block]
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i < len(self.weights) - 1:
+                x = torch.nn.functional.leaky_relu(x, self.slope)
+        return x.squeeze(2).T
+
+
+class TruncatedWarpGeometry(BlockGeometry):
+    """BigGAN-like: ``z`` is ``scale`` times a normal truncated to ``[-bound, bound]``; each code reads
+    its block through a warp that depends on the class: ``x.r + a tanh(x A_c + b_c).v_c``."""
+
+    per_class = True
+
+    def __init__(self, base, name="truncated-warp", dim=128, scale=0.5, bound=2.0, a=1.5, hidden=4, seed=0):
+        super().__init__(base, name, dim, seed)
+        self.latent_prior = LatentPrior(scale, bound)
+        k, C = len(CODE_NAMES), self.num_classes
+        self.r = torch.nn.functional.normalize(torch.randn(k, self.block, generator=self.g), dim=1)
+        self.A = 2.0 * torch.nn.functional.normalize(torch.randn(C, k, self.block, hidden, generator=self.g), dim=2)
+        self.b = torch.randn(C, k, hidden, generator=self.g)
+        self.v = a * torch.randn(C, k, hidden, generator=self.g) / math.sqrt(hidden)
+        self._calibrate()
+
+    def sample_latents(self, n, generator=None):
+        return prior_mix(self.latent_prior, torch.zeros(n, self.latent_dim), torch.zeros(n), generator)
+
+    def _raw(self, z, y):
+        x = self._blocks(z) / self.latent_prior.scale  # [N, k, block]
+        c = 0 if y is None else int(y[0])  # called per class
+        warp = torch.tanh(torch.einsum("nkb,kbh->nkh", x, self.A[c]) + self.b[c])
+        return torch.einsum("nkb,kb->nk", x, self.r) + (warp * self.v[c]).sum(2)
 
 
 def refit(base, protected: tuple[str, ...]):
@@ -79,14 +200,26 @@ def refit(base, protected: tuple[str, ...]):
     return model
 
 
+def rare(base, share: float = 0.01):
+    """The default with every class showing each of its non-majority textures ``share`` of the time."""
+    model = copy.deepcopy(base)
+    k = model.cdf_texture.shape[1]
+    probs = torch.full((model.num_classes, k), share)
+    own = torch.diff(model.cdf_texture, prepend=torch.zeros(model.num_classes, 1), dim=1).argmax(1)
+    probs[torch.arange(model.num_classes), own] = 1 - share * (k - 1)
+    model.cdf_texture.copy_(probs.cumsum(1))
+    model.checksum = f"benchmark:rare-{share}"
+    return model
+
+
 def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
     """R^2 of a linear regression of the ``name`` factor's scene code on z (1 = the code is linear in the latent)."""
     from sklearn.linear_model import LinearRegression
 
     index = CODE_NAMES.index(name)
     z = generator.sample_latents(n, torch.Generator().manual_seed(77)).cpu()
-    if isinstance(generator, CodeGeometry):
-        code = generator.codes(z)[:, index]
+    if isinstance(generator, CodeGeometry | BlockGeometry):
+        code = generator.codes(z, torch.zeros(len(z), dtype=torch.int64))[:, index]  # class 0's, where it matters
     elif hasattr(generator, "mapping"):
         code = torch.special.ndtri(generator.codes(z)[:, index].clamp(1e-6, 1 - 1e-6))
     else:  # world-sprites-32: each code is one rotated coordinate
@@ -95,66 +228,187 @@ def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
 
 
 def geometries(base, quick: bool):
-    out = [("world-sprites-32", load_generator("world-sprites-32"), ("texture",))]
+    """``(name, generator, protected names)``: the failure geometries (and, in the full run, the earlier ones)."""
+    out = [("deep-96", DeepGeometry(base), ("texture",)),
+           ("truncated-warp", TruncatedWarpGeometry(base), ("texture",)),
+           ("rare-1%", rare(base), ("texture",)),
+           ("world-sprites-z128", base, ("texture",)),
+           ("deep-96 texture+colour", DeepGeometry(refit(base, ("texture", "colour")), "deep-96-tc"), ("texture", "colour"))]
+    if quick:
+        return out
+    out += [("world-sprites-32", load_generator("world-sprites-32"), ("texture",))]
     out += [(f"linear-{d}", CodeGeometry(base, f"linear-{d}", d), ("texture",)) for d in (64, 128)]
-    strengths = (0.7, 1.5) if quick else (0.3, 0.7, 1.5, 3.0)
-    out += [(f"entangled-64 a={a}", CodeGeometry(base, f"entangled-64-a{a}", 64, a, seed=5), ("texture",)) for a in strengths]
-    out += [("world-sprites-z128", base, ("texture",)), ("colour", refit(base, ("colour",)), ("colour",)),
+    out += [(f"entangled-64 a={a}", CodeGeometry(base, f"entangled-64-a{a}", 64, a, seed=5), ("texture",)) for a in (0.7, 1.5)]
+    out += [("colour", refit(base, ("colour",)), ("colour",)),
             ("texture+colour", refit(base, ("texture", "colour")), ("texture", "colour"))]
     return out
 
 
+SECOND = {"texture": "colour", "colour": "texture"}  # the attribute a twin should keep
+
+
 def judged(generator, judges, names, n, seed, transform=None):
     labelers = {"class": judges["shape"].predict, **{k: judges[k].predict for k in names}}
-    samples = steering.sample_and_label(generator, labelers, n, seed, transform=transform, progress=False)
-    return samples
+    return steering.sample_and_label(generator, labelers, n, seed, transform=transform, progress=False)
 
 
-def measure(name, generator, names, method, judges, args) -> dict:
-    labelers = {k: judges[k].predict for k in names} if len(names) > 1 else judges[names[0]].predict
-    tic = time.time()
-    balance, _ = steering.fit_steerer(generator, labelers, n=args.fit_n, method=method, seed=args.seed, progress=False)
-    fit_seconds = time.time() - tic
-    row = {"geometry": name, "method": method, "protected": "+".join(names), "labelled": args.fit_n,
-           "fit_s": fit_seconds}
-    raw = judged(generator, judges, names, args.eval_n, args.seed + 1)
-    steered = judged(generator, judges, names, args.eval_n, args.seed + 1, transform=balance.as_transform(args.seed))
-    classes = steered.classes.numpy()
-    columns = {k: steered.numpy(k) for k in names}
+def _labeler(judges, names):
+    return {k: judges[k].predict for k in names} if len(names) > 1 else judges[names[0]].predict
+
+
+def _judge(generator, judges, names, z, y):
+    """The judges' labels (class and each protected attribute) of latents' images."""
+    labelers = {"class": judges["shape"].predict, **{k: judges[k].predict for k in names}}
+    return steering.label_latents(generator, labelers, z, y)
+
+
+def _joint(labels, names, sizes):
+    """The joint value of several attributes' labels (row-major over ``sizes`` values each)."""
+    return np.ravel_multi_index(tuple(np.asarray(labels[k]) for k in names), tuple(sizes))
+
+
+def image_rejection(generator, labeler, sizes, n: int, seed: int, batch: int = 2048, budget: int = 200_000):
+    """Plain image-space rejection: synthesize prior samples, label them, keep per-(class, value) quotas.
+
+    ``sizes``: each attribute's number of values; the target is uniform over their joint values.
+    Stops at ``budget`` syntheses (unfilled cells are reported). Returns latents, classes, the
+    count of syntheses and of unfilled cells.
+    """
+    labelers = dict(labeler) if isinstance(labeler, dict) else {"p": labeler}
+    rng = torch.Generator().manual_seed(seed)
+    C, kept_z, kept_y, syntheses = generator.num_classes, [], [], 0
+    counts = torch.zeros(C, math.prod(sizes), dtype=torch.int64)
+    quota = n // counts.numel()
+    while syntheses < budget:
+        z = generator.sample_latents(batch, generator=rng).cpu()
+        y = torch.randint(C, (batch,), generator=rng)
+        labels = steering.label_latents(generator, labelers, z, y)
+        syntheses += batch
+        joint = torch.as_tensor(_joint({k: v.numpy() for k, v in labels.items()}, list(labels), sizes))
+        cell = y * counts.shape[1] + joint
+        for c in torch.unique(cell).tolist():
+            rows = torch.nonzero(cell == c).flatten()
+            free = quota - int(counts.view(-1)[c])
+            if free > 0:
+                take = rows[:free]
+                kept_z.append(z[take]), kept_y.append(y[take])
+                counts.view(-1)[c] += len(take)
+        if bool((counts >= quota).all()):
+            break
+    return torch.cat(kept_z), torch.cat(kept_y), syntheses, int((counts < quota).sum())
+
+
+def _balance_columns(row, raw, steered, names, sizes):
+    classes = np.asarray(steered["class_of_sample"])
+    columns = {k: np.asarray(steered[k]) for k in names}
+    raw_columns = {k: np.asarray(raw[k]) for k in names}
     if len(names) > 1:
-        columns["joint"] = np.ravel_multi_index(tuple(columns[k] for k in names), tuple(int(steered.numpy(k).max()) + 1 for k in names))
+        columns["joint"], raw_columns["joint"] = _joint(steered, names, sizes), _joint(raw, names, sizes)
     for key, values in columns.items():
         result = stream_balance(classes, values, n_bootstrap=200, seed=0)
-        raw_values = raw.numpy(key) if key != "joint" else np.ravel_multi_index(tuple(raw.numpy(k) for k in names), tuple(int(raw.numpy(k).max()) + 1 for k in names))
-        row[f"V raw ({key})"] = stream_balance(raw.classes.numpy(), raw_values, n_bootstrap=1).cramers_v
+        row[f"V raw ({key})"] = stream_balance(np.asarray(raw["class_of_sample"]), raw_columns[key], n_bootstrap=1).cramers_v
         row[f"V ({key})"] = result.cramers_v
         row[f"V CI ({key})"] = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
         row[f"V corrected ({key})"] = cramers_v_corrected(classes, values)
-    row["fidelity"] = float(np.mean(steered.numpy("class") == classes))
-    row["draws/kept"] = balance.expected_draws() if hasattr(balance, "expected_draws") else 1.0
-    # flips: the same fitted classifier/directions, asked for another value
-    flipper = balance
-    if method != "resample":
-        flipper = steering.LatentSteerer("flip", method).fit(
-            *_fit_data(generator, judges[names[0]].predict, args), num_classes=generator.num_classes)
+    row["fidelity"] = float(np.mean(np.asarray(steered["class"]) == classes))
+
+
+def _as_table(samples, z_classes=None):
+    out = {k: v.numpy() for k, v in samples.labels.items()} if hasattr(samples, "labels") else {k: v.numpy() for k, v in samples.items()}
+    out["class_of_sample"] = samples.classes.numpy() if z_classes is None else z_classes.numpy()
+    return out
+
+
+def measure_balance(name, generator, names, method, judges, raw, args) -> tuple[dict, object]:
+    """One balance row; returns it and the fitted steerer (None for rejection)."""
+    labeler, sizes = _labeler(judges, names), [len(judges[k].values) for k in names]
+    row = {"geometry": name, "method": method, "protected": "+".join(names), "labelled": 0 if method == "rejection" else args.fit_n}
+    tic, steerer = time.time(), None
+    if method == "rejection":
+        z, y, syntheses, unfilled = image_rejection(generator, labeler, sizes, args.eval_n, args.seed + 11)
+        fit_seconds, draw_seconds = 0.0, time.time() - tic
+        steered = _as_table(_judge(generator, judges, names, z, y), y)
+        row.update({"syntheses/kept": syntheses / len(z), "labeler calls/kept": syntheses * len(names) / len(z),
+                    "draws/kept": syntheses / len(z), "unfilled cells": unfilled})
+    elif method == "confirmed":
+        steerer, _ = steering.fit_steerer(generator, labeler, n=args.fit_n, method="confirmed", seed=args.seed, progress=False)
+        fit_seconds = time.time() - tic
+        draw = steerer.draw(generator, labeler, n=args.eval_n, seed=args.seed + 1)
+        draw_seconds = time.time() - tic - fit_seconds
+        steered = _as_table(_judge(generator, judges, names, draw.latents.cpu(), draw.classes.cpu()), draw.classes.cpu())
+        kept = len(draw.latents)
+        row.update({"syntheses/kept": draw.syntheses / kept, "labeler calls/kept": draw.labeler_calls / kept,
+                    "draws/kept": float("nan")})
+    else:
+        steerer, _ = steering.fit_steerer(generator, labeler, n=args.fit_n, method=method, seed=args.seed, progress=False)
+        fit_seconds = time.time() - tic
+        steered = _as_table(judged(generator, judges, names, args.eval_n, args.seed + 1, transform=steerer.as_transform(args.seed)))
+        draw_seconds = time.time() - tic - fit_seconds
+        row.update({"syntheses/kept": 1.0, "labeler calls/kept": 0.0,
+                    "draws/kept": steerer.expected_draws() if hasattr(steerer, "expected_draws") else 1.0})
+    _balance_columns(row, raw, steered, names, sizes)
+    row.update({"fit_s": fit_seconds, "draw_s": draw_seconds})
+    return row, steerer
+
+
+def measure_flips(name, generator, names, judges, resample, quantile, args) -> list[dict]:
+    """One row per twin method, on the same ``flip_n`` anchors."""
     rng = torch.Generator().manual_seed(args.seed + 3)
     z = generator.sample_latents(args.flip_n, rng).cpu()
     y = torch.randint(generator.num_classes, (args.flip_n,), generator=rng)
-    twins, values = flipper.flip(z, y, rng)
-    images = generator.synthesize(twins.to(generator.device), y.to(generator.device))
-    wanted = flipper.decode_joint(values) if hasattr(flipper, "decode_joint") else {names[0]: values}
-    wanted = {names[0] if k == "protected" else k: v for k, v in wanted.items()}
-    landed = torch.ones(len(z), dtype=torch.bool)
-    for k in names:
-        landed &= judges[k].predict(images).cpu() == wanted[k].cpu()
-    row["flip landed"] = float(landed.float().mean())
-    row["flip fidelity"] = float((judges["shape"].predict(images).cpu() == y).float().mean())
-    return row
+    second = SECOND.get(names[0]) if len(names) == 1 else None
+    shown = names + ([second] if second else [])
+    anchor = _judge(generator, judges, shown, z, y)
+    labeler = _labeler(judges, names)
+    support = steering.prior_support(generator)
+    proposals = {}
+    if quantile is not None:
+        proposals["quantile"] = lambda: (*quantile.flip(z, y, torch.Generator().manual_seed(args.seed + 4)), None, None)
+    proposals["gradient"] = lambda: (*resample.flip(z, y, torch.Generator().manual_seed(args.seed + 4)), None, None)
 
+    def checked():
+        twins, values, kept, cost = steering.checked_flips(generator, labeler, resample, z, y, torch.Generator().manual_seed(args.seed + 4))
+        return twins, values, kept, cost["syntheses"]
 
-def _fit_data(generator, labeler, args):
-    samples = steering.sample_and_label(generator, {"p": labeler}, args.fit_n, args.seed, progress=False)
-    return samples.latents, samples.classes, samples.labels["p"]
+    def confirmed():
+        result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
+                                          support=support)
+        return result.twins, result.values, result.confirmed, result.cost["syntheses"]
+
+    proposals["checked"], proposals["confirmed"] = checked, confirmed
+    rows = []
+    for method, run in proposals.items():
+        tic = time.time()
+        try:
+            twins, values, kept, syntheses = run()
+        except ValueError as error:  # e.g. the transport never saw a value in some class
+            print(f"{name}: {method} twins failed: {error}", flush=True)
+            rows.append({"geometry": name, "twins": method, "failed": str(error)[:60]})
+            continue
+        seconds = time.time() - tic
+        if hasattr(resample, "decode_joint") and method != "quantile":
+            wanted = {names[0] if k == "protected" else k: v.cpu() for k, v in resample.decode_joint(values.cpu()).items()}
+        else:
+            wanted = {names[0]: values.cpu()}
+        twin = _judge(generator, judges, shown, twins.cpu(), y)
+        landed = torch.ones(len(z), dtype=torch.bool)
+        for k in names:
+            landed &= twin[k] == wanted[k]
+        if kept is None:
+            kept = torch.ones(len(z), dtype=torch.bool)
+        good = landed & kept  # a twin that counts: kept by its method and read as the requested value
+        inside = support.contains(twins.cpu())
+        rows.append({
+            "geometry": name, "twins": method, "anchors with a landed twin": float(good.float().mean()),
+            "kept, not landed": int((kept & ~landed).sum()),
+            "twins in prior support": float(inside[good].float().mean()) if good.any() else float("nan"),
+            "second kept": float((twin[second] == anchor[second])[good].float().mean()) if second and good.any() else float("nan"),
+            "class fidelity": float((twin["class"] == y)[good].float().mean()) if good.any() else float("nan"),
+            "syntheses/kept": (syntheses if syntheses is not None else len(z)) / max(int(good.sum()), 1),
+            "seconds": seconds,
+        })
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    return rows
 
 
 def compare_classifiers(base, judges, args) -> pd.DataFrame:
@@ -203,18 +457,52 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
+QUICK = {"fit_n": 4000, "eval_n": 2000, "flip_n": 300}  # --quick sizes (unless given)
+FULL = {"fit_n": 20_000, "eval_n": 10_000, "flip_n": 2000}
+
+
+def run_geometry(name, generator, names, judges, methods, args) -> tuple[list[dict], list[dict]]:
+    """The balance rows (one per method) and flip rows (one per twin method) of one geometry."""
+    share = " / ".join(f"{linear_share(generator, k):.3f}" for k in names)
+    raw = _as_table(judged(generator, judges, names, args.eval_n, args.seed + 1))
+    rows, fitted = [], {}
+    for method in methods:
+        if method == "quantile" and len(names) > 1:
+            continue
+        try:
+            row, steerer = measure_balance(name, generator, names, method, judges, raw, args)
+        except ValueError as error:  # a fit that refuses (e.g. a value some class never showed): a row that says so
+            print(f"{name}: {method} failed: {error}", flush=True)
+            row, steerer = {"geometry": name, "method": method, "protected": "+".join(names), "failed": str(error)[:80]}, None
+        rows.append({**row, "linear R2": share})
+        fitted[method] = steerer
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    flips = []
+    if args.flip_n and fitted.get("resample") is not None:
+        quantile = None
+        if fitted.get("quantile") is not None:
+            quantile = copy.deepcopy(fitted["quantile"])
+            quantile.mode = "flip"
+        flips = measure_flips(name, generator, names, judges, fitted["resample"], quantile, args)
+    return rows, flips
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit-n", type=int, default=20_000)
-    parser.add_argument("--eval-n", type=int, default=10_000)
-    parser.add_argument("--flip-n", type=int, default=2000)
+    parser.add_argument("--fit-n", type=int, default=None, help="labelled samples per fit (20,000; quick 4,000)")
+    parser.add_argument("--eval-n", type=int, default=None, help="steered samples judged per row (10,000; quick 2,000)")
+    parser.add_argument("--flip-n", type=int, default=None, help="flip anchors per geometry (2,000; quick 300)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="fewer entangled strengths")
+    parser.add_argument("--quick", action="store_true", help="the failure geometries only, at small sizes")
     parser.add_argument("--only", default=None, help="comma-separated geometry names to run")
-    parser.add_argument("--methods", default="quantile,resample", help="comma-separated steering methods to compare")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated balance methods (default: quantile,resample,confirmed if available,rejection)")
     parser.add_argument("--classifiers", action="store_true", help="only compare latent classifiers")
     parser.add_argument("--out", default="geometry_out")
     args = parser.parse_args()
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,20 +513,22 @@ def main() -> None:
         table.to_csv(out / "classifiers.csv", index=False)
         print(markdown(table))
         return
-    rows = []
+    available = ["quantile", "resample"] + (["confirmed"] if "confirmed" in steering.STEERING_METHODS else []) + ["rejection"]
+    methods = available if args.methods is None else args.methods.split(",")
+    print(f"sizes: fit {args.fit_n}, eval {args.eval_n}, flips {args.flip_n}; methods {methods}", flush=True)
+    rows, flips = [], []
     for name, generator, names in geometries(base, args.quick):
         if args.only and name not in args.only.split(","):
             continue
-        share = " / ".join(f"{linear_share(generator, k):.3f}" for k in names)
-        methods = [m for m in args.methods.split(",") if len(names) == 1 or m == "resample"]
-        for method in methods:
-            row = {**measure(name, generator, names, method, judges, args), "linear R2": share}
-            rows.append(row)
-            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-            pd.DataFrame(rows).to_csv(out / "table.csv", index=False)
-    table = pd.DataFrame(rows)
-    (out / "table.md").write_text(markdown(table))
-    print(markdown(table))
+        more, twins = run_geometry(name, generator, list(names), judges, methods, args)
+        rows += more
+        flips += twins
+        pd.DataFrame(rows).to_csv(out / "table.csv", index=False)
+        pd.DataFrame(flips).to_csv(out / "flips.csv", index=False)
+    (out / "table.md").write_text(markdown(pd.DataFrame(rows)))
+    (out / "flips.md").write_text(markdown(pd.DataFrame(flips)))
+    print(markdown(pd.DataFrame(rows)))
+    print(markdown(pd.DataFrame(flips)))
 
 
 if __name__ == "__main__":

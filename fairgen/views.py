@@ -97,6 +97,20 @@ def truncated_normal(shape, truncate: float, generator: torch.Generator) -> torc
     return torch.special.ndtri(low + u * (1 - 2 * low)).float().clamp(-float(bound), float(bound))
 
 
+@dataclass
+class ViewLatents:
+    """View latents ``[B, V, d]``; with confirmed flips, which anchors got a confirmed twin in every
+    'flip' view (``flip_confirmed [B]``; a missed anchor's flip view is the anchor itself)."""
+
+    latents: torch.Tensor
+    flip_confirmed: torch.Tensor | None = None
+
+    @property
+    def flip_missed(self) -> int:
+        """Anchors without a confirmed twin (0 without confirmed flips)."""
+        return 0 if self.flip_confirmed is None else int((~self.flip_confirmed).sum())
+
+
 def make_view_latents(
     z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None, walks=None
 ) -> torch.Tensor:
@@ -105,11 +119,18 @@ def make_view_latents(
     ``steerer`` (an eraser card's steerer) makes 'flip' views, ``walks`` (``fairgen.walks.LatentWalks``)
     makes 'walk' views.
     """
-    if recipe.needs_steerer and steerer is None:
+    return make_views(z, y, recipe, generator, steerer, walks).latents
+
+
+def make_views(z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None,
+               walks=None, flipper=None) -> ViewLatents:
+    """Like ``make_view_latents``; with ``flipper`` (``steering.ConfirmedFlipper``) 'flip' views are
+    labeler-confirmed twins inside the prior, and the anchors without one are reported, not dropped."""
+    if recipe.needs_steerer and steerer is None and flipper is None:
         raise ValueError("the view recipe asks for 'flip' views, which need an eraser card (steerer)")
     if recipe.needs_walks and walks is None:
         raise ValueError("the view recipe asks for 'walk' views, which need a walk card (walks)")
-    views = []
+    views, confirmed = [], None
     for kind in recipe.kinds:
         if kind == "anchor":
             views.append(z)
@@ -118,6 +139,10 @@ def make_view_latents(
             views.append(z + recipe.sigma * noise)
         elif kind == "walk":
             views.append(walks.random_walk(z, y, generator, recipe.walk_compose, recipe.walk_transformations))
+        elif flipper is not None:
+            flips = flipper(z, y, generator)
+            views.append(flips.twins.to(z))
+            confirmed = flips.confirmed if confirmed is None else confirmed & flips.confirmed
         else:
             views.append(steerer.flip(z, y, generator)[0].to(z))
-    return rearrange(torch.stack(views), "v b d -> b v d")
+    return ViewLatents(rearrange(torch.stack(views), "v b d -> b v d"), confirmed)

@@ -19,13 +19,16 @@ from .leace import LeaceEraser, LeaceFitter
 from .modes import METHODS, MODES, LatentSteerer
 from .nonlinear import ClassifierSteerer
 from .ot import GaussianFit, GaussianOTMap, gaussian_ot_map
+from .prior import LatentPrior, in_prior_support, prior_support
 from .probes import LinearProbe, MLPProbe, probe_report
 from .projection import ProjectionEraser
+from .twins import ConfirmedFlipper, FlipResult, confirmed_flips
 
 __all__ = [
     "ClassifierSteerer", "ConfirmedSteerer", "Draw", "LatentClassifier", "STEERING_METHODS", "checked_flips", "confirmed_report", "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
     "LatentSteerer", "LeaceEraser", "LeaceFitter", "LinearProbe", "METHODS", "MLPProbe", "MODES",
     "ProjectionEraser", "fit_steerer", "gaussian_ot_map", "label_latents", "latent_probe_accuracy",
     "load_card", "measure_stream", "probe_report", "read_card", "sample_and_label", "save_card",
-    "steering_report",
+    "steering_report", "LatentPrior", "in_prior_support", "prior_support", "ConfirmedFlipper", "FlipResult",
+    "confirmed_flips",
 ]

@@ -13,7 +13,9 @@ class Generator(Protocol):
 
     Images are float32 ``[N, 3, H, W]`` in ``[0, 1]`` on ``device``. ``num_classes == 0`` means
     unconditional (``y`` is ignored and may be ``None``). ``latent_space`` names the space that
-    steering works in, and ``checksum`` is the SHA-256 of the weights (cards pin it).
+    steering works in, and ``checksum`` is the SHA-256 of the weights (cards pin it). Optional:
+    ``latent_prior`` (a ``steering.LatentPrior`` or its dict: ``scale`` times a standard normal
+    truncated to ``[-bound, bound]``; absent means ``N(0, I)``), which confirmed flips stay inside.
     """
 
     name: str

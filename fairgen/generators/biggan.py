@@ -154,6 +154,7 @@ class BigGANGenerator:
     ):
         config = model.config
         self.truncation = _check_truncation(truncation)
+        self.latent_prior = {"scale": self.truncation, "bound": _TRUNC_BOUND}  # steering.LatentPrior: twins stay inside
         self.classes = _check_class_map(classes, config.num_classes)
         self.name = name
         self.device = torch.device(device)
