@@ -67,6 +67,7 @@ class StreamSpec:
     eraser_sha256: str | None = None
     walks: str | None = None
     walks_sha256: str | None = None
+    labelers: dict | None = None  # a confirmed eraser card's labelers, {attribute: name}: recorded, never run from here
     views: dict = field(default_factory=lambda: ViewRecipe().to_dict())
     augment: dict | str = "light"
     resolution: int = 32
@@ -104,6 +105,9 @@ class StreamSpec:
             raise ValueError("eraser and eraser_sha256 go together")
         if (self.walks is None) != (self.walks_sha256 is None):
             raise ValueError("walks and walks_sha256 go together")
+        if self.labelers is not None and (not isinstance(self.labelers, dict) or not self.labelers or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in self.labelers.items())):
+            raise ValueError(f"labelers must be None or a non-empty dict {{attribute: labeler name}}, got {self.labelers!r}")
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
         views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
         self.views = views.to_dict()
@@ -120,7 +124,10 @@ class StreamSpec:
         return ViewRecipe.from_dict(self.views)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["labelers"] is None:  # a spec without a confirmed card reads as it always did
+            del data["labelers"]
+        return data
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON. Local files it names (the eraser card, a generator folder or file)
@@ -270,11 +277,14 @@ def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | N
         from steering.card import card_paths, read_card
 
         json_path, _ = card_paths(eraser)
-        fitted_on = (read_card(json_path).get("generator") or {}).get("sha256")
+        card = read_card(json_path)
+        fitted_on = (card.get("generator") or {}).get("sha256")
         if fitted_on != generator.checksum:
             raise ValueError(f"eraser card {json_path} was fitted on a generator with SHA-256 {fitted_on}, "
                              f"not on {generator.name!r} ({generator.checksum})")
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
+        if card.get("guarantee") == "confirmed" and settings.get("labelers") is None:
+            settings["labelers"] = card_labelers(card, json_path)
     if walks is not None:
         from .walks import walk_card_paths
 
@@ -285,11 +295,28 @@ def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | N
     return StreamSpec(generator=str(source or generator.name), generator_sha256=generator.checksum, **settings)
 
 
+def card_labelers(card: dict, path) -> dict:
+    """``{attribute: labeler name}`` a confirmed eraser card was fitted with (its ``"labelers"`` entry)."""
+    labelers = card.get("labelers")
+    if not isinstance(labelers, dict) or not labelers or not all(isinstance(v, str) for v in labelers.values()):
+        raise ValueError(f"eraser card {path} is labeler-confirmed but does not name its labelers "
+                         "('labelers': {attribute: name}); refit it with `fairgen steer --method confirmed`")
+    return dict(labelers)
+
+
 class Stream:
-    """Iterate multiview batches: ``{"views": [B, V, 3, H, W], "labels": [B], "latents": [B, d]}``."""
+    """Iterate multiview batches: ``{"views": [B, V, 3, H, W], "labels": [B], "latents": [B, d]}``.
+
+    A spec whose eraser card is labeler-confirmed (``guarantee: "confirmed"``) draws every batch with
+    ``steerer.draw``: each per-rank batch meets the target exactly in the labeler's terms, and its
+    labels are the generator's classes or, for an unconditional generator with a keep labeler, the
+    keep-labels. It needs ``labeler``: a callable or ``{attribute: callable}``, given by the caller;
+    without it, only labelers the spec names by a registered scheme (``world:texture``) are loaded,
+    never code a received card names.
+    """
 
     def __init__(self, spec: StreamSpec, batch_size: int, device="cpu", rank: int = 0, world_size: int = 1,
-                 start_step: int = 0, generator=None, dtype: torch.dtype = torch.float32):
+                 start_step: int = 0, generator=None, dtype: torch.dtype = torch.float32, labeler=None):
         from .generators import load_generator
 
         if not isinstance(spec, StreamSpec):
@@ -313,6 +340,7 @@ class Stream:
                 f"but the spec pins {spec.generator_sha256}"
             )
         self.steerer = self._load_steerer()
+        self.labelers = self._confirming_labelers(labeler)
         self.views = spec.view_recipe
         self.walks = self._load_walks()
         self.augment = get_recipe(spec.augment)
@@ -348,6 +376,47 @@ class Stream:
                 "its majority protected value; fit a balance card for a stream (fairgen steer --mode balance)"
             )
         return steerer
+
+    def _confirming_labelers(self, labeler):
+        """The labelers a confirmed steerer needs, by attribute (None for other steerers)."""
+        if getattr(self.steerer, "guarantee", None) != "confirmed":
+            if labeler is not None:
+                raise ValueError("labeler is only used by a labeler-confirmed eraser card; this spec has none")
+            return None
+        needed = list(self.steerer.attrs_)
+        named = self.spec.labelers or {}
+        if labeler is None:
+            from .entry_points import is_entry_point
+            from .labelers import load_labeler
+
+            labeler = {}
+            for attribute in needed:
+                name = named.get(attribute)
+                if name is None or is_entry_point(name) or name.endswith(".json") or ":" not in name:
+                    wanted = ", ".join(f"{a}={named.get(a, '?')}" for a in needed)
+                    raise ValueError(f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
+                                     "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
+                                     "--labeler NAME=SPEC on the command line")
+                labeler[attribute] = load_labeler(name, generator=self.generator, device=self.device).predict
+        elif not isinstance(labeler, dict):
+            if len(needed) != 1:
+                raise ValueError(f"labeler must be a dict {{attribute: callable}} for {needed}, got one callable")
+            labeler = {needed[0]: labeler}
+        elif len(needed) == 1 and set(labeler) == {"protected"}:  # one attribute, given without its name
+            labeler = {needed[0]: labeler["protected"]}
+        if set(labeler) != set(needed):
+            raise ValueError(f"labeler must give one for each of the card's attributes {needed}, got {sorted(labeler)}")
+        from .labelers import load_labeler
+
+        out = {}
+        for attribute in needed:  # names the caller gave (the command line) are loaded; callables used as they are
+            f = labeler[attribute]
+            if isinstance(f, str):
+                f = load_labeler(f, generator=self.generator, device=self.device).predict
+            if not callable(f):
+                raise ValueError(f"labeler for {attribute!r} must be a callable or a labeler name, got {type(f).__name__}")
+            out[attribute] = f
+        return out
 
     def _load_walks(self):
         """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
@@ -385,6 +454,8 @@ class Stream:
     def _generate(self, step: int, n: int, purpose: int = 0):
         """``n`` fresh samples for ``step``: steered anchors, their view latents, and images."""
         rng = self._rng(step, purpose)
+        if self.labelers is not None:
+            return self._generate_confirmed(n, rng)
         z = self.generator.sample_latents(n, generator=rng).cpu()
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
         if self.steerer is not None and self.steerer.mode != "flip":
@@ -394,6 +465,24 @@ class Stream:
         labels = y.repeat_interleave(self.views.num_views).to(self.device)
         images = self.generator.synthesize(flat, labels if self.generator.num_classes else None)
         images = rearrange(images.to(self.dtype), "(b v) c h w -> b v c h w", v=self.views.num_views)
+        return images, y.to(self.device), z.to(self.device)
+
+    def _generate_confirmed(self, n: int, rng: torch.Generator):
+        """``n`` anchors drawn by a confirmed steerer (exact per-cell quotas); anchor views reuse its images."""
+        probs = torch.zeros(max(1, self.generator.num_classes))
+        probs[self._classes] = self._class_probs
+        seed = int(torch.randint(2**62, (1,), generator=rng))
+        draw = self.steerer.draw(self.generator, self.labelers, n, seed=seed, class_probs=probs)
+        self.last_draw_cost_ = draw.cost()
+        z, y = draw.latents, draw.classes  # y: the class input, the keep-label, or zeros
+        latents = make_view_latents(z, y, self.views, rng, None, self.walks)
+        fresh = [i for i, kind in enumerate(self.views.kinds) if kind != "anchor"]
+        images = draw.images.to(self.device, self.dtype)[:, None].repeat(1, self.views.num_views, 1, 1, 1)
+        if fresh:
+            flat = rearrange(latents[:, fresh], "b v d -> (b v) d").to(self.device)
+            classes = y.repeat_interleave(len(fresh)).to(self.device) if self.generator.num_classes else None
+            made = self.generator.synthesize(flat, classes)
+            images[:, fresh] = rearrange(made.to(self.dtype), "(b v) c h w -> b v c h w", v=len(fresh))
         return images, y.to(self.device), z.to(self.device)
 
     def _slots(self, step: int) -> torch.Tensor:

@@ -3,9 +3,11 @@
 from .card import load_card, read_card, save_card
 from .classifier import LatentClassifier
 from .conditional import ConditionalEraser
+from .confirmed import ConfirmedSteerer, Draw
 from .fit import (
     STEERING_METHODS,
     checked_flips,
+    confirmed_report,
     fit_steerer,
     latent_probe_accuracy,
     measure_stream,
@@ -21,7 +23,7 @@ from .probes import LinearProbe, MLPProbe, probe_report
 from .projection import ProjectionEraser
 
 __all__ = [
-    "ClassifierSteerer", "LatentClassifier", "STEERING_METHODS", "checked_flips", "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
+    "ClassifierSteerer", "ConfirmedSteerer", "Draw", "LatentClassifier", "STEERING_METHODS", "checked_flips", "confirmed_report", "ConditionalEraser", "GaussianFit", "GaussianOTMap", "INLPEraser", "LabelledLatents",
     "LatentSteerer", "LeaceEraser", "LeaceFitter", "LinearProbe", "METHODS", "MLPProbe", "MODES",
     "ProjectionEraser", "fit_steerer", "gaussian_ot_map", "label_latents", "latent_probe_accuracy",
     "load_card", "measure_stream", "probe_report", "read_card", "sample_and_label", "save_card",

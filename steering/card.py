@@ -3,6 +3,12 @@
 ``card.json`` holds the mode, the protected attribute, the generator it was fitted on (name and
 SHA-256), the labeler, the sample count, probe accuracies before/after, and the SHA-256 of
 ``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch.
+
+Kinds: linear (no ``kind`` key), ``"classifier"`` (its config under ``"classifier"``) and
+``"confirmed"`` (labeler-confirmed balance, its config under ``"confirmed"``: attributes, keep
+attribute, cap, the costs measured at fit). Every card states its ``"guarantee"``: ``"proposed"``
+(latents steered by a model of the labeler) or ``"confirmed"`` (every kept sample labelled; a
+stream playing it needs the labeler, which the card names in ``"labeler"`` but never runs).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .confirmed import ConfirmedSteerer
 from .files import resolve_inside, sha256_file
 from .leace import LeaceEraser
 from .modes import LatentSteerer
@@ -34,7 +41,7 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    if getattr(steerer, "kind", "linear") == "classifier":
+    if getattr(steerer, "kind", "linear") in ("classifier", "confirmed"):
         return _save_classifier_card(steerer, json_path, tensor_path, provenance)
     tensors = {name: getattr(steerer, name).detach().cpu().contiguous() for name in _BUFFERS}
     erasers = {}
@@ -103,6 +110,10 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
     tensors = load_file(str(tensor_path))
+    if card.get("kind") == "confirmed":
+        if not isinstance(card.get("confirmed"), dict):
+            raise ValueError(f"eraser card {json_path} of kind 'confirmed' lacks its 'confirmed' configuration")
+        return ConfirmedSteerer.from_state(card["confirmed"], tensors), card
     if card.get("kind") == "classifier":
         steerer = ClassifierSteerer.from_state(card["classifier"], tensors)
         steerer.sample_latents = None if generator is None else generator.sample_latents
@@ -123,15 +134,16 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
     return steerer, card
 
 
-def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
-    """A classifier steerer's card: its classifiers and acceptance tables, one or several attributes."""
+def _save_classifier_card(steerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
+    """A classifier (or confirmed) steerer's card: its classifiers and tables, one or several attributes."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
     save_file(tensors, str(tensor_path))
     config = steerer.config()
     card = {
         "fairgen_card": "eraser",
         "version": CARD_VERSION,
-        "kind": "classifier",
+        "kind": steerer.kind,
+        "guarantee": getattr(steerer, "guarantee", "proposed"),
         "mode": steerer.mode,
         "method": steerer.method,
         "target_distribution": config["target_distribution"],
@@ -140,7 +152,7 @@ def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_pa
         "attributes": steerer.names_,
         "latent_dim": steerer.dim_,
         "expected_draws_per_sample": steerer.expected_draws(),
-        "classifier": config,
+        steerer.kind: config,
         "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
         **provenance,
     }

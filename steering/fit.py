@@ -7,15 +7,23 @@ import torch
 
 from audits.stats import cramers_v, cramers_v_corrected
 
-from .labelling import LabelledLatents, label_latents, sample_and_label
+from .confirmed import ConfirmedSteerer
+from .labelling import (
+    LabelledLatents,
+    check_generator_protocol,
+    check_labeler_output,
+    label_latents,
+    sample_and_label,
+)
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer, fit_classifiers, uncertainty
 from .probes import MLPProbe
 
-STEERING_METHODS = ("resample", "quantile", "gaussian")
+STEERING_METHODS = ("resample", "quantile", "gaussian", "confirmed")
 ACTIVE_SHARE = 0.4  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
 ACTIVE_ROUNDS = 2  # rounds of labelling where the classifier fitted so far is least sure
 POOL = 10  # an active round picks its latents among this many prior draws per label
+TRIAL_N = 1024  # a confirmed steerer's cost is measured at fit on a trial draw of at most this many samples
 
 
 def fit_steerer(
@@ -28,6 +36,7 @@ def fit_steerer(
     target_distribution=None,
     progress: bool = True,
     active: bool = True,
+    keep_labeler=None,
 ):
     """Label ``n`` samples and fit a per-class steerer; returns ``(steerer, labelled samples)``.
 
@@ -42,9 +51,16 @@ def fit_steerer(
     is least sure of (active learning: the labels land near the boundaries, where they teach most).
     The prior draws also correct the resampler's acceptance where the classifier is blurred
     (``steering.resample.corrected_acceptance``).
+
+    ``method="confirmed"`` (balance; ``steering.confirmed``): the same classifier becomes the proposal
+    of ``steerer.draw(generator, labeler, n, seed)``, which synthesizes, labels and keeps samples until
+    every (class, value) cell holds its exact share, in the labeler's terms; a trial draw at fit
+    measures its syntheses per kept sample against plain image-space rejection (``steerer.costs_``).
+    Unconditional generators (``num_classes == 0``) are steered to a target marginal; with
+    ``keep_labeler`` (confirmed only) its label plays the class: the protected attributes are balanced
+    within each keep-label value, whose own marginal stays the generator's.
     """
-    if generator.num_classes == 0:
-        raise ValueError("fit_steerer needs a class-conditional generator (num_classes > 0)")
+    check_generator_protocol(generator)
     if method is None:
         method = "quantile" if mode == "flip" and not isinstance(labeler, dict) else "resample"
     if method not in STEERING_METHODS:
@@ -54,6 +70,10 @@ def fit_steerer(
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
     if not labelers or not all(callable(f) for f in labelers.values()):
         raise ValueError("labeler must be a callable images -> labels, or a non-empty dict {name: callable}")
+    if method == "confirmed":
+        return _fit_confirmed(generator, labelers, n, mode, seed, target_distribution, progress, active, keep_labeler)
+    if keep_labeler is not None:
+        raise ValueError(f"keep_labeler needs method='confirmed' (got method={method!r})")
     linear = mode == "erase" or method != "resample"
     if linear and len(labelers) > 1:
         raise ValueError(f"mode={mode!r}, method={method!r} steers one attribute; use method='resample' (balance/flip) for several")
@@ -63,7 +83,7 @@ def fit_steerer(
         name = next(iter(labelers))
         _check_values(samples.labels[name], name)
         steerer = LatentSteerer(mode, method, target_distribution)
-        steerer.fit(samples.latents, samples.classes, samples.labels[name], num_classes=generator.num_classes)
+        steerer.fit(samples.latents, samples.classes, samples.labels[name], num_classes=max(1, generator.num_classes))
         return steerer, samples
     for name, labels in samples.labels.items():
         _check_values(labels, name)
@@ -71,8 +91,47 @@ def fit_steerer(
         extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
         samples = _label_where_unsure(generator, labelers, samples, extra, seed + round_, progress, n_random)
     steerer = ClassifierSteerer(mode, target_distribution, seed=seed)
-    steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=generator.num_classes,
+    steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=max(1, generator.num_classes),
                 sample_latents=generator.sample_latents, random_count=n_random)
+    return steerer, samples
+
+
+def _fit_confirmed(generator, labelers: dict, n: int, mode: str, seed: int, target_distribution, progress: bool,
+                   active: bool, keep_labeler):
+    """Labeler-confirmed balance: the classifier (fitted as for ``resample``) becomes the proposal of
+    ``ConfirmedSteerer.draw``; a trial draw measures its cost against plain image-space rejection."""
+    if mode != "balance":
+        raise ValueError(f"method='confirmed' balances (mode='balance'); got mode={mode!r}")
+    keep = None
+    if keep_labeler is not None:
+        if generator.num_classes:
+            raise ValueError("keep_labeler stands in for the class of an unconditional generator; this generator "
+                             f"has {generator.num_classes} classes (its class input is kept already)")
+        keeps = dict(keep_labeler) if isinstance(keep_labeler, dict) else {"keep": keep_labeler}
+        if len(keeps) != 1 or not all(callable(f) for f in keeps.values()):
+            raise ValueError("keep_labeler must be a callable images -> labels (or {name: callable}, one entry)")
+        keep = next(iter(keeps))
+        if keep in labelers:
+            raise ValueError(f"keep_labeler's name {keep!r} is also a protected attribute's name")
+        labelers = {**keeps, **labelers}
+    n_random = int(n * ACTIVE_SHARE) if active else n
+    samples = sample_and_label(generator, labelers, n_random, seed, progress=progress)
+    for name, labels in samples.labels.items():
+        if name != keep:
+            _check_values(labels, name)
+    for round_ in range(ACTIVE_ROUNDS if n_random < n else 0):
+        extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
+        samples = _label_where_unsure(generator, labelers, samples, extra, seed + round_, progress, n_random)
+    steerer = ConfirmedSteerer(target_distribution, seed=seed)
+    steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=generator.num_classes, keep=keep,
+                sample_latents=generator.sample_latents, random_count=n_random)
+    trial = steerer.draw(generator, {k: v for k, v in labelers.items()}, n=min(TRIAL_N, max(64, n // 10)),
+                         seed=seed + 977, proposal="classifier")
+    rejection = steerer.rejection_cost()
+    steerer.costs_.update({f"trial_{k}": v for k, v in trial.cost().items() if k != "proposal"})
+    steerer.costs_["syntheses_per_kept"] = min(trial.syntheses_per_kept, rejection)
+    steerer.costs_["proposal"] = "classifier" if trial.syntheses_per_kept <= rejection else "prior"
+    steerer.costs_["labelers"] = len(labelers)
     return steerer, samples
 
 
@@ -87,13 +146,13 @@ def _label_where_unsure(generator, labelers, samples: LabelledLatents, n: int, s
                         n_random: int) -> LabelledLatents:
     """Spend ``n`` more labels on the prior draws the classifier fitted so far is least sure of."""
     values = {name: int(v.max()) + 1 for name, v in samples.labels.items()}
-    first = fit_classifiers(samples.latents, samples.classes, samples.labels, generator.num_classes, values, seed,
-                            random_count=n_random)
+    first = fit_classifiers(samples.latents.flatten(1), samples.classes, samples.labels, max(1, generator.num_classes), values,
+                            seed, random_count=n_random)
     rng = torch.Generator().manual_seed(seed + 101)
     pool = generator.sample_latents(POOL * n, generator=rng).cpu()
-    pool_y = torch.randint(generator.num_classes, (len(pool),), generator=rng)
-    pick = uncertainty(first, pool, pool_y).argsort(descending=True)[:n]
-    extra = label_latents(generator, labelers, pool[pick], pool_y[pick], progress=progress)
+    pool_y = torch.randint(max(1, generator.num_classes), (len(pool),), generator=rng)
+    pick = uncertainty(first, pool.flatten(1), pool_y).argsort(descending=True)[:n]
+    extra = label_latents(generator, labelers, pool[pick], pool_y[pick] if generator.num_classes else None, progress=progress)
     return LabelledLatents(
         torch.cat([samples.latents, pool[pick]]), torch.cat([samples.classes, pool_y[pick]]),
         {name: torch.cat([samples.labels[name], extra[name]]) for name in samples.labels},
@@ -154,6 +213,43 @@ def measure_stream(generator, judges, n: int = 10_000, seed: int = 1, transform=
     out["cramers_v"], out["cramers_v_corrected"] = out["cramers_v_by"][key], out["cramers_v_corrected_by"][key]
     if "class" in samples.labels:
         out["class_fidelity"] = float(np.mean(samples.numpy("class") == classes))
+    return out
+
+
+def confirmed_report(generator, steerer, labelers: dict, judges: dict, n: int = 10_000, seed: int = 1) -> dict:
+    """Raw generator against a confirmed steerer's draw, judged by ``judges`` (callables by attribute,
+    optionally "class"); ``labelers`` confirm the draw (the steerer's own). The grouping of V is the
+    class input, or the keep-label (keep labeler present), or nothing (unconditional: shares only).
+
+    Returns ``raw`` and ``steered`` (``cramers_v_by``, ``cramers_v_corrected_by``, ``shares_by``,
+    ``class_fidelity`` when judged) and the draw's ``cost``."""
+    judges = {name: getattr(f, "predict", f) for name, f in judges.items()}
+    keep = steerer.keep_
+    raw = sample_and_label(generator, {**judges, **({keep: labelers[keep]} if keep else {})}, n, seed, progress=False)
+    draw = steerer.draw(generator, labelers, n, seed=seed)
+    steered = {name: check_labeler_output(f(draw.images), len(draw), name) for name, f in judges.items()}
+    raw_groups = raw.labels[keep] if keep else raw.classes
+    out = {"raw": _judged(raw_groups, raw.labels, judges, raw.classes),
+           "steered": _judged(draw.classes, steered, judges, draw.classes), "cost": draw.cost(), "n": n,
+           "guarantee": steerer.guarantee}
+    return out
+
+
+def _judged(groups, labels: dict, judges: dict, classes) -> dict:
+    names = [name for name in judges if name != "class"]
+    groups = np.asarray(groups)
+    out = {"cramers_v_by": {}, "cramers_v_corrected_by": {}, "shares_by": {}}
+    for name in names:
+        v = labels[name].numpy()
+        out["cramers_v_by"][name] = cramers_v(groups, v)
+        out["cramers_v_corrected_by"][name] = cramers_v_corrected(groups, v)
+        out["shares_by"][name] = (np.bincount(v) / len(v)).tolist()
+    if len(names) > 1:
+        joint = np.ravel_multi_index(tuple(labels[k].numpy() for k in names), tuple(int(labels[k].max()) + 1 for k in names))
+        out["cramers_v_by"]["joint"] = cramers_v(groups, joint)
+        out["cramers_v_corrected_by"]["joint"] = cramers_v_corrected(groups, joint)
+    if "class" in labels:
+        out["class_fidelity"] = float(np.mean(labels["class"].numpy() == np.asarray(classes)))
     return out
 
 

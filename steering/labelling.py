@@ -46,15 +46,36 @@ def label_latents(
     """Label the images of given latents; ``transform(z, y)`` edits latents before synthesis."""
     out = {name: [] for name in labelers}
     starts = range(0, len(z), batch_size)
+    device = generator_device(generator)
     for start in tqdm(starts, desc="labelling", disable=not progress, leave=False):
-        zb = z[start : start + batch_size].to(generator.device)
-        yb = None if y is None else y[start : start + batch_size].to(generator.device)
+        zb = z[start : start + batch_size].to(device)
+        yb = None if y is None else y[start : start + batch_size].to(device)
         if transform is not None:
             zb = transform(zb, yb)
         images = generator.synthesize(zb, yb)
         for name, labeler in labelers.items():
             out[name].append(check_labeler_output(labeler(images), len(images), name))
     return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def generator_device(generator) -> torch.device:
+    """Where a generator wants its latents: its ``device``, else its first parameter's, else the CPU."""
+    device = getattr(generator, "device", None)
+    if device is not None:
+        return torch.device(device)
+    parameters = getattr(generator, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def check_generator_protocol(generator) -> None:
+    """A clear error unless ``generator`` has what steering calls: num_classes, sample_latents, synthesize."""
+    missing = [a for a in ("num_classes", "sample_latents", "synthesize") if not hasattr(generator, a)]
+    if missing:
+        raise ValueError(f"generator ({type(generator).__name__}) lacks {missing}: steering needs num_classes "
+                         "(0: unconditional), sample_latents(n, generator=torch.Generator) and synthesize(z, y)")
+    if isinstance(generator.num_classes, bool) or not isinstance(generator.num_classes, int) or generator.num_classes < 0:
+        raise ValueError(f"generator.num_classes must be an integer >= 0 (0: unconditional), got {generator.num_classes!r}")
 
 
 def check_labeler_output(labels, n: int, name: str) -> torch.Tensor:

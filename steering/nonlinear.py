@@ -118,23 +118,7 @@ class ClassifierSteerer(nn.Module):
 
     def _target(self, counts: dict) -> torch.Tensor:
         """The joint target ``[J]``: uniform, a given joint table, or the product of given marginals."""
-        shape = tuple(self.num_values_)
-        p = self.target_distribution
-        if p is None:
-            return torch.full((math.prod(shape),), 1.0 / math.prod(shape))
-        if isinstance(p, dict):
-            unknown = sorted(set(p) - set(self.names_))
-            if unknown:
-                raise ValueError(f"target_distribution names {unknown}, which are not protected attributes {self.names_}")
-            marginals = [_distribution(p.get(n, [1.0 / k] * k), k, f"target_distribution[{n!r}]") for n, k in zip(self.names_, shape, strict=True)]
-            joint = marginals[0]
-            for m in marginals[1:]:
-                joint = torch.outer(joint, m).flatten()
-            return joint
-        table = torch.as_tensor(np.asarray(p, dtype=np.float64))
-        if tuple(table.shape) not in (shape, (math.prod(shape),)):
-            raise ValueError(f"target_distribution must have shape {list(shape)} (or be a dict of marginals), got {list(table.shape)}")
-        return _distribution(table.flatten(), math.prod(shape), "target_distribution")
+        return target_table(self.names_, self.num_values_, self.target_distribution)
 
     def _check_shown(self, counts: dict, target: torch.Tensor) -> None:
         """Every value the target asks for must show in every class (else: which, and what to do)."""
@@ -299,6 +283,26 @@ class ClassifierSteerer(nn.Module):
         })
         steerer.last_draws_ = {}
         return steerer
+
+
+def target_table(names: list[str], num_values: list[int], p) -> torch.Tensor:
+    """The joint target ``[J]`` over ``names``: uniform (``p=None``), a joint table, or ``{name: marginal}``."""
+    shape = tuple(num_values)
+    if p is None:
+        return torch.full((math.prod(shape),), 1.0 / math.prod(shape))
+    if isinstance(p, dict):
+        unknown = sorted(set(p) - set(names))
+        if unknown:
+            raise ValueError(f"target_distribution names {unknown}, which are not protected attributes {names}")
+        marginals = [_distribution(p.get(n, [1.0 / k] * k), k, f"target_distribution[{n!r}]") for n, k in zip(names, shape, strict=True)]
+        joint = marginals[0]
+        for m in marginals[1:]:
+            joint = torch.outer(joint, m).flatten()
+        return joint
+    table = torch.as_tensor(np.asarray(p, dtype=np.float64))
+    if tuple(table.shape) not in (shape, (math.prod(shape),)):
+        raise ValueError(f"target_distribution must have shape {list(shape)} (or be a dict of marginals), got {list(table.shape)}")
+    return _distribution(table.flatten(), math.prod(shape), "target_distribution")
 
 
 def fit_classifiers(z, y, labels: dict, num_classes: int, num_values: dict, seed: int = 0,

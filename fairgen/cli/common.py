@@ -205,3 +205,35 @@ def grid_count(text: str) -> int:
 
 def wrote(paths: list[Path]) -> str:
     return f"wrote {paths[0]}" if len(paths) == 1 else f"wrote {len(paths)} pages: {paths[0]} ... {paths[-1]}"
+
+
+def add_confirming_labelers(parser: argparse.ArgumentParser) -> None:
+    """``--labeler``/``--keep-labeler``: what a stream whose eraser card is labeler-confirmed needs."""
+    parser.add_argument("--labeler", action="append", default=None, metavar="[ATTRIBUTE=]SPEC",
+                        help="the labeler a labeler-confirmed eraser card needs (world:<factor>, package.module:callable "
+                             "or a labeler .json); ATTRIBUTE= for cards of several attributes; repeatable. A card never "
+                             "runs code it names: entry points run only when given here")
+    parser.add_argument("--keep-labeler", default=None, metavar="SPEC",
+                        help="the keep labeler of a labeler-confirmed card fitted with one (unconditional generators)")
+
+
+def confirming_labelers(args) -> dict | str | None:
+    """``{attribute: spec}`` (or one spec) from ``--labeler``/``--keep-labeler``; None when neither is given."""
+    given = getattr(args, "labeler", None) or []
+    keep = getattr(args, "keep_labeler", None)
+    if not given and keep is None:
+        return None
+    named, plain = {}, []
+    for text in given:
+        name, sep, spec = text.partition("=")
+        if sep and name.isidentifier():
+            named[name] = spec
+        else:
+            plain.append(text)
+    if len(plain) > 1 or (plain and named):
+        raise ValueError("--labeler: give one SPEC, or ATTRIBUTE=SPEC for each attribute of the card")
+    if plain:
+        named["protected"] = plain[0]
+    if keep is not None:
+        named["keep"] = keep
+    return named

@@ -28,9 +28,17 @@ def add_parser(sub) -> None:
     p.add_argument("--force-labeler", action="store_true", help="use world:<factor> judges on a generator that is not the world's")
     p.add_argument("--mode", default="balance", choices=["erase", "balance", "flip"],
                    help="balance makes the protected attribute independent of the class")
-    p.add_argument("--method", default=None, choices=["resample", "quantile", "gaussian"],
+    p.add_argument("--method", default=None, choices=["resample", "quantile", "gaussian", "confirmed"],
                    help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
-                        "quantile/gaussian: linear transports (one attribute); default: resample, quantile for --mode flip")
+                        "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
+                        "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
+                        "labeler); default: resample, quantile for --mode flip")
+    p.add_argument("--keep-labeler", default=None,
+                   help="unconditional generators, --method confirmed: a second labeler whose label plays the class "
+                        "(balance the protected attribute within each of its values, keep its own shares)")
+    p.add_argument("--target", default=None,
+                   help="target shares of the protected values (default uniform): 0.3,0.7 for one attribute, "
+                        "texture=0.25,0.25,0.25,0.25;colour=... for several (marginals)")
     p.add_argument("--n", type=int, default=20_000, help="labelled samples to fit on")
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
@@ -62,9 +70,25 @@ def run(args) -> None:
     if class_spec:
         referees["class"] = load_labeler(class_spec, generator=generator, force=args.force_labeler, device=args.device)
     fit_labelers = labelers[0].predict if len(names) == 1 else {name: lab.predict for name, lab in zip(names, labelers, strict=True)}
+    keep = None
+    if args.keep_labeler is not None:
+        if args.method != "confirmed":
+            raise ValueError("--keep-labeler needs --method confirmed")
+        keep = load_labeler(args.keep_labeler, generator=generator, force=args.force_labeler, device=args.device)
+    target = _target(args.target, names)
     steerer, _ = steering.fit_steerer(generator, fit_labelers, n=args.n, mode=args.mode, method=args.method,
-                                      seed=args.seed, progress=not args.quiet)
-    report = steering.steering_report(generator, steerer, referees, n=args.eval_n, seed=args.seed + 1)
+                                      seed=args.seed, progress=not args.quiet, target_distribution=target,
+                                      keep_labeler=None if keep is None else keep.predict)
+    attributes = dict(zip(["protected"] if len(names) == 1 else names, specs, strict=True))
+    if keep is not None:
+        attributes["keep"] = args.keep_labeler
+    if getattr(steerer, "guarantee", None) == "confirmed":
+        confirming = {"protected": labelers[0].predict} if len(names) == 1 else {n: lab.predict for n, lab in zip(names, labelers, strict=True)}
+        if keep is not None:
+            confirming["keep"] = keep.predict
+        report = steering.confirmed_report(generator, steerer, confirming, referees, n=args.eval_n, seed=args.seed + 1)
+    else:
+        report = steering.steering_report(generator, steerer, referees, n=args.eval_n, seed=args.seed + 1)
     from .. import __version__
 
     provenance = {
@@ -73,6 +97,9 @@ def run(args) -> None:
         "keep": "class input",
         "labeler": labelers[0].provenance() if len(names) == 1 else {n: lab.provenance() for n, lab in zip(names, labelers, strict=True)},
         "class_labeler": referees["class"].provenance() if "class" in referees else None,
+        "labelers": attributes,  # {attribute: name}: what a stream of a confirmed card must be given
+        "keep_labeler": None if keep is None else keep.provenance(),
+        "target": target,
         "n": args.n,
         "seed": args.seed,
         "fairgen_version": __version__,
@@ -88,8 +115,17 @@ def run(args) -> None:
         name = names[0] if key == "protected" else key
         print(f"  {'Cramér V(class, ' + name + ')':34s}{raw_v:10.3f}{steered_v:10.3f}")
         print(f"  {'  bias-corrected (Bergsma)':34s}{raw_c:10.3f}{steered_c:10.3f}")
+    for key, shares in report["raw"].get("shares_by", {}).items():
+        name = names[0] if key == "protected" else key
+        steered = report["steered"]["shares_by"][key]
+        print(f"  {'shares of ' + name:34s}{_shares(shares):>10s}  ->  {_shares(steered)}")
     if "class_fidelity" in report["raw"]:
         print(f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
+    if "cost" in report:
+        cost = report["cost"]
+        print(f"  confirmed ({cost['proposal']} proposal): {cost['syntheses_per_kept']:.2f} syntheses, "
+              f"{cost['labeler_calls_per_kept']:.2f} labeler calls and {cost['latent_draws_per_kept']:.1f} latent draws "
+              f"per kept sample (plain rejection: {steerer.costs_['rejection_syntheses_per_kept']:.2f} syntheses)")
     if "expected_draws_per_sample" in report:
         print(f"  latent draws per kept sample (balance): {report['expected_draws_per_sample']:.1f}")
     if "probe_before" in report:
@@ -100,6 +136,34 @@ def run(args) -> None:
         print(f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}")
         print("  (erase is latent-only: a stream refuses an erase card)")
     print(f"wrote {path}")
+
+
+def _target(text: str | None, names: list[str]):
+    """``--target``: None, a list of shares (one attribute), or {name: shares} (several, as marginals)."""
+    if text is None:
+        return None
+
+    def shares(part: str) -> list[float]:
+        try:
+            return [float(x) for x in part.split(",")]
+        except ValueError:
+            raise ValueError(f"--target: expected comma-separated shares such as 0.3,0.7, got {part!r}") from None
+
+    if "=" not in text:
+        if len(names) > 1:
+            raise ValueError(f"--target: several attributes {names}; give NAME=shares;NAME=shares")
+        return shares(text)
+    out = {}
+    for part in text.split(";"):
+        name, _, values = part.partition("=")
+        if name.strip() not in names:
+            raise ValueError(f"--target names {name.strip()!r}, which is not among the protected attributes {names}")
+        out[name.strip()] = shares(values)
+    return out if len(names) > 1 else out[names[0]]
+
+
+def _shares(values: list[float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
 
 
 def _portable_name(generator: str) -> str:

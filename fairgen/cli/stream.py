@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from .common import (
     add_command,
+    add_confirming_labelers,
     add_device,
     add_generator,
     add_generator_options,
     add_seed,
+    confirming_labelers,
     generator_options,
 )
 
@@ -30,6 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="samples to export")
     p.add_argument("--format", default="png", choices=["png", "webdataset"], help="export format")
     p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
+    add_confirming_labelers(p)
     add_seed(p)
     add_device(p)
     p.set_defaults(func=run)
@@ -52,5 +55,5 @@ def run(args) -> None:
         raise ValueError("give --new OUT to write a spec, or --spec CARD --export DIR to write samples")
     from ..export import export_stream
 
-    stream = Stream(StreamSpec.load(args.spec), args.batch_size, args.device)
+    stream = Stream(StreamSpec.load(args.spec), args.batch_size, args.device, labeler=confirming_labelers(args))
     print(f"wrote {export_stream(stream, args.export, args.n, args.format, progress=not args.quiet)}")

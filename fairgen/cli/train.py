@@ -18,7 +18,9 @@ from pathlib import Path
 
 from .common import (
     add_command,
+    add_confirming_labelers,
     add_device,
+    confirming_labelers,
     non_negative_int,
     out_folder,
     positive_int,
@@ -80,6 +82,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (an error when it is missing)")
     p.add_argument("--override", action="store_true",
                    help="with --resume: accept changed settings; without: start over in an OUT that has a checkpoint")
+    add_confirming_labelers(p)
     add_device(p)
     p.set_defaults(func=run)
 
@@ -252,8 +255,13 @@ def run(args) -> None:
             from steering.files import atomic_write_text
 
             atomic_write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
-        stream = Stream(spec, settings["batch_size"], device, rank=rank, world_size=world, start_step=trainer.step)
-        monitor = _knn_monitor(spec, settings, device) if settings["knn_every"] else None
+        stream = Stream(spec, settings["batch_size"], device, rank=rank, world_size=world, start_step=trainer.step,
+                        labeler=confirming_labelers(args))
+        if config.supervised and stream.generator.num_classes == 0 and getattr(stream.steerer, "keep_", None) is None:
+            raise ValueError("--supervised needs labels: this stream's generator is unconditional (every label 0); "
+                             "train SimCLR (--no-supervised), or steer with --method confirmed --keep-labeler so that "
+                             "the keep-labels are the stream's labels")
+        monitor = _knn_monitor(spec, settings, device, confirming_labelers(args)) if settings["knn_every"] else None
         trainer.fit(stream, monitor=monitor, monitor_every=settings["knn_every"])
         trainer.save_encoder(out / "encoder.safetensors")
         if rank == 0:
@@ -270,7 +278,7 @@ def run(args) -> None:
             dist.destroy_process_group()
 
 
-def _knn_monitor(spec, settings: dict, device):
+def _knn_monitor(spec, settings: dict, device, labeler=None):
     """kNN accuracy on held-out anchors of the same generator (labels: its classes), unaugmented."""
     from dataclasses import replace
 
@@ -279,9 +287,10 @@ def _knn_monitor(spec, settings: dict, device):
 
     n = settings["knn_n"]
     held_out = Stream(replace(spec, seed=spec.seed + 1_000_003, augment="none", refresh=1.0, buffer_size=None),
-                      2 * n, device)
-    if held_out.generator.num_classes == 0:
-        raise ValueError("--knn-every needs a class-conditional generator (its classes are the kNN labels)")
+                      2 * n, device, labeler=labeler)
+    if held_out.generator.num_classes == 0 and getattr(held_out.steerer, "keep_", None) is None:
+        raise ValueError("--knn-every needs a class-conditional generator (its classes are the kNN labels), or a "
+                         "confirmed card with a keep labeler (its keep-labels are)")
     batch = held_out.next_batch()
     images, labels = batch["views"][:, 0], batch["labels"]
     return KnnMonitor(images[:n], labels[:n], images[n:], labels[n:])
