@@ -133,14 +133,18 @@ def main(argv=None) -> None:
                                           keep_labeler=labelers[KEEP], seed=args.seed, progress=False)
         results["fit_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        draw = steerer.draw(generator, labelers[PROTECTED], n=args.eval_n, seed=args.seed + 1)
+        draw = steerer.draw(generator, labelers[PROTECTED], n=args.eval_n, seed=args.seed + 1,
+                            keep_labeler=labelers[KEEP])
         results["draw_seconds"] = time.perf_counter() - start
         steered = {name: lab(draw.images) for name, lab in labelers.items()}  # re-labelled: the guarantee, checked
         results["steered"] = summary(steered)
         results["syntheses_per_kept"] = draw.syntheses / args.eval_n
+        results["labeler_calls_per_kept"] = draw.labeler_calls / args.eval_n
+        results["rejection_syntheses_per_kept"] = steerer.costs_.get("rejection_syntheses_per_kept")
         grid(draw.images[:64], {k: v[:64] for k, v in steered.items()}, args.docs / "face-gan-steered.png",
              "face-gan-64, steered (confirmed balance of face:lightness, keeping face:background)")
-        provenance = {"generator": {"name": generator.name, "sha256": generator.checksum}}
+        provenance = {"generator": {"name": generator.name, "sha256": generator.checksum},
+                      "labelers": {"protected": PROTECTED, "keep": KEEP}}  # the stream loads these by name
         card = steering.save_card(steerer, f"{folder.name}/face-balance", provenance)
         specs["steered"] = make_spec(generator, eraser=str(card), views=specs["raw"].views, augment="light",
                                      resolution=64, seed=args.seed)
@@ -157,7 +161,8 @@ def main(argv=None) -> None:
                 if isinstance(s, dict):
                     print(line(f"{part}: {key.replace('_', ' ')}", s))
     if "syntheses_per_kept" in results:
-        print(f"  steered draw: {results['syntheses_per_kept']:.2f} syntheses per kept sample "
+        print(f"  steered draw: {results['syntheses_per_kept']:.2f} syntheses and {results['labeler_calls_per_kept']:.2f} "
+              f"labeler calls per kept sample (plain rejection, fit's estimate: {results['rejection_syntheses_per_kept']}) "
               f"(fit {results['fit_seconds']:.0f} s on {args.fit_n}, draw {results['draw_seconds']:.0f} s)")
     print(f"\n  stream, batch {args.batch_size} x 2 views, 64 px, light augmentation, median of {args.repeats} steps")
     rates = results["stream_anchors_per_s"]

@@ -59,18 +59,51 @@ def write_faces(generator, root, n: int = 120):
     return folder
 
 
-def test_steer_stream_train_audit_on_the_tiny_face_twin(twin, tmp_path, capsys):
+pytestmark = pytest.mark.slow  # ~50 s on a busy CPU, nearly all in the confirmed steerer's classifier fits
+
+LABELS = ["--labeler", "twinlabels:dark_face", "--keep-labeler", "twinlabels:light_background"]
+
+
+@pytest.fixture(scope="module")
+def steered(twin, tmp_path_factory):
+    """steer (confirmed, keeping the background) -> stream --new, once for the module (the fit is the slow part)."""
     root, weights = twin
-    work = tmp_path / "work"
-    assert main(["stream", "--new", str(work / "stream.json"), "--generator", str(weights),
-                 "--views", "anchor,neighbour", "--resolution", "32", "--quiet"]) == 0
+    work = tmp_path_factory.mktemp("work")
+    assert main(["steer", "--generator", str(weights), *LABELS, "--method", "confirmed", "--n", "1000",
+                 "--eval-n", "400", "--out", str(work / "card"), "--quiet"]) == 0
+    assert main(["stream", "--new", str(work / "stream.json"), "--generator", str(weights), "--eraser",
+                 str(work / "card"), "--views", "anchor,neighbour", "--resolution", "32", "--quiet"]) == 0
+    return work
+
+
+def test_steer_stream_train_audit_on_the_tiny_face_twin(twin, steered, capsys):
+    root, weights = twin
+    work = steered
+    report = json.loads((work / "card.json").read_text())["report"]
+    assert report["raw"]["shares_by"]["protected"][1] < 0.3  # the minority the twin's threshold made
+    assert report["steered"]["shares_by"]["protected"] == pytest.approx([0.5, 0.5], abs=0.01)  # exact per draw
+    assert report["cost"]["syntheses_per_kept"] >= 1
     spec = json.loads((work / "stream.json").read_text())
     assert spec["generator"] == "twin.tar" and (work / "twin.tar").is_file()
-    assert main(["train", "--spec", str(work / "stream.json"), "--steps", "2", "--batch-size", "8",
-                 "--no-supervised", "--out", str(work / "run"), "--quiet"]) == 0
+    assert spec["labelers"] == {"protected": "twinlabels:dark_face", "keep": "twinlabels:light_background"}
+    assert main(["train", "--spec", str(work / "stream.json"), "--steps", "2", "--batch-size", "8", *LABELS,
+                 "--out", str(work / "run"), "--quiet"]) == 0  # SupCon on the keep-labels
     faces = write_faces(load_face_gan(weights), root)
     assert main(["audit", "--encoder", str(work / "run" / "encoder.safetensors"), "--data", str(faces),
                  "--target", "background", "--protected", "lightness", "--permutations", "19",
                  "--bootstrap", "50", "--out", str(work / "audit"), "--quiet"]) == 0
-    report = json.loads((work / "audit" / "report.json").read_text())
-    assert report["provenance"]["target"] == "background"
+    audit = json.loads((work / "audit" / "report.json").read_text())
+    assert audit["provenance"]["target"] == "background"
+
+
+def test_a_confirmed_face_stream_needs_its_entry_point_labelers_given(steered):
+    from fairgen.stream import Stream, StreamSpec
+
+    with pytest.raises(ValueError, match="a card never runs code it names"):
+        Stream(StreamSpec.load(steered / "stream.json"), 8, "cpu")
+    import twinlabels
+
+    batch = Stream(StreamSpec.load(steered / "stream.json"), 8, "cpu",
+                   labeler={"protected": twinlabels.dark_face, "keep": twinlabels.light_background}).next_batch()
+    assert batch["views"].shape == (8, 2, 3, 32, 32)
+    assert set(batch["labels"].tolist()) <= {0, 1}  # the keep-labels (light background) are the stream's labels
