@@ -141,6 +141,7 @@ def main(argv=None) -> None:
         results["syntheses_per_kept"] = draw.syntheses / args.eval_n
         results["labeler_calls_per_kept"] = draw.labeler_calls / args.eval_n
         results["rejection_syntheses_per_kept"] = steerer.costs_.get("rejection_syntheses_per_kept")
+        print(json.dumps({k: results[k] for k in ("steered", "syntheses_per_kept", "fit_seconds", "draw_seconds")}))
         grid(draw.images[:64], {k: v[:64] for k, v in steered.items()}, args.docs / "face-gan-steered.png",
              "face-gan-64, steered (confirmed balance of face:lightness, keeping face:background)")
         provenance = {"generator": {"name": generator.name, "sha256": generator.checksum},
@@ -149,7 +150,9 @@ def main(argv=None) -> None:
         specs["steered"] = make_spec(generator, eraser=str(card), views=specs["raw"].views, augment="light",
                                      resolution=64, seed=args.seed)
 
-    streams = {name: Stream(spec, args.batch_size, "cpu", generator=generator) for name, spec in specs.items()}
+    confirming = {"protected": labelers[PROTECTED], "keep": labelers[KEEP]}  # a card never runs what it names
+    streams = {name: Stream(spec, args.batch_size, "cpu", generator=generator,
+                            labeler=confirming if name == "steered" else None) for name, spec in specs.items()}
     seconds = side_by_side({name: s.next_batch for name, s in streams.items()}, torch.device("cpu"), 1, args.repeats)
     results["stream_anchors_per_s"] = {name: args.batch_size / t for name, t in seconds.items()}
     folder.cleanup()
