@@ -1,6 +1,6 @@
 """The pretrained face GAN (``face-gan-64``, gan-face-generate 1.1.1) raw and steered, side by side.
 
-    OMP_NUM_THREADS=1 python benchmarks/face_gan.py                 # CPU, one thread, a few minutes
+    OMP_NUM_THREADS=1 python benchmarks/face_gan.py --fit-n 10000 --repeats 5   # CPU, one thread; ~15 min on a busy 2-core machine
     OMP_NUM_THREADS=1 python benchmarks/face_gan.py --raw-only      # no steering: shares, grid, raw stream
     python benchmarks/face_gan.py --audit-set DIR --n 2000          # write held-out labelled faces for `fairgen audit`
 
