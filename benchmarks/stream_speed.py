@@ -2,6 +2,7 @@
 
     python benchmarks/stream_speed.py --steer          # CPU (one thread), 32 px, small_cnn, batch 128 x 2 views
     python benchmarks/stream_speed.py --device cuda --batch-size 512
+    python benchmarks/stream_speed.py --confirmed      # labeler-confirmed streams beside raw ones
 
 The baseline, measured in the same run, is the trainer fed pre-made tensors (no generation at
 all): an upper bound for "stream + step". The stream makes its views (embedded generator,
@@ -44,12 +45,30 @@ def steered_card(generator, folder: str) -> str:
     return str(steering.save_card(steerer, f"{folder}/texture-balance", provenance))
 
 
+def confirmed_card(generator, folder: str) -> str:
+    """A labeler-confirmed balance card (texture judge), fitted on 8,000 labels like the steered one."""
+    import steering
+    from fairgen.world.judges import load_judges
+
+    labeler = load_judges(device=generator.device)["texture"].predict
+    steerer, _ = steering.fit_steerer(generator, labeler, 8000, method="confirmed", progress=False)
+    provenance = {"generator": {"name": generator.name, "sha256": generator.checksum},
+                  "labelers": {"protected": "world:texture"}}
+    print(f"confirmed card: {steerer.costs_['syntheses_per_kept']:.2f} syntheses per kept sample at fit "
+          f"(plain rejection {steerer.costs_['rejection_syntheses_per_kept']:.1f})")
+    return str(steering.save_card(steerer, f"{folder}/texture-confirmed", provenance))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=128, help="samples per step (each has 2 views)")
     parser.add_argument("--augment", default="light", help="the stream's augmentation preset")
     parser.add_argument("--steer", action="store_true", help="also time a steered stream with flip views")
+    parser.add_argument("--confirmed", action="store_true",
+                        help="also time labeler-confirmed streams (texture judge), with the raw stream's views and "
+                             "with anchor + neighbour views (the anchor reuses the confirmed image), beside a raw "
+                             "anchor + neighbour stream")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1,
@@ -67,6 +86,12 @@ def main(argv=None) -> None:
         same = {"kinds": ["neighbour", "neighbour"]}  # the raw stream's views: the cost of balancing alone
         specs["steered"] = make_spec(generator, eraser=card, augment=args.augment, views=same)
         specs["steered + flip"] = make_spec(generator, eraser=card, augment=args.augment, views={"kinds": ["anchor", "flip"]})
+    if args.confirmed:
+        card = confirmed_card(generator, folder.name)
+        anchored = {"kinds": ["anchor", "neighbour"]}
+        specs["raw anchor+neighbour"] = make_spec(generator, augment=args.augment, views=anchored)
+        specs["confirmed"] = make_spec(generator, eraser=card, augment=args.augment, views={"kinds": ["neighbour", "neighbour"]})
+        specs["confirmed anchor+neighbour"] = make_spec(generator, eraser=card, augment=args.augment, views=anchored)
     streams = {name: Stream(spec, b, device, generator=generator) for name, spec in specs.items()}
     trainers = {name: make_trainer(device) for name in ["premade", *specs]}
 
@@ -83,6 +108,11 @@ def main(argv=None) -> None:
     print(f"\n  {'variant':<40} {'views/s':>9} {'anchors/s':>10} {'ms/step':>8}  vs baseline  vs raw stream")
     for name, t in seconds.items():
         print(f"  {name:<40} {2 * b / t:>9.0f} {b / t:>10.0f} {1000 * t:>8.1f}  x{base / t:.2f}        x{raw / t:.2f}")
+    for name, stream in streams.items():
+        if getattr(stream, "last_draw_cost_", None):
+            cost = stream.last_draw_cost_
+            print(f"  {name}: {cost['syntheses_per_kept']:.2f} syntheses, {cost['labeler_calls_per_kept']:.2f} labeler calls "
+                  f"and {cost['latent_draws_per_kept']:.1f} latent draws per kept anchor (last batch)")
     folder.cleanup()
 
 

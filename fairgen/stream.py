@@ -383,16 +383,19 @@ class Stream:
             if labeler is not None:
                 raise ValueError("labeler is only used by a labeler-confirmed eraser card; this spec has none")
             return None
+        if self.spec.view_recipe.needs_steerer:
+            raise ValueError("views ask for 'flip' views, but this eraser card is a labeler-confirmed balance card "
+                             "(it draws anchors, it does not move latents); use anchor/neighbour/walk views")
         needed = list(self.steerer.attrs_)
         named = self.spec.labelers or {}
         if labeler is None:
-            from .entry_points import is_entry_point
             from .labelers import load_labeler
+            from .labelers.registry import names_registered_scheme
 
             labeler = {}
             for attribute in needed:
                 name = named.get(attribute)
-                if name is None or is_entry_point(name) or name.endswith(".json") or ":" not in name:
+                if not names_registered_scheme(name):
                     wanted = ", ".join(f"{a}={named.get(a, '?')}" for a in needed)
                     raise ValueError(f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
                                      "a card never runs code it names, so pass them: Stream(..., labeler=...) or "

@@ -136,3 +136,27 @@ def test_steer_stream_train_audit_chain(tmp_path, capsys):
 def test_stream_without_a_spec_or_new_is_a_clean_error(capsys):
     assert main(["stream"]) == 2
     assert "--new" in capsys.readouterr().err
+
+
+def test_confirmed_steer_stream_train_chain(tmp_path, capsys):
+    """--method confirmed: the card records its guarantee and labelers, the stream (whose world: labelers
+    load by name) exports exact batches, and training runs on it."""
+    card = tmp_path / "card"
+    assert main(["steer", "--method", "confirmed", "--n", "2000", "--eval-n", "400", "--target", "0.4,0.2,0.2,0.2",
+                 "--out", str(card), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "syntheses" in printed and "shares of texture" in printed and "0.40/0.20/0.20/0.20" in printed
+    written = json.loads((tmp_path / "card.json").read_text())
+    assert written["guarantee"] == "confirmed" and written["labelers"] == {"protected": "world:texture"}
+    assert written["report"]["steered"]["cramers_v_by"]["protected"] < 0.02 < written["report"]["raw"]["cramers_v_by"]["protected"]
+    assert written["report"]["steered"]["class_fidelity"] >= 0.99
+
+    spec = tmp_path / "stream.json"
+    assert main(["stream", "--new", str(spec), "--eraser", str(card), "--views", "anchor,neighbour"]) == 0
+    assert json.loads(spec.read_text())["labelers"] == {"protected": "world:texture"}
+    assert main(["stream", "--spec", str(spec), "--export", str(tmp_path / "png"), "--n", "10", "--batch-size", "10"]) == 0
+    assert len(list((tmp_path / "png").rglob("*.png"))) == 20
+    assert main(["train", "--spec", str(spec), "--steps", "2", "--batch-size", "8", "--out", str(tmp_path / "run"),
+                 "--supervised", "--quiet", "--labeler", "world:texture"]) == 0
+    assert main(["steer", "--keep-labeler", "world:colour", "--n", "200", "--out", str(card)]) == 2
+    assert "--keep-labeler needs --method confirmed" in capsys.readouterr().err

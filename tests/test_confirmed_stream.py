@@ -85,3 +85,34 @@ def test_an_unconditional_stream_trains_simclr_or_supcon_on_keep_labels(keep_car
                          augment="none", progress=False, supervised=supervised)
     trainer = Trainer(config).fit(stream)
     assert trainer.step == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in trainer.history if "loss" in r)
+
+
+def test_flip_views_and_latent_edits_are_refused_clearly(keep_card, tmp_path):
+    gen, card = keep_card
+    spec = make_spec(gen, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", resolution=8)
+    with pytest.raises(ValueError, match="labeler-confirmed balance card"):
+        Stream(spec, 8, generator=gen, labeler={"protected": bright, "keep": reddish})
+    stream = Stream(_spec(gen, card, tmp_path), 8, generator=gen, labeler={"protected": bright, "keep": reddish})
+    with pytest.raises(ValueError, match="does not edit latents"):
+        stream.steerer(torch.zeros(2, 16), torch.zeros(2, dtype=torch.int64))
+
+
+def make_tiny(device="cpu", **options):
+    """An entry point for the command line: ``--generator test_confirmed_stream:make_tiny``."""
+    return NamedTiny()
+
+
+def test_fairgen_steer_fits_an_unconditional_generator_with_a_keep_labeler(tmp_path, capsys):
+    import json
+
+    from fairgen.cli import main
+
+    assert main(["steer", "--generator", "test_confirmed_stream:make_tiny", "--labeler", "test_steering_confirmed:bright",
+                 "--keep-labeler", "test_steering_confirmed:reddish", "--method", "confirmed", "--n", "1000",
+                 "--eval-n", "300", "--out", str(tmp_path / "card"), "--quiet", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "Cramér V(keep, " in printed and "0.50/0.50" in printed
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["kind"] == "confirmed" and card["confirmed"]["keep"] == "keep"
+    assert card["labelers"] == {"protected": "test_steering_confirmed:bright", "keep": "test_steering_confirmed:reddish"}
+    assert card["report"]["steered"]["cramers_v_by"]["protected"] < 0.02

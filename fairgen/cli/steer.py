@@ -109,11 +109,13 @@ def run(args) -> None:
     print(f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
           f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples")
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
-    for key in report["raw"]["cramers_v_by"]:
+    group = "keep" if keep is not None else "class"
+    grouped = keep is not None or generator.num_classes > 0  # unconditional without a keep labeler: shares only
+    for key in report["raw"]["cramers_v_by"] if grouped else []:
         raw_v, steered_v = report["raw"]["cramers_v_by"][key], report["steered"]["cramers_v_by"][key]
         raw_c, steered_c = report["raw"]["cramers_v_corrected_by"][key], report["steered"]["cramers_v_corrected_by"][key]
         name = names[0] if key == "protected" else key
-        print(f"  {'Cramér V(class, ' + name + ')':34s}{raw_v:10.3f}{steered_v:10.3f}")
+        print(f"  {f'Cramér V({group}, ' + name + ')':34s}{raw_v:10.3f}{steered_v:10.3f}")
         print(f"  {'  bias-corrected (Bergsma)':34s}{raw_c:10.3f}{steered_c:10.3f}")
     for key, shares in report["raw"].get("shares_by", {}).items():
         name = names[0] if key == "protected" else key

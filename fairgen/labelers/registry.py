@@ -19,6 +19,12 @@ def register_labeler_scheme(scheme: str):
     return wrap
 
 
+def names_registered_scheme(spec) -> bool:
+    """Whether ``spec`` names a labeler by a registered scheme (``world:texture``): no code of its own to run."""
+    scheme, _, rest = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    return bool(rest) and scheme in _SCHEMES
+
+
 def load_labeler(spec: str, *, generator=None, force: bool = False, device="cpu") -> Labeler:
     """The labeler ``spec`` names (see the package docstring); errors name ``--labeler``."""
     if isinstance(spec, Labeler):
