@@ -99,8 +99,8 @@ _PLUGINS_LOADED = False
 
 
 def _import_builtin() -> None:
-    """Import the modules that register generators: BigGAN (its package is imported only when a
-    BigGAN is loaded), fairgen's built-in plug-ins and the ``fairgen.plugins`` entry points."""
+    """Import the modules that register generators: BigGAN and the face GAN (their packages are imported only when
+    one is loaded), fairgen's built-in plug-ins and the ``fairgen.plugins`` entry points."""
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:
         return
@@ -110,7 +110,7 @@ def _import_builtin() -> None:
 
     import fairgen
 
-    from . import biggan  # noqa: F401
+    from . import biggan, face_gan  # noqa: F401
 
     for module in fairgen.PLUGINS:
         import_module(module)

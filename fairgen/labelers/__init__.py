@@ -6,9 +6,11 @@ Named by a string, on the command line and in every card's provenance:
   generator that is not the world's unless forced, since the judges only know world images);
 * ``package.module:callable``: any Python callable of the user's;
 * ``labeler.json``: a torchvision / timm image classifier with local weights and a mapping from its
-  classes to protected values, or CLIP zero-shot through open_clip with one prompt per value.
+  classes to protected values, or CLIP zero-shot through open_clip with one prompt per value;
+* ``face:lightness`` / ``face:background``: pixel rules for the face GAN's images (``face.py``).
 """
 
+from . import face  # noqa: F401  (registers the face: scheme)
 from .base import Labeler, check_labels
 from .registry import load_labeler, register_labeler_scheme
 
