@@ -105,7 +105,10 @@ def memorisation_in_feature_space(generator: str, encoder: str, train_data: str,
     """Do ``generator``'s samples sit closer to its training images than held-out real ones do, in
     ``encoder``'s feature space? Writes report.json/.md, the distance plot and near_copies.png
     (each generated sample beside its nearest training image, closest first)."""
+    from steering.outputs import staged_folder
+
     import audits
+    from audits.report import REPLACEABLE
 
     from . import __version__
     from .data import load_data
@@ -128,13 +131,14 @@ def memorisation_in_feature_space(generator: str, encoder: str, train_data: str,
     train_images = torch.cat(list(train.subset([j for _, j, _ in closest]).images(resolution)))
     grid = torch.stack([t for (i, _, _), nearest in zip(closest, train_images, strict=True) for t in (samples[i], nearest)])
     captions = [c for i, j, d in closest for c in (f"gen {i}\nd={d:.3g}", f"train {j}")]
-    save_grid(grid, Path(out) / "near_copies.png", nrow=8, captions=captions,
-              title="generated (left) beside its nearest training image (right), closest first")
     provenance = {"fairgen_version": __version__, "generator": {"name": generator, "sha256": gen.checksum,
                                                                 "options": generator_options or {}},
                   "encoder": encoder_info, "train_data": train.provenance(), "heldout_data": held.provenance(),
                   "n_generated": n, "seed": seed, "feature_space": encoder_info["name"]}
     report = audits.AuditReport(f"memorisation of {generator} in the feature space of {encoder}", provenance)
     report.add("memorisation", result)
-    report.save(out)
+    with staged_folder(out, (*REPLACEABLE, "near_copies.png")) as stage:
+        save_grid(grid, stage / "near_copies.png", nrow=8, captions=captions,
+                  title="generated (left) beside its nearest training image (right), closest first")
+        report.write_into(stage)
     return report

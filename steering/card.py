@@ -7,13 +7,15 @@ SHA-256), the labeler, the sample count, probe accuracies before/after, and the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .files import resolve_inside, sha256_file
+from .outputs import finish_pending, staged_files, write_new
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
@@ -30,12 +32,24 @@ def card_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Path:
-    """Write ``<stem>.safetensors`` and ``<stem>.json``; returns the JSON path."""
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` together (both or neither replace an older
+    card: ``steering.outputs.staged_files``); returns the JSON path."""
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     if getattr(steerer, "kind", "linear") == "classifier":
-        return _save_classifier_card(steerer, json_path, tensor_path, provenance)
+        tensors, card = _classifier_card(steerer)
+    else:
+        tensors, card = _linear_card(steerer)
+    payload = save(tensors)
+    card = {**card, "tensors": {"file": tensor_path.name, "sha256": hashlib.sha256(payload).hexdigest()}, **provenance}
+    with staged_files([json_path, tensor_path]) as stage:
+        write_new(stage / tensor_path.name, payload)
+        write_new(stage / json_path.name, json.dumps(card, indent=2, default=float).encode())
+    return json_path
+
+
+def _linear_card(steerer: LatentSteerer) -> tuple[dict, dict]:
     tensors = {name: getattr(steerer, name).detach().cpu().contiguous() for name in _BUFFERS}
     erasers = {}
     if steerer.mode == "erase":
@@ -44,7 +58,6 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
                 erasers[str(c)] = eraser.config()
                 for key, value in eraser.state_dict().items():
                     tensors[f"erase.{c}.{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(tensor_path))
     card = {
         "fairgen_card": "eraser",
         "version": CARD_VERSION,
@@ -55,16 +68,14 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
         "num_values": steerer.num_values_,
         "latent_dim": steerer.dim_,
         "erasers": erasers,
-        "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
-        **provenance,
     }
-    json_path.write_text(json.dumps(card, indent=2, default=float))
-    return json_path
+    return tensors, card
 
 
 def read_card(path: str | Path) -> dict:
     """The card's JSON, after checking it is one."""
     json_path, _ = card_paths(path)
+    finish_pending(json_path)  # a writer killed after its commit: its new card is complete, move it in
     if not json_path.is_file():
         raise FileNotFoundError(f"eraser card {json_path} does not exist")
     try:
@@ -123,10 +134,9 @@ def load_card(path: str | Path, generator=None) -> tuple[LatentSteerer, dict]:
     return steerer, card
 
 
-def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
+def _classifier_card(steerer: ClassifierSteerer) -> tuple[dict, dict]:
     """A classifier steerer's card: its classifiers and acceptance tables, one or several attributes."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
-    save_file(tensors, str(tensor_path))
     config = steerer.config()
     card = {
         "fairgen_card": "eraser",
@@ -141,8 +151,5 @@ def _save_classifier_card(steerer: ClassifierSteerer, json_path: Path, tensor_pa
         "latent_dim": steerer.dim_,
         "expected_draws_per_sample": steerer.expected_draws(),
         "classifier": config,
-        "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
-        **provenance,
     }
-    json_path.write_text(json.dumps(card, indent=2, default=float))
-    return json_path
+    return tensors, card
