@@ -105,10 +105,9 @@ def memorisation_in_feature_space(generator: str, encoder: str, train_data: str,
     """Do ``generator``'s samples sit closer to its training images than held-out real ones do, in
     ``encoder``'s feature space? Writes report.json/.md, the distance plot and near_copies.png
     (each generated sample beside its nearest training image, closest first)."""
-    from steering.outputs import staged_folder
-
     import audits
     from audits.report import REPLACEABLE
+    from steering.outputs import staged_folder
 
     from . import __version__
     from .data import load_data

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file, save
 
 from .files import resolve_inside, sha256_file
-from .outputs import finish_pending, staged_files, write_new
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
+from .outputs import finish_pending, staged_files, write_new
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")

@@ -8,11 +8,10 @@ SHA-256. Loading checks both checksums and refuses walks learned on another gene
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
-
-import hashlib
 
 from steering.files import (
     load_safetensors,

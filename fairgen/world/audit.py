@@ -50,9 +50,8 @@ def audit_encoder_on_world(encoder_path, out, device="cpu", seed: int = 0, bias:
                            progress: bool = True, **settings) -> dict:
     """Audit ``encoder_path`` on world images; writes one report folder per feature space (all of
     them, and the feature eraser, replace ``out`` together: ``steering.outputs.staged_folder``)."""
-    from steering.outputs import staged_folder
-
     from audits.report import REPLACEABLE
+    from steering.outputs import staged_folder
 
     with staged_folder(out, REPLACEABLE) as stage:  # locks `out` from the start
         reports = _audit_into(stage, encoder_path, device, seed, bias, n_probe, n_test, erase_with, eraser_n,
