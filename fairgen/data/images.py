@@ -17,6 +17,7 @@ Every image becomes what it looks like on screen, 8 bits per channel:
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -34,9 +35,11 @@ def decode_rgb8(raw: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own cap below
             image = Image.open(io.BytesIO(raw), formats=FORMATS)
-    except Image.DecompressionBombError as error:
-        raise ValueError(f"data: image {name} declares too many pixels to decode safely "
-                         f"(over {max_pixels:,} pixels; {error})") from None
+    except Image.DecompressionBombError as error:  # Pillow's own limit (2 x Image.MAX_IMAGE_PIXELS) came first
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        declared = f"{int(found.group(1)):,}" if found else "too many"
+        raise ValueError(f"data: image {name} declares {declared} pixels, more than the {max_pixels:,} allowed "
+                         "(max_pixels); it was not decoded") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"data: image {name} cannot be read ({type(error).__name__}: {_first_line(error)})") from None
     width, height = image.size
