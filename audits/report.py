@@ -142,7 +142,7 @@ def _kind(result) -> str | None:
 
 def _section_markdown(result) -> list[str]:
     if isinstance(result, LeakageResult):
-        verdict = "leaks" if result.leaks else "no leakage detected"
+        verdict = result.verdict
         head = (
             f"**{verdict}**: balanced accuracy {_fmt(result.balanced_accuracy)} "
             f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) vs chance {_fmt(result.chance)}; "
@@ -159,6 +159,9 @@ def _section_markdown(result) -> list[str]:
             f"{s['aggregation'].capitalize()}."
         )
         lines = [head, ""]
+        if s.get("small_groups"):
+            lines += [f"**Warning: rates from few rows** (fewer than {s['min_count']} positives or negatives; "
+                      "the gaps above may rest on them): " + "; ".join(s["small_groups"]), ""]
         if s["undefined_rates"]:
             lines += [
                 "Undefined rates (NaN, left out of the gaps): " + "; ".join(s["undefined_rates"]),
