@@ -54,6 +54,10 @@ def _rename(src, dst) -> None:
     os.replace(src, dst)
 
 
+def _remove_tree(path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def default_file_mode() -> int:
     """The mode a plain ``open(path, "w")`` would give a new file here (0666 less the umask)."""
     mask = os.umask(0)
@@ -144,7 +148,7 @@ def _stale(lock: Path, holder: dict | None) -> bool:
     return holder.get("host") == socket.gethostname() and not _alive(holder.get("pid"))
 
 
-_HELD: dict[Path, int] = {}  # locks this process holds, with how many nested holders
+_HELD: dict[Path, tuple[int, int]] = {}  # lock -> (pid holding it, nesting depth) in this process
 
 
 @contextmanager
@@ -156,12 +160,13 @@ def output_lock(target: str | os.PathLike, command: str | None = None):
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = _lock_path(target)
-    if _HELD.get(lock):
-        _HELD[lock] += 1
+    if _HELD.get(lock, (None, 0))[0] == os.getpid():  # this process holds it already (not a forked parent)
+        pid, depth = _HELD[lock]
+        _HELD[lock] = (pid, depth + 1)
         try:
             yield lock
         finally:
-            _HELD[lock] -= 1
+            _HELD[lock] = (pid, depth)
         return
     me = {"pid": os.getpid(), "host": socket.gethostname(),
           "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -189,7 +194,7 @@ def output_lock(target: str | os.PathLike, command: str | None = None):
         break
     else:
         raise OutputLockedError(f"{target}: could not take the lock {lock}; remove it if no fairgen writes there")
-    _HELD[lock] = 1
+    _HELD[lock] = (os.getpid(), 1)
     try:
         finish_pending(target, cleanup=True)
         yield lock
@@ -222,7 +227,7 @@ def finish_pending(target: str | os.PathLike, cleanup: bool = False) -> None:
                 for name in json.loads(moves.read_text()):
                     if (commit / name).exists():
                         _rename(commit / name, target.parent / name)
-                shutil.rmtree(commit, ignore_errors=True)
+                _remove_tree(commit)
             else:  # staged_folder: swap the whole folder
                 if target.exists() and not old.exists():
                     _rename(target, old)
@@ -230,10 +235,10 @@ def finish_pending(target: str | os.PathLike, cleanup: bool = False) -> None:
     except FileNotFoundError:  # another process finished the same commit first
         pass
     if old.exists() and not commit.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        _remove_tree(old)
     if cleanup:
         for leftover in target.parent.glob(f".{target.name}.staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            _remove_tree(leftover)
         for leftover in target.parent.glob(f".{target.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
 
@@ -272,7 +277,7 @@ def staged_folder(target: str | os.PathLike, replaceable=(), command: str | None
             _folder_mode(stage)
             _rename(stage, _commit_path(target))
         except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
+            _remove_tree(stage)
             raise
         finish_pending(target)
 
@@ -295,6 +300,6 @@ def staged_files(paths, command: str | None = None):
                 raise RuntimeError(f"staged_files: {missing} were not written")
             _rename(stage, _commit_path(key))
         except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
+            _remove_tree(stage)
             raise
         finish_pending(key)
