@@ -1,0 +1,127 @@
+"""Reading images from WebDataset shards vs from a folder: this checkout, the `webdataset` library,
+and (optionally) another checkout, e.g. main before the one-pass shard index.
+
+Run: python benchmarks/webdataset_read.py --n 20000
+     python benchmarks/webdataset_read.py --n 20000 --before /work/main --before-n 250 500
+The same N small PNGs are written once as a folder and as shards of ``--shard-size`` (the export's
+default, 1000). Each reader decodes every image to a float batch (``ImageTable.images``). The
+other checkout runs in a subprocess on one shard of each ``--before-n`` images; its time for N
+images is extrapolated (per shard, quadratic in the shard's size) and the script says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+READ = """
+import sys, time
+import torch
+from fairgen.data import load_data
+source, mode = sys.argv[1], sys.argv[2]
+if mode == "table":  # fairgen's reader: index, then decode every image into float batches
+    next(load_data(source).subset([0]).images())  # warm-up (plug-ins, first allocations), untimed
+    start = time.perf_counter()
+    count = sum(len(batch) for batch in load_data(source).images())
+else:  # the webdataset library's sequential reader, with the same decoder and the same tensor work
+    import glob
+    import webdataset as wds
+    from fairgen.data.images import decode_rgb8
+    start = time.perf_counter()
+    count, batch = 0, []
+    for sample in wds.WebDataset(sorted(glob.glob(source + "/*.tar")), shardshuffle=False, empty_check=False):
+        batch.append(torch.from_numpy(decode_rgb8(sample["png"], sample["__key__"])).permute(2, 0, 1).float()
+                     .div_(255).unsqueeze(0))
+        if len(batch) == 256:
+            count += len(torch.cat(batch).clamp_(0, 1))
+            batch = []
+    count += len(torch.cat(batch)) if batch else 0
+print(time.perf_counter() - start, count)
+"""
+
+
+def write_data(folder: Path, n: int, shard_size: int, side: int) -> tuple[Path, Path]:
+    """``folder/images/label=<c>/<i>.png`` and ``folder/shards/shard-<k>.tar`` holding the same PNGs."""
+    rng = np.random.default_rng(0)
+    images, shards = folder / "images", folder / "shards"
+    shards.mkdir(parents=True)
+    tar = None
+    for i in range(n):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        data, label = buffer.getvalue(), i % 2
+        path = images / f"label={label}" / f"{i:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if i % shard_size == 0:
+            if tar is not None:
+                tar.close()
+            tar = tarfile.open(shards / f"shard-{i // shard_size:06d}.tar", "w")
+        for name, payload in ((f"{i:08d}.png", data), (f"{i:08d}.cls", str(label).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    tar.close()
+    return images, shards
+
+
+def timed_read(source: Path, checkout: str | None = None, mode: str = "table") -> tuple[float, int]:
+    """Seconds to load and decode every image of ``source``, in a fresh process (same for every reader)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    env["PYTHONPATH"] = checkout or str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", READ, str(source), mode], env=env, capture_output=True, text=True,
+                         check=True)
+    seconds, count = out.stdout.split()
+    return float(seconds), int(count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--side", type=int, default=32)
+    parser.add_argument("--before", default=None, help="another checkout to time (subprocess, PYTHONPATH)")
+    parser.add_argument("--before-n", type=int, nargs="+", default=[250, 500], help="one-shard sizes timed there")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        images, shards = write_data(Path(tmp), args.n, args.shard_size, args.side)
+        folder_s, n_folder = timed_read(images)
+        shard_s, n_shard = timed_read(shards)
+        assert n_folder == n_shard == args.n, (n_folder, n_shard)
+        print(f"{args.n} images of {args.side}x{args.side}, shards of {args.shard_size}")
+        print(f"  folder (this checkout):          {folder_s:8.1f} s")
+        print(f"  shards (this checkout):          {shard_s:8.1f} s   ratio to folder {shard_s / folder_s:.2f}")
+        try:
+            lib_s, _ = timed_read(shards, mode="webdataset")
+            print(f"  shards (webdataset library):     {lib_s:8.1f} s   ratio to folder {lib_s / folder_s:.2f}")
+        except subprocess.CalledProcessError as error:
+            print(f"  webdataset library: failed or not installed (pip install webdataset): {error.stderr[-200:]}")
+        if args.before:
+            small = Path(tmp) / "before"
+            times = {}
+            for m in args.before_n:
+                _, one = write_data(small / str(m), m, m, args.side)
+                times[m], count = timed_read(one, args.before)
+                assert count == m
+                print(f"  one shard of {m:5d} ({args.before}): {times[m]:8.1f} s")
+            m = max(times)
+            per_shard = times[m] * (args.shard_size / m) ** 2  # quadratic in the shard's size
+            estimate = per_shard * args.n / args.shard_size
+            exponent = np.log(times[max(times)] / times[min(times)]) / np.log(max(times) / min(times)) \
+                if len(times) > 1 else float("nan")
+            print(f"  measured growth exponent there: {exponent:.2f} (2 = quadratic)")
+            print(f"  shards ({args.before}, extrapolated from one shard of {m}): {estimate:8.0f} s   "
+                  f"ratio to folder {estimate / folder_s:.0f}; this checkout is {estimate / shard_s:.0f}x faster")
+
+
+if __name__ == "__main__":
+    main()
