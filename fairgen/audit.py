@@ -50,7 +50,21 @@ def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[
                           seed: int = 0, probe: str = "lda", n_permutations: int = 199, n_bootstrap: int = 500,
                           n_repeats: int = 1, pca: int | None = None, n_jobs: int = 1, device="cpu",
                           progress: bool = True):
-    """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other."""
+    """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other.
+    ``out`` is locked from the start (one writer) and replaced whole at the end."""
+    from steering.outputs import check_replaceable, output_lock
+
+    from audits.report import REPLACEABLE
+
+    check_replaceable(out, REPLACEABLE)
+    with output_lock(out):
+        return _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution,
+                              test_fraction, seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device,
+                              progress)
+
+
+def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution, test_fraction,
+                   seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device, progress):
     from sklearn.model_selection import train_test_split
 
     import audits

@@ -20,7 +20,7 @@ import torch
 from torchvision.io import encode_png
 from tqdm.auto import tqdm
 
-from steering.outputs import staged_folder, write_new
+from steering.outputs import check_replaceable, staged_folder, write_new
 
 FORMATS = ("png", "webdataset")
 REPLACEABLE = ("labels.csv", "shard-*.tar", "[0-9]*")  # what an earlier export wrote: class folders, shards
@@ -41,6 +41,7 @@ def export_stream(stream, out: str | Path, n: int, fmt: str = "png", shard_size:
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     out = Path(out)
+    check_replaceable(out, REPLACEABLE)
     with staged_folder(out, REPLACEABLE) as stage:
         _export_into(stream, stage, n, fmt, shard_size, progress)
     return out

@@ -243,8 +243,10 @@ def finish_pending(target: str | os.PathLike, cleanup: bool = False) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _check_replaceable(target: Path, replaceable) -> None:
-    """Refuse to swap away a folder that holds files fairgen did not write there."""
+def check_replaceable(target: str | os.PathLike, replaceable) -> None:
+    """Refuse to swap away a folder that holds files fairgen did not write there (callers check early,
+    before any long computation; ``staged_folder`` checks again)."""
+    target = Path(target)
     if not target.exists():
         return
     if not target.is_dir():
@@ -270,7 +272,7 @@ def staged_folder(target: str | os.PathLike, replaceable=(), command: str | None
     """
     target = Path(target).absolute()
     with output_lock(target, command):
-        _check_replaceable(target, replaceable)
+        check_replaceable(target, replaceable)
         stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
         try:
             yield stage
