@@ -39,7 +39,7 @@ else:  # the webdataset library's sequential reader, with the same decoder and t
     start = time.perf_counter()
     count, batch = 0, []
     for sample in wds.WebDataset(sorted(glob.glob(source + "/*.tar")), shardshuffle=False, empty_check=False):
-        batch.append(torch.from_numpy(decode_rgb8(sample["png"], sample["__key__"])).permute(2, 0, 1).float()
+        batch.append(torch.from_numpy(decode_rgb8(sample["v0.png"], sample["__key__"])).permute(2, 0, 1).float()
                      .div_(255).unsqueeze(0))
         if len(batch) == 256:
             count += len(torch.cat(batch).clamp_(0, 1))
@@ -50,23 +50,32 @@ print(time.perf_counter() - start, count)
 
 
 def write_data(folder: Path, n: int, shard_size: int, side: int) -> tuple[Path, Path]:
-    """``folder/images/label=<c>/<i>.png`` and ``folder/shards/shard-<k>.tar`` holding the same PNGs."""
+    """``folder/images/label=<c>/<i>.png`` and ``folder/shards/shard-<k>.tar`` holding the same first views,
+    in the layout ``fairgen stream --export --format webdataset`` writes (two views, .cls, .json with a latent)."""
+    import json
+
     rng = np.random.default_rng(0)
     images, shards = folder / "images", folder / "shards"
     shards.mkdir(parents=True)
     tar = None
     for i in range(n):
-        buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
-        data, label = buffer.getvalue(), i % 2
+        views = []
+        for _ in range(2):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            views.append(buffer.getvalue())
+        label = i % 2
         path = images / f"label={label}" / f"{i:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        path.write_bytes(views[0])
         if i % shard_size == 0:
             if tar is not None:
                 tar.close()
             tar = tarfile.open(shards / f"shard-{i // shard_size:06d}.tar", "w")
-        for name, payload in ((f"{i:08d}.png", data), (f"{i:08d}.cls", str(label).encode())):
+        meta = json.dumps({"class": label, "latent": rng.normal(size=128).tolist(), "step": i // 256}).encode()
+        members = ((f"{i:08d}.v0.png", views[0]), (f"{i:08d}.v1.png", views[1]), (f"{i:08d}.cls", str(label).encode()),
+                   (f"{i:08d}.json", meta))
+        for name, payload in members:
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
