@@ -49,22 +49,21 @@ def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[
                           image_size: int = 224, resolution: int | None = None, test_fraction: float = 0.5,
                           seed: int = 0, probe: str = "lda", n_permutations: int = 199, n_bootstrap: int = 500,
                           n_repeats: int = 1, pca: int | None = None, n_jobs: int = 1, device="cpu",
-                          progress: bool = True):
+                          progress: bool = True, max_pixels: int | None = None):
     """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other.
     ``out`` is locked from the start (one writer) and replaced whole at the end."""
-    from steering.outputs import check_replaceable, output_lock
-
     from audits.report import REPLACEABLE
+    from steering.outputs import check_replaceable, output_lock
 
     check_replaceable(out, REPLACEABLE)
     with output_lock(out):
         return _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution,
                               test_fraction, seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device,
-                              progress)
+                              progress, max_pixels)
 
 
 def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution, test_fraction,
-                   seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device, progress):
+                   seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device, progress, max_pixels):
     from sklearn.model_selection import train_test_split
 
     import audits
@@ -78,7 +77,9 @@ def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image
         raise ValueError(f"--target {target!r} is also given as --protected; audit a different column")
     if not 0 < test_fraction < 1:
         raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
-    table = load_data(data, columns=[target, *protected])
+    from .data.images import MAX_PIXELS
+
+    table = load_data(data, columns=[target, *protected], max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
     y = table.column(target, "--target")
     groups = {name: table.column(name, "--protected") for name in protected}
     model, encoder_info = load_audit_encoder(encoder, encoder_weights, image_size, device)

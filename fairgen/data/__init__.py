@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,30 +184,34 @@ def _manifest(path: Path) -> ImageTable:
 
 
 def _webdataset(path: Path) -> ImageTable:
-    """Index shards in one sequential pass each: where every image member's bytes lie, and the
-    samples' ``.cls`` / ``.json`` fields. Members are grouped by key (the name up to its first dot)."""
+    """Index shards in one sequential pass each (``fairgen.data.tar``): where every image member's bytes
+    lie, and the samples' ``.cls`` / ``.json`` fields. Members are grouped by key (the name up to its first dot)."""
+    from .tar import members
+
     shards = [path] if path.is_file() else sorted(path.glob("*.tar"))
     rows, locations = [], []
     for shard in shards:
         try:
             samples: dict[str, dict] = {}
-            with tarfile.open(shard, mode="r:") as tar:
-                for member in tar:  # one pass over the headers; small metadata members are read on the way
-                    if not member.isreg() or member.sparse is not None:
-                        continue
-                    key, _, ext = member.name.partition(".")
+            with open(shard, "rb") as handle:
+                def read(offset: int, size: int) -> bytes:
+                    handle.seek(offset)
+                    return handle.read(size)
+
+                for name, offset, size in members(shard):
+                    key, _, ext = name.partition(".")
                     entry = samples.setdefault(key, {})
                     if ext == "cls":
-                        entry["class"] = int(tar.extractfile(member).read(64).decode().strip())
+                        entry["class"] = int(read(offset, min(size, 64)).decode().strip())
                     elif ext == "json":
-                        if member.size > MAX_JSON_BYTES:
-                            raise ValueError(f"member {member.name} is {member.size:,} bytes (at most {MAX_JSON_BYTES:,})")
-                        meta = json.loads(tar.extractfile(member).read())
+                        if size > MAX_JSON_BYTES:
+                            raise ValueError(f"member {name} is {size:,} bytes (at most {MAX_JSON_BYTES:,})")
+                        meta = json.loads(read(offset, size))
                         if isinstance(meta, dict):
                             entry["json"] = {k: v for k, v in meta.items() if np.isscalar(v)}
                     elif ("." + ext).lower().endswith(IMAGE_SUFFIXES):
-                        entry.setdefault("images", []).append((ext, member.name, member.offset_data, member.size))
-        except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError) as error:
+                        entry.setdefault("images", []).append((ext, name, offset, size))
+        except (OSError, ValueError, UnicodeDecodeError) as error:
             raise ValueError(f"data: shard {shard} cannot be read ({error})") from None
         for entry in samples.values():
             if not entry.get("images"):
