@@ -234,6 +234,9 @@ def finish_pending(target: str | os.PathLike, cleanup: bool = False) -> None:
                 _rename(commit, target)
     except FileNotFoundError:  # another process finished the same commit first
         pass
+    except OSError:
+        if cleanup:  # a writer must finish it; a reader (a read-only folder, say) reads what is there
+            raise
     if old.exists() and not commit.exists():
         _remove_tree(old)
     if cleanup:
