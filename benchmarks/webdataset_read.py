@@ -6,7 +6,7 @@ Run: python benchmarks/webdataset_read.py --n 20000
 The same N small PNGs are written once as a folder and as shards of ``--shard-size`` (the export's
 default, 1000). Each reader decodes every image to a float batch (``ImageTable.images``). The
 other checkout runs in a subprocess on one shard of each ``--before-n`` images; its time for N
-images is extrapolated (per shard, quadratic in the shard's size) and the script says so.
+images is extrapolated per shard as a s + b s^2 through the measured points, and the script says so.
 """
 
 from __future__ import annotations
@@ -122,15 +122,17 @@ def main() -> None:
                 times[m], count = timed_read(one, args.before)
                 assert count == m
                 print(f"  one shard of {m:5d} ({args.before}): {times[m]:8.1f} s")
-            m = max(times)
-            per_shard = times[m] * (args.shard_size / m) ** 2  # quadratic in the shard's size
+            (n1, t1), (n2, t2) = sorted(times.items())[0], sorted(times.items())[-1]
+            # per shard of s images: T(s) = a s + b s^2 through the two measured points (b >= 0)
+            b = max(0.0, (t2 / n2 - t1 / n1) / (n2 - n1)) if n2 > n1 else 0.0
+            a = t2 / n2 - b * n2
+            per_shard = a * args.shard_size + b * args.shard_size ** 2
             estimate = per_shard * args.n / args.shard_size
-            exponent = np.log(times[max(times)] / times[min(times)]) / np.log(max(times) / min(times)) \
-                if len(times) > 1 else float("nan")
-            print(f"  measured growth exponent there: {exponent:.2f} (2 = quadratic)")
-            print(f"  shards ({args.before}, extrapolated from one shard of {m}): {estimate:8.0f} s   "
-                  f"ratio to folder {estimate / folder_s:.0f}; this checkout is {estimate / shard_s:.0f}x faster")
-
+            exponent = np.log(t2 / t1) / np.log(n2 / n1) if n2 > n1 else float("nan")
+            print(f"  growth exponent between one shard of {n1} and of {n2} there: {exponent:.2f} (1 linear, 2 quadratic)")
+            print(f"  shards ({args.before}, extrapolated as a s + b s^2 per shard of s = {args.shard_size}): "
+                  f"{estimate:8.0f} s   ratio to folder {estimate / folder_s:.1f}; this checkout is "
+                  f"{estimate / shard_s:.1f}x faster")
 
 if __name__ == "__main__":
     main()
