@@ -54,7 +54,7 @@ def main() -> None:
             "from steering.files import save_safetensors\nc = TrainConfig(encoder='small_cnn')\n"
             "b, _ = build_encoder(c.encoder, c.small_images)\n"
             "save_safetensors(b.state_dict(), sys.argv[1], metadata={'config': c.to_dict()})"), str(encoder)],
-            env=env, check=True)
+            env=env, check=True, cwd=tmp)  # cwd first on sys.path: never the checkout we run from
         print(f"checkout {args.checkout}: a {len(data) / 1e6:.1f} MB PNG declaring {SIDE}x{SIDE}")
         for name in ("without the PNG (baseline)", "with the PNG"):
             if name == "with the PNG":
@@ -62,7 +62,7 @@ def main() -> None:
             command = ["/usr/bin/time", "-v", sys.executable, "-m", "fairgen", "audit", "--encoder", str(encoder),
                        "--data", str(tmp / "photos"), "--target", "kind", "--protected", "tone", "--permutations",
                        "19", "--bootstrap", "20", "--out", str(tmp / name.split()[0])]
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp)
             peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
             errors = [line for line in done.stderr.splitlines() if "error" in line.lower() and "fairgen" in line]
             print(f"  {name}: exit code {done.returncode}; peak RSS {peak / 1024 ** 2:.2f} GB")

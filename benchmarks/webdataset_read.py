@@ -88,7 +88,7 @@ def timed_read(source: Path, checkout: str | None = None, mode: str = "table") -
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     env["PYTHONPATH"] = checkout or str(Path(__file__).resolve().parent.parent)
     out = subprocess.run([sys.executable, "-c", READ, str(source), mode], env=env, capture_output=True, text=True,
-                         check=True)
+                         check=True, cwd=source.parent)  # not the checkout: `python -c` puts the cwd first on sys.path
     seconds, count = out.stdout.split()
     return float(seconds), int(count)
 
