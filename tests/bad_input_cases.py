@@ -392,12 +392,14 @@ def _export(out):
     return cli("stream", "--spec", lambda lab: lab.spec, "--export", out, "--n", "2", "--batch-size", "2", "--quiet")
 
 
-def _card_again(lab: Lab):
+def _card_again(lab: Lab, note: str = "again"):
+    """Save the lab's card again, with one more provenance field (so its JSON changes)."""
     import steering
 
     steerer, _ = steering.load_card(lab.card)
     return steering.save_card(steerer, lab.folder / "card", {"generator": {"name": lab.generator.name,
-                                                                            "sha256": lab.generator.checksum}})
+                                                                            "sha256": lab.generator.checksum},
+                                                              "note": note})
 
 
 CASES += [
@@ -494,9 +496,9 @@ def _card_rewrite_spares_hard_links(lab: Lab) -> bool:
     linked.unlink(missing_ok=True)
     os.link(card, linked)
     before = linked.read_bytes()
-    _card_again(lab)
+    _card_again(lab, note=f"rewritten over {len(before)} bytes")
     modes = {(lab.folder / n).stat().st_mode & 0o777 for n in ("card.json", "card.safetensors")}
-    return linked.read_bytes() == before and len(modes) == 1
+    return linked.read_bytes() == before and card.read_bytes() != before and len(modes) == 1
 
 
 RIGHT_CASES = [
