@@ -19,6 +19,10 @@ A multiclass target is treated one-vs-rest and the gap reported is the max over 
 fairlearn's own rate functions return 0 when a group has no positives (or no negatives); we
 pass NaN-safe ones instead, so an undefined rate shows as NaN, is named in the row's `note`
 and in `summary["undefined_rates"]`, and is left out of the gaps rather than counted as 0.
+
+A rate from fewer than ``MIN_COUNT`` positives (TPR) or negatives (FPR) moves in steps of 1/n:
+one positive makes a TPR of 0 or 1, and so an equalized-odds difference of 1. Such groups are
+named in the row's `note` and in `summary["small_groups"]`, and the report prints a warning.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from threadpoolctl import threadpool_limits
 
 from ._checks import as_features, as_labels, check_positive_int, encode
 from .intervals import max_abs_interval
+
+MIN_COUNT = 10  # positives / negatives below which a group's TPR / FPR is flagged as resting on few rows
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==
@@ -141,7 +147,10 @@ def group_fairness(
         "n_bootstrap": n_bootstrap,
         "ci_method": "simultaneous max-t bootstrap bands on every pairwise gap, rows resampled within groups",
         "seed": int(seed),
-        "undefined_rates": [f"{grp}: {note}" for grp, note in by_group["note"].items() if note],
+        "undefined_rates": [f"{grp}: " + "; ".join(part for part in note.split("; ") if "undefined" in part)
+                            for grp, note in by_group["note"].items() if "undefined" in note],
+        "min_count": MIN_COUNT,
+        "small_groups": _small_groups(by_group, classes, audited),
     }
     return FairnessResult(by_group=by_group, summary=summary)
 
@@ -216,7 +225,22 @@ def _undefined(row: pd.Series, classes, audited) -> str:
             notes.append(f"tpr[{name}] undefined (no positives)")
         if np.isnan(row[f"fpr[{name}]"]):
             notes.append(f"fpr[{name}] undefined (no negatives)")
+        for count, rate, what in ((f"n_pos[{name}]", "tpr", "positives"), (f"n_neg[{name}]", "fpr", "negatives")):
+            if 0 < row[count] < MIN_COUNT:
+                notes.append(f"{rate}[{name}] from only {int(row[count])} {what} (< {MIN_COUNT})")
     return "; ".join(notes)
+
+
+def _small_groups(table: pd.DataFrame, classes, audited) -> list[str]:
+    """Groups whose TPR or FPR of an audited class rests on 1 to MIN_COUNT - 1 rows."""
+    out = []
+    for group, row in table.iterrows():
+        for c in audited:
+            name = classes[c]
+            for count, rate, what in ((f"n_pos[{name}]", "tpr", "positives"), (f"n_neg[{name}]", "fpr", "negatives")):
+                if 0 < row[count] < MIN_COUNT:
+                    out.append(f"{group}: {rate}[{_plain(name)}] from {int(row[count])} {what}")
+    return out
 
 
 def _group_range(rates: np.ndarray) -> np.ndarray:

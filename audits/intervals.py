@@ -21,6 +21,8 @@ from scipy.stats import t as student_t
 def bca_interval(boot, estimate: float, jackknife, weights=None, level: float = 0.95) -> tuple[float, float]:
     """BCa interval from bootstrap values ``boot`` and leave-one-out values ``jackknife``.
 
+    Its ends are quantiles of ``boot``, so they stay inside the statistic's range.
+
     ``weights`` count how many rows share each jackknife value (rows in the same cell of a
     confusion table give the same leave-one-out statistic). Non-finite values are dropped;
     ``(nan, nan)`` when nothing finite is left.
@@ -69,7 +71,7 @@ def corrected_cv_interval(fold_scores, n_train: int, n_test: int, level: float =
     return float(max(bounds[0], mean - half)), float(min(bounds[1], mean + half))
 
 
-def max_abs_interval(point, boot, level: float = 0.95) -> tuple[float, float]:
+def max_abs_interval(point, boot, level: float = 0.95, upper: float = 1.0) -> tuple[float, float]:
     """Interval for ``max_j |d_j|`` from simultaneous max-t bootstrap bands on every ``d_j``.
 
     ``point`` [J] are estimated differences (e.g. every pairwise gap in TPR and FPR between
@@ -79,6 +81,7 @@ def max_abs_interval(point, boot, level: float = 0.95) -> tuple[float, float]:
     ``[max_j (|d_j| - c se_j), max_j (|d_j| + c se_j)]``. So the interval covers at least
     ``level`` even where a maximum over near-tied gaps makes percentile and BCa intervals fail,
     and it always contains the plug-in estimate. NaN entries (undefined rates) are left out.
+    The interval is clipped to ``[0, upper]`` (a gap between rates is at most 1).
     """
     point = np.asarray(point, dtype=np.float64)
     boot = np.asarray(boot, dtype=np.float64).reshape(-1, point.size)
@@ -94,5 +97,5 @@ def max_abs_interval(point, boot, level: float = 0.95) -> tuple[float, float]:
     c = float(np.quantile(z, level)) if z.size else 0.0
     se = np.nan_to_num(se)
     low = max(0.0, float(np.max(np.abs(point) - c * se)))
-    high = float(np.max(np.abs(point) + c * se))
+    high = min(float(upper), float(np.max(np.abs(point) + c * se)))
     return low, high

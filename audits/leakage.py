@@ -18,6 +18,7 @@ batched over permutations. Other probes refit per permutation, in ``n_jobs`` thr
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -77,11 +78,37 @@ class LeakageResult:
     def leaks(self) -> bool:
         return bool(self.p_value <= self.alpha and self.ci_low > self.chance)
 
+    @property
+    def p_floor(self) -> float:
+        """The smallest p-value the permutation test can give: 1 / (permutations + 1)."""
+        return 1.0 / (self.n_permutations + 1)
+
+    @property
+    def conclusive(self) -> bool:
+        """Whether "no leakage detected" could be said: the test can reach its level at all."""
+        return self.n_permutations > 0 and self.p_floor <= self.alpha
+
+    @property
+    def verdict(self) -> str:
+        """"leaks", "no leakage detected", or "inconclusive: ..." when too few permutations were run
+        for any p-value to fall to ``alpha`` (then not finding leakage says nothing)."""
+        if self.leaks:
+            return "leaks"
+        if self.n_permutations == 0:
+            return "inconclusive: no permutation test was run"
+        if not self.conclusive:
+            needed = math.ceil(1 / self.alpha - 1 - 1e-9)
+            return (f"inconclusive: with {self.n_permutations} permutations the smallest possible p is "
+                    f"{self.p_floor:.3g} > alpha {self.alpha:g}; run at least {needed}")
+        return "no leakage detected"
+
     def to_dict(self) -> dict:
         out = asdict(self)
         for key in ("repeat_scores", "fold_scores", "permutation_scores", "values"):
             out[key] = [v.item() if hasattr(v, "item") else v for v in getattr(self, key)]
         out["leaks"] = self.leaks
+        out["p_floor"] = self.p_floor
+        out["verdict"] = self.verdict
         return out
 
     def to_frame(self) -> pd.DataFrame:

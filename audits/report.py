@@ -9,6 +9,7 @@ the backend of a user's notebook) is left alone.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -18,11 +19,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from steering.outputs import replace_file, staged_folder, write_new
+
 from .fairness import FairnessResult
 from .leakage import LeakageResult
 from .memorisation import MemorisationResult
 from .stream import StreamBalance
 
+REPLACEABLE = ("report.json", "report.md", "*.png", "erased", "feature_eraser.safetensors")  # an older report
 KINDS = {
     LeakageResult: "leakage",
     FairnessResult: "fairness",
@@ -72,7 +76,7 @@ class AuditReport:
         """Strict JSON text (NaN/inf as null); also written to `path` when given."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            replace_file(path, (text + "\n").encode())
         return text
 
     def to_markdown(self, images: dict[str, str] | None = None) -> str:
@@ -89,8 +93,17 @@ class AuditReport:
         return "\n".join(lines)
 
     def save(self, directory) -> dict[str, Path]:
-        """Write report.json, report.md and the plots into `directory`; returns what was written."""
-        out = Path(directory)
+        """Write report.json, report.md and the plots into `directory`, all or nothing: they are
+        written in a temporary folder that then replaces `directory` whole (``steering.outputs``;
+        a `directory` holding other files is refused). Returns what was written, by final path."""
+        directory = Path(directory)
+        with staged_folder(directory, REPLACEABLE) as stage:
+            written = self.write_into(stage)
+        return {name: directory / path.relative_to(stage) for name, path in written.items()}
+
+    def write_into(self, out: Path) -> dict[str, Path]:
+        """Write the report's files into ``out``, a fresh folder (a staging folder of a larger output)."""
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         written: dict[str, Path] = {}
         images: dict[str, str] = {}
@@ -112,10 +125,8 @@ class AuditReport:
                 _save(plot(name, result), path)
                 written[path.name] = path
                 images[name] = path.name
-        written["report.json"] = out / "report.json"
-        self.to_json(written["report.json"])
-        written["report.md"] = out / "report.md"
-        written["report.md"].write_text(self.to_markdown(images) + "\n")
+        written["report.json"] = write_new(out / "report.json", (self.to_json() + "\n").encode())
+        written["report.md"] = write_new(out / "report.md", (self.to_markdown(images) + "\n").encode())
         return written
 
 
@@ -131,7 +142,7 @@ def _kind(result) -> str | None:
 
 def _section_markdown(result) -> list[str]:
     if isinstance(result, LeakageResult):
-        verdict = "leaks" if result.leaks else "no leakage detected"
+        verdict = result.verdict
         head = (
             f"**{verdict}**: balanced accuracy {_fmt(result.balanced_accuracy)} "
             f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) vs chance {_fmt(result.chance)}; "
@@ -148,6 +159,9 @@ def _section_markdown(result) -> list[str]:
             f"{s['aggregation'].capitalize()}."
         )
         lines = [head, ""]
+        if s.get("small_groups"):
+            lines += [f"**Warning: rates from few rows** (fewer than {s['min_count']} positives or negatives; "
+                      "the gaps above may rest on them): " + "; ".join(s["small_groups"]), ""]
         if s["undefined_rates"]:
             lines += [
                 "Undefined rates (NaN, left out of the gaps): " + "; ".join(s["undefined_rates"]),
@@ -241,7 +255,9 @@ def _slug(name: str) -> str:
 
 def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    write_new(path, buffer.getvalue())
 
 
 def _plot_leakage(results: dict[str, LeakageResult]):

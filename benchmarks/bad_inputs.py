@@ -79,8 +79,24 @@ def main() -> None:
             outcome = classify(kind, run, lab, match)
             tally[kind][outcome.split(" ")[0]] += 1
             print(f"{outcome:24s} {name}", flush=True)
+        try:  # issue 18, part B: results that must be right (True), silent wrong before
+            from bad_input_cases import RIGHT_CASES
+        except ImportError:
+            RIGHT_CASES = []
+        tally["right"] = Counter()
+        for name, check in RIGHT_CASES:
+            outcome = classify("api", lambda lab, check=check: _right(check, lab), lab)
+            outcome = {"clear": "silent-wrong", "silent": "right"}.get(outcome, outcome)
+            tally["right"][outcome.split(" ")[0]] += 1
+            print(f"{outcome:24s} {name}", flush=True)
     for kind, counts in tally.items():
         print(f"{kind}: {sum(counts.values())} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def _right(check, lab) -> None:
+    """Returns when ``check`` says the result is right; a ValueError (counted as silent-wrong) when not."""
+    if not check(lab):
+        raise ValueError("wrong result")
 
 
 if __name__ == "__main__":

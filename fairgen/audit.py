@@ -49,8 +49,21 @@ def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[
                           image_size: int = 224, resolution: int | None = None, test_fraction: float = 0.5,
                           seed: int = 0, probe: str = "lda", n_permutations: int = 199, n_bootstrap: int = 500,
                           n_repeats: int = 1, pca: int | None = None, n_jobs: int = 1, device="cpu",
-                          progress: bool = True):
-    """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other."""
+                          progress: bool = True, max_pixels: int | None = None):
+    """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other.
+    ``out`` is locked from the start (one writer) and replaced whole at the end."""
+    from audits.report import REPLACEABLE
+    from steering.outputs import check_replaceable, output_lock
+
+    check_replaceable(out, REPLACEABLE)
+    with output_lock(out):
+        return _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution,
+                              test_fraction, seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device,
+                              progress, max_pixels)
+
+
+def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution, test_fraction,
+                   seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device, progress, max_pixels):
     from sklearn.model_selection import train_test_split
 
     import audits
@@ -64,7 +77,9 @@ def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[
         raise ValueError(f"--target {target!r} is also given as --protected; audit a different column")
     if not 0 < test_fraction < 1:
         raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
-    table = load_data(data, columns=[target, *protected])
+    from .data.images import MAX_PIXELS
+
+    table = load_data(data, columns=[target, *protected], max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
     y = table.column(target, "--target")
     groups = {name: table.column(name, "--protected") for name in protected}
     model, encoder_info = load_audit_encoder(encoder, encoder_weights, image_size, device)
@@ -106,6 +121,8 @@ def memorisation_in_feature_space(generator: str, encoder: str, train_data: str,
     ``encoder``'s feature space? Writes report.json/.md, the distance plot and near_copies.png
     (each generated sample beside its nearest training image, closest first)."""
     import audits
+    from audits.report import REPLACEABLE
+    from steering.outputs import staged_folder
 
     from . import __version__
     from .data import load_data
@@ -128,13 +145,14 @@ def memorisation_in_feature_space(generator: str, encoder: str, train_data: str,
     train_images = torch.cat(list(train.subset([j for _, j, _ in closest]).images(resolution)))
     grid = torch.stack([t for (i, _, _), nearest in zip(closest, train_images, strict=True) for t in (samples[i], nearest)])
     captions = [c for i, j, d in closest for c in (f"gen {i}\nd={d:.3g}", f"train {j}")]
-    save_grid(grid, Path(out) / "near_copies.png", nrow=8, captions=captions,
-              title="generated (left) beside its nearest training image (right), closest first")
     provenance = {"fairgen_version": __version__, "generator": {"name": generator, "sha256": gen.checksum,
                                                                 "options": generator_options or {}},
                   "encoder": encoder_info, "train_data": train.provenance(), "heldout_data": held.provenance(),
                   "n_generated": n, "seed": seed, "feature_space": encoder_info["name"]}
     report = audits.AuditReport(f"memorisation of {generator} in the feature space of {encoder}", provenance)
     report.add("memorisation", result)
-    report.save(out)
+    with staged_folder(out, (*REPLACEABLE, "near_copies.png")) as stage:
+        save_grid(grid, stage / "near_copies.png", nrow=8, captions=captions,
+                  title="generated (left) beside its nearest training image (right), closest first")
+        report.write_into(stage)
     return report

@@ -3,6 +3,10 @@
 PNG folder: ``DIR/<class>/<index>_v<view>.png`` plus ``DIR/labels.csv``. WebDataset: tar shards
 ``DIR/shard-000000.tar`` whose members ``<key>.v<view>.png``, ``<key>.cls`` and ``<key>.json``
 group by key, the layout the ``webdataset`` package reads. PNGs are encoded with torchvision.
+
+The export is all or nothing: it is written in a temporary folder beside ``DIR`` that then replaces
+``DIR`` whole (``steering.outputs.staged_folder``), so an interrupted export leaves the previous one
+as it was, and a ``DIR`` holding files an export does not write is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import torch
 from torchvision.io import encode_png
 from tqdm.auto import tqdm
 
+from steering.outputs import check_replaceable, staged_folder, write_new
+
 FORMATS = ("png", "webdataset")
+REPLACEABLE = ("labels.csv", "shard-*.tar", "[0-9]*")  # what an earlier export wrote: class folders, shards
 
 
 def _png_bytes(image: torch.Tensor) -> bytes:
@@ -34,41 +41,49 @@ def export_stream(stream, out: str | Path, n: int, fmt: str = "png", shard_size:
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written, rows, tar = 0, ["key,class,step"], None
-    with tqdm(total=n, desc=f"exporting {fmt}", disable=not progress) as bar:
-        try:
-            while written < n:
-                batch = stream.next_batch()
-                for views, label, latent in zip(batch["views"], batch["labels"].tolist(), batch["latents"], strict=True):
-                    if written == n:
-                        break
-                    key = f"{written:08d}"
-                    if fmt == "png":
-                        folder = out / str(label)
-                        folder.mkdir(exist_ok=True)
-                        for v, view in enumerate(views):
-                            (folder / f"{key}_v{v}.png").write_bytes(_png_bytes(view))
-                        rows.append(f"{key},{label},{batch['step']}")
-                    else:
-                        if written % shard_size == 0:
-                            if tar is not None:
-                                tar.close()
-                            tar = tarfile.open(out / f"shard-{written // shard_size:06d}.tar", "w")
-                        members = {f"{key}.v{v}.png": _png_bytes(view) for v, view in enumerate(views)}
-                        members[f"{key}.cls"] = str(label).encode()
-                        members[f"{key}.json"] = json.dumps(
-                            {"class": label, "latent": latent.tolist(), "step": batch["step"]}
-                        ).encode()
-                        for name, data in members.items():
-                            info = tarfile.TarInfo(name)
-                            info.size = len(data)
-                            tar.addfile(info, io.BytesIO(data))
-                    written += 1
-                    bar.update(1)
-        finally:
-            if tar is not None:
-                tar.close()
-    if fmt == "png":
-        (out / "labels.csv").write_text("\n".join(rows) + "\n")
+    check_replaceable(out, REPLACEABLE)
+    with staged_folder(out, REPLACEABLE) as stage:
+        _export_into(stream, stage, n, fmt, shard_size, progress)
     return out
+
+
+def _export_into(stream, out: Path, n: int, fmt: str, shard_size: int, progress: bool) -> None:
+    written, rows, tar, shard = 0, ["key,class,step"], None, None
+
+    def close_shard():
+        if tar is not None:
+            tar.close()
+            write_new(out / f"shard-{(written - 1) // shard_size:06d}.tar", shard.getvalue())
+
+    with tqdm(total=n, desc=f"exporting {fmt}", disable=not progress) as bar:
+        while written < n:
+            batch = stream.next_batch()
+            for views, label, latent in zip(batch["views"], batch["labels"].tolist(), batch["latents"], strict=True):
+                if written == n:
+                    break
+                key = f"{written:08d}"
+                if fmt == "png":
+                    folder = out / str(label)
+                    folder.mkdir(exist_ok=True)
+                    for v, view in enumerate(views):
+                        write_new(folder / f"{key}_v{v}.png", _png_bytes(view))
+                    rows.append(f"{key},{label},{batch['step']}")
+                else:
+                    if written % shard_size == 0:
+                        close_shard()
+                        shard = io.BytesIO()  # a shard is built in memory, then written as one new file
+                        tar = tarfile.open(fileobj=shard, mode="w")
+                    members = {f"{key}.v{v}.png": _png_bytes(view) for v, view in enumerate(views)}
+                    members[f"{key}.cls"] = str(label).encode()
+                    members[f"{key}.json"] = json.dumps(
+                        {"class": label, "latent": latent.tolist(), "step": batch["step"]}
+                    ).encode()
+                    for name, data in members.items():
+                        info = tarfile.TarInfo(name)
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                written += 1
+                bar.update(1)
+    close_shard()
+    if fmt == "png":
+        write_new(out / "labels.csv", ("\n".join(rows) + "\n").encode())

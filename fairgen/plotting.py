@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import torch
 from einops import rearrange
+
+from steering.outputs import replace_file
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, captions=None, title=None) -> Path:
@@ -33,6 +36,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, c
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
-    return path
+    return replace_file(path, buffer.getvalue())  # a new file renamed into place; a full disk is one clear error

@@ -15,17 +15,16 @@ stream playing it needs the labeler, which the card names in ``"labeler"`` but n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .confirmed import ConfirmedSteerer
 from .files import (
-    default_file_mode,
     load_safetensors,
     printable,
     read_json,
@@ -35,6 +34,7 @@ from .files import (
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
+from .outputs import finish_pending, staged_files, write_new
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
@@ -52,12 +52,24 @@ def card_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Path:
-    """Write ``<stem>.safetensors`` and ``<stem>.json``; returns the JSON path."""
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` together (both or neither replace an older
+    card: ``steering.outputs.staged_files``); returns the JSON path."""
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     if getattr(steerer, "kind", "linear") in ("classifier", "confirmed"):
-        return _save_classifier_card(steerer, json_path, tensor_path, provenance)
+        tensors, card = _classifier_card(steerer)
+    else:
+        tensors, card = _linear_card(steerer)
+    payload = save(tensors)
+    card = {**card, "tensors": {"file": tensor_path.name, "sha256": hashlib.sha256(payload).hexdigest()}, **provenance}
+    with staged_files([json_path, tensor_path]) as stage:
+        write_new(stage / tensor_path.name, payload)
+        write_new(stage / json_path.name, json.dumps(card, indent=2, default=float).encode())
+    return json_path
+
+
+def _linear_card(steerer: LatentSteerer) -> tuple[dict, dict]:
     tensors = {name: getattr(steerer, name).detach().cpu().contiguous() for name in _BUFFERS}
     erasers = {}
     if steerer.mode == "erase":
@@ -66,8 +78,6 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
                 erasers[str(c)] = eraser.config()
                 for key, value in eraser.state_dict().items():
                     tensors[f"erase.{c}.{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(tensor_path))
-    os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
     card = {
         "fairgen_card": "eraser",
         "version": CARD_VERSION,
@@ -78,16 +88,14 @@ def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Pat
         "num_values": steerer.num_values_,
         "latent_dim": steerer.dim_,
         "erasers": erasers,
-        "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
-        **provenance,
     }
-    json_path.write_text(json.dumps(card, indent=2, default=float))
-    return json_path
+    return tensors, card
 
 
 def read_card(path: str | Path) -> dict:
     """The card's JSON (strict, bounded), after checking it is one."""
     json_path, _ = card_paths(path)
+    finish_pending(json_path)  # a writer killed after its commit: its new card is complete, move it in
     card = read_json(json_path, "eraser card")
     if not isinstance(card, dict) or card.get("fairgen_card") != "eraser":
         raise ValueError(f"{json_path} is not a fairgen eraser card")
@@ -222,11 +230,9 @@ def _load_confirmed(card: dict, json_path: Path, tensor_path: Path) -> Confirmed
                          f"({type(error).__name__}: {printable(error)})") from None
 
 
-def _save_classifier_card(steerer, json_path: Path, tensor_path: Path, provenance: dict) -> Path:
+def _classifier_card(steerer) -> tuple[dict, dict]:
     """A classifier (or confirmed) steerer's card: its classifiers and tables, one or several attributes."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in steerer.tensors().items()}
-    save_file(tensors, str(tensor_path))
-    os.chmod(tensor_path, default_file_mode())  # safetensors writes 0600; a card's files share one usual mode
     config = steerer.config()
     card = {
         "fairgen_card": "eraser",
@@ -242,8 +248,5 @@ def _save_classifier_card(steerer, json_path: Path, tensor_path: Path, provenanc
         "latent_dim": steerer.dim_,
         "expected_draws_per_sample": steerer.expected_draws(),
         steerer.kind: config,
-        "tensors": {"file": tensor_path.name, "sha256": sha256_file(tensor_path)},
-        **provenance,
     }
-    json_path.write_text(json.dumps(card, indent=2, default=float))
-    return json_path
+    return tensors, card

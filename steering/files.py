@@ -16,7 +16,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 METADATA_KEY = "fairgen"
@@ -37,26 +36,17 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; a shared card must stay readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` to a new file beside ``path``, then rename it over ``path`` (never written
+    through an existing name or hard link; a full disk is one clear error): ``steering.outputs``."""
+    from .outputs import replace_file
+
+    return replace_file(path, data)
 
 
 def default_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file here (0666 less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    from .outputs import default_file_mode as mode
+
+    return mode()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -69,12 +59,17 @@ def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | No
     safetensors writes a metadata *map* in an order that changes from process to process, so all
     metadata goes under one key as sorted JSON. The write is atomic.
     """
+    payload = safetensors_payload(tensors, metadata)
+    atomic_write_bytes(path, payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def safetensors_payload(tensors: dict, metadata: dict | None = None) -> bytes:
+    """The bytes ``save_safetensors`` writes (for outputs staged with other files)."""
     from safetensors.torch import save
 
     header = {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True, default=_plain)}
-    payload = save({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, metadata=header)
-    atomic_write_bytes(path, payload)
-    return hashlib.sha256(payload).hexdigest()
+    return save({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, metadata=header)
 
 
 def read_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTES,

@@ -623,3 +623,260 @@ CASES += [
      guarded(cli("stream", "--new", lambda lab: received(lab).folder("ansi-card") / "s.json", "--eraser",
                  lambda lab: received(lab).card("ansi-card", edit_json=lambda c: {**c, "generator": {"name": "red", "sha256": "\x1b[31m" + "0" * 64}}))), "fitted on"),
 ]
+
+
+# ============================================================ issue 18, part B (branch i18b): images, outputs, numbers
+# Images decoded right or refused, outputs written whole by one writer (locks, disk full), honest audit numbers.
+# Error cases join CASES; cases whose right answer is not an error (a silent wrong result before) are RIGHT_CASES:
+# ``(name, check)`` where ``check(lab)`` returns True when the result is right.
+
+
+def _png_bytes(array, bit_depth: int = 8, color_type: int = 2, size=None) -> bytes:
+    """A PNG written by hand (16-bit colour, and headers that declare another size)."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    array = np.asarray(array)
+    h, w = array.shape[:2]
+    rows = array.astype(">u2" if bit_depth == 16 else "u1").reshape(h, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    width, height = size or (w, h)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def _photos(lab: Lab, name: str, odd: tuple[str, bytes] | None = None, bits: int = 8) -> Path:
+    """``name/kind=<a|b>/tone=<x|y>/<i>.png``: 24 images of 16x16 (``bits`` per channel), plus one odd file."""
+    import numpy as np
+
+    folder = lab.folder / name
+    if not folder.exists():
+        rng = np.random.default_rng(0)
+        for i in range(24):
+            image = rng.integers(0, 256, size=(16, 16, 3))
+            path = folder / f"kind={'ab'[i % 2]}" / f"tone={'xy'[i // 12]}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_png_bytes(image * (257 if bits == 16 else 1), bits))
+        if odd is not None:
+            lab.file(f"{name}/kind=a/tone=x/{odd[0]}", odd[1])
+    return folder
+
+
+def _tiny_encoder(lab: Lab) -> Path:
+    path = lab.folder / "tiny_encoder.safetensors"
+    if not path.exists():
+        from fairgen.contrastive import TrainConfig
+        from fairgen.contrastive.encoders import build_encoder
+        from steering.files import save_safetensors
+
+        config = TrainConfig(encoder="small_cnn")
+        backbone, _ = build_encoder(config.encoder, config.small_images)
+        save_safetensors(backbone.state_dict(), path, metadata={"config": config.to_dict()})
+    return path
+
+
+def _gif(frames: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    images = [Image.new("RGB", (16, 16), (40 * i, 0, 0)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def _float_tiff() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16), dtype=np.float32)).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def _audit_photos(name, odd=None):
+    return cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, name, odd), "--target", "kind",
+               "--protected", "tone", "--permutations", "19", "--bootstrap", "20", "--out", lambda lab: lab.folder / f"a-{name}")
+
+
+def _locked(name: str):
+    """An output folder whose lock is held by a live process (pid 1) on this host."""
+    def path(lab: Lab) -> Path:
+        import socket
+
+        lab.file(f".{name}.lock", json.dumps({"pid": 1, "host": socket.gethostname(), "command": "fairgen train",
+                                               "started": "earlier"}).encode())
+        return lab.folder / name
+    return path
+
+
+def _with_foreign_file(name: str):
+    def path(lab: Lab) -> Path:
+        lab.file(f"{name}/thesis.tex", b"not fairgen's")
+        return lab.folder / name
+    return path
+
+
+def _disk_full(run):
+    """Run a case with every output write failing with ENOSPC."""
+    def with_full_disk(lab: Lab):
+        import errno
+        import os
+
+        from steering import outputs
+
+        def full(*args):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        original, outputs._write_chunk = outputs._write_chunk, full
+        try:
+            return run(lab)
+        finally:
+            outputs._write_chunk = original
+    return with_full_disk
+
+
+def _shard_with_huge_json(lab: Lab) -> Path:
+    import io
+    import tarfile
+
+    path = lab.folder / "huge-json" / "shard-000000.tar"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path, "w") as tar:
+            for name, data in (("0.png", _png_bytes([[[1, 2, 3]]])), ("0.json", b'{"a": "' + b"x" * (2 << 20) + b'"}')):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path.parent
+
+
+def _export(out):
+    return cli("stream", "--spec", lambda lab: lab.spec, "--export", out, "--n", "2", "--batch-size", "2", "--quiet")
+
+
+def _card_again(lab: Lab, note: str = "again"):
+    """Save the lab's card again, with one more provenance field (so its JSON changes)."""
+    import steering
+
+    steerer, _ = steering.load_card(lab.card)
+    return steering.save_card(steerer, lab.folder / "card", {"generator": {"name": lab.generator.name,
+                                                                            "sha256": lab.generator.checksum},
+                                                              "note": note})
+
+
+CASES += [
+    ("cli: audit on a PNG declaring 20000x20000 pixels", "cli",
+     _audit_photos("bomb", ("bomb.png", _png_bytes([[[1, 2, 3]]], size=(20000, 20000)))), "declares 400,000,000 pixels"),
+    ("cli: audit on an animated GIF", "cli", _audit_photos("gif", ("anim.gif", _gif(3))), r"anim\.gif .*is animated \(3 frames\)"),
+    ("cli: audit on a truncated PNG", "cli", _audit_photos("cut", ("cut.png", _png_bytes([[[1, 2, 3]] * 4] * 4)[:50])), r"cut\.png .*cannot be read"),
+    ("cli: audit on a 32-bit float TIFF", "cli", _audit_photos("float", ("f.tif", _float_tiff())), "32-bit float"),
+    ("cli: audit on a shard with a 2 MB .json", "cli",
+     cli("audit", "--encoder", _tiny_encoder, "--data", _shard_with_huge_json, "--target", "class", "--protected", "a",
+         "--out", OUT), "at most"),
+    ("cli: train into an --out another process is writing", "cli",
+     cli("train", "--spec", lambda lab: lab.spec, "--out", _locked("busy-run"), "--steps", "1", "--batch-size", "4"),
+     "being written by pid 1 .*fairgen train"),
+    ("cli: steer into a card another process is writing", "cli",
+     cli("steer", "--n", "100", "--out", lambda lab: _locked("busy-card.json")(lab).with_suffix("")), "being written by pid 1"),
+    ("cli: export into a folder holding other files", "cli", _export(_with_foreign_file("thesis")), "did not write"),
+    ("cli: audit report into a folder holding other files", "cli",
+     cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, "plain"), "--target", "kind",
+         "--protected", "tone", "--permutations", "19", "--bootstrap", "20", "--out", _with_foreign_file("notes")),
+     "did not write"),
+    ("cli: sample on a full disk", "cli", _disk_full(cli("sample", "--n", "4", "--out", lambda lab: lab.folder / "full-grid")),
+     "disk full while writing"),
+    ("cli: export on a full disk", "cli", _disk_full(_export(lambda lab: lab.folder / "full-export")), "disk full while writing"),
+    ("cli: train on a full disk", "cli", _disk_full(cli("train", "--spec", lambda lab: lab.spec, "--out",
+                                                        lambda lab: lab.folder / "full-run", "--steps", "1", "--batch-size", "4",
+                                                        "--quiet")), "disk full while writing"),
+    ("cli: audit --max-pixels 0", "cli",
+     cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, "plain"), "--target", "kind",
+         "--protected", "tone", "--max-pixels", "0", "--out", OUT), "max_pixels must be a positive integer"),
+    ("cli: audit --max-pixels below the images' size", "cli",
+     cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, "plain"), "--target", "kind",
+         "--protected", "tone", "--max-pixels", "100", "--out", OUT), "more than the 100 allowed"),
+    ("api: load_data with max_pixels 0", "api", api(lambda lab: __import__("fairgen.data").data.load_data(_photos(lab, "plain"), max_pixels=0)), "max_pixels"),
+    ("api: images over a small pixel cap", "api",
+     api(lambda lab: next(__import__("fairgen.data").data.load_data(_photos(lab, "plain"), max_pixels=100).images())),
+     "16x16 = 256 pixels, more than the 100 allowed"),
+    ("api: save_card on a full disk", "api", _disk_full(_card_again), "disk full while writing"),
+    ("api: AuditReport.save into a folder holding other files", "api",
+     api(lambda lab: __import__("audits").AuditReport().save(_with_foreign_file("report-notes")(lab))), "did not write"),
+]
+
+
+def _same_tensors_as_8_bit_twin(lab: Lab) -> bool:
+    from fairgen.data import load_data
+
+    eight, sixteen = (torch.cat(list(load_data(_photos(lab, f"twin{b}", bits=b)).images())) for b in (8, 16))
+    return torch.equal(eight, sixteen)
+
+
+def _transparent_reads_white(lab: Lab) -> bool:
+    import numpy as np
+
+    from fairgen.data import load_data
+
+    hidden = np.dstack([np.full((16, 16, 3), 7), np.zeros((16, 16))])  # dark pixels under alpha 0
+    lab.file("clear/kind=a/0.png", _png_bytes(hidden, 8, 6))
+    lab.file("clear/kind=b/1.png", _png_bytes(hidden, 8, 6))
+    return bool((torch.cat(list(load_data(lab.folder / "clear").images())) == 1).all())
+
+
+def _few_permutations_are_inconclusive(lab: Lab) -> bool:
+    import numpy as np
+
+    from audits import AuditReport, leakage
+
+    rng = np.random.default_rng(0)
+    result = leakage(rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=9, n_repeats=1)
+    text = AuditReport().add("x", result).to_markdown()
+    return "no leakage detected" not in text and result.verdict.startswith("inconclusive")
+
+
+def _one_positive_is_flagged(lab: Lab) -> bool:
+    import numpy as np
+
+    from audits import group_fairness
+
+    y_true = np.array([1] * 30 + [0] * 30 + [1] + [0] * 29)
+    y_pred = np.concatenate([y_true[:60], np.zeros(30, dtype=int)])
+    train_x = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0] * 4)[:, None]
+    test_x = np.where(y_pred == 1, 2.0, -2.0)[:, None]
+    result = group_fairness(train_x, (train_x[:, 0] > 0).astype(int), test_x, y_true, ["a"] * 60 + ["b"] * 30,
+                            n_bootstrap=50)
+    s = result.summary
+    return s["small_groups"] == ["b: tpr[1] from 1 positives"] and s["equalized_odds_ci_high"] <= 1
+
+
+def _card_rewrite_spares_hard_links(lab: Lab) -> bool:
+    import os
+
+    card = lab.card
+    linked = lab.folder / "linked" / "card.json"
+    linked.parent.mkdir(exist_ok=True)
+    linked.unlink(missing_ok=True)
+    os.link(card, linked)
+    before = linked.read_bytes()
+    _card_again(lab, note=f"rewritten over {len(before)} bytes")
+    modes = {(lab.folder / n).stat().st_mode & 0o777 for n in ("card.json", "card.safetensors")}
+    return linked.read_bytes() == before and card.read_bytes() != before and len(modes) == 1
+
+
+RIGHT_CASES = [
+    ("16-bit PNGs read as their 8-bit twins (not white)", _same_tensors_as_8_bit_twin),
+    ("a fully transparent PNG reads as white, not its hidden colour", _transparent_reads_white),
+    ("--permutations 9 never says 'no leakage detected'", _few_permutations_are_inconclusive),
+    ("an EO difference of 1 from one positive is flagged; its CI stays in [0, 1]", _one_positive_is_flagged),
+    ("a card rewritten spares a hard-linked copy; both files get one mode", _card_rewrite_spares_hard_links),
+]

@@ -106,7 +106,7 @@ def test_a_rate_with_no_denominator_is_nan_and_named_not_zero():
     assert math.isnan(result.by_group.loc["b", "tpr[1]"])
     assert result.by_group.loc["b", "n_pos[1]"] == 0
     assert "tpr[1] undefined (no positives)" in result.by_group.loc["b", "note"]
-    assert result.by_group.loc["a", "note"] == ""
+    assert "undefined" not in result.by_group.loc["a", "note"]  # a's rates are defined, from few rows (flagged)
     assert result.summary["undefined_rates"] == ["b: tpr[1] undefined (no positives)"]
     # the TPR gap has one defined group, so equalized odds falls back to the FPR gap: |1/2 - 1/3|
     assert result.summary["equalized_odds_difference"] == pytest.approx(1 / 2 - 1 / 3)
@@ -165,3 +165,20 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         group_fairness(**args, n_bootstrap=10)
+
+
+def test_a_gap_from_a_group_with_one_positive_carries_a_warning():
+    # group b has a single positive: its TPR is 0 or 1, and the EO difference of 1 rests on that one row
+    y_true = np.array([1] * 30 + [0] * 30 + [1] + [0] * 29)
+    y_pred = np.concatenate([y_true[:60], [0], np.zeros(29, dtype=int)])
+    group = np.array(["a"] * 60 + ["b"] * 30)
+    train_x, train_y, test_x = _binary_setup(y_pred)
+    result = group_fairness(train_x, train_y, test_x, y_true, group, n_bootstrap=50)
+    assert result.summary["equalized_odds_difference"] == pytest.approx(1.0)
+    assert result.summary["small_groups"] == ["b: tpr[1] from 1 positives"]
+    assert "tpr[1] from only 1 positives (< 10)" in result.by_group.loc["b", "note"]
+    assert result.summary["equalized_odds_ci_high"] <= 1.0  # clipped to the range of a gap
+    from audits import AuditReport
+
+    text = AuditReport().add("f", result).to_markdown()
+    assert "Warning: rates from few rows" in text and "b: tpr[1] from 1 positives" in text

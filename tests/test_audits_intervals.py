@@ -101,3 +101,13 @@ def test_corrected_cv_interval_is_wider_than_the_naive_one_and_clipped():
     assert high - low > 2 * naive
     assert corrected_cv_interval([0.99, 1.0, 1.0, 0.98, 1.0], 800, 200)[1] == 1.0
     assert np.isnan(corrected_cv_interval([0.5], 800, 200)[0])
+
+
+def test_a_gap_interval_never_leaves_zero_to_one():
+    from audits.intervals import max_abs_interval
+
+    rng = np.random.default_rng(0)
+    point = np.array([0.95, -0.9])
+    boot = point + rng.normal(scale=0.2, size=(500, 2))  # wide bands: unclipped, the top would pass 1
+    low, high = max_abs_interval(point, boot)
+    assert 0.0 <= low <= 0.95 <= high == 1.0

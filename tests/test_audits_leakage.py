@@ -159,3 +159,36 @@ def test_bad_options_raise_value_errors():
         leakage(x, y, n_splits=1)
     with pytest.raises(ValueError, match="alpha must be in"):
         leakage(x, y, alpha=1.5)
+
+
+def test_too_few_permutations_to_reach_alpha_never_say_no_leakage():
+    # with 9 permutations the smallest p is 0.1 > 0.05: a verdict of "no leakage" would be empty
+    x, y = _leaky(200, 4, 3.0, seed=0)
+    strong = leakage(x, y, probe="lda", n_permutations=9, **CHEAP)
+    assert strong.balanced_accuracy > 0.9 and strong.p_value == pytest.approx(0.1)
+    assert not strong.leaks and strong.p_floor == pytest.approx(0.1)
+    assert strong.verdict.startswith("inconclusive: with 9 permutations the smallest possible p is 0.1 > alpha 0.05")
+    assert "run at least 19" in strong.verdict
+    rng = np.random.default_rng(1)
+    blind = leakage(rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=9, **CHEAP)
+    assert blind.verdict.startswith("inconclusive") and blind.to_dict()["verdict"] == blind.verdict
+    assert leakage(x, y, probe="lda", n_permutations=0, **CHEAP).verdict == "inconclusive: no permutation test was run"
+    enough = leakage(x, y, probe="lda", n_permutations=19, **CHEAP)
+    assert enough.verdict == "leaks"
+    null = leakage(rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=19, **CHEAP)
+    assert null.verdict in ("no leakage detected", "leaks")  # 19 permutations can reach 0.05: a real verdict
+    from audits import AuditReport
+
+    text = AuditReport().add("weak test", blind).to_markdown()
+    assert "no leakage detected" not in text and "**inconclusive" in text
+
+
+def test_the_no_leakage_verdict_is_calibrated_at_the_floor():
+    # 19 permutations: p = 1/20 = alpha is reachable; under no leakage "leaks" comes at most ~alpha of the time
+    calls = []
+    for seed in range(40):
+        rng = np.random.default_rng(500 + seed)
+        result = leakage(rng.normal(size=(60, 3)), rng.integers(0, 2, 60), probe="lda", n_permutations=19,
+                         seed=seed, **CHEAP)
+        calls.append(result.leaks)
+    assert sum(calls) <= 6, sum(calls)  # expected 2 of 40 at alpha 0.05; 6 has binomial tail < 1%

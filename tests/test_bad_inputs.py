@@ -24,3 +24,12 @@ def test_bad_input_fails_clearly(name, kind, run, match, lab, capsys):
     else:
         with pytest.raises((ValueError, FileNotFoundError), match=match):
             run(lab)
+
+
+# issue 18, part B (i18b): cases whose right answer is not an error, and that gave a silent wrong result before
+from bad_input_cases import RIGHT_CASES  # noqa: E402
+
+
+@pytest.mark.parametrize(("name", "check"), RIGHT_CASES, ids=[case[0] for case in RIGHT_CASES])
+def test_odd_input_gives_the_right_result(name, check, lab):
+    assert check(lab), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from . import audit, demo, judges, memorisation, sample, steer, stream, train, walks, world, zoo
@@ -46,5 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # a message may quote a received file; escaped, it cannot drive the terminal
         print(f"fairgen {args.command}: error: {printable(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"fairgen {args.command}: error: disk full ({error}); outputs are written whole, so the "
+              "previous ones were left as they were", file=sys.stderr)
         return 2
     return 0

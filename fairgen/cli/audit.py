@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
                    help="protected column(s); each is audited, and their intersection when there are several")
     p.add_argument("--test-fraction", type=float, default=0.5, help="share of your data held out for the audit")
     p.add_argument("--resolution", type=int, default=None, help="resize your images to this side (default: the first image's)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse (before decoding) an image declaring more pixels than this (default 40,000,000)")
     p.add_argument("--probe", choices=["linear", "lda", "mlp"], default=None,
                    help="leakage probe (default: linear on the world, as the demo; lda on your data, the fastest)")
     p.add_argument("--permutations", type=int, default=None, help="permutation refits for the leakage p-value (default 199)")
@@ -70,6 +72,7 @@ def run(args) -> None:
     report = audit_encoder_on_data(
         args.encoder, args.data, args.target, args.protected, args.out, encoder_weights=args.encoder_weights,
         image_size=args.image_size, resolution=args.resolution, test_fraction=args.test_fraction, seed=args.seed,
+        max_pixels=args.max_pixels,
         n_jobs=args.jobs, device=args.device, progress=not args.quiet, **settings,
     )
     from steering.files import printable

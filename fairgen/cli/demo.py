@@ -16,9 +16,16 @@ def add_parser(sub) -> None:
 
 
 def run(args):
-    from ..world.demo import replace_preset, run_demo
+    from steering.outputs import output_lock
 
     out = out_folder(args)
+    with output_lock(out):  # one demo per --out folder
+        return _run(args, out)
+
+
+def _run(args, out):
+    from ..world.demo import replace_preset, run_demo
+
     table = run_demo(args.preset, out, device=args.device, config=replace_preset(args.preset, seed=args.seed),
                      progress=progress_enabled(args))
     print()

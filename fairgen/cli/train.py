@@ -209,6 +209,19 @@ def differences(stored: dict, requested: dict) -> list[str]:
 
 
 def run(args) -> None:
+    """One writer per run folder: a second ``fairgen train`` into the same ``--out`` is refused, naming
+    the first (``steering.outputs.output_lock``; under torchrun, rank 0 holds it)."""
+    import os
+    from contextlib import nullcontext
+
+    from steering.outputs import output_lock
+
+    out = out_folder(args)
+    with output_lock(out) if os.environ.get("RANK", "0") == "0" else nullcontext():
+        _run(args)
+
+
+def _run(args) -> None:
     import torch.distributed as dist
 
     from ..contrastive.distributed import init_from_env

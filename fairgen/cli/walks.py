@@ -68,6 +68,18 @@ def _fidelity(generator, walks, args):
 
 
 def run(args) -> None:
+    """``learn`` holds the card's lock from the start: a second learner into the same card is refused."""
+    from contextlib import nullcontext
+
+    from steering.outputs import output_lock
+
+    from ..walks.card import walk_card_paths
+
+    with output_lock(walk_card_paths(args.card)[0]) if args.action == "learn" else nullcontext():
+        _run(args)
+
+
+def _run(args) -> None:
     from ..generators import load_generator
     from ..walks import WalkLearner, load_walks, save_walks
 

@@ -30,14 +30,23 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
+    from steering.outputs import output_lock
+
+    from ..world.generator import NAME
+
+    if args.name != NAME:
+        raise ValueError(f"zoo train: only {NAME!r} has a training recipe here, got {args.name!r}")
+    out = out_folder(args)
+    with output_lock(out):  # one trainer per --out folder
+        _train(args, out)
+
+
+def _train(args, out) -> None:
     from ..world.generator import NAME
     from ..world.quality import judge_generator
     from ..world.recipe import RecipeConfig, train_embedded
     from .sample import run as sample
 
-    if args.name != NAME:
-        raise ValueError(f"zoo train: only {NAME!r} has a training recipe here, got {args.name!r}")
-    out = out_folder(args)
     config = RecipeConfig(steps=args.steps, seed=args.seed, bias=args.bias, protected=tuple(args.protected.split(",")))
     weights = out / f"{NAME}.safetensors"
     model = train_embedded(weights, config, progress=progress_enabled(args))

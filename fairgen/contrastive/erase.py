@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -109,7 +109,11 @@ def save_feature_eraser(eraser: LeaceEraser, path: str | Path, provenance: dict 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"config": json.dumps(eraser.config()), "provenance": json.dumps(provenance or {})}
-    save_file({k: v.contiguous() for k, v in eraser.state_dict().items()}, path, metadata=metadata)
+    from safetensors.torch import save
+
+    from steering.files import atomic_write_bytes
+
+    atomic_write_bytes(path, save({k: v.contiguous() for k, v in eraser.state_dict().items()}, metadata=metadata))
     return path
 
 

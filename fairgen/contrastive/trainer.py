@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -41,8 +40,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from steering.files import (
+    atomic_write_bytes,
     atomic_write_text,
-    default_file_mode,
     load_safetensors,
     parse_json,
     read_safetensors_metadata,
@@ -119,17 +118,12 @@ def _check_batch(batch, supervised: bool) -> tuple[torch.Tensor, torch.Tensor | 
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; a checkpoint is shared like any output
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``torch.save`` into memory, then a new file renamed over ``path`` (a full disk: one clear error)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def clean_leftovers(folder: str | os.PathLike) -> list[Path]:

@@ -10,15 +10,16 @@ WebDataset shards ``fairgen stream --export --format webdataset`` writes.
   ``.cls`` gives ``class`` and the scalar fields of ``.json`` give the other columns.
 
 ``load_data`` checks what it can up front (columns, that every image file exists); ``images``
-decodes with torchvision and names any file it cannot read.
+decodes each file to 8-bit RGB with ``fairgen.data.images.decode_rgb8`` (16-bit rounded to 8 bits,
+transparency composited on white, animated images and images over ``max_pixels`` refused) and
+names any file it cannot read. Shards are indexed in one pass (each member's offset and size), and
+an image is then one seek and read: reading N images from shards is linear in N.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+from .images import MAX_PIXELS, decode_rgb8
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 PATH_COLUMN = "path"
+MAX_JSON_BYTES = 1 << 20  # a sample's .json metadata in a shard
 
 
 @dataclass
@@ -39,8 +43,9 @@ class ImageTable:
     source: str
     kind: str  # folder | manifest | webdataset
     frame: pd.DataFrame  # attribute columns; image locations are kept in ``locations``
-    locations: list = field(repr=False)  # Path, or (shard Path, member name)
+    locations: list = field(repr=False)  # Path, or (shard Path, member name, data offset, size)
     _sha256: str | None = field(default=None, repr=False)
+    max_pixels: int = field(default=MAX_PIXELS, repr=False)  # larger images are refused before decoding
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -65,29 +70,28 @@ class ImageTable:
     def subset(self, index) -> ImageTable:
         index = np.asarray(index)
         return ImageTable(self.source, self.kind, self.frame.iloc[index].reset_index(drop=True),
-                          [self.locations[i] for i in index])
+                          [self.locations[i] for i in index], max_pixels=self.max_pixels)
 
     def read_bytes(self, i: int) -> bytes:
         where = self.locations[i]
-        if isinstance(where, tuple):
-            with tarfile.open(where[0]) as tar:
-                return tar.extractfile(where[1]).read()
+        if isinstance(where, tuple):  # a shard member: one seek and one read (its place was indexed once)
+            shard, _, offset, size = where
+            with open(shard, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size)
+            if len(data) != size:
+                raise ValueError(f"data: shard {shard} is shorter than when it was indexed ({self._name(i)})")
+            return data
         return Path(where).read_bytes()
 
     def images(self, resolution: int | None = None, batch_size: int = 256, progress: bool = False):
         """Yield batches ``[b, 3, R, R]`` float32 in [0, 1] (``R``: the first image's height by default)."""
-        from torchvision.io import ImageReadMode, decode_image
-
         rows = range(len(self))
         for start in tqdm(range(0, len(self), batch_size), desc="reading images", disable=not progress, leave=False):
             batch = []
             for i in rows[start : start + batch_size]:
-                try:
-                    raw = torch.frombuffer(bytearray(self.read_bytes(i)), dtype=torch.uint8)
-                    image = decode_image(raw, mode=ImageReadMode.RGB)
-                except Exception as error:  # torchvision raises RuntimeError for undecodable bytes
-                    raise ValueError(f"data: image {self._name(i)} of {self.source} cannot be read "
-                                     f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+                pixels = decode_rgb8(self.read_bytes(i), f"{self._name(i)} of {self.source}", self.max_pixels)
+                image = torch.from_numpy(pixels).permute(2, 0, 1)
                 resolution = resolution or image.shape[1]
                 image = image.float().div_(255).unsqueeze(0)
                 if image.shape[-2:] != (resolution, resolution):
@@ -113,12 +117,18 @@ class ImageTable:
 
     def _name(self, i: int) -> str:
         where = self.locations[i]
-        return f"{where[1]} in {where[0].name}" if isinstance(where, tuple) else str(where)
+        return f"{where[1]} in {Path(where[0]).name}" if isinstance(where, tuple) else str(where)
 
 
-def load_data(source, columns: list[str] | None = None) -> ImageTable:
-    """An ImageTable for a folder, a manifest or WebDataset shards; ``columns`` must all be present."""
+def load_data(source, columns: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> ImageTable:
+    """An ImageTable for a folder, a manifest or WebDataset shards; ``columns`` must all be present.
+    Images declaring more than ``max_pixels`` pixels are refused (before decoding) when read."""
+    from steering.outputs import finish_pending
+
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     path = Path(source).expanduser()
+    finish_pending(path)  # an export killed after its commit: move its complete output in first
     if not path.exists():
         raise FileNotFoundError(f"data: {source} does not exist (expected an image folder, a .csv/.parquet "
                                 "manifest or WebDataset shards)")
@@ -135,6 +145,7 @@ def load_data(source, columns: list[str] | None = None) -> ImageTable:
     missing = [c for c in columns or [] if c not in table.frame.columns]
     if missing:
         raise ValueError(f"data: {source} lacks column(s) {missing}; its columns are {table.columns}")
+    table.max_pixels = max_pixels
     return table
 
 
@@ -173,28 +184,41 @@ def _manifest(path: Path) -> ImageTable:
 
 
 def _webdataset(path: Path) -> ImageTable:
+    """Index shards in one sequential pass each (``fairgen.data.tar``): where every image member's bytes
+    lie, and the samples' ``.cls`` / ``.json`` fields. Members are grouped by key (the name up to its first dot)."""
+    from .tar import members
+
     shards = [path] if path.is_file() else sorted(path.glob("*.tar"))
     rows, locations = [], []
     for shard in shards:
         try:
-            with tarfile.open(shard) as tar:
-                names = tar.getnames()
-                samples: dict[str, dict] = {}
-                for name in names:
+            samples: dict[str, dict] = {}
+            with open(shard, "rb") as handle:
+                def read(offset: int, size: int) -> bytes:
+                    handle.seek(offset)
+                    return handle.read(size)
+
+                for name, offset, size in members(shard):
                     key, _, ext = name.partition(".")
-                    samples.setdefault(key, {})[ext] = name
-                for members in samples.values():
-                    image = next((members[e] for e in sorted(members) if ("." + e).lower().endswith(IMAGE_SUFFIXES)), None)
-                    if image is None:
-                        continue
-                    row = {}
-                    if "cls" in members:
-                        row["class"] = int(tar.extractfile(members["cls"]).read().decode().strip())
-                    if "json" in members:
-                        meta = json.load(io.BytesIO(tar.extractfile(members["json"]).read()))
-                        row.update({k: v for k, v in meta.items() if np.isscalar(v)})
-                    rows.append(row)
-                    locations.append((shard, image))
-        except (tarfile.TarError, OSError, ValueError) as error:
+                    entry = samples.setdefault(key, {})
+                    if ext == "cls":
+                        entry["class"] = int(read(offset, min(size, 64)).decode().strip())
+                    elif ext == "json":
+                        if size > MAX_JSON_BYTES:
+                            raise ValueError(f"member {name} is {size:,} bytes (at most {MAX_JSON_BYTES:,})")
+                        meta = json.loads(read(offset, size))
+                        if isinstance(meta, dict):
+                            entry["json"] = {k: v for k, v in meta.items() if np.isscalar(v)}
+                    elif ("." + ext).lower().endswith(IMAGE_SUFFIXES):
+                        entry.setdefault("images", []).append((ext, name, offset, size))
+        except (OSError, ValueError, UnicodeDecodeError) as error:
             raise ValueError(f"data: shard {shard} cannot be read ({error})") from None
+        for entry in samples.values():
+            if not entry.get("images"):
+                continue
+            _, name, offset, size = min(entry["images"])  # the first view, as sorted member extensions
+            row = {"class": entry["class"]} if "class" in entry else {}
+            row.update(entry.get("json", {}))
+            rows.append(row)
+            locations.append((shard, name, offset, size))
     return ImageTable(str(path), "webdataset", pd.DataFrame(rows, index=range(len(rows))), locations)

@@ -8,19 +8,20 @@ SHA-256. Loading checks both checksums and refuses walks learned on another gene
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
 from steering.files import (
-    atomic_write_text,
     load_safetensors,
     printable,
     read_json,
     resolve_inside,
-    save_safetensors,
+    safetensors_payload,
     sha256_file,
 )
+from steering.outputs import finish_pending, staged_files, write_new
 
 from .directions import LatentWalks
 
@@ -53,7 +54,8 @@ def save_walks(walks: LatentWalks, path: str | Path, generator, provenance: dict
     if not isinstance(walks, LatentWalks):
         raise ValueError(f"walks must be a LatentWalks, got {type(walks).__name__}")
     json_path, tensor_path = walk_card_paths(path)
-    tensor_sha = save_safetensors({"directions": walks.directions}, tensor_path, {"fairgen_card": CARD_KIND})
+    payload = safetensors_payload({"directions": walks.directions}, {"fairgen_card": CARD_KIND})
+    tensor_sha = hashlib.sha256(payload).hexdigest()
     card = {
         "fairgen_card": CARD_KIND,
         "version": CARD_VERSION,
@@ -65,13 +67,17 @@ def save_walks(walks: LatentWalks, path: str | Path, generator, provenance: dict
         "tensors": {"file": tensor_path.name, "sha256": tensor_sha},
         **_plain(provenance or {}),
     }
-    atomic_write_text(json_path, json.dumps(card, indent=2, sort_keys=True, allow_nan=False))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    with staged_files([json_path, tensor_path]) as stage:  # JSON and tensors replace an older card together
+        write_new(stage / tensor_path.name, payload)
+        write_new(stage / json_path.name, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
     return json_path
 
 
 def read_walk_card(path: str | Path) -> dict:
     """The card's JSON, after checking it is a walk card."""
     json_path, _ = walk_card_paths(path)
+    finish_pending(json_path)
     card = read_json(json_path, "walk card")
     if not isinstance(card, dict) or card.get("fairgen_card") != CARD_KIND:
         raise ValueError(f"{json_path} is not a fairgen walk card")

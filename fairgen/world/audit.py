@@ -48,7 +48,20 @@ def audit_world_features(train_x, test_x, probe_split, test_split, *, seed: int 
 def audit_encoder_on_world(encoder_path, out, device="cpu", seed: int = 0, bias: float = 0.9, n_probe: int = 4000,
                            n_test: int = 4000, erase_with=None, eraser_n: int = 4096, n_jobs: int = 1,
                            progress: bool = True, **settings) -> dict:
-    """Audit ``encoder_path`` on world images; writes one report folder per feature space."""
+    """Audit ``encoder_path`` on world images; writes one report folder per feature space (all of
+    them, and the feature eraser, replace ``out`` together: ``steering.outputs.staged_folder``)."""
+    from audits.report import REPLACEABLE
+    from steering.outputs import staged_folder
+
+    with staged_folder(out, REPLACEABLE) as stage:  # locks `out` from the start
+        reports = _audit_into(stage, encoder_path, device, seed, bias, n_probe, n_test, erase_with, eraser_n,
+                              n_jobs, progress, settings)
+    print(f"wrote {out}")
+    return reports
+
+
+def _audit_into(out, encoder_path, device, seed, bias, n_probe, n_test, erase_with, eraser_n, n_jobs, progress,
+                settings) -> dict:
     from steering.files import sha256_file
 
     from .. import __version__
@@ -83,7 +96,8 @@ def audit_encoder_on_world(encoder_path, out, device="cpu", seed: int = 0, bias:
         path = save_feature_eraser(eraser, Path(out) / "feature_eraser.safetensors", {
             "encoder": str(encoder_path), "stream": str(erase_with), "protected": DEFAULT_PROTECTED, "n": eraser_n,
         })
-        print(f"fitted a {DEFAULT_PROTECTED} eraser on {eraser_n} images of {erase_with}; wrote {path}")
+        print(f"fitted a {DEFAULT_PROTECTED} eraser on {eraser_n} images of {erase_with}; "
+              f"wrote {path.name} (in the report folder)")
         spaces["erased"] = ErasedEncoder(encoder, eraser)
     probe, test = world_audit_splits(n_probe, n_test, seed, bias)
     reports = {}
@@ -96,8 +110,7 @@ def audit_encoder_on_world(encoder_path, out, device="cpu", seed: int = 0, bias:
             title=f"audit of {encoder_path}" + (f" ({DEFAULT_PROTECTED} erased)" if space else ""),
             provenance={**provenance, **extra}, **settings,
         )
-        report.save(Path(out) / space)
+        report.write_into(Path(out) / space)
         print(report.to_markdown())
         reports[space or "trained"] = report
-    print(f"wrote {out}")
     return reports

@@ -211,9 +211,11 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
         print(f"[demo] {arm}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
 
     table = pd.DataFrame(rows).set_index("arm")
-    table.to_csv(out / "table.csv")
-    (out / "table.md").write_text(_markdown(table, config, preset, time.time() - started) + _memo_line(memo))
-    (out / "config.json").write_text(json.dumps({"preset": preset, **asdict(config)}, indent=2))
+    from steering.outputs import replace_file
+
+    replace_file(out / "table.csv", table.to_csv().encode())  # each file new and renamed into place
+    replace_file(out / "table.md", (_markdown(table, config, preset, time.time() - started) + _memo_line(memo)).encode())
+    replace_file(out / "config.json", json.dumps({"preset": preset, **asdict(config)}, indent=2).encode())
     _plot(table, out / "table.png")
     return table
 
@@ -343,7 +345,13 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
         ax.set_title(title + (", 95% CI" if column in CI_COLUMNS else ""), fontsize=9)
     fig.axes[0].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+
+    from steering.outputs import replace_file
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
+    replace_file(path, buffer.getvalue())
 
 
 def replace_preset(preset: str, **changes) -> DemoConfig:

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from ..checks import check_images
@@ -274,7 +273,11 @@ def save_judges(
         header["evaluation"] = evaluation.to_dict(orient="records")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"fairgen": json.dumps(header)})
+    from safetensors.torch import save
+
+    from steering.files import atomic_write_bytes
+
+    atomic_write_bytes(path, save(tensors, metadata={"fairgen": json.dumps(header)}))  # new file, renamed into place
     return path
 
 
