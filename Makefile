@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fairgen demo
 
+# Tests run one torch thread each (tests/conftest.py), so two worker processes use both cores;
+# a test file stays on one worker (its module fixtures are built once). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check fairgen steering audits tests benchmarks examples
