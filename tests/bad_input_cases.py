@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from handmade_png import png
 
 
 class Lab:
@@ -631,24 +632,8 @@ CASES += [
 # ``(name, check)`` where ``check(lab)`` returns True when the result is right.
 
 
-def _png_bytes(array, bit_depth: int = 8, color_type: int = 2, size=None) -> bytes:
-    """A PNG written by hand (16-bit colour, and headers that declare another size)."""
-    import struct
-    import zlib
 
-    import numpy as np
 
-    array = np.asarray(array)
-    h, w = array.shape[:2]
-    rows = array.astype(">u2" if bit_depth == 16 else "u1").reshape(h, -1)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    width, height = size or (w, h)
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def _photos(lab: Lab, name: str, odd: tuple[str, bytes] | None = None, bits: int = 8) -> Path:
@@ -662,7 +647,7 @@ def _photos(lab: Lab, name: str, odd: tuple[str, bytes] | None = None, bits: int
             image = rng.integers(0, 256, size=(16, 16, 3))
             path = folder / f"kind={'ab'[i % 2]}" / f"tone={'xy'[i // 12]}" / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(_png_bytes(image * (257 if bits == 16 else 1), bits))
+            path.write_bytes(png(image * (257 if bits == 16 else 1), bits))
         if odd is not None:
             lab.file(f"{name}/kind=a/tone=x/{odd[0]}", odd[1])
     return folder
@@ -753,7 +738,7 @@ def _shard_with_huge_json(lab: Lab) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(path, "w") as tar:
-            for name, data in (("0.png", _png_bytes([[[1, 2, 3]]])), ("0.json", b'{"a": "' + b"x" * (2 << 20) + b'"}')):
+            for name, data in (("0.png", png([[[1, 2, 3]]])), ("0.json", b'{"a": "' + b"x" * (2 << 20) + b'"}')):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
@@ -776,9 +761,9 @@ def _card_again(lab: Lab, note: str = "again"):
 
 CASES += [
     ("cli: audit on a PNG declaring 20000x20000 pixels", "cli",
-     _audit_photos("bomb", ("bomb.png", _png_bytes([[[1, 2, 3]]], size=(20000, 20000)))), "declares 400,000,000 pixels"),
+     _audit_photos("bomb", ("bomb.png", png([[[1, 2, 3]]], size=(20000, 20000)))), "declares 400,000,000 pixels"),
     ("cli: audit on an animated GIF", "cli", _audit_photos("gif", ("anim.gif", _gif(3))), r"anim\.gif .*is animated \(3 frames\)"),
-    ("cli: audit on a truncated PNG", "cli", _audit_photos("cut", ("cut.png", _png_bytes([[[1, 2, 3]] * 4] * 4)[:50])), r"cut\.png .*cannot be read"),
+    ("cli: audit on a truncated PNG", "cli", _audit_photos("cut", ("cut.png", png([[[1, 2, 3]] * 4] * 4)[:50])), r"cut\.png .*cannot be read"),
     ("cli: audit on a 32-bit float TIFF", "cli", _audit_photos("float", ("f.tif", _float_tiff())), "32-bit float"),
     ("cli: audit on a shard with a 2 MB .json", "cli",
      cli("audit", "--encoder", _tiny_encoder, "--data", _shard_with_huge_json, "--target", "class", "--protected", "a",
@@ -828,8 +813,8 @@ def _transparent_reads_white(lab: Lab) -> bool:
     from fairgen.data import load_data
 
     hidden = np.dstack([np.full((16, 16, 3), 7), np.zeros((16, 16))])  # dark pixels under alpha 0
-    lab.file("clear/kind=a/0.png", _png_bytes(hidden, 8, 6))
-    lab.file("clear/kind=b/1.png", _png_bytes(hidden, 8, 6))
+    lab.file("clear/kind=a/0.png", png(hidden, 8, 6))
+    lab.file("clear/kind=b/1.png", png(hidden, 8, 6))
     return bool((torch.cat(list(load_data(lab.folder / "clear").images())) == 1).all())
 
 

@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import torch
+from handmade_png import png
 from PIL import Image
 
 from fairgen.data import load_data
 from fairgen.data.images import BACKGROUND, decode_rgb8
-
-
-def png(array: np.ndarray, bit_depth: int, color_type: int, size: tuple[int, int] | None = None) -> bytes:
-    """A PNG written by hand (Pillow cannot write 16-bit colour): colour type 0 grey, 2 RGB, 4 LA, 6 RGBA.
-    ``size`` overrides the declared (width, height), for headers that lie."""
-    h, w = array.shape[:2]
-    rows = array.astype(">u2" if bit_depth == 16 else "u1").reshape(h, -1)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    width, height = size or (w, h)
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def pil_bytes(image: Image.Image, fmt: str, **options) -> bytes:
