@@ -9,8 +9,10 @@ part, then mixing the whole latent (0.9 to a fresh prior draw). Each candidate i
 the prior itself, inside a truncated prior's box. The classifier scores ``candidates`` per level;
 the closest level's best candidate it finds likely (``q >= threshold``, or at least ``RELATIVE``
 times the anchor's best candidate's ``q``) goes first, then the rest by score. Rounds synthesize 1, 1, 2, 4, 8, ... of them per anchor still without a twin (a round
-moves no closer than the last miss) until ``budget`` syntheses per anchor are spent; a twin is
-kept only if the labeler reads every attribute as requested. Anchors still without a twin keep
+moves no closer than the last miss; its latent pool doubles, up to ``POOL_GROWTH`` times, since
+latent draws are cheap and syntheses are not) until ``budget`` syntheses per anchor are spent; a
+twin is kept only if the labeler reads every attribute as requested and, with ``keep``, every kept
+attribute as the anchor's (their latent classifiers, where given, multiply into ``q``). Anchors still without a twin keep
 the anchor as their "twin" and are reported (``confirmed`` mask, ``missed`` count), never dropped.
 """
 
