@@ -373,13 +373,13 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
 
     def confirmed():
         result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
-                                          support=support)
+                                          support=support, budget=getattr(args, "flip_budget", 64))
         print(f"{name}: confirmed cost {result.cost}", flush=True)
         return result.twins, result.values, result.confirmed, result.cost["syntheses"]
 
     def confirmed_keep():  # the second attribute confirmed too, its latent classifier ranking candidates
         result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
-                                          support=support, keep={second: judges[second].predict},
+                                          support=support, budget=getattr(args, "flip_budget", 64), keep={second: judges[second].predict},
                                           keep_classifiers={second: _second_classifier(generator, judges, second, args)})
         print(f"{name}: confirmed+keep cost {result.cost}", flush=True)
         return result.twins, result.values, result.confirmed, result.cost["syntheses"]
@@ -520,6 +520,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated geometry names to run")
     parser.add_argument("--methods", default=None,
                         help="comma-separated balance methods (default: quantile,resample,confirmed if available,rejection)")
+    parser.add_argument("--flip-budget", type=int, default=64, help="confirmed twins: candidate syntheses per anchor at most")
     parser.add_argument("--twins", default=None,
                         help="comma-separated twin methods (default: quantile,gradient,checked,confirmed,confirmed+keep)")
     parser.add_argument("--classifiers", action="store_true", help="only compare latent classifiers")
