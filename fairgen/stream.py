@@ -313,6 +313,11 @@ class Stream:
     keep-labels. It needs ``labeler``: a callable or ``{attribute: callable}``, given by the caller;
     without it, only labelers the spec names by a registered scheme (``world:texture``) are loaded,
     never code a received card names.
+
+    A spec with 'flip' views and a classifier eraser card, given ``labeler`` (its attributes'), makes
+    every flip view a labeler-confirmed twin inside the prior (``steering.ConfirmedFlipper``); such
+    batches add ``flip_confirmed`` ``[B]`` and ``flip_missed`` (a missed anchor's flip view is the
+    anchor itself: flagged, never dropped).
     """
 
     def __init__(self, spec: StreamSpec, batch_size: int, device="cpu", rank: int = 0, world_size: int = 1,
