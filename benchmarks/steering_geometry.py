@@ -53,6 +53,7 @@ from fairgen.generators import load_generator
 from fairgen.world.generator import CODE_NAMES
 from fairgen.world.judges import load_judges
 from fairgen.world.recipe import RecipeConfig, training_split
+from fairgen.world.render import CATEGORICAL
 from steering import LatentPrior
 from steering.prior import prior_mix
 
@@ -372,10 +373,23 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
 
     def confirmed():
         result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
-                                          support=support)
+                                          support=support, budget=getattr(args, "flip_budget", 64))
+        print(f"{name}: confirmed cost {result.cost}", flush=True)
+        return result.twins, result.values, result.confirmed, result.cost["syntheses"]
+
+    def confirmed_keep():  # the second attribute confirmed too, its latent classifier ranking candidates
+        result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
+                                          support=support, budget=getattr(args, "flip_budget", 64), keep={second: judges[second].predict},
+                                          keep_classifiers={second: _second_classifier(generator, judges, second, args)})
+        print(f"{name}: confirmed+keep cost {result.cost}", flush=True)
         return result.twins, result.values, result.confirmed, result.cost["syntheses"]
 
     proposals["checked"], proposals["confirmed"] = checked, confirmed
+    if second:
+        proposals["confirmed+keep"] = confirmed_keep
+    wanted_twins = getattr(args, "twins", None)
+    if wanted_twins:
+        proposals = {k: v for k, v in proposals.items() if k in wanted_twins.split(",")}
     rows = []
     for method, run in proposals.items():
         tic = time.time()
@@ -409,6 +423,15 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
         })
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
     return rows
+
+
+def _second_classifier(generator, judges, second, args):
+    """A latent classifier of the attribute a twin keeps, fitted on ``fit_n`` judged prior samples."""
+    rng = torch.Generator().manual_seed(args.seed + 5)
+    z = generator.sample_latents(args.fit_n, rng).cpu()
+    y = torch.randint(generator.num_classes, (args.fit_n,), generator=rng)
+    labels = torch.as_tensor(np.asarray(_judge(generator, judges, [second], z, y)[second]))
+    return steering.LatentClassifier().fit(z.flatten(1).float(), y, labels, generator.num_classes, len(CATEGORICAL[second]))
 
 
 def compare_classifiers(base, judges, args) -> pd.DataFrame:
@@ -497,6 +520,9 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated geometry names to run")
     parser.add_argument("--methods", default=None,
                         help="comma-separated balance methods (default: quantile,resample,confirmed if available,rejection)")
+    parser.add_argument("--flip-budget", type=int, default=64, help="confirmed twins: candidate syntheses per anchor at most")
+    parser.add_argument("--twins", default=None,
+                        help="comma-separated twin methods (default: quantile,gradient,checked,confirmed,confirmed+keep)")
     parser.add_argument("--classifiers", action="store_true", help="only compare latent classifiers")
     parser.add_argument("--out", default="geometry_out")
     args = parser.parse_args()

@@ -35,7 +35,7 @@ from einops import rearrange
 from .augment import augment, get_recipe
 from .entry_points import is_entry_point
 from .records import from_plain_dict
-from .views import ViewRecipe, make_view_latents
+from .views import ViewRecipe, make_view_latents, make_views
 
 SPEC_VERSION = 1
 MAX_RESOLUTION = 4096  # output side in pixels; 30000 would ask for gigabytes per image
@@ -408,6 +408,11 @@ class Stream:
     keep-labels. It needs ``labeler``: a callable or ``{attribute: callable}``, given by the caller;
     without it, only labelers the spec names by a registered scheme (``world:texture``) are loaded,
     never code a received card names.
+
+    A spec with 'flip' views and a classifier eraser card, given ``labeler`` (its attributes'), makes
+    every flip view a labeler-confirmed twin inside the prior (``steering.ConfirmedFlipper``); such
+    batches add ``flip_confirmed`` ``[B]`` and ``flip_missed`` (a missed anchor's flip view is the
+    anchor itself: flagged, never dropped).
     """
 
     def __init__(self, spec: StreamSpec, batch_size: int, device="cpu", rank: int = 0, world_size: int = 1,
@@ -438,6 +443,7 @@ class Stream:
             )
         self.steerer = self._load_steerer()
         self.labelers = self._confirming_labelers(labeler)
+        self.flipper = self._confirmed_flipper(labeler)
         self.views = spec.view_recipe
         self.walks = self._load_walks()
         self.augment = get_recipe(spec.augment)
@@ -477,8 +483,8 @@ class Stream:
     def _confirming_labelers(self, labeler):
         """The labelers a confirmed steerer needs, by attribute (None for other steerers)."""
         if getattr(self.steerer, "guarantee", None) != "confirmed":
-            if labeler is not None:
-                raise ValueError("labeler is only used by a labeler-confirmed eraser card; this spec has none")
+            if labeler is not None and not self.spec.view_recipe.needs_steerer:
+                raise ValueError("labeler is only used by a labeler-confirmed eraser card or by 'flip' views; this spec has neither")
             return None
         if self.spec.view_recipe.needs_steerer:
             raise ValueError("views ask for 'flip' views, but this eraser card is a labeler-confirmed balance card "
@@ -517,6 +523,18 @@ class Stream:
                 raise ValueError(f"labeler for {attribute!r} must be a callable or a labeler name, got {type(f).__name__}")
             out[attribute] = f
         return out
+
+    def _confirmed_flipper(self, labeler):
+        """With 'flip' views and a labeler: ``steering.ConfirmedFlipper`` on the eraser card's steerer,
+        so every flip view is a labeler-confirmed twin inside the prior (misses reported per batch)."""
+        if labeler is None or self.labelers is not None or not self.spec.view_recipe.needs_steerer:
+            return None
+        from steering import ConfirmedFlipper
+
+        try:
+            return ConfirmedFlipper(self.generator, labeler, self.steerer)
+        except ValueError as error:
+            raise ValueError(f"confirmed 'flip' views need a classifier eraser card and its attributes' labelers: {error}") from None
 
     def _load_walks(self):
         """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
@@ -560,12 +578,14 @@ class Stream:
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
         if self.steerer is not None and self.steerer.mode != "flip":
             z = self.steerer(z, y, rng)
-        latents = make_view_latents(z, y, self.views, rng, self.steerer, self.walks)
+        made = make_views(z, y, self.views, rng, self.steerer, self.walks, flipper=self.flipper)
+        latents = made.latents
+        confirmed = torch.ones(n, dtype=torch.bool) if made.flip_confirmed is None else made.flip_confirmed.cpu()
         flat = rearrange(latents, "b v d -> (b v) d").to(self.device)
         labels = y.repeat_interleave(self.views.num_views).to(self.device)
         images = self.generator.synthesize(flat, labels if self.generator.num_classes else None)
         images = rearrange(images.to(self.dtype), "(b v) c h w -> b v c h w", v=self.views.num_views)
-        return images, y.to(self.device), z.to(self.device)
+        return images, y.to(self.device), z.to(self.device), confirmed.to(self.device)
 
     def _generate_confirmed(self, n: int, rng: torch.Generator):
         """``n`` anchors drawn by a confirmed steerer (exact per-cell quotas); anchor views reuse its images."""
@@ -583,7 +603,7 @@ class Stream:
             classes = y.repeat_interleave(len(fresh)).to(self.device) if self.generator.num_classes else None
             made = self.generator.synthesize(flat, classes)
             images[:, fresh] = rearrange(made.to(self.dtype), "(b v) c h w -> b v c h w", v=len(fresh))
-        return images, y.to(self.device), z.to(self.device)
+        return images, y.to(self.device), z.to(self.device), torch.ones(n, dtype=torch.bool, device=self.device)
 
     def _slots(self, step: int) -> torch.Tensor:
         """Buffer slots regenerated at ``step`` (round-robin, so any step's buffer can be rebuilt)."""
@@ -593,7 +613,7 @@ class Stream:
         """The buffer as it stands before ``step``: each slot holds its last write's sample."""
         n = self.buffer_size
         first = self._generate(0, n, purpose=3)  # the initial fill
-        images, labels, latents = (t.clone() for t in first)
+        held = [t.clone() for t in first]
         last_writer = {}
         for s in range(max(0, step - int(np.ceil(n / self.per_step)) - 1), step):
             for i, slot in enumerate(self._slots(s).tolist()):
@@ -602,14 +622,15 @@ class Stream:
             fresh = self._generate(s, self.per_step)
             for slot, (writer, i) in last_writer.items():
                 if writer == s:
-                    images[slot], labels[slot], latents[slot] = fresh[0][i], fresh[1][i], fresh[2][i]
-        self._buffer = [images, labels, latents]
+                    for part, new in zip(held, fresh, strict=True):
+                        part[slot] = new[i]
+        self._buffer = held
 
     def next_batch(self) -> dict:
         """The batch of the current step; advances the step."""
         step = self.step
         if self.spec.refresh >= 1 and self.buffer_size == self.batch_size:
-            images, labels, latents = self._generate(step, self.batch_size)
+            images, labels, latents, confirmed = self._generate(step, self.batch_size)
         else:
             if self._buffer is None:
                 self._rebuild_buffer(step)
@@ -618,12 +639,15 @@ class Stream:
             for held, new in zip(self._buffer, fresh, strict=True):
                 held[slots] = new
             pick = torch.randperm(self.buffer_size, generator=self._rng(step, 1))[: self.batch_size].to(self.device)
-            images, labels, latents = (held[pick] for held in self._buffer)
+            images, labels, latents, confirmed = (held[pick] for held in self._buffer)
         flat = rearrange(images, "b v c h w -> (b v) c h w")
         out = augment(flat, self.augment, self._rng(step, 2), out_size=self.spec.resolution)
         views = rearrange(out, "(b v) c h w -> b v c h w", v=self.views.num_views)
         self.step = step + 1
-        return {"views": views, "labels": labels, "latents": latents, "step": step}
+        batch = {"views": views, "labels": labels, "latents": latents, "step": step}
+        if self.flipper is not None:  # a missed anchor's flip view is the anchor itself: flagged, never dropped
+            batch["flip_confirmed"], batch["flip_missed"] = confirmed, int((~confirmed).sum())
+        return batch
 
     def __iter__(self):
         while True:

@@ -40,12 +40,16 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+STEPS = 1000  # Adam steps of a fit unless given (a module setting, so that a smoke test can run a short fit)
+
+
 class LatentClassifier(nn.Module):
     """``log_proba(z [N, d], y [N]) -> [N, K]``: each class's calibrated posterior over K values."""
 
-    def __init__(self, features: int = 4, hidden: int = 16, steps: int = 1000, lr: float = 1e-2,
+    def __init__(self, features: int = 4, hidden: int = 16, steps: int | None = None, lr: float = 1e-2,
                  weight_decay: float = 1e-4, seed: int = 0):
         super().__init__()
+        steps = STEPS if steps is None else steps
         self.features, self.hidden, self.steps, self.lr, self.weight_decay, self.seed = features, hidden, steps, lr, weight_decay, seed
 
     def fit(self, z: torch.Tensor, y: torch.Tensor, a: torch.Tensor, num_classes: int, num_values: int,

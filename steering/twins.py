@@ -9,8 +9,10 @@ part, then mixing the whole latent (0.9 to a fresh prior draw). Each candidate i
 the prior itself, inside a truncated prior's box. The classifier scores ``candidates`` per level;
 the closest level's best candidate it finds likely (``q >= threshold``, or at least ``RELATIVE``
 times the anchor's best candidate's ``q``) goes first, then the rest by score. Rounds synthesize 1, 1, 2, 4, 8, ... of them per anchor still without a twin (a round
-moves no closer than the last miss) until ``budget`` syntheses per anchor are spent; a twin is
-kept only if the labeler reads every attribute as requested. Anchors still without a twin keep
+moves no closer than the last miss; its latent pool doubles, up to ``POOL_GROWTH`` times, since
+latent draws are cheap and syntheses are not) until ``budget`` syntheses per anchor are spent; a
+twin is kept only if the labeler reads every attribute as requested and, with ``keep``, every kept
+attribute as the anchor's (their latent classifiers, where given, multiply into ``q``). Anchors still without a twin keep
 the anchor as their "twin" and are reported (``confirmed`` mask, ``missed`` count), never dropped.
 """
 
@@ -34,6 +36,7 @@ SUBSPACE_MASS = 0.9  # broad directions: this share of the classifier's gradient
 RELATIVE = 0.2  # a closer candidate goes first if the classifier finds it at least this share as likely as the best
 CHUNK = 128  # anchors whose candidates are drawn and scored at once (memory)
 SUBSPACE_POINTS = 2048  # anchors whose gradients place those directions
+POOL_GROWTH = 16  # each round's candidate pool doubles, up to this many times ``candidates``
 
 
 @dataclass
@@ -52,32 +55,53 @@ class FlipResult:
         return int((~self.confirmed).sum())
 
 
-def _labelers(labeler, names: list[str]) -> dict:
+def _labelers(labeler, names: list[str]) -> tuple[dict, dict]:
+    """The proposal's attributes' labelers, and the extra ones a dict names (attributes a twin keeps)."""
     labelers = dict(labeler) if isinstance(labeler, dict) else {names[0]: labeler} if len(names) == 1 else None
-    if labelers is None or set(labelers) != set(names):
+    if labelers is None or not set(names) <= set(labelers):
         got = sorted(labeler) if isinstance(labeler, dict) else "one callable"
         raise ValueError(f"labeler must name the proposal's attributes {names}, got {got}")
     if not all(callable(f) for f in labelers.values()):
         raise ValueError("labeler must be a callable images -> labels, or a dict {name: callable}")
-    return labelers
+    return {k: labelers[k] for k in names}, {k: f for k, f in labelers.items() if k not in names}
+
+
+def _keepers(extra: dict, keep, names: list[str]) -> dict:
+    """The labelers of the attributes a twin must keep: ``keep`` if given, else the labeler's extra ones."""
+    if keep is None:
+        return extra
+    if not isinstance(keep, dict) or not all(isinstance(k, str) and callable(f) for k, f in keep.items()):
+        raise ValueError("keep must be None or a dict {name: callable images -> labels}")
+    flipped = sorted(set(keep) & set(names))
+    if flipped:
+        raise ValueError(f"keep must name attributes other than the flipped ones {names}, got {flipped}")
+    return dict(keep)
 
 
 def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tensor | None = None, values=None,
                     rng: torch.Generator | None = None, budget: int = 64, candidates: int = 64,
-                    threshold: float = 0.9, support: PriorSupport | None = None) -> FlipResult:
+                    threshold: float = 0.9, support: PriorSupport | None = None, keep: dict | None = None,
+                    keep_classifiers: dict | None = None) -> FlipResult:
     """Twins of anchors ``z`` (classes ``y``) at another joint protected value, each confirmed by ``labeler``.
 
     ``proposal``: a fitted ``ClassifierSteerer`` (its classifier scores candidates, its target and
     the values each class shows pick the requested values unless ``values`` [N] is given).
     ``labeler``: a callable ``images -> labels``, or ``{name: callable}`` naming the proposal's
-    attributes. ``budget``: syntheses per anchor spent on candidate twins at most (plus one for
-    the anchor itself). Every random draw comes from ``rng``; same inputs and seed, same twins.
+    attributes; further names in the dict are attributes the twin keeps (unless ``keep`` is given).
+    ``keep``: ``{name: callable}`` of attributes every twin must keep: a candidate counts only if the
+    labeler reads each of them as it reads the anchor. ``keep_classifiers``: ``{name: latent
+    classifier}`` (``log_proba(z, y)``) that rank candidates likely to keep them (default: the
+    proposal's own, where it has one). ``budget``: syntheses per anchor spent on candidate twins at
+    most (plus one for the anchor itself). Every random draw comes from ``rng``; same inputs and
+    seed, same twins.
     """
     if budget < 1 or candidates < 1 or not 0 < threshold < 1:
         raise ValueError(f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, {candidates}, {threshold}")
     proposal = as_proposal(proposal)
     names = list(proposal.names_)
-    labelers = _labelers(labeler, names)
+    labelers, extra = _labelers(labeler, names)
+    keepers = _keepers(extra, keep, names)
+    scorers = _keep_scorers(proposal, keepers, keep_classifiers)
     support = support or prior_support(generator)
     prior = latent_prior(generator)
     conditional = generator.num_classes > 0
@@ -86,8 +110,9 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
     calls = {"syntheses": 0, "labeler_calls": 0}
 
     def read(latents, classes):
-        """The joint value the labeler reads off each latent's image (-1: a value the proposal does not know)."""
-        out = []
+        """The joint value the labeler reads off each latent's image (-1: a value the proposal does not
+        know) and the kept attributes' labels ``[n, len(keepers)]``."""
+        out, kept = [], []
         for start in range(0, len(latents), BATCH):
             zb, yb = latents[start:start + BATCH], classes[start:start + BATCH]
             images = generator.synthesize(zb.to(generator.device), yb.to(generator.device) if conditional else None)
@@ -97,12 +122,14 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
                 unknown |= labels >= k
                 joint = joint * k + labels.clamp(max=k - 1)
             out.append(torch.where(unknown, -1, joint))
+            kept.append(torch.stack([check_labeler_output(f(images), len(zb), name) for name, f in keepers.items()], 1)
+                        if keepers else torch.zeros(len(zb), 0, dtype=torch.int64))
         calls["syntheses"] += len(latents)
-        calls["labeler_calls"] += len(latents) * len(labelers)
-        return torch.cat(out)
+        calls["labeler_calls"] += len(latents) * (len(labelers) + len(keepers))
+        return torch.cat(out), torch.cat(kept)
 
     with one_thread():
-        current = read(anchors, y)
+        current, own = read(anchors, y)
         values = _requested(proposal, y, current, rng) if values is None else torch.as_tensor(values, dtype=torch.int64).cpu()
         if values.shape != y.shape or int(values.min()) < 0 or int(values.max()) >= proposal.target.numel():
             raise ValueError(f"values must be {len(y)} joint protected values in [0, {proposal.target.numel()})")
@@ -111,16 +138,21 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
         levels = _levels(proposal, anchors, y)
         furthest = torch.zeros(len(z), dtype=torch.int64)  # a round moves no closer than the last miss
         from_subspace = torch.zeros(len(z), dtype=torch.bool)
-        pending, spent, size = torch.nonzero(~confirmed).flatten(), 0, 1
+        best_q = torch.full((len(z),), math.nan)  # the proposal's best candidate's probability, for a missed anchor
+        pending, spent, size, pool = torch.nonzero(~confirmed).flatten(), 0, 1, candidates
         while len(pending) and spent < budget:
-            m = min(size, budget - spent, len(levels) * candidates)
+            m = min(size, budget - spent, len(levels) * pool)
+            chunk = max(8, CHUNK * candidates // pool)
             parts = [_pick(proposal, prior, support, levels, anchors[rows], y[rows], values[rows], furthest[rows],
-                           candidates, threshold, m, rng) for rows in pending.split(CHUNK)]
-            picked, level, ok = (torch.cat(p) for p in zip(*parts, strict=True))  # [n, m, ...], [n, m], [n, m]
+                           pool, threshold, m, rng, _keep_score(scorers, own[rows], y[rows], pool * len(levels)))
+                     for rows in pending.split(chunk)]
+            picked, level, ok, q = (torch.cat(p) for p in zip(*parts, strict=True))  # [n, m, ...], [n, m], [n, m], [n]
+            best_q[pending] = q
             rows = pending.repeat_interleave(m)[ok.flatten()]
             flat = picked.flatten(0, 1)[ok.flatten()]
+            joint, kept = read(flat, y[rows])
             hit = torch.zeros(len(pending), m, dtype=torch.bool)
-            hit.view(-1)[torch.nonzero(ok.flatten()).flatten()] = read(flat, y[rows]) == values[rows]
+            hit.view(-1)[torch.nonzero(ok.flatten()).flatten()] = (joint == values[rows]) & (kept == own[rows]).all(1)
             found = hit.any(1)
             first = hit.float().argmax(1)  # the first hit in preference order
             twins[pending[found]] = picked[torch.arange(len(pending)), first][found]
@@ -129,12 +161,44 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
             confirmed[pending[found]] = True
             closest = torch.where(ok, level, len(levels) - 1).min(1).values
             furthest[pending[~found]] = (closest[~found] + 1).clamp(max=len(levels) - 1)
-            pending, spent, size = pending[~found], spent + m, size * 2 if spent else 1
+            pending, spent = pending[~found], spent + m
+            size, pool = (size * 2 if spent > m else 1), min(pool * 2, candidates * POOL_GROWTH)  # latent draws are cheap
     kept = int(confirmed.sum())
+    missed_q = best_q[~confirmed & ~torch.isnan(best_q)]
     cost = {"n": len(z), "confirmed": kept, "missed": len(z) - kept, "confirmed_share": kept / max(len(z), 1), **calls,
             "subspace_share": float(from_subspace[confirmed].float().mean()) if kept else 0.0,
-            "syntheses_per_kept": calls["syntheses"] / max(kept, 1), "labeler_calls_per_kept": calls["labeler_calls"] / max(kept, 1)}
+            "syntheses_per_kept": calls["syntheses"] / max(kept, 1), "labeler_calls_per_kept": calls["labeler_calls"] / max(kept, 1),
+            "missed_median_best_q": float(missed_q.median()) if len(missed_q) else math.nan}
     return FlipResult(twins.to(z.device, z.dtype), values, current, confirmed, cost)
+
+
+def _keep_scorers(proposal, keepers: dict, given: dict | None) -> dict:
+    """Latent classifiers ``{name: log_proba(z, y) -> [N, K]}`` of the kept attributes: given, or the proposal's own."""
+    own = getattr(getattr(proposal, "steerer", proposal), "classifiers", None)
+    own = own if isinstance(own, dict) else {}
+    given = {} if given is None else dict(given)
+    unknown = sorted(set(given) - set(keepers))
+    if unknown:
+        raise ValueError(f"keep_classifiers must name kept attributes {sorted(keepers)}, got {unknown}")
+    return {k: given.get(k, own.get(k)) for k in keepers if given.get(k, own.get(k)) is not None}
+
+
+def _keep_score(scorers: dict, own: torch.Tensor, y: torch.Tensor, per: int):
+    """A function ``pool [n * per, d] -> log P(every kept value as the anchor's)``, or None without classifiers."""
+    if not scorers:
+        return None
+    names = list(scorers)  # the keepers' order, as ``own``'s columns
+    columns = {k: i for i, k in enumerate(scorers)}
+
+    def score(pool):
+        total = torch.zeros(len(pool))
+        flat_y = y.repeat_interleave(per)
+        for k in names:
+            value = own[:, columns[k]].repeat_interleave(per)
+            lp = scorers[k].log_proba(pool, flat_y)
+            total += lp.gather(1, value.clamp(max=lp.shape[1] - 1)[:, None]).squeeze(1)
+        return total
+    return score
 
 
 class _CellProposal:
@@ -219,7 +283,7 @@ def _subspaces(proposal, anchors: torch.Tensor, y: torch.Tensor):
     return vectors[:, :narrow], vectors[:, :broad]
 
 
-def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, threshold, m, rng):
+def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, threshold, m, rng, keep_score=None):
     """Per anchor, ``m`` candidates to synthesize in preference order ``[n, m, ...]``, their levels and
     whether each is usable (inside the prior's support)."""
     n, count = len(z), len(levels)
@@ -230,7 +294,8 @@ def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, 
                         .view(n, candidates, *z.shape[1:]) for rho, basis in levels], 1).flatten(0, 2)  # [n * per, ...]
     flat_y, flat_v = y.repeat_interleave(per), values.repeat_interleave(per)
     with torch.no_grad():
-        score = proposal.joint_log_proba(pool.flatten(1).float(), flat_y).gather(1, flat_v[:, None]).squeeze(1)
+        flip = proposal.joint_log_proba(pool.flatten(1).float(), flat_y).gather(1, flat_v[:, None]).squeeze(1)
+        score = flip if keep_score is None else flip + keep_score(pool.flatten(1).float())
     usable = support.contains(pool).view(n, count, candidates)
     allowed = (torch.arange(count)[None, :] >= furthest[:, None])[:, :, None] & usable
     score = score.view(n, count, candidates)
@@ -243,7 +308,7 @@ def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, 
     top = key.topk(m, dim=1).indices  # [n, m]
     level = top // candidates
     ok = torch.isfinite(key.gather(1, top))
-    return pool.view(n, per, *z.shape[1:])[torch.arange(n)[:, None], top], level, ok
+    return pool.view(n, per, *z.shape[1:])[torch.arange(n)[:, None], top], level, ok, best.exp()
 
 
 class ConfirmedFlipper:
@@ -254,7 +319,7 @@ class ConfirmedFlipper:
 
     def __init__(self, generator, labeler, proposal, **options):
         proposal = as_proposal(proposal)
-        _labelers(labeler, list(proposal.names_))  # a wrong labeler fails here, not mid-stream
+        _keepers(_labelers(labeler, list(proposal.names_))[1], options.get("keep"), list(proposal.names_))  # fails here, not mid-stream
         self.generator, self.labeler, self.proposal, self.options = generator, labeler, proposal, options
         self.support = prior_support(generator)
 

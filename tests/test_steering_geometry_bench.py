@@ -47,11 +47,13 @@ def test_rare_geometry_shows_each_minority_one_percent_of_the_time(bench, base):
     assert torch.allclose(probs.sort(1).values[:, :3], torch.full((4, 3), 0.01))
 
 
-def test_one_geometry_end_to_end_at_tiny_size(bench, base):
+def test_one_geometry_end_to_end_at_tiny_size(bench, base, monkeypatch):
+    monkeypatch.setattr(steering.classifier, "STEPS", 150)  # short classifier fits: this checks the plumbing, not the numbers
     args = Namespace(fit_n=1200, eval_n=160, flip_n=24, seed=0)
     rows, flips = bench.run_geometry("world-sprites-z128", base, ["texture"], load_judges(), ["quantile", "resample", "rejection"], args)
     assert [r["method"] for r in rows] == ["quantile", "resample", "rejection"]
     rejection = rows[-1]
     assert rejection["V (texture)"] < 0.05 and rejection["syntheses/kept"] > 1  # exact quotas in the judge's terms
-    assert [f["twins"] for f in flips] == ["quantile", "gradient", "checked", "confirmed"]
+    assert [f["twins"] for f in flips] == ["quantile", "gradient", "checked", "confirmed", "confirmed+keep"]
     assert all(0 <= f.get("anchors with a landed twin", 0) <= 1 for f in flips)
+    assert flips[-1]["second kept"] == 1.0  # a twin that must keep colour keeps it in the judge's terms

@@ -158,3 +158,29 @@ def test_a_labeler_confirmed_balance_steerer_proposes_flips_too():
     assert result.confirmed.float().mean() >= 0.95
     kept = result.confirmed
     assert bool((_labeler(gen.synthesize(result.twins[kept], classes[kept])) == result.values[kept]).all())
+
+
+def _second(images):  # a second attribute the twin should keep (the toy's other code)
+    return protected(images[:, :D], images[:, D].long(), i=1)
+
+
+def test_twins_keep_the_attributes_they_are_asked_to_keep(proposal):
+    gen = _Toy()
+    z, y = _anchors(gen, 300)
+    anchor_b = _second(gen.synthesize(z, y))
+    kept = confirmed_flips(gen, _labeler, proposal, z, y, rng=torch.Generator().manual_seed(0), keep={"b": _second})
+    by_default = confirmed_flips(gen, {"a": _labeler, "b": _second}, proposal, z, y, rng=torch.Generator().manual_seed(0))
+    for result in (kept, by_default):
+        ok = result.confirmed
+        assert ok.float().mean() >= 0.9
+        images = gen.synthesize(result.twins[ok], y[ok])
+        assert bool((_second(images) == anchor_b[ok]).all()) and bool((_labeler(images) == result.values[ok]).all())
+        assert result.cost["labeler_calls"] == 2 * result.cost["syntheses"]
+    assert torch.equal(kept.twins, by_default.twins)
+
+
+def test_keep_must_name_other_attributes_than_the_flipped_ones(proposal):
+    with pytest.raises(ValueError, match="keep must name attributes other than the flipped ones"):
+        confirmed_flips(_Toy(), _labeler, proposal, *_anchors(_Toy(), 8), keep={"a": _labeler})
+    with pytest.raises(ValueError, match="keep_classifiers must name kept attributes"):
+        confirmed_flips(_Toy(), _labeler, proposal, *_anchors(_Toy(), 8), keep={"b": _second}, keep_classifiers={"c": None})

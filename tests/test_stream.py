@@ -371,3 +371,33 @@ def test_a_spec_finds_its_eraser_card_beside_it(tmp_path, monkeypatch):
     shutil.move(str(folder), str(tmp_path / "moved"))
     spec = StreamSpec.load(tmp_path / "moved" / "stream.json")
     assert Path(spec.eraser).is_file()
+
+
+def test_flip_views_with_a_labeler_are_confirmed_twins_and_misses_are_reported(generator, judges, balance_card):
+    spec = make_spec(generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2)
+    texture = judges["texture"].predict
+    batches = run(spec, 2, batch_size=64, labeler=texture)
+    for batch in batches:
+        kept = batch["flip_confirmed"]
+        assert kept.shape == (64,) and batch["flip_missed"] == int((~kept).sum()) and kept.float().mean() >= 0.9
+        anchor, flipped = batch["views"][:, 0], batch["views"][:, 1]
+        assert bool((texture(flipped) != texture(anchor))[kept].all())  # every confirmed twin shows another texture
+    again = run(spec, 2, batch_size=64, labeler=texture)
+    assert same_batches(batches, again) and all(torch.equal(a["flip_confirmed"], b["flip_confirmed"]) for a, b in zip(batches, again, strict=True))
+
+    def stubborn(images):  # images that read as plain never read otherwise: their anchors cannot be flipped
+        return torch.zeros(len(images), dtype=torch.int64)
+
+    buffered = make_spec(generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2,
+                         buffer_size=96, refresh=0.5)
+    batch = run(buffered, 2, batch_size=32, labeler=stubborn)[-1]
+    assert len(batch["labels"]) == 32 and batch["flip_missed"] == 32 and not batch["flip_confirmed"].any()
+    assert torch.allclose(batch["views"][:, 0], batch["views"][:, 1], atol=1e-5)  # a missed anchor's flip view is the anchor, flagged
+
+
+def test_confirmed_flip_views_need_a_classifier_card(generator, tmp_path):
+    steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, 1200, method="quantile", progress=False)
+    card = steering.save_card(steerer, tmp_path / "quantile", {"generator": {"name": generator.name, "sha256": generator.checksum}})
+    spec = make_spec(generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none")
+    with pytest.raises(ValueError, match="confirmed 'flip' views need a classifier eraser card"):
+        Stream(spec, 8, labeler=load_judges()["texture"].predict)
