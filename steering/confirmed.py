@@ -31,6 +31,14 @@ sampling-noise floor for every cap; 1.25 is the largest cap within 1.5 syntheses
 The distortion that remains lies along the protected attribute's own latent code, near its cells'
 boundaries, where the classifier under-proposes.
 
+``draw_batches`` fills ``k`` draws as one block (all their quotas at once) and deals each cell's kept
+samples evenly into them, so each draw is exact and the block pays for its last quotas (the rounds
+that chase a few missing cells) once instead of ``k`` times; confirmed streams draw their batches so.
+
+A joint cell never labelled at fit is not an error when each of its values was labelled: the
+proposal's cell posterior is the product of the attributes' classifiers, so the cell's mass ``Z_j``
+is estimated on prior draws; only a cell of (numerically) zero mass is refused (``MIN_MASS``).
+
 The steerer is frozen, picklable data (classifiers as tensors, the target, the cell shares); the
 generator and the labelers are passed to ``draw``, never stored.
 """
@@ -52,7 +60,7 @@ GUARANTEE = "confirmed"
 PROPOSALS = ("auto", "classifier", "prior")
 DEFENSIVE = 0.05  # share of each class's proposals drawn from the plain prior: bounds p/q by 1/DEFENSIVE
 CAP = 1.25  # default cap on the importance ratio, relative to a cell's core (see the module docstring)
-MIN_SHARE = 1e-3  # a cell the classifier gives less prior mass than this is left to the prior component
+MIN_SHARE = 1e-5  # a cell the classifier gives less prior mass than this is left to the prior component
 MIN_MASS = 1e-7  # a joint cell never labelled at fit is refused below this mass (numerically zero: >= 10^7 syntheses each)
 MIN_ROUND = 8  # proposals per round at least; a round proposes each remaining quota over the classifier's precision there
 N_PRIOR = 1 << 14  # prior draws per class that estimate the classifier's cell masses Z
