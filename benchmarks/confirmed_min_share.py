@@ -47,7 +47,12 @@ def main(argv=None) -> list[dict]:
     for share in [float(s) for s in args.shares.split(",")]:
         steering.confirmed.MIN_SHARE = share
         tic = time.time()
-        draw = steerer.draw(generator, labelers, args.draw_n, seed=args.seed + 1, proposal="classifier")
+        try:
+            draw = steerer.draw(generator, labelers, args.draw_n, seed=args.seed + 1, proposal="classifier")
+        except ValueError as error:  # out of budget: the row says so
+            print(f"  MIN_SHARE {share:.0e}: {int((mass < share).sum())} cells left to the prior; failed: {str(error)[:160]}")
+            rows.append({"min_share": share, "failed": str(error)})
+            continue
         row = {"min_share": share, "cells_below": int((mass < share).sum()), **draw.cost(), "seconds": time.time() - tic}
         rows.append(row)
         print(f"  MIN_SHARE {share:.0e}: {row['cells_below']} cells left to the prior; {row['syntheses_per_kept']:.2f} syntheses, "
