@@ -193,6 +193,30 @@ class TruncatedWarpGeometry(BlockGeometry):
         return torch.einsum("nkb,kb->nk", x, self.r) + (warp * self.v[c]).sum(2)
 
 
+class UnconditionalWorld:
+    """An unconditional generator around the embedded decoder: the class (shape) is read from one more
+    latent coordinate (its normal quartiles: four equal shares), so shape, texture and colour are all
+    attributes of the latent alone, tied together through the decoder's class-dependent prior."""
+
+    num_classes, resolution, latent_space = 0, 32, "z"
+
+    def __init__(self, base, name="unconditional-3"):
+        self.base, self.name, self.latent_dim = base, name, base.latent_dim + 1
+        self.checksum, self.device = f"benchmark:{name}", base.device
+        k = base.num_classes
+        self.edges = torch.special.ndtri(torch.arange(1, k) / k)
+
+    def latent_class(self, z):
+        """The shape the decoder is asked for: the last coordinate's quartile."""
+        return torch.bucketize(z[:, -1].float().cpu().contiguous(), self.edges)
+
+    def sample_latents(self, n, generator=None):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def synthesize(self, z, y=None):
+        return self.base.synthesize(z[:, :-1], self.latent_class(z).to(self.base.device))
+
+
 def refit(base, protected: tuple[str, ...]):
     """The default generator with its prior refitted on a split whose ``protected`` factors follow the class."""
     model = copy.deepcopy(base)
@@ -217,6 +241,8 @@ def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
     """R^2 of a linear regression of the ``name`` factor's scene code on z (1 = the code is linear in the latent)."""
     from sklearn.linear_model import LinearRegression
 
+    if isinstance(generator, UnconditionalWorld):  # the codes are the wrapped decoder's; shape is a quartile of one coordinate
+        return float("nan") if name == "shape" else linear_share(generator.base, name, n)
     index = CODE_NAMES.index(name)
     z = generator.sample_latents(n, torch.Generator().manual_seed(77)).cpu()
     if isinstance(generator, CodeGeometry | BlockGeometry):
@@ -235,6 +261,8 @@ def geometries(base, quick: bool):
            ("rare-1%", rare(base), ("texture",)),
            ("world-sprites-z128", base, ("texture",)),
            ("deep-96 texture+colour", DeepGeometry(refit(base, ("texture", "colour")), "deep-96-tc"), ("texture", "colour"))]
+    tied = refit(base, ("texture", "colour"))
+    out += [("unconditional shape+texture+colour", UnconditionalWorld(tied), ("shape", "texture", "colour"))]
     if quick:
         return out
     out += [("world-sprites-32", load_generator("world-sprites-32"), ("texture",))]
@@ -277,13 +305,13 @@ def image_rejection(generator, labeler, sizes, n: int, seed: int, batch: int = 2
     """
     labelers = dict(labeler) if isinstance(labeler, dict) else {"p": labeler}
     rng = torch.Generator().manual_seed(seed)
-    C, kept_z, kept_y, syntheses = generator.num_classes, [], [], 0
+    C, kept_z, kept_y, syntheses = max(1, generator.num_classes), [], [], 0
     counts = torch.zeros(C, math.prod(sizes), dtype=torch.int64)
     quota = n // counts.numel()
     while syntheses < budget:
         z = generator.sample_latents(batch, generator=rng).cpu()
         y = torch.randint(C, (batch,), generator=rng)
-        labels = steering.label_latents(generator, labelers, z, y)
+        labels = steering.label_latents(generator, labelers, z, y if generator.num_classes else None)
         syntheses += batch
         joint = torch.as_tensor(_joint({k: v.numpy() for k, v in labels.items()}, list(labels), sizes))
         cell = y * counts.shape[1] + joint
@@ -300,6 +328,8 @@ def image_rejection(generator, labeler, sizes, n: int, seed: int, batch: int = 2
 
 
 def _balance_columns(row, raw, steered, names, sizes):
+    if "class_of_latent" in steered:  # an unconditional generator: balance among the attributes themselves
+        return _unconditional_columns(row, raw, steered, names, sizes)
     classes = np.asarray(steered["class_of_sample"])
     columns = {k: np.asarray(steered[k]) for k in names}
     raw_columns = {k: np.asarray(raw[k]) for k in names}
@@ -312,6 +342,24 @@ def _balance_columns(row, raw, steered, names, sizes):
         row[f"V CI ({key})"] = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
         row[f"V corrected ({key})"] = cramers_v_corrected(classes, values)
     row["fidelity"] = float(np.mean(np.asarray(steered["class"]) == classes))
+
+
+def _unconditional_columns(row, raw, steered, names, sizes):
+    """Unconditional: each attribute's V against the joint value of the others (0: independent), the
+    joint value's total variation from the uniform target; fidelity: the judged shape against the
+    shape the latent asked the decoder for."""
+    for table, prefix in ((raw, "V raw"), (steered, "V")):
+        for key in names:
+            others = [k for k in names if k != key]
+            rest = _joint(table, others, [sizes[names.index(k)] for k in others])
+            result = stream_balance(rest, np.asarray(table[key]), n_bootstrap=200 if prefix == "V" else 1, seed=0)
+            row[f"{prefix} ({key})"] = result.cramers_v
+            if prefix == "V":
+                row[f"V CI ({key})"] = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
+                row[f"V corrected ({key})"] = cramers_v_corrected(rest, np.asarray(table[key]))
+        shares = np.bincount(_joint(table, names, sizes), minlength=math.prod(sizes)) / len(table[names[0]])
+        row[f"{prefix} (joint)"] = 0.5 * float(np.abs(shares - 1 / len(shares)).sum())  # TV from uniform
+    row["fidelity"] = float(np.mean(np.asarray(steered["class"]) == np.asarray(steered["class_of_latent"])))
 
 
 def _as_table(samples, z_classes=None):
@@ -329,6 +377,8 @@ def measure_balance(name, generator, names, method, judges, raw, args) -> tuple[
         z, y, syntheses, unfilled = image_rejection(generator, labeler, sizes, args.eval_n, args.seed + 11)
         fit_seconds, draw_seconds = 0.0, time.time() - tic
         steered = _as_table(_judge(generator, judges, names, z, y), y)
+        if isinstance(generator, UnconditionalWorld):
+            steered["class_of_latent"] = generator.latent_class(z).numpy()
         row.update({"syntheses/kept": syntheses / len(z), "labeler calls/kept": syntheses * len(names) / len(z),
                     "draws/kept": syntheses / len(z), "unfilled cells": unfilled})
     elif method == "confirmed":
@@ -337,6 +387,8 @@ def measure_balance(name, generator, names, method, judges, raw, args) -> tuple[
         draw = steerer.draw(generator, labeler, n=args.eval_n, seed=args.seed + 1)
         draw_seconds = time.time() - tic - fit_seconds
         steered = _as_table(_judge(generator, judges, names, draw.latents.cpu(), draw.classes.cpu()), draw.classes.cpu())
+        if isinstance(generator, UnconditionalWorld):
+            steered["class_of_latent"] = generator.latent_class(draw.latents).numpy()
         kept = len(draw.latents)
         row.update({"syntheses/kept": draw.syntheses / kept, "labeler calls/kept": draw.labeler_calls / kept,
                     "draws/kept": float("nan")})

@@ -38,6 +38,8 @@ from .records import from_plain_dict
 from .views import ViewRecipe, make_view_latents, make_views
 
 SPEC_VERSION = 1
+CONFIRMED_BLOCK = 2048  # a confirmed stream fills about this many anchors at once, dealt into exact batches
+CONFIRMED_BLOCK_BYTES = 1 << 29  # ... and holds at most this many bytes of their images (512 MiB)
 MAX_RESOLUTION = 4096  # output side in pixels; 30000 would ask for gigabytes per image
 # keys a card read from a file must state (a card that leaves them out does not pin a stream)
 REQUIRED_KEYS = ("generator", "generator_sha256", "seed", "views", "augment", "resolution")
@@ -573,7 +575,7 @@ class Stream:
         """``n`` fresh samples for ``step``: steered anchors, their view latents, and images."""
         rng = self._rng(step, purpose)
         if self.labelers is not None:
-            return self._generate_confirmed(n, rng)
+            return self._generate_confirmed(self._confirmed_anchors(step, n, purpose), rng)
         z = self.generator.sample_latents(n, generator=rng).cpu()
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
         if self.steerer is not None and self.steerer.mode != "flip":
@@ -587,12 +589,29 @@ class Stream:
         images = rearrange(images.to(self.dtype), "(b v) c h w -> b v c h w", v=self.views.num_views)
         return images, y.to(self.device), z.to(self.device), confirmed.to(self.device)
 
-    def _generate_confirmed(self, n: int, rng: torch.Generator):
-        """``n`` anchors drawn by a confirmed steerer (exact per-cell quotas); anchor views reuse its images."""
-        probs = torch.zeros(max(1, self.generator.num_classes))
-        probs[self._classes] = self._class_probs
-        seed = int(torch.randint(2**62, (1,), generator=rng))
-        draw = self.steerer.draw(self.generator, self.labelers, n, seed=seed, class_probs=probs)
+    def confirmed_block(self, n: int) -> int:
+        """How many draws of ``n`` a confirmed stream fills at once: about ``CONFIRMED_BLOCK`` anchors, within
+        ``CONFIRMED_BLOCK_BYTES`` of images (a function of the spec and the batch only, so batches repeat)."""
+        side = int(getattr(self.generator, "resolution", 0) or 256)
+        per_sample = 3 * side * side * 4
+        return max(1, min(CONFIRMED_BLOCK // n, CONFIRMED_BLOCK_BYTES // (n * per_sample)))
+
+    def _confirmed_anchors(self, step: int, n: int, purpose: int):
+        """Step ``step``'s ``n`` confirmed anchors: part ``step % k`` of block ``step // k``, a deterministic
+        function of (seed, rank, block), so a stream resumed at any step repeats the uninterrupted one.
+        Every part meets the per-draw quotas exactly; the block pays for its last quotas once, not k times."""
+        k = 1 if purpose == 3 else self.confirmed_block(n)  # the buffer's initial fill is drawn once
+        key = (step // k, n, purpose)
+        if getattr(self, "_block_key", None) != key:
+            probs = torch.zeros(max(1, self.generator.num_classes))
+            probs[self._classes] = self._class_probs
+            seed = int(torch.randint(2**62, (1,), generator=self._rng(step // k, 16 + purpose)))
+            self._block = self.steerer.draw_batches(self.generator, self.labelers, n, k, seed=seed, class_probs=probs)
+            self._block_key = key
+        return self._block[step % k]
+
+    def _generate_confirmed(self, draw, rng: torch.Generator):
+        """A confirmed steerer's anchors (exact per-cell quotas) and their views; anchor views reuse its images."""
         self.last_draw_cost_ = draw.cost()
         z, y = draw.latents, draw.classes  # y: the class input, the keep-label, or zeros
         latents = make_view_latents(z, y, self.views, rng, None, self.walks)

@@ -31,6 +31,14 @@ sampling-noise floor for every cap; 1.25 is the largest cap within 1.5 syntheses
 The distortion that remains lies along the protected attribute's own latent code, near its cells'
 boundaries, where the classifier under-proposes.
 
+``draw_batches`` fills ``k`` draws as one block (all their quotas at once) and deals each cell's kept
+samples evenly into them, so each draw is exact and the block pays for its last quotas (the rounds
+that chase a few missing cells) once instead of ``k`` times; confirmed streams draw their batches so.
+
+A joint cell never labelled at fit is not an error when each of its values was labelled: the
+proposal's cell posterior is the product of the attributes' classifiers, so the cell's mass ``Z_j``
+is estimated on prior draws; only a cell of (numerically) zero mass is refused (``MIN_MASS``).
+
 The steerer is frozen, picklable data (classifiers as tensors, the target, the cell shares); the
 generator and the labelers are passed to ``draw``, never stored.
 """
@@ -52,7 +60,8 @@ GUARANTEE = "confirmed"
 PROPOSALS = ("auto", "classifier", "prior")
 DEFENSIVE = 0.05  # share of each class's proposals drawn from the plain prior: bounds p/q by 1/DEFENSIVE
 CAP = 1.25  # default cap on the importance ratio, relative to a cell's core (see the module docstring)
-MIN_SHARE = 1e-3  # a cell the classifier gives less prior mass than this is left to the prior component
+MIN_SHARE = 1e-5  # a cell the classifier gives less prior mass than this is left to the prior component
+MIN_MASS = 1e-7  # a joint cell never labelled at fit is refused below this mass (numerically zero: >= 10^7 syntheses each)
 MIN_ROUND = 8  # proposals per round at least; a round proposes each remaining quota over the classifier's precision there
 N_PRIOR = 1 << 14  # prior draws per class that estimate the classifier's cell masses Z
 MAX_BLOCK = 1 << 16  # latents drawn at once while sampling the proposal
@@ -185,7 +194,7 @@ class ConfirmedSteerer(nn.Module):
             cell_target = torch.outer(keep_counts / keep_counts.sum(), protected.double()).flatten().float()
         else:
             cell_target = protected.float()
-        self._check_shown(counts, cell_target)
+        self._check_shown(counts, cell_target, y, {a: labels[a] for a in attrs})
         self.classifiers = fit_classifiers(z, y, {a: labels[a] for a in attrs}, G, values, self.seed, random_count)
         mass = torch.zeros(G, J)
         if sample_latents is not None:
@@ -210,6 +219,7 @@ class ConfirmedSteerer(nn.Module):
         self.register_buffer("counts", counts)
         self.register_buffer("prior_counts", prior_counts)
         self.register_buffer("mass", mass)
+        self._check_findable(counts, cell_target)
         self.costs_ = {"rejection_syntheses_per_kept": self.rejection_cost(),
                        "within_cell_tv": self._within_cell_tv(z[drawn], y[drawn], joint[drawn])}
         return self
@@ -220,15 +230,33 @@ class ConfirmedSteerer(nn.Module):
             joint = joint * k + labels[a]
         return joint
 
-    def _check_shown(self, counts: torch.Tensor, cell_target: torch.Tensor) -> None:
-        """Every cell the target asks for must have been labelled at least once (else: which one, and what to do)."""
-        missing = torch.nonzero((counts == 0) & (cell_target[None, :] > 0)).tolist()
-        if missing:
-            g, j = missing[0]
-            where = f"class {g}" if self.conditional_ else "the generator"
-            raise ValueError(f"{where} never shows {self.describe_cell(j)} in its {int(counts[g].sum())} labelled samples, "
-                             "so no draw can be filled to the target; label more samples (n), or give that value "
-                             "probability 0 in target_distribution")
+    def _check_shown(self, counts, cell_target, y, labels: dict) -> None:
+        """Every value of every attribute the target asks for must have been labelled in each class
+        (else its classifier cannot know it: which one, and what to do). A *joint* cell never labelled
+        is fine when each of its values was: the classifiers' product still finds it (``_check_findable``)."""
+        G, J = counts.shape
+        values = self.decode(torch.arange(J))
+        for g, j in torch.nonzero(counts == 0).tolist():
+            if float(cell_target[j]) == 0:
+                continue
+            for a in self.attrs_:
+                v = int(values[a][j])
+                shown = int(((y == g) & (labels[a] == v)).sum())
+                if shown == 0:
+                    where = f"class {g}" if self.conditional_ else "the generator"
+                    raise ValueError(f"{where} never shows {a}={v} in its {int(counts[g].sum())} labelled samples, "
+                                     "so no draw can be filled to the target; label more samples (n), or give that "
+                                     "value probability 0 in target_distribution")
+
+    def _check_findable(self, counts, cell_target) -> None:
+        """A joint cell never labelled at fit must have a (numerically) non-zero mass under the classifiers."""
+        for g, j in torch.nonzero((counts == 0) & (cell_target[None, :] > 0)).tolist():
+            if float(self.mass[g, j]) < MIN_MASS:
+                where = f"class {g}" if self.conditional_ else "the generator"
+                raise ValueError(f"{where} never shows {self.describe_cell(j)} in its {int(counts[g].sum())} labelled "
+                                 f"samples and its classifiers give it a prior mass of {float(self.mass[g, j]):.1e}, so no "
+                                 "draw can be filled to the target; label more samples (n), or give that cell "
+                                 "probability 0 in target_distribution")
 
     def describe_cell(self, j: int) -> str:
         """``texture=3, colour=1`` for joint cell ``j``."""
@@ -353,6 +381,57 @@ class ConfirmedSteerer(nn.Module):
         stream (all ranks together meet the target). A cell still unfilled after ``max_syntheses``
         syntheses (default ``100 n + 10,000``) is a ValueError naming it.
         """
+        proposal, labelers = self._check_draw(labeler, keep_labeler, n, rank, world_size, proposal)
+        quota = self.quotas(n, class_probs, rank, world_size)
+        if int(quota.sum()) == 0:  # a rank whose share of a tiny draw is empty
+            raise ValueError(f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least world_size samples")
+        budget = BUDGET_PER_SAMPLE * n + BUDGET_BASE if max_syntheses is None else int(max_syntheses)
+        rng = _seeded(seed, rank, 0xC0F)
+        z, g, j, images, cost = self._fill(generator, labelers, quota, rng, budget, proposal, batch_size)
+        order = torch.randperm(len(g), generator=rng)
+        return self._as_draw(z[order], g[order], j[order], images[order.to(images.device)], cost, proposal, quota)
+
+    def draw_batches(self, generator, labeler, batch: int, k: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                     keep_labeler=None, class_probs=None, max_syntheses: int | None = None, proposal: str | None = None,
+                     batch_size: int = 512) -> list[Draw]:
+        """``k`` draws of ``batch`` samples, each exact (every cell's quota of a draw of ``batch``), filled as one
+        block: the quotas of all ``k`` are drawn at once and each cell's kept samples dealt evenly into them.
+
+        Why: a small draw pays for its last quotas (its last rounds propose for a few missing cells and
+        keep little); a block pays that once for ``k`` batches. Same ``seed``, same ``k`` batches; ranks as in ``draw``.
+        Every draw reports the block's cost, shared evenly (``stats["block"]``: ``k``).
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        proposal, labelers = self._check_draw(labeler, keep_labeler, batch, rank, world_size, proposal)
+        part = self.quotas(batch, class_probs, rank, world_size)
+        if int(part.sum()) == 0:
+            raise ValueError(f"rank {rank} of {world_size} gets no sample of a draw of {batch}; draw at least world_size samples")
+        budget = k * (BUDGET_PER_SAMPLE * batch + BUDGET_BASE) if max_syntheses is None else int(max_syntheses)
+        rng = _seeded(seed, rank, 0xB10C)
+        z, g, j, images, cost = self._fill(generator, labelers, k * part, rng, budget, proposal, batch_size)
+        J = part.shape[1]
+        cell = g * J + j
+        order = torch.argsort(cell, stable=True)  # kept samples by cell
+        counts = part.flatten()
+        slot = torch.empty(len(cell), dtype=torch.int64)  # which of the k draws each kept sample goes to
+        start = 0
+        for c in range(len(counts)):
+            q = int(counts[c])
+            deal = torch.arange(k).repeat_interleave(q)  # q to each draw, in random order (early and late rounds mixed)
+            slot[order[start:start + k * q]] = deal[torch.randperm(k * q, generator=rng)]
+            start += k * q
+        shared = {key: value / k for key, value in cost.items() if key != "rounds"} | {"rounds": cost["rounds"]}
+        draws = []
+        for i in range(k):
+            mine = torch.nonzero(slot == i).flatten()
+            mine = mine[torch.randperm(len(mine), generator=rng)]
+            d = self._as_draw(z[mine], g[mine], j[mine], images[mine.to(images.device)], shared, proposal, part)
+            d.stats["block"] = k
+            draws.append(d)
+        return draws
+
+    def _check_draw(self, labeler, keep_labeler, n, rank, world_size, proposal):
         self._check_fitted()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -364,15 +443,20 @@ class ConfirmedSteerer(nn.Module):
             raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
         if proposal == "auto":
             proposal = self.costs_.get("proposal", "classifier")
-        budget = BUDGET_PER_SAMPLE * n + BUDGET_BASE if max_syntheses is None else int(max_syntheses)
-        labelers = self._labelers(labeler, keep_labeler)
-        quota = self.quotas(n, class_probs, rank, world_size)
+        return proposal, self._labelers(labeler, keep_labeler)
+
+    def _as_draw(self, z, g, j, images, cost: dict, proposal: str, quota) -> Draw:
+        labels = self.decode(j)
+        classes = g if self.conditional_ else (labels[self.keep_] if self.keep_ is not None else torch.zeros_like(g))
+        stats = {"labels_outside_fit": cost["outside"], "quota": quota.tolist()}
+        return Draw(z, classes, images, labels, cost["syntheses"], cost["labeler_calls"], cost["latent_draws"], proposal,
+                    cost["rounds"], stats)
+
+    def _fill(self, generator, labelers: dict, quota: torch.Tensor, rng, budget: int, proposal: str, batch_size: int):
+        """Fill ``quota [G, J]`` in rounds: latents, classes, joint cells and images of the kept samples (in the
+        order they were kept), and the cost."""
         remaining = quota.clone()
-        seed_state = np.random.SeedSequence([int(seed), int(rank), 0xC0F]).generate_state(1)[0]
-        rng = torch.Generator().manual_seed(int(seed_state))
         G, J = remaining.shape
-        if int(quota.sum()) == 0:  # a rank whose share of a tiny draw is empty
-            raise ValueError(f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least world_size samples")
         kept_z, kept_g, kept_j, kept_images = [], [], [], []
         seen = torch.zeros(G, J, dtype=torch.int64)
         syntheses = labeler_calls = latent_draws = rounds = outside = 0
@@ -411,13 +495,9 @@ class ConfirmedSteerer(nn.Module):
             kept_g.append(g[idx])
             kept_j.append(j[idx])
             kept_images.append(images[idx.to(images.device)])
-        order = torch.randperm(int(quota.sum()), generator=rng)
-        z, g, j = (torch.cat(t)[order] for t in (kept_z, kept_g, kept_j))
-        images = torch.cat(kept_images)[order.to(kept_images[0].device)]
-        labels = self.decode(j)
-        classes = g if self.conditional_ else (labels[self.keep_] if self.keep_ is not None else torch.zeros_like(g))
-        stats = {"labels_outside_fit": outside, "quota": quota.tolist()}
-        return Draw(z, classes, images, labels, syntheses, labeler_calls, latent_draws, proposal, rounds, stats)
+        cost = {"syntheses": syntheses, "labeler_calls": labeler_calls, "latent_draws": latent_draws, "rounds": rounds,
+                "outside": outside}
+        return torch.cat(kept_z), torch.cat(kept_g), torch.cat(kept_j), torch.cat(kept_images), cost
 
     def _labelers(self, labeler, keep_labeler) -> dict:
         """The labelers by attribute name, in the steerer's order; a clear error when they do not match its attributes."""
@@ -472,6 +552,7 @@ class ConfirmedSteerer(nn.Module):
         table = self.cell_table(class_probs)
         drawn = self.prior_counts.sum(1, keepdim=True).double().clamp(min=1)
         shares = torch.maximum(self.prior_counts.double(), 0.5 * (self.counts > 0).double()) / drawn  # a cell seen only off the prior: half a draw
+        shares = torch.where(self.counts > 0, shares, self.mass.double())  # a cell never labelled: the classifiers' estimate
         per_class = table.sum(1)
         need = torch.where(table > 0, table / per_class.clamp(min=1e-12)[:, None] / shares.clamp(min=1e-12), torch.zeros_like(table))
         return float((per_class * need.max(1).values).sum())
@@ -543,6 +624,11 @@ class ConfirmedSteerer(nn.Module):
             for a in steerer.attrs_
         })
         return steerer
+
+
+def _seeded(seed: int, rank: int, purpose: int) -> torch.Generator:
+    state = np.random.SeedSequence([int(seed), int(rank), purpose]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 def _is_real(value) -> bool:

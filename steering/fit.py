@@ -125,9 +125,14 @@ def _fit_confirmed(generator, labelers: dict, n: int, mode: str, seed: int, targ
     steerer = ConfirmedSteerer(target_distribution, seed=seed)
     steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=generator.num_classes, keep=keep,
                 sample_latents=generator.sample_latents, random_count=n_random)
-    trial = steerer.draw(generator, {k: v for k, v in labelers.items()}, n=min(TRIAL_N, max(64, n // 10)),
-                         seed=seed + 977, proposal="classifier")
     rejection = steerer.rejection_cost()
+    try:
+        trial = steerer.draw(generator, {k: v for k, v in labelers.items()}, n=min(TRIAL_N, max(64, n // 10)),
+                             seed=seed + 977, proposal="classifier")
+    except ValueError as error:  # a cell too rare for the trial's budget: the fit stands, a draw says so with its own error
+        steerer.costs_.update({"trial_failed": str(error), "syntheses_per_kept": rejection, "proposal": "classifier",
+                               "labelers": len(labelers)})
+        return steerer, samples
     steerer.costs_.update({f"trial_{k}": v for k, v in trial.cost().items() if k != "proposal"})
     steerer.costs_["syntheses_per_kept"] = min(trial.syntheses_per_kept, rejection)
     steerer.costs_["proposal"] = "classifier" if trial.syntheses_per_kept <= rejection else "prior"

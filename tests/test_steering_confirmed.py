@@ -254,3 +254,52 @@ def test_unconditional_generators_fit_with_the_latent_methods_too():
     share = bright(gen.synthesize(steered)).float().mean().item()
     assert abs(share - 0.5) < 0.06
     assert np.isfinite(steerer.expected_draws())
+
+
+def test_draw_batches_fills_k_exact_draws_as_one_block(unconditional):
+    """A block of k draws: each meets the per-draw quotas exactly, no sample appears twice, the block
+    repeats for the same seed, and its cost is shared evenly (every synthesis counted once)."""
+    gen, steerer = unconditional
+    before = gen.synthesized
+    parts = steerer.draw_batches(gen, bright, batch=20, k=5, seed=3)
+    assert len(parts) == 5 and sum(p.syntheses for p in parts) == pytest.approx(gen.synthesized - before)
+    for part in parts:
+        assert torch.bincount(part.labels["protected"], minlength=2).tolist() == steerer.quotas(20)[0].tolist() == [10, 10]
+        assert torch.equal(part.labels["protected"], bright(part.images)) and part.stats["block"] == 5
+    rows = torch.cat([p.latents for p in parts])
+    assert len(torch.unique(rows, dim=0)) == 100
+    again = steerer.draw_batches(gen, bright, batch=20, k=5, seed=3)
+    assert all(torch.equal(a.latents, b.latents) for a, b in zip(parts, again, strict=True))
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        steerer.draw_batches(gen, bright, batch=20, k=0)
+
+
+class Signs:
+    """A 'generator' whose images are its 2-d latents; the labelers read the latents' signs."""
+
+    latent_dim, num_classes, resolution = 2, 0, 1
+
+    def sample_latents(self, n, generator=None):
+        return torch.randn(n, 2, generator=generator)
+
+    def synthesize(self, z, y=None):
+        return z.clone()
+
+
+def test_a_joint_cell_never_labelled_at_fit_is_found_through_the_classifiers():
+    """Both values of both attributes were labelled, but never together: the classifiers' product
+    still gives the joint cell a mass, so the fit accepts it and a draw fills it exactly. A value
+    never labelled at all is still refused."""
+    z = torch.randn(1200, 2, generator=torch.Generator().manual_seed(0))
+    z = z[~((z[:, 0] > 0.3) & (z[:, 1] > 0.3))][:800]  # the quadrant (1, 1) is never labelled
+    labels = {"a": (z[:, 0] > 0.3).long(), "b": (z[:, 1] > 0.3).long()}
+    labelers = {"a": lambda x: (x[:, 0] > 0.3).long(), "b": lambda x: (x[:, 1] > 0.3).long()}
+    steerer = ConfirmedSteerer().fit(z, torch.zeros(len(z), dtype=torch.int64), labels, num_classes=0,
+                                     sample_latents=Signs().sample_latents)
+    assert int(steerer.counts[0, 3]) == 0 and float(steerer.mass[0, 3]) > 0.01
+    draw = steerer.draw(Signs(), labelers, n=80, seed=0)
+    assert Counter(zip(draw.labels["a"].tolist(), draw.labels["b"].tolist(), strict=True)) == {
+        (0, 0): 20, (0, 1): 20, (1, 0): 20, (1, 1): 20}
+    with pytest.raises(ValueError, match="the generator never shows b=2 in its 800 labelled samples"):
+        ConfirmedSteerer().fit(z, torch.zeros(len(z), dtype=torch.int64), labels, num_classes=0, num_values={"b": 3},
+                               sample_latents=Signs().sample_latents)
