@@ -622,7 +622,7 @@ class Stream:
             classes = y.repeat_interleave(len(fresh)).to(self.device) if self.generator.num_classes else None
             made = self.generator.synthesize(flat, classes)
             images[:, fresh] = rearrange(made.to(self.dtype), "(b v) c h w -> b v c h w", v=len(fresh))
-        return images, y.to(self.device), z.to(self.device), torch.ones(n, dtype=torch.bool, device=self.device)
+        return images, y.to(self.device), z.to(self.device), torch.ones(len(y), dtype=torch.bool, device=self.device)
 
     def _slots(self, step: int) -> torch.Tensor:
         """Buffer slots regenerated at ``step`` (round-robin, so any step's buffer can be rebuilt)."""
