@@ -30,9 +30,10 @@ def base():
 
 
 def test_failure_geometries_build_and_decode(bench, base):
-    names = [name for name, _, _ in bench.geometries(base, quick=True)]
-    assert names == ["deep-96", "truncated-warp", "rare-1%", "world-sprites-z128", "deep-96 texture+colour"]
-    for name, generator, _ in bench.geometries(base, quick=True):
+    built = bench.geometries(base, quick=True)
+    assert [name for name, _, _ in built] == ["deep-96", "truncated-warp", "rare-1%", "world-sprites-z128",
+                                              "deep-96 texture+colour", "unconditional shape+texture+colour"]
+    for name, generator, _ in built:
         z = generator.sample_latents(8, torch.Generator().manual_seed(0))
         images = generator.synthesize(z, torch.arange(8) % 4)
         assert images.shape == (8, 3, 32, 32) and float(images.min()) >= 0 and float(images.max()) <= 1, name
