@@ -31,11 +31,17 @@ def base():
 
 def test_failure_geometries_build_and_decode(bench, base):
     names = [name for name, _, _ in bench.geometries(base, quick=True)]
-    assert names == ["deep-96", "truncated-warp", "rare-1%", "world-sprites-z128", "deep-96 texture+colour"]
+    assert names == ["deep-96", "truncated-warp", "rare-1%", "world-sprites-z128", "deep-96 texture+colour",
+                     "unconditional shape+texture+colour"]
     for name, generator, _ in bench.geometries(base, quick=True):
         z = generator.sample_latents(8, torch.Generator().manual_seed(0))
         images = generator.synthesize(z, torch.arange(8) % 4)
         assert images.shape == (8, 3, 32, 32) and float(images.min()) >= 0 and float(images.max()) <= 1, name
+    unconditional = bench.UnconditionalWorld(base)
+    z = unconditional.sample_latents(400, torch.Generator().manual_seed(0))
+    assert unconditional.num_classes == 0 and abs(torch.bincount(unconditional.latent_class(z)).float() / 400 - 0.25).max() < 0.08
+    shapes = load_judges()["shape"].predict(unconditional.synthesize(z))
+    assert float((shapes.cpu() == unconditional.latent_class(z)).float().mean()) > 0.95  # the latent's quartile is the shape
     warp = bench.TruncatedWarpGeometry(base)
     z = warp.sample_latents(4000, torch.Generator().manual_seed(1))
     assert float(z.abs().max()) <= warp.latent_prior.box  # the declared truncation holds
