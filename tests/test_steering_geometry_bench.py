@@ -37,6 +37,11 @@ def test_failure_geometries_build_and_decode(bench, base):
         z = generator.sample_latents(8, torch.Generator().manual_seed(0))
         images = generator.synthesize(z, torch.arange(8) % 4)
         assert images.shape == (8, 3, 32, 32) and float(images.min()) >= 0 and float(images.max()) <= 1, name
+    unconditional = bench.UnconditionalWorld(base)
+    z = unconditional.sample_latents(400, torch.Generator().manual_seed(0))
+    assert unconditional.num_classes == 0 and abs(torch.bincount(unconditional.latent_class(z)).float() / 400 - 0.25).max() < 0.08
+    shapes = load_judges()["shape"].predict(unconditional.synthesize(z))
+    assert float((shapes.cpu() == unconditional.latent_class(z)).float().mean()) > 0.95  # the latent's quartile is the shape
     warp = bench.TruncatedWarpGeometry(base)
     z = warp.sample_latents(4000, torch.Generator().manual_seed(1))
     assert float(z.abs().max()) <= warp.latent_prior.box  # the declared truncation holds
