@@ -85,7 +85,7 @@ def main() -> None:
             RIGHT_CASES = []
         tally["right"] = Counter()
         for name, check in RIGHT_CASES:
-            outcome = classify("api", lambda lab, check=check: _right(check, lab), lab)
+            outcome = classify("api", lambda lab, check=check: _right(check, lab), lab, "wrong result")
             outcome = {"clear": "silent-wrong", "silent": "right"}.get(outcome, outcome)
             tally["right"][outcome.split(" ")[0]] += 1
             print(f"{outcome:24s} {name}", flush=True)
