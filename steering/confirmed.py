@@ -54,7 +54,7 @@ from torch import nn
 
 from .classifier import LatentClassifier, one_thread
 from .labelling import check_labeler_output, generator_device
-from .nonlinear import fit_classifiers, target_table
+from .nonlinear import _plain, fit_classifiers, target_table
 
 GUARANTEE = "confirmed"
 PROPOSALS = ("auto", "classifier", "prior")
@@ -633,11 +633,3 @@ def _seeded(seed: int, rank: int, purpose: int) -> torch.Generator:
 
 def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _plain(p):
-    if p is None:
-        return None
-    if isinstance(p, dict):
-        return {k: np.asarray(v, dtype=float).tolist() for k, v in p.items()}
-    return np.asarray(p, dtype=float).tolist()
