@@ -25,8 +25,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+LINTED := fairgen steering audits tests benchmarks examples
 lint: $(STAMP)
-	$(BIN)/ruff check fairgen steering audits tests benchmarks examples
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -42,7 +42,9 @@ from threadpoolctl import threadpool_limits
 from ._checks import as_features, as_labels, check_positive_int, encode
 from .intervals import max_abs_interval
 
-MIN_COUNT = 10  # positives / negatives below which a group's TPR / FPR is flagged as resting on few rows
+MIN_COUNT = (
+    10  # positives / negatives below which a group's TPR / FPR is flagged as resting on few rows
+)
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==
@@ -68,12 +70,18 @@ class FairnessResult:
         rows = []
         for group, row in table.iterrows():
             for cls in self.summary["audited_classes"]:
-                rows.append({
-                    "group": group, "class": cls, "n": int(row["n"]),
-                    "selection_rate": row[f"selection_rate[{cls}]"],
-                    "tpr": row[f"tpr[{cls}]"], "n_pos": int(row[f"n_pos[{cls}]"]),
-                    "fpr": row[f"fpr[{cls}]"], "n_neg": int(row[f"n_neg[{cls}]"]),
-                })
+                rows.append(
+                    {
+                        "group": group,
+                        "class": cls,
+                        "n": int(row["n"]),
+                        "selection_rate": row[f"selection_rate[{cls}]"],
+                        "tpr": row[f"tpr[{cls}]"],
+                        "n_pos": int(row[f"n_pos[{cls}]"]),
+                        "fpr": row[f"fpr[{cls}]"],
+                        "n_neg": int(row[f"n_neg[{cls}]"]),
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -121,9 +129,14 @@ def group_fairness(
 
     boot = _rates(_bootstrap_confusion(t, p, g, len(groups), len(classes), n_bootstrap, seed))
     point = _rates(_confusion(t, p, g, len(groups), len(classes)))
-    pairwise = [_pairwise(r[..., audited]) for r in point], [_pairwise(r[..., audited]) for r in boot]
+    pairwise = (
+        [_pairwise(r[..., audited]) for r in point],
+        [_pairwise(r[..., audited]) for r in boot],
+    )
     dp_ci = max_abs_interval(pairwise[0][0], pairwise[1][0])
-    eo_ci = max_abs_interval(np.concatenate(pairwise[0][1:], axis=-1), np.concatenate(pairwise[1][1:], axis=-1))
+    eo_ci = max_abs_interval(
+        np.concatenate(pairwise[0][1:], axis=-1), np.concatenate(pairwise[1][1:], axis=-1)
+    )
 
     summary = {
         "n_test": int(len(t)),
@@ -147,8 +160,11 @@ def group_fairness(
         "n_bootstrap": n_bootstrap,
         "ci_method": "simultaneous max-t bootstrap bands on every pairwise gap, rows resampled within groups",
         "seed": int(seed),
-        "undefined_rates": [f"{grp}: " + "; ".join(part for part in note.split("; ") if "undefined" in part)
-                            for grp, note in by_group["note"].items() if "undefined" in note],
+        "undefined_rates": [
+            f"{grp}: " + "; ".join(part for part in note.split("; ") if "undefined" in part)
+            for grp, note in by_group["note"].items()
+            if "undefined" in note
+        ],
         "min_count": MIN_COUNT,
         "small_groups": _small_groups(by_group, classes, audited),
     }
@@ -225,7 +241,10 @@ def _undefined(row: pd.Series, classes, audited) -> str:
             notes.append(f"tpr[{name}] undefined (no positives)")
         if np.isnan(row[f"fpr[{name}]"]):
             notes.append(f"fpr[{name}] undefined (no negatives)")
-        for count, rate, what in ((f"n_pos[{name}]", "tpr", "positives"), (f"n_neg[{name}]", "fpr", "negatives")):
+        for count, rate, what in (
+            (f"n_pos[{name}]", "tpr", "positives"),
+            (f"n_neg[{name}]", "fpr", "negatives"),
+        ):
             if 0 < row[count] < MIN_COUNT:
                 notes.append(f"{rate}[{name}] from only {int(row[count])} {what} (< {MIN_COUNT})")
     return "; ".join(notes)
@@ -237,7 +256,10 @@ def _small_groups(table: pd.DataFrame, classes, audited) -> list[str]:
     for group, row in table.iterrows():
         for c in audited:
             name = classes[c]
-            for count, rate, what in ((f"n_pos[{name}]", "tpr", "positives"), (f"n_neg[{name}]", "fpr", "negatives")):
+            for count, rate, what in (
+                (f"n_pos[{name}]", "tpr", "positives"),
+                (f"n_neg[{name}]", "fpr", "negatives"),
+            ):
                 if 0 < row[count] < MIN_COUNT:
                     out.append(f"{group}: {rate}[{_plain(name)}] from {int(row[count])} {what}")
     return out

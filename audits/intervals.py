@@ -18,7 +18,9 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 
-def bca_interval(boot, estimate: float, jackknife, weights=None, level: float = 0.95) -> tuple[float, float]:
+def bca_interval(
+    boot, estimate: float, jackknife, weights=None, level: float = 0.95
+) -> tuple[float, float]:
     """BCa interval from bootstrap values ``boot`` and leave-one-out values ``jackknife``.
 
     Its ends are quantiles of ``boot``, so they stay inside the statistic's range.
@@ -53,8 +55,13 @@ def bca_interval(boot, estimate: float, jackknife, weights=None, level: float = 
     return out[0], out[1]
 
 
-def corrected_cv_interval(fold_scores, n_train: int, n_test: int, level: float = 0.95,
-                          bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+def corrected_cv_interval(
+    fold_scores,
+    n_train: int,
+    n_test: int,
+    level: float = 0.95,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> tuple[float, float]:
     """Corrected resampled t-interval for the mean of ``fold_scores`` (one per CV fit).
 
     ``n_train``/``n_test`` are the rows a fold's probe is fitted on / scored on. The interval is

@@ -90,7 +90,7 @@ class LeakageResult:
 
     @property
     def verdict(self) -> str:
-        """"leaks", "no leakage detected", or "inconclusive: ..." when too few permutations were run
+        """ "leaks", "no leakage detected", or "inconclusive: ..." when too few permutations were run
         for any p-value to fall to ``alpha`` (then not finding leakage says nothing)."""
         if self.leaks:
             return "leaks"
@@ -98,8 +98,10 @@ class LeakageResult:
             return "inconclusive: no permutation test was run"
         if not self.conclusive:
             needed = math.ceil(1 / self.alpha - 1 - 1e-9)
-            return (f"inconclusive: with {self.n_permutations} permutations the smallest possible p is "
-                    f"{self.p_floor:.3g} > alpha {self.alpha:g}; run at least {needed}")
+            return (
+                f"inconclusive: with {self.n_permutations} permutations the smallest possible p is "
+                f"{self.p_floor:.3g} > alpha {self.alpha:g}; run at least {needed}"
+            )
         return "no leakage detected"
 
     def to_dict(self) -> dict:
@@ -164,7 +166,9 @@ def leakage(
     folds = list(cv.split(x, y))
     repeats = [folds[r * n_splits : (r + 1) * n_splits] for r in range(n_repeats)]
     rng = np.random.default_rng(seed)
-    shuffles = [rng.permutation(y) for _ in range(n_permutations)]  # fixed before any work: same for any n_jobs
+    shuffles = [
+        rng.permutation(y) for _ in range(n_permutations)
+    ]  # fixed before any work: same for any n_jobs
 
     # Small fits: extra BLAS threads only fight each other, so threads go to whole refits instead.
     with warnings.catch_warnings(), threadpool_limits(limits=1):
@@ -174,17 +178,33 @@ def leakage(
         caches = [cache(model, x, rep, k) for rep in repeats]
         preds = np.stack([c.predict([y])[0] for c in caches])  # [n_repeats, N]
         perm_scores = np.empty(n_permutations)
-        chunks = [list(range(i, min(i + _CHUNK, n_permutations))) for i in range(0, n_permutations, _CHUNK)]
-        bar = tqdm(total=n_permutations, desc="permutations", disable=not progress or not n_permutations, leave=False)
+        chunks = [
+            list(range(i, min(i + _CHUNK, n_permutations)))
+            for i in range(0, n_permutations, _CHUNK)
+        ]
+        bar = tqdm(
+            total=n_permutations,
+            desc="permutations",
+            disable=not progress or not n_permutations,
+            leave=False,
+        )
         with bar, Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
-            jobs = (delayed(_score_shuffles)(caches[0], [shuffles[i] for i in chunk], k) for chunk in chunks)
+            jobs = (
+                delayed(_score_shuffles)(caches[0], [shuffles[i] for i in chunk], k)
+                for chunk in chunks
+            )
             for chunk, scores in zip(chunks, parallel(jobs), strict=True):
                 perm_scores[chunk] = scores
                 bar.update(len(chunk))
 
     repeat_scores = np.array([_balanced_accuracy(y, p, k) for p in preds])
-    fold_scores = np.array([_balanced_accuracy(y[test], preds[r][test], k)
-                            for r, rep in enumerate(repeats) for _, test in rep])
+    fold_scores = np.array(
+        [
+            _balanced_accuracy(y[test], preds[r][test], k)
+            for r, rep in enumerate(repeats)
+            for _, test in rep
+        ]
+    )
     # p = (1 + #{null >= observed}) / (1 + n_perm); undefined (NaN) without permutations.
     p_value = float((1 + np.sum(perm_scores >= repeat_scores[0])) / (1 + n_permutations))
     if n_permutations == 0:
@@ -222,10 +242,14 @@ _CHUNK = 16  # permutations handed to a thread at once (the lda probe batches th
 
 
 def _score_shuffles(cache, shuffles, k) -> list[float]:
-    return [_balanced_accuracy(s, p, k) for s, p in zip(shuffles, cache.predict(shuffles), strict=True)]
+    return [
+        _balanced_accuracy(s, p, k) for s, p in zip(shuffles, cache.predict(shuffles), strict=True)
+    ]
 
 
-def _make_probe(probe, pca, seed, n_samples: int, smallest_class: int, max_iter: int = 1000) -> Pipeline:
+def _make_probe(
+    probe, pca, seed, n_samples: int, smallest_class: int, max_iter: int = 1000
+) -> Pipeline:
     if isinstance(probe, str):
         if probe == "linear":
             clf = LogisticRegression(max_iter=max_iter)
@@ -308,7 +332,9 @@ class _LdaFolds(_FoldCache):
             centre = x_train.mean(axis=0)
             x_train, x_test = x_train - centre, x_test - centre
             cov = x_train.T @ x_train / len(x_train)
-            cov[np.diag_indices_from(cov)] += self.RIDGE * max(float(np.trace(cov)) / len(cov), 1e-12)
+            cov[np.diag_indices_from(cov)] += self.RIDGE * max(
+                float(np.trace(cov)) / len(cov), 1e-12
+            )
             self.folds.append((train, test, x_train, x_test, cho_factor(cov)))
 
     def predict(self, labelings) -> list[np.ndarray]:
@@ -320,11 +346,15 @@ class _LdaFolds(_FoldCache):
             onehot = (y[:, :, None] == np.arange(k)).astype(x_train.dtype)  # [P, n, k]
             counts = onehot.sum(axis=1)  # [P, k]
             sums = onehot.transpose(0, 2, 1) @ x_train  # [P, k, d], one BLAS product per labeling
-            means = (sums / np.maximum(counts, 1)[..., None]).reshape(-1, x_train.shape[1])  # [P*k, d]
+            means = (sums / np.maximum(counts, 1)[..., None]).reshape(
+                -1, x_train.shape[1]
+            )  # [P*k, d]
             weights = cho_solve(factor, means.T)  # [d, P*k]
             scores = x_test @ weights - 0.5 * np.sum(means * weights.T, axis=1)
             scores = scores.reshape(len(test), *counts.shape)  # [n_test, P, k]
-            scores = np.where(counts[None] > 0, scores, -np.inf)  # a class absent from the fold is never predicted
+            scores = np.where(
+                counts[None] > 0, scores, -np.inf
+            )  # a class absent from the fold is never predicted
             pred[:, test] = scores.argmax(axis=2).T
         return list(pred)
 

@@ -41,12 +41,18 @@ class MemorisationResult:
     alpha: float
     generated_distances: np.ndarray = field(repr=False)
     heldout_distances: np.ndarray = field(repr=False)
-    generated_nearest: np.ndarray | None = field(default=None, repr=False)  # index of each one's nearest training row
+    generated_nearest: np.ndarray | None = field(
+        default=None, repr=False
+    )  # index of each one's nearest training row
 
     def closest_pairs(self, k: int = 16) -> list[tuple[int, int, float]]:
         """The ``k`` generated samples nearest to a training sample: (generated, training, distance)."""
         order = np.argsort(self.generated_distances, kind="stable")[:k]
-        nearest = self.generated_nearest if self.generated_nearest is not None else np.full(len(order), -1)
+        nearest = (
+            self.generated_nearest
+            if self.generated_nearest is not None
+            else np.full(len(order), -1)
+        )
         return [(int(i), int(nearest[i]), float(self.generated_distances[i])) for i in order]
 
     @property

@@ -26,7 +26,13 @@ from .leakage import LeakageResult
 from .memorisation import MemorisationResult
 from .stream import StreamBalance
 
-REPLACEABLE = ("report.json", "report.md", "*.png", "erased", "feature_eraser.safetensors")  # an older report
+REPLACEABLE = (
+    "report.json",
+    "report.md",
+    "*.png",
+    "erased",
+    "feature_eraser.safetensors",
+)  # an older report
 KINDS = {
     LeakageResult: "leakage",
     FairnessResult: "fairness",
@@ -42,7 +48,9 @@ class AuditReport:
     def __init__(self, title: str = "fairgen audit", provenance: dict | None = None):
         self.title = title
         self.sections: dict[str, object] = {}
-        self.provenance = dict(provenance or {})  # what was audited: files and hashes, seeds, sizes, versions
+        self.provenance = dict(
+            provenance or {}
+        )  # what was audited: files and hashes, seeds, sizes, versions
 
     def add(self, name: str, result) -> AuditReport:
         """Add a result under a new name; returns the report so calls can be chained."""
@@ -126,7 +134,9 @@ class AuditReport:
                 written[path.name] = path
                 images[name] = path.name
         written["report.json"] = write_new(out / "report.json", (self.to_json() + "\n").encode())
-        written["report.md"] = write_new(out / "report.md", (self.to_markdown(images) + "\n").encode())
+        written["report.md"] = write_new(
+            out / "report.md", (self.to_markdown(images) + "\n").encode()
+        )
         return written
 
 
@@ -160,8 +170,11 @@ def _section_markdown(result) -> list[str]:
         )
         lines = [head, ""]
         if s.get("small_groups"):
-            lines += [f"**Warning: rates from few rows** (fewer than {s['min_count']} positives or negatives; "
-                      "the gaps above may rest on them): " + "; ".join(s["small_groups"]), ""]
+            lines += [
+                f"**Warning: rates from few rows** (fewer than {s['min_count']} positives or negatives; "
+                "the gaps above may rest on them): " + "; ".join(s["small_groups"]),
+                "",
+            ]
         if s["undefined_rates"]:
             lines += [
                 "Undefined rates (NaN, left out of the gaps): " + "; ".join(s["undefined_rates"]),
@@ -197,7 +210,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         if isinstance(value, dict):
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+            out[f"{prefix}{key}"] = (
+                ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+            )
     return out
 
 
@@ -270,12 +285,35 @@ def _plot_leakage(results: dict[str, LeakageResult]):
     high = np.array([r.ci_high for r in results.values()])
     err = np.nan_to_num(np.stack([acc - low, high - acc]).clip(min=0))
     ax.bar(x, acc, width=0.5, color="tab:blue", alpha=0.35)
-    ax.errorbar(x, acc, yerr=err, fmt="o", color="black", ecolor="tab:red", elinewidth=2.5, capsize=8,
-                capthick=2.5, label="balanced accuracy, 95% CI")
+    ax.errorbar(
+        x,
+        acc,
+        yerr=err,
+        fmt="o",
+        color="black",
+        ecolor="tab:red",
+        elinewidth=2.5,
+        capsize=8,
+        capthick=2.5,
+        label="balanced accuracy, 95% CI",
+    )
     for i, r in enumerate(results.values()):
-        ax.hlines(r.chance, i - 0.35, i + 0.35, colors="black", linestyles="--", label="chance" if i == 0 else None)
-        ax.annotate(f"{r.balanced_accuracy:.3f}\n[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", (i, min(r.ci_high, 1.0)),
-                    xytext=(0, 6), textcoords="offset points", ha="center", fontsize="small")
+        ax.hlines(
+            r.chance,
+            i - 0.35,
+            i + 0.35,
+            colors="black",
+            linestyles="--",
+            label="chance" if i == 0 else None,
+        )
+        ax.annotate(
+            f"{r.balanced_accuracy:.3f}\n[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+            (i, min(r.ci_high, 1.0)),
+            xytext=(0, 6),
+            textcoords="offset points",
+            ha="center",
+            fontsize="small",
+        )
     ax.set_xticks(x, list(results), rotation=15, ha="right")
     ax.set_xlim(-0.6, len(results) - 0.4)
     ax.set_ylim(0, 1.25)
@@ -300,23 +338,50 @@ def _plot_fairness(name: str, result: FairnessResult):
     for ax, rate in zip(axes[:3], rates, strict=True):
         for j, group in enumerate(groups):
             rows = table[table["group"] == group].set_index("class").loc[classes]
-            ax.bar(x + j * width, rows[rate].to_numpy(float), width, label=f"{group} (n={rows['n'].iloc[0]})")
-        ax.set_xticks(x + width * (len(groups) - 1) / 2, [str(c) for c in classes],
-                      rotation=30 if len(classes) > 4 else 0, ha="right" if len(classes) > 4 else "center")
+            ax.bar(
+                x + j * width,
+                rows[rate].to_numpy(float),
+                width,
+                label=f"{group} (n={rows['n'].iloc[0]})",
+            )
+        ax.set_xticks(
+            x + width * (len(groups) - 1) / 2,
+            [str(c) for c in classes],
+            rotation=30 if len(classes) > 4 else 0,
+            ha="right" if len(classes) > 4 else "center",
+        )
         ax.set_xlabel("target class")
         ax.set_ylabel(rate.replace("_", " "))
         ax.set_ylim(0, 1.05)
     gaps = [("DP", "demographic_parity"), ("EO", "equalized_odds")]
     values = np.array([s[f"{key}_difference"] for _, key in gaps], dtype=float)
-    err = np.nan_to_num(np.array([[v - s[f"{key}_ci_low"], s[f"{key}_ci_high"] - v]
-                                  for v, (_, key) in zip(values, gaps, strict=True)], dtype=float).T.clip(min=0))
+    err = np.nan_to_num(
+        np.array(
+            [
+                [v - s[f"{key}_ci_low"], s[f"{key}_ci_high"] - v]
+                for v, (_, key) in zip(values, gaps, strict=True)
+            ],
+            dtype=float,
+        ).T.clip(min=0)
+    )
     axes[3].bar(range(2), values, width=0.5, color="tab:gray", alpha=0.5)
-    axes[3].errorbar(range(2), values, yerr=err, fmt="o", color="black", ecolor="tab:red", elinewidth=2.5, capsize=8)
+    axes[3].errorbar(
+        range(2),
+        values,
+        yerr=err,
+        fmt="o",
+        color="black",
+        ecolor="tab:red",
+        elinewidth=2.5,
+        capsize=8,
+    )
     axes[3].set_xticks(range(2), [g for g, _ in gaps])
     axes[3].set_ylim(0, 1.05)
     axes[3].set_ylabel("difference (95% BCa CI)")
     axes[3].set_title("gaps")
-    axes[2].legend(title="protected group", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    axes[2].legend(
+        title="protected group", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1)
+    )
     fig.suptitle(f"{name}: rates by protected group")
     return fig
 

@@ -41,11 +41,15 @@ def audit_representation(
     """
     report = AuditReport(title, provenance)
     if isinstance(test_protected, dict):
-        attributes = {name: as_labels(v, f"test_protected[{name!r}]") for name, v in test_protected.items()}
+        attributes = {
+            name: as_labels(v, f"test_protected[{name!r}]") for name, v in test_protected.items()
+        }
         if not attributes:
             raise ValueError("test_protected must name at least one attribute")
         if len(attributes) > 1:
-            joined = np.array([" & ".join(map(str, row)) for row in zip(*attributes.values(), strict=True)])
+            joined = np.array(
+                [" & ".join(map(str, row)) for row in zip(*attributes.values(), strict=True)]
+            )
             attributes[" & ".join(attributes)] = joined
         named = True
     else:
@@ -53,13 +57,30 @@ def audit_representation(
     for name, labels in attributes.items():
         report.add(
             f"{name} leakage",
-            leakage(test_features, labels, probe, n_permutations=n_permutations, seed=seed, pca=pca,
-                    n_repeats=n_repeats, max_iter=max_iter, n_jobs=n_jobs, progress=progress),
+            leakage(
+                test_features,
+                labels,
+                probe,
+                n_permutations=n_permutations,
+                seed=seed,
+                pca=pca,
+                n_repeats=n_repeats,
+                max_iter=max_iter,
+                n_jobs=n_jobs,
+                progress=progress,
+            ),
         )
     for name, labels in attributes.items():
         report.add(
             f"target fairness by {name}" if named else "target fairness",
-            group_fairness(train_features, train_target, test_features, test_target, labels,
-                           n_bootstrap=n_bootstrap, seed=seed),
+            group_fairness(
+                train_features,
+                train_target,
+                test_features,
+                test_target,
+                labels,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            ),
         )
     return report

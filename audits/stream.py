@@ -99,11 +99,16 @@ def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0)
     )
 
 
-def stream_balance_joint(classes, attributes: Mapping[str, object], *, n_bootstrap: int = 200, seed: int = 0) -> dict:
+def stream_balance_joint(
+    classes, attributes: Mapping[str, object], *, n_bootstrap: int = 200, seed: int = 0
+) -> dict:
     """``stream_balance`` for each of several attributes and for their joint value ("joint": value tuples)."""
     if not isinstance(attributes, Mapping) or not attributes:
         raise ValueError("attributes must be a non-empty mapping {name: labels}")
-    out = {name: stream_balance(classes, values, n_bootstrap=n_bootstrap, seed=seed) for name, values in attributes.items()}
+    out = {
+        name: stream_balance(classes, values, n_bootstrap=n_bootstrap, seed=seed)
+        for name, values in attributes.items()
+    }
     if len(attributes) > 1:
         columns = [as_labels(v, name) for name, v in attributes.items()]
         joint = np.array(["/".join(map(str, row)) for row in zip(*columns, strict=True)])

@@ -32,8 +32,11 @@ def timed(label, **kwargs):
     start = time.perf_counter()
     result = leakage(X, Y, n_repeats=1, seed=0, **kwargs)
     seconds = time.perf_counter() - start
-    print(f"{label:44s} {seconds:8.1f} s   balanced accuracy {result.balanced_accuracy:.3f} "
-          f"[{result.ci_low:.3f}, {result.ci_high:.3f}], p {result.p_value:.3f}", flush=True)
+    print(
+        f"{label:44s} {seconds:8.1f} s   balanced accuracy {result.balanced_accuracy:.3f} "
+        f"[{result.ci_low:.3f}, {result.ci_high:.3f}], p {result.p_value:.3f}",
+        flush=True,
+    )
     return seconds
 
 
@@ -46,12 +49,25 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     X, Y = features(args.n, args.d)
-    print(f"{args.n} x {args.d} features, 5-fold CV, {args.permutations} permutations (shared machine: timings are noisy)")
-    after = timed(f"after: lda, jobs {args.jobs}", probe="lda", n_permutations=args.permutations, n_jobs=args.jobs)
+    print(
+        f"{args.n} x {args.d} features, 5-fold CV, {args.permutations} permutations (shared machine: timings are noisy)"
+    )
+    after = timed(
+        f"after: lda, jobs {args.jobs}",
+        probe="lda",
+        n_permutations=args.permutations,
+        n_jobs=args.jobs,
+    )
     after1 = timed("after: lda, jobs 1", probe="lda", n_permutations=args.permutations, n_jobs=1)
-    before = timed(f"before: linear (logistic), jobs 1, {args.baseline_permutations} perms", probe="linear",
-                   n_permutations=args.baseline_permutations, n_jobs=1)
+    before = timed(
+        f"before: linear (logistic), jobs 1, {args.baseline_permutations} perms",
+        probe="linear",
+        n_permutations=args.baseline_permutations,
+        n_jobs=1,
+    )
     if args.baseline_permutations != args.permutations:
         before = before * (1 + args.permutations) / (1 + args.baseline_permutations)
         print(f"before, extrapolated to {args.permutations} permutations: {before:.1f} s")
-    print(f"speed-up (before / after, jobs {args.jobs}): {before / after:.1f}x; jobs 1: {before / after1:.1f}x")
+    print(
+        f"speed-up (before / after, jobs {args.jobs}): {before / after:.1f}x; jobs 1: {before / after1:.1f}x"
+    )

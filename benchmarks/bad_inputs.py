@@ -49,7 +49,11 @@ def classify(kind, run, lab, match) -> str:
     except Unsafe as unsafe:
         return unsafe.kind.replace(" ", "-")
     except SystemExit as exit_:  # argparse's usage error (exit 2) is a clear refusal
-        return _said(err.getvalue(), match) if kind == "cli" and exit_.code == 2 else f"exit {exit_.code}"
+        return (
+            _said(err.getvalue(), match)
+            if kind == "cli" and exit_.code == 2
+            else f"exit {exit_.code}"
+        )
     except (ValueError, FileNotFoundError) as error:
         return _said(str(error), match) if kind == "api" else f"traceback ({type(error).__name__})"
     except Exception as error:  # noqa: BLE001  (what we are counting)
@@ -65,7 +69,11 @@ def classify(kind, run, lab, match) -> str:
 
 def _said(message: str, match: str) -> str:
     """A clear refusal, or one that does not say what the case expects."""
-    return "clear" if re.search(match, message) else f"wrong-message ({message.strip().splitlines()[-1][:80] if message.strip() else ''})"
+    return (
+        "clear"
+        if re.search(match, message)
+        else f"wrong-message ({message.strip().splitlines()[-1][:80] if message.strip() else ''})"
+    )
 
 
 def main() -> None:
@@ -85,12 +93,17 @@ def main() -> None:
             RIGHT_CASES = []
         tally["right"] = Counter()
         for name, check in RIGHT_CASES:
-            outcome = classify("api", lambda lab, check=check: _right(check, lab), lab, "wrong result")
+            outcome = classify(
+                "api", lambda lab, check=check: _right(check, lab), lab, "wrong result"
+            )
             outcome = {"clear": "silent-wrong", "silent": "right"}.get(outcome, outcome)
             tally["right"][outcome.split(" ")[0]] += 1
             print(f"{outcome:24s} {name}", flush=True)
     for kind, counts in tally.items():
-        print(f"{kind}: {sum(counts.values())} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        print(
+            f"{kind}: {sum(counts.values())} cases: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        )
 
 
 def _right(check, lab) -> None:

@@ -59,12 +59,19 @@ def population_v(base, steerer, names, n: int, seed: int = 7) -> dict[str, float
     for k in names:
         joint = joint * (int(factors[k].max()) + 1) + factors[k]
     out = {}
-    for key, values in [*((k, factors[k]) for k in names), ("joint", joint)][: len(names) + (len(names) > 1)]:
+    for key, values in [*((k, factors[k]) for k in names), ("joint", joint)][
+        : len(names) + (len(names) > 1)
+    ]:
         table = torch.zeros(base.num_classes, int(values.max()) + 1, dtype=torch.float64)
         table.index_put_((y, values), weight, accumulate=True)
         p = (table / table.sum(1, keepdim=True) / base.num_classes).numpy()
         rows, cols = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
-        out[key] = float(np.sqrt(((p - rows * cols) ** 2 / np.maximum(rows * cols, 1e-300)).sum() / (min(p.shape) - 1)))
+        out[key] = float(
+            np.sqrt(
+                ((p - rows * cols) ** 2 / np.maximum(rows * cols, 1e-300)).sum()
+                / (min(p.shape) - 1)
+            )
+        )
     return out
 
 
@@ -77,8 +84,16 @@ def uncorrected(q_prior, q_labelled, values, target, **_):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default="world-sprites-z128")
-    parser.add_argument("--protected", default="texture", help="comma-separated factors the generator's prior ties to the class")
-    parser.add_argument("--shares", default="0.4", help="comma-separated shares of plain prior draws among the labels")
+    parser.add_argument(
+        "--protected",
+        default="texture",
+        help="comma-separated factors the generator's prior ties to the class",
+    )
+    parser.add_argument(
+        "--shares",
+        default="0.4",
+        help="comma-separated shares of plain prior draws among the labels",
+    )
     parser.add_argument("--n", type=int, default=20_000, help="labels per fit")
     parser.add_argument("--population", type=int, default=400_000)
     args = parser.parse_args()
@@ -96,7 +111,9 @@ def main() -> None:
     labelers = {k: column_labeler(i) for i, k in enumerate(names)}
     labeler = labelers if len(names) > 1 else labelers[names[0]]
     corrected = nonlinear.corrected_acceptance
-    print(f"{args.generator}, protected {names}, {args.n:,} exact labels per fit, V over {args.population:,} weighted draws")
+    print(
+        f"{args.generator}, protected {names}, {args.n:,} exact labels per fit, V over {args.population:,} weighted draws"
+    )
     for share in (float(s) for s in args.shares.split(",")):
         fitting.ACTIVE_SHARE = share
         for label, rule in (("classifier weights", uncorrected), ("corrected", corrected)):
@@ -105,7 +122,9 @@ def main() -> None:
             steerer, _ = fitting.fit_steerer(generator, labeler, n=args.n, progress=False)
             v = population_v(base, steerer, names, args.population)
             shown = "  ".join(f"V({k}) {x:.3f}" for k, x in v.items())
-            print(f"  prior share {share:.2f}  {label:<19} {shown}  draws/kept {steerer.expected_draws():5.1f}  fit {time.time() - tic:4.0f} s")
+            print(
+                f"  prior share {share:.2f}  {label:<19} {shown}  draws/kept {steerer.expected_draws():5.1f}  fit {time.time() - tic:4.0f} s"
+            )
     nonlinear.corrected_acceptance = corrected
 
 

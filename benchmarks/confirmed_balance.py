@@ -36,8 +36,14 @@ from fairgen.world.judges import load_judges
 from steering.classifier import one_thread
 
 
-def within_cell_distance(factors: dict, cells: np.ndarray, prior_factors: dict, prior_cells: np.ndarray, names: list[str],
-                         min_count: int = 30) -> float:
+def within_cell_distance(
+    factors: dict,
+    cells: np.ndarray,
+    prior_factors: dict,
+    prior_cells: np.ndarray,
+    names: list[str],
+    min_count: int = 30,
+) -> float:
     """Mean over cells (weighted by size) and factors of TV (categorical) / KS (continuous) to the prior's cell."""
     total, weight = 0.0, 0
     for c in np.unique(cells):
@@ -49,7 +55,12 @@ def within_cell_distance(factors: dict, cells: np.ndarray, prior_factors: dict, 
             a, b = factors[name][mine], prior_factors[name][theirs]
             if name in CATEGORICAL:
                 k = int(max(a.max(), b.max())) + 1
-                distances.append(0.5 * np.abs(np.bincount(a, minlength=k) / len(a) - np.bincount(b, minlength=k) / len(b)).sum())
+                distances.append(
+                    0.5
+                    * np.abs(
+                        np.bincount(a, minlength=k) / len(a) - np.bincount(b, minlength=k) / len(b)
+                    ).sum()
+                )
             else:
                 distances.append(ks_2samp(a, b).statistic)
         total += float(np.mean(distances)) * int(mine.sum())
@@ -65,14 +76,30 @@ def factors_of(generator, z, y) -> dict:
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", default="world-sprites-z128")
-    parser.add_argument("--protected", default="texture", help="comma-separated world factors (jointly)")
+    parser.add_argument(
+        "--protected", default="texture", help="comma-separated world factors (jointly)"
+    )
     parser.add_argument("--n", type=int, default=20_000, help="labelled samples to fit on")
     parser.add_argument("--draw-n", type=int, default=4000, help="samples per draw (one row each)")
-    parser.add_argument("--prior-n", type=int, default=60_000, help="judged prior samples: the within-cell reference")
-    parser.add_argument("--caps", default="1,1.25,1.5,2,3,exact", help="caps to compare (exact: none)")
+    parser.add_argument(
+        "--prior-n",
+        type=int,
+        default=60_000,
+        help="judged prior samples: the within-cell reference",
+    )
+    parser.add_argument(
+        "--caps", default="1,1.25,1.5,2,3,exact", help="caps to compare (exact: none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", type=int, default=30, help="syntheses per sample a draw may spend before it gives up")
-    parser.add_argument("--quick", action="store_true", help="6,000 labels, 2,000 per draw, 30,000 prior samples")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=30,
+        help="syntheses per sample a draw may spend before it gives up",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="6,000 labels, 2,000 per draw, 30,000 prior samples"
+    )
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -84,17 +111,31 @@ def main(argv=None) -> list[dict]:
     labelers = {name: judges[name].predict for name in names}
     labeler = labelers  # by name, one attribute or several
     start = time.perf_counter()
-    steerer, _ = steering.fit_steerer(generator, labeler, n=args.n, method="confirmed", seed=args.seed, progress=False)
+    steerer, _ = steering.fit_steerer(
+        generator, labeler, n=args.n, method="confirmed", seed=args.seed, progress=False
+    )
     fit_s = time.perf_counter() - start
-    print(f"fit on {args.n} labels in {fit_s:.0f} s; costs at fit: {json.dumps(steerer.costs_, default=float)}")
+    print(
+        f"fit on {args.n} labels in {fit_s:.0f} s; costs at fit: {json.dumps(steerer.costs_, default=float)}"
+    )
 
     rng = torch.Generator().manual_seed(args.seed + 5)
     z = generator.sample_latents(args.prior_n, generator=rng)
     y = torch.randint(generator.num_classes, (args.prior_n,), generator=rng)
     prior = factors_of(generator, z, y)
     with one_thread():
-        prior_labels = {name: np.concatenate([judges[name].predict(generator.synthesize(z[i:i + 2048], y[i:i + 2048])).cpu().numpy()
-                                              for i in range(0, len(z), 2048)]) for name in names}
+        prior_labels = {
+            name: np.concatenate(
+                [
+                    judges[name]
+                    .predict(generator.synthesize(z[i : i + 2048], y[i : i + 2048]))
+                    .cpu()
+                    .numpy()
+                    for i in range(0, len(z), 2048)
+                ]
+            )
+            for name in names
+        }
     others = [k for k in ("colour", *CONTINUOUS) if k not in names]
 
     def cells_of(classes, labels):
@@ -108,19 +149,37 @@ def main(argv=None) -> list[dict]:
     half = args.prior_n // 2  # reference: the first half; the floor is drawn from the second
     reference = {k: v[:half] for k, v in prior.items()}
     rows = []
-    variants = [("prior", None)] + [("classifier", None if c == "exact" else float(c)) for c in args.caps.split(",")]
+    variants = [("prior", None)] + [
+        ("classifier", None if c == "exact" else float(c)) for c in args.caps.split(",")
+    ]
     for proposal, cap in variants:
         config = {**steerer.config(), "cap": cap if proposal == "classifier" else steerer.cap}
         variant = steering.ConfirmedSteerer.from_state(config, steerer.tensors())
-        tv = 0.0 if proposal == "prior" else steerer.within_cell_tv(z, y, torch.as_tensor(prior_cells % cells_per_class), cap)
+        tv = (
+            0.0
+            if proposal == "prior"
+            else steerer.within_cell_tv(z, y, torch.as_tensor(prior_cells % cells_per_class), cap)
+        )
         start = time.perf_counter()
         try:
-            draw = variant.draw(generator, labeler, n=args.draw_n, seed=args.seed + 1, proposal=proposal,
-                                max_syntheses=args.budget * args.draw_n)
+            draw = variant.draw(
+                generator,
+                labeler,
+                n=args.draw_n,
+                seed=args.seed + 1,
+                proposal=proposal,
+                max_syntheses=args.budget * args.draw_n,
+            )
         except ValueError as error:  # over the budget: report the row as such
             print(f"{proposal} cap {cap}: {str(error)[:200]}", flush=True)
-            rows.append({"proposal": proposal, "cap": "exact" if cap is None else cap, "over_budget": args.budget,
-                         "tv_bound": tv})
+            rows.append(
+                {
+                    "proposal": proposal,
+                    "cap": "exact" if cap is None else cap,
+                    "over_budget": args.budget,
+                    "tv_bound": tv,
+                }
+            )
             continue
         seconds = time.perf_counter() - start
         kept = factors_of(generator, draw.latents, draw.classes)
@@ -132,37 +191,70 @@ def main(argv=None) -> list[dict]:
             pool = half + np.flatnonzero(prior_cells[half:] == c)
             pick.append(floor_rng.choice(pool, size=min(count, len(pool)), replace=False))
         pick = np.concatenate(pick)
-        floor = within_cell_distance({k: v[pick] for k, v in prior.items()}, prior_cells[pick], reference, prior_cells[:half], others)
+        floor = within_cell_distance(
+            {k: v[pick] for k, v in prior.items()},
+            prior_cells[pick],
+            reference,
+            prior_cells[:half],
+            others,
+        )
         distance = within_cell_distance(kept, cells, reference, prior_cells[:half], others)
         with torch.no_grad():
             shape = judges[CLASS_FACTOR].predict(draw.images).cpu()
         v = {name: cramers_v(draw.classes.numpy(), draw.labels[name].numpy()) for name in names}
         if len(names) > 1:
-            v["joint"] = cramers_v(draw.classes.numpy(), cells_of(np.zeros(len(cells), dtype=np.int64), {k: draw.labels[k].numpy() for k in names}))
-        row = {"proposal": proposal, "cap": "exact" if cap is None and proposal == "classifier" else cap,
-               "syntheses_per_kept": draw.syntheses_per_kept, "labeler_calls_per_kept": draw.labeler_calls_per_kept,
-               "latent_draws_per_kept": draw.latent_draws_per_kept, "V": v,
-               "class_fidelity": float((shape == draw.classes).float().mean()), "within_cell": distance, "tv_bound": tv,
-               "floor": floor, "seconds": seconds, "kept": len(draw)}
+            v["joint"] = cramers_v(
+                draw.classes.numpy(),
+                cells_of(
+                    np.zeros(len(cells), dtype=np.int64), {k: draw.labels[k].numpy() for k in names}
+                ),
+            )
+        row = {
+            "proposal": proposal,
+            "cap": "exact" if cap is None and proposal == "classifier" else cap,
+            "syntheses_per_kept": draw.syntheses_per_kept,
+            "labeler_calls_per_kept": draw.labeler_calls_per_kept,
+            "latent_draws_per_kept": draw.latent_draws_per_kept,
+            "V": v,
+            "class_fidelity": float((shape == draw.classes).float().mean()),
+            "within_cell": distance,
+            "tv_bound": tv,
+            "floor": floor,
+            "seconds": seconds,
+            "kept": len(draw),
+        }
         rows.append(row)
         print(json.dumps(row, default=float), flush=True)
     raw_v = {name: cramers_v(y.numpy(), prior_labels[name]) for name in names}
-    print(f"\n{args.generator}, protected {args.protected}: V raw {', '.join(f'{k} {x:.3f}' for k, x in raw_v.items())}; "
-          f"{args.n} labels, fit {fit_s:.0f} s; draws of {args.draw_n}")
-    print("| proposal | cap | syntheses / kept | labeler calls / kept | latent draws / kept | V (labeler = judge) | "
-          "fidelity | within-cell distance | floor | TV bound | s |")
+    print(
+        f"\n{args.generator}, protected {args.protected}: V raw {', '.join(f'{k} {x:.3f}' for k, x in raw_v.items())}; "
+        f"{args.n} labels, fit {fit_s:.0f} s; draws of {args.draw_n}"
+    )
+    print(
+        "| proposal | cap | syntheses / kept | labeler calls / kept | latent draws / kept | V (labeler = judge) | "
+        "fidelity | within-cell distance | floor | TV bound | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "over_budget" in r:
-            print(f"| {r['proposal']} | {r['cap']} | > {r['over_budget']} (over budget) | | | | | | | {r['tv_bound']:.4f} | |")
+            print(
+                f"| {r['proposal']} | {r['cap']} | > {r['over_budget']} (over budget) | | | | | | | {r['tv_bound']:.4f} | |"
+            )
             continue
         vs = " / ".join(f"{x:.3f}" for x in r["V"].values())
-        print(f"| {r['proposal']} | {r['cap'] if r['cap'] is not None else '-'} | {r['syntheses_per_kept']:.2f} | "
-              f"{r['labeler_calls_per_kept']:.2f} | {r['latent_draws_per_kept']:.1f} | {vs} | {r['class_fidelity']:.3f} | "
-              f"{r['within_cell']:.4f} | {r['floor']:.4f} | {r['tv_bound']:.4f} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['proposal']} | {r['cap'] if r['cap'] is not None else '-'} | {r['syntheses_per_kept']:.2f} | "
+            f"{r['labeler_calls_per_kept']:.2f} | {r['latent_draws_per_kept']:.1f} | {vs} | {r['class_fidelity']:.3f} | "
+            f"{r['within_cell']:.4f} | {r['floor']:.4f} | {r['tv_bound']:.4f} | {r['seconds']:.1f} |"
+        )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"fit_s": fit_s, "costs": steerer.costs_, "raw_v": raw_v, "rows": rows}, handle, indent=2, default=float)
+            json.dump(
+                {"fit_s": fit_s, "costs": steerer.costs_, "raw_v": raw_v, "rows": rows},
+                handle,
+                indent=2,
+                default=float,
+            )
     return rows
 
 

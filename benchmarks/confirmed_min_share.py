@@ -26,7 +26,9 @@ from steering.classifier import one_thread
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=4000, help="labelled samples to fit on")
     parser.add_argument("--draw-n", type=int, default=2000)
     parser.add_argument("--shares", default="1e-3,1e-5")
@@ -38,26 +40,41 @@ def main(argv=None) -> list[dict]:
     judges = load_judges()
     labelers = {k: judges[k].predict for k in ("texture", "colour")}
     with one_thread():
-        steerer, _ = steering.fit_steerer(generator, labelers, args.n, method="confirmed", seed=args.seed, progress=False)
+        steerer, _ = steering.fit_steerer(
+            generator, labelers, args.n, method="confirmed", seed=args.seed, progress=False
+        )
     mass = steerer.mass
-    print(f"deep-96 texture+colour, {args.n} labels: smallest cell mass {float(mass.min()):.1e}, cells never labelled "
-          f"{int((steerer.counts == 0).sum())}; plain rejection {steerer.costs_['rejection_syntheses_per_kept']:.1f} per kept")
+    print(
+        f"deep-96 texture+colour, {args.n} labels: smallest cell mass {float(mass.min()):.1e}, cells never labelled "
+        f"{int((steerer.counts == 0).sum())}; plain rejection {steerer.costs_['rejection_syntheses_per_kept']:.1f} per kept"
+    )
     rows = []
     default = steering.confirmed.MIN_SHARE
     for share in [float(s) for s in args.shares.split(",")]:
         steering.confirmed.MIN_SHARE = share
         tic = time.time()
         try:
-            draw = steerer.draw(generator, labelers, args.draw_n, seed=args.seed + 1, proposal="classifier")
+            draw = steerer.draw(
+                generator, labelers, args.draw_n, seed=args.seed + 1, proposal="classifier"
+            )
         except ValueError as error:  # out of budget: the row says so
-            print(f"  MIN_SHARE {share:.0e}: {int((mass < share).sum())} cells left to the prior; failed: {str(error)[:160]}")
+            print(
+                f"  MIN_SHARE {share:.0e}: {int((mass < share).sum())} cells left to the prior; failed: {str(error)[:160]}"
+            )
             rows.append({"min_share": share, "failed": str(error)})
             continue
-        row = {"min_share": share, "cells_below": int((mass < share).sum()), **draw.cost(), "seconds": time.time() - tic}
+        row = {
+            "min_share": share,
+            "cells_below": int((mass < share).sum()),
+            **draw.cost(),
+            "seconds": time.time() - tic,
+        }
         rows.append(row)
-        print(f"  MIN_SHARE {share:.0e}: {row['cells_below']} cells left to the prior; {row['syntheses_per_kept']:.2f} syntheses, "
-              f"{row['labeler_calls_per_kept']:.2f} labeler calls, {row['latent_draws_per_kept']:.0f} latent draws per kept; "
-              f"{row['seconds']:.0f} s")
+        print(
+            f"  MIN_SHARE {share:.0e}: {row['cells_below']} cells left to the prior; {row['syntheses_per_kept']:.2f} syntheses, "
+            f"{row['labeler_calls_per_kept']:.2f} labeler calls, {row['latent_draws_per_kept']:.0f} latent draws per kept; "
+            f"{row['seconds']:.0f} s"
+        )
     steering.confirmed.MIN_SHARE = default
     return rows
 

@@ -42,7 +42,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def labelled(generator, labelers, z: torch.Tensor, batch: int = 500):
     """Images of ``z`` (batched) and each labeler's labels."""
-    images = torch.cat([generator.synthesize(z[i:i + batch]) for i in range(0, len(z), batch)])
+    images = torch.cat([generator.synthesize(z[i : i + batch]) for i in range(0, len(z), batch)])
     return images, {name: lab(images) for name, lab in labelers.items()}
 
 
@@ -55,9 +55,12 @@ def share(labels: torch.Tensor, value: int = 1) -> dict:
 
 def summary(labels: dict) -> dict:
     dark, light_bg = labels[PROTECTED], labels[KEEP]
-    return {"dark": share(dark), "light_background": share(light_bg),
-            "dark_given_light_background": share(dark[light_bg == 1]),
-            "dark_given_dark_background": share(dark[light_bg == 0])}
+    return {
+        "dark": share(dark),
+        "light_background": share(light_bg),
+        "dark_given_light_background": share(dark[light_bg == 1]),
+        "dark_given_dark_background": share(dark[light_bg == 0]),
+    }
 
 
 def captions(labels: dict) -> list[str]:
@@ -86,21 +89,38 @@ def write_audit_set(generator, labelers, folder: Path, n: int, seed: int) -> Non
     light = ["light", "dark"]
     back = ["dark", "light"]
     for i, image in enumerate(images):
-        sub = folder / f"lightness={light[int(labels[PROTECTED][i])]}" / f"background={back[int(labels[KEEP][i])]}"
+        sub = (
+            folder
+            / f"lightness={light[int(labels[PROTECTED][i])]}"
+            / f"background={back[int(labels[KEEP][i])]}"
+        )
         sub.mkdir(parents=True, exist_ok=True)
         write_png((image * 255).round().to(torch.uint8), str(sub / f"{i:06d}.png"))
     print(f"wrote {n} labelled faces under {folder} (seed {seed}; {LICENCE})")
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fit-n", type=int, default=20_000, help="labelled samples the steerer is fitted on")
-    parser.add_argument("--eval-n", type=int, default=10_000, help="raw and steered samples the shares are measured on")
-    parser.add_argument("--batch-size", type=int, default=128, help="stream anchors per step (2 views each)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--fit-n", type=int, default=20_000, help="labelled samples the steerer is fitted on"
+    )
+    parser.add_argument(
+        "--eval-n",
+        type=int,
+        default=10_000,
+        help="raw and steered samples the shares are measured on",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="stream anchors per step (2 views each)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed stream steps per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw-only", action="store_true", help="skip steering")
-    parser.add_argument("--audit-set", metavar="DIR", help="only write held-out labelled raw faces here, then stop")
+    parser.add_argument(
+        "--audit-set", metavar="DIR", help="only write held-out labelled raw faces here, then stop"
+    )
     parser.add_argument("--n", type=int, default=2000, help="faces in --audit-set")
     parser.add_argument("--docs", type=Path, default=DOCS, help="folder for the grids")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
@@ -111,7 +131,9 @@ def main(argv=None) -> None:
     if args.audit_set:
         write_audit_set(generator, labelers, Path(args.audit_set), args.n, seed=10_000 + args.seed)
         return
-    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} thread; {generator!r}; {LICENCE}")
+    print(
+        f"torch {torch.__version__}, cpu, {torch.get_num_threads()} thread; {generator!r}; {LICENCE}"
+    )
     results = {"generator": generator.name, "sha256": generator.checksum}
 
     start = time.perf_counter()
@@ -119,41 +141,98 @@ def main(argv=None) -> None:
     images, labels = labelled(generator, labelers, z)
     results["raw"] = summary(labels)
     results["raw"]["seconds"] = time.perf_counter() - start
-    grid(images[:64], {k: v[:64] for k, v in labels.items()}, args.docs / "face-gan-raw.png",
-         "face-gan-64, raw prior (seed 1)")
+    grid(
+        images[:64],
+        {k: v[:64] for k, v in labels.items()},
+        args.docs / "face-gan-raw.png",
+        "face-gan-64, raw prior (seed 1)",
+    )
 
-    specs = {"raw": make_spec(generator, views={"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0},
-                              augment="light", resolution=64, seed=args.seed)}
+    specs = {
+        "raw": make_spec(
+            generator,
+            views={"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0},
+            augment="light",
+            resolution=64,
+            seed=args.seed,
+        )
+    }
     folder = tempfile.TemporaryDirectory()
     if not args.raw_only:
         import steering
 
         start = time.perf_counter()
-        steerer, _ = steering.fit_steerer(generator, labelers[PROTECTED], n=args.fit_n, method="confirmed",
-                                          keep_labeler=labelers[KEEP], seed=args.seed, progress=False)
+        steerer, _ = steering.fit_steerer(
+            generator,
+            labelers[PROTECTED],
+            n=args.fit_n,
+            method="confirmed",
+            keep_labeler=labelers[KEEP],
+            seed=args.seed,
+            progress=False,
+        )
         results["fit_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        draw = steerer.draw(generator, labelers[PROTECTED], n=args.eval_n, seed=args.seed + 1,
-                            keep_labeler=labelers[KEEP])
+        draw = steerer.draw(
+            generator,
+            labelers[PROTECTED],
+            n=args.eval_n,
+            seed=args.seed + 1,
+            keep_labeler=labelers[KEEP],
+        )
         results["draw_seconds"] = time.perf_counter() - start
-        steered = {name: lab(draw.images) for name, lab in labelers.items()}  # re-labelled: the guarantee, checked
+        steered = {
+            name: lab(draw.images) for name, lab in labelers.items()
+        }  # re-labelled: the guarantee, checked
         results["steered"] = summary(steered)
         results["syntheses_per_kept"] = draw.syntheses / args.eval_n
         results["labeler_calls_per_kept"] = draw.labeler_calls / args.eval_n
         results["rejection_syntheses_per_kept"] = steerer.costs_.get("rejection_syntheses_per_kept")
-        print(json.dumps({k: results[k] for k in ("steered", "syntheses_per_kept", "fit_seconds", "draw_seconds")}))
-        grid(draw.images[:64], {k: v[:64] for k, v in steered.items()}, args.docs / "face-gan-steered.png",
-             "face-gan-64, steered (confirmed balance of face:lightness, keeping face:background)")
-        provenance = {"generator": {"name": generator.name, "sha256": generator.checksum},
-                      "labelers": {"protected": PROTECTED, "keep": KEEP}}  # the stream loads these by name
+        print(
+            json.dumps(
+                {
+                    k: results[k]
+                    for k in ("steered", "syntheses_per_kept", "fit_seconds", "draw_seconds")
+                }
+            )
+        )
+        grid(
+            draw.images[:64],
+            {k: v[:64] for k, v in steered.items()},
+            args.docs / "face-gan-steered.png",
+            "face-gan-64, steered (confirmed balance of face:lightness, keeping face:background)",
+        )
+        provenance = {
+            "generator": {"name": generator.name, "sha256": generator.checksum},
+            "labelers": {"protected": PROTECTED, "keep": KEEP},
+        }  # the stream loads these by name
         card = steering.save_card(steerer, f"{folder.name}/face-balance", provenance)
-        specs["steered"] = make_spec(generator, eraser=str(card), views=specs["raw"].views, augment="light",
-                                     resolution=64, seed=args.seed)
+        specs["steered"] = make_spec(
+            generator,
+            eraser=str(card),
+            views=specs["raw"].views,
+            augment="light",
+            resolution=64,
+            seed=args.seed,
+        )
 
-    confirming = {"protected": labelers[PROTECTED], "keep": labelers[KEEP]}  # a card never runs what it names
-    streams = {name: Stream(spec, args.batch_size, "cpu", generator=generator,
-                            labeler=confirming if name == "steered" else None) for name, spec in specs.items()}
-    seconds = side_by_side({name: s.next_batch for name, s in streams.items()}, torch.device("cpu"), 1, args.repeats)
+    confirming = {
+        "protected": labelers[PROTECTED],
+        "keep": labelers[KEEP],
+    }  # a card never runs what it names
+    streams = {
+        name: Stream(
+            spec,
+            args.batch_size,
+            "cpu",
+            generator=generator,
+            labeler=confirming if name == "steered" else None,
+        )
+        for name, spec in specs.items()
+    }
+    seconds = side_by_side(
+        {name: s.next_batch for name, s in streams.items()}, torch.device("cpu"), 1, args.repeats
+    )
     results["stream_anchors_per_s"] = {name: args.batch_size / t for name, t in seconds.items()}
     folder.cleanup()
 
@@ -164,14 +243,20 @@ def main(argv=None) -> None:
                 if isinstance(s, dict):
                     print(line(f"{part}: {key.replace('_', ' ')}", s))
     if "syntheses_per_kept" in results:
-        print(f"  steered draw: {results['syntheses_per_kept']:.2f} syntheses and {results['labeler_calls_per_kept']:.2f} "
-              f"labeler calls per kept sample (plain rejection, fit's estimate: {results['rejection_syntheses_per_kept']}) "
-              f"(fit {results['fit_seconds']:.0f} s on {args.fit_n}, draw {results['draw_seconds']:.0f} s)")
-    print(f"\n  stream, batch {args.batch_size} x 2 views, 64 px, light augmentation, median of {args.repeats} steps")
+        print(
+            f"  steered draw: {results['syntheses_per_kept']:.2f} syntheses and {results['labeler_calls_per_kept']:.2f} "
+            f"labeler calls per kept sample (plain rejection, fit's estimate: {results['rejection_syntheses_per_kept']}) "
+            f"(fit {results['fit_seconds']:.0f} s on {args.fit_n}, draw {results['draw_seconds']:.0f} s)"
+        )
+    print(
+        f"\n  stream, batch {args.batch_size} x 2 views, 64 px, light augmentation, median of {args.repeats} steps"
+    )
     rates = results["stream_anchors_per_s"]
     for name, rate in rates.items():
         print(f"  {name:<10} {rate:8.1f} anchors/s  x{rate / rates['raw']:.2f} of raw")
-    print(f"  (generator alone: {args.eval_n / results['raw']['seconds']:.0f} images/s, labelled, batch 500)")
+    print(
+        f"  (generator alone: {args.eval_n / results['raw']['seconds']:.0f} images/s, labelled, batch 500)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

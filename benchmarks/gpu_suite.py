@@ -44,8 +44,13 @@ sys.path.insert(0, str(HERE))  # the sibling benchmark modules (timing, biggan_s
 BF16_PEAK_TFLOPS = 790.0  # measured 8192^3 bf16 matmul on H100/H200 (shared/NOTES-biggan.md)
 SPEC_PEAK_TFLOPS = 989.0  # H100/H200 SXM dense bf16 data-sheet figure, for MFU as usually quoted
 BIGGAN_GFLOP = {128: 22.6, 256: 77.7, 512: 151.5}  # package forward, per image (FlopCounterMode)
-TINY_BIGGAN = dict(z_dim=16, channel_width=4, num_classes=10, attention_layer_position=2,
-                   layers=[[False, 16, 16], [True, 16, 8], [True, 8, 4], [True, 4, 2], [False, 2, 1]])
+TINY_BIGGAN = dict(
+    z_dim=16,
+    channel_width=4,
+    num_classes=10,
+    attention_layer_position=2,
+    layers=[[False, 16, 16], [True, 16, 8], [True, 8, 4], [True, 4, 2], [False, 2, 1]],
+)
 
 
 class Results:
@@ -60,8 +65,9 @@ class Results:
         self.write()
 
     def write(self) -> None:
-        (self.out / "results.json").write_text(json.dumps({"meta": self.meta, "sections": self.sections},
-                                                          indent=2, default=_plain))
+        (self.out / "results.json").write_text(
+            json.dumps({"meta": self.meta, "sections": self.sections}, indent=2, default=_plain)
+        )
         lines = [f"# fairgen GPU suite — {self.meta['device_name']}, {self.meta['date']}", ""]
         lines += [f"- {k}: {v}" for k, v in self.meta.items() if k not in ("device_name", "date")]
         for name, section in self.sections.items():
@@ -73,7 +79,9 @@ class Results:
                 keys = list(dict.fromkeys(k for row in rows for k in row))
                 lines.append("| " + " | ".join(keys) + " |")
                 lines.append("|" + "---|" * len(keys))
-                lines += ["| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |" for row in rows]
+                lines += [
+                    "| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |" for row in rows
+                ]
         (self.out / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -114,10 +122,18 @@ def check_bf16_loss(device, size: int, batch: int) -> dict:
     from fairgen.contrastive import TrainConfig, Trainer
     from fairgen.contrastive.loss import supcon_loss
 
-    config = TrainConfig(encoder="resnet18" if size > 32 else "small_cnn", small_images=size <= 64,
-                         augment=None, progress=False, log_every=0, bf16=False)
+    config = TrainConfig(
+        encoder="resnet18" if size > 32 else "small_cnn",
+        small_images=size <= 64,
+        augment=None,
+        progress=False,
+        log_every=0,
+        bf16=False,
+    )
     trainer = Trainer(config, device)
-    views = torch.rand(batch, 2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    views = torch.rand(batch, 2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
+        device
+    )
     x = views.flatten(0, 1)
     model = trainer.model.eval()
     with torch.no_grad():
@@ -125,8 +141,14 @@ def check_bf16_loss(device, size: int, batch: int) -> dict:
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
             bf16 = supcon_loss(model(x).unflatten(0, (batch, 2)).float(), None, config.temperature)
     rel = abs(float(bf16) - float(fp32)) / abs(float(fp32))
-    return {"check": "bf16 autocast loss vs fp32", "value": rel, "unit": "relative difference",
-            "tolerance": 2e-2, "pass": rel <= 2e-2, "detail": f"fp32 {float(fp32):.5f}, bf16 {float(bf16):.5f}"}
+    return {
+        "check": "bf16 autocast loss vs fp32",
+        "value": rel,
+        "unit": "relative difference",
+        "tolerance": 2e-2,
+        "pass": rel <= 2e-2,
+        "detail": f"fp32 {float(fp32):.5f}, bf16 {float(bf16):.5f}",
+    }
 
 
 def check_stream_devices(device, batch: int) -> dict:
@@ -142,8 +164,14 @@ def check_stream_devices(device, batch: int) -> dict:
         worst = max(worst, (a["views"].float().cpu() - b["views"].float()).abs().max().item())
         labels_equal &= bool(torch.equal(a["labels"].cpu(), b["labels"]))
     ok = labels_equal and worst <= 1e-4
-    return {"check": f"stream batches on {device} vs cpu", "value": worst, "unit": "max |view difference|",
-            "tolerance": 1e-4, "pass": ok, "detail": f"labels equal: {labels_equal}; 2 batches of {batch}"}
+    return {
+        "check": f"stream batches on {device} vs cpu",
+        "value": worst,
+        "unit": "max |view difference|",
+        "tolerance": 1e-4,
+        "pass": ok,
+        "detail": f"labels equal: {labels_equal}; 2 batches of {batch}",
+    }
 
 
 def check_resume(device, steps: int, batch: int) -> dict:
@@ -154,8 +182,15 @@ def check_resume(device, steps: int, batch: int) -> dict:
 
     spec = make_spec(load_generator(_default_generator()))
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(total_steps=steps, warmup_steps=1, progress=False, log_every=0, augment=None,
-                             optimizer="adamw", lr=2e-3)
+        config = TrainConfig(
+            total_steps=steps,
+            warmup_steps=1,
+            progress=False,
+            log_every=0,
+            augment=None,
+            optimizer="adamw",
+            lr=2e-3,
+        )
         straight = Trainer(config, device)
         straight.fit(Stream(spec, batch, device), steps=steps)
         first = Trainer(config, device)
@@ -163,14 +198,22 @@ def check_resume(device, steps: int, batch: int) -> dict:
         first.save(Path(tmp) / "checkpoint.pt")
         resumed = Trainer.from_checkpoint(Path(tmp) / "checkpoint.pt", device)
         resumed.fit(Stream(spec, batch, device, start_step=resumed.step), steps=steps - steps // 2)
-    diffs = [(a - b).abs().max().item() for a, b in
-             zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
-             if a.is_floating_point()]
+    diffs = [
+        (a - b).abs().max().item()
+        for a, b in zip(
+            straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+        )
+        if a.is_floating_point()
+    ]
     worst = max(diffs)
-    return {"check": f"resumed vs uninterrupted training on {device}", "value": worst,
-            "unit": "max |parameter difference|", "tolerance": 0.0 if torch.device(device).type == "cpu" else 1e-5,
-            "pass": worst <= (0.0 if torch.device(device).type == "cpu" else 1e-5),
-            "detail": f"{steps} steps, batch {batch}; bitwise equal: {worst == 0.0}"}
+    return {
+        "check": f"resumed vs uninterrupted training on {device}",
+        "value": worst,
+        "unit": "max |parameter difference|",
+        "tolerance": 0.0 if torch.device(device).type == "cpu" else 1e-5,
+        "pass": worst <= (0.0 if torch.device(device).type == "cpu" else 1e-5),
+        "detail": f"{steps} steps, batch {batch}; bitwise equal: {worst == 0.0}",
+    }
 
 
 # ---------------------------------------------------------------- 2. BigGAN synthesis
@@ -192,8 +235,9 @@ def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: 
         from biggan_speed import random_biggan
 
         package = random_biggan(size, torch.device(device))
-    adapter = BigGANGenerator(copy.deepcopy(package), name=f"biggan-deep-{size} (random)", truncation=0.5,
-                              device=device)
+    adapter = BigGANGenerator(
+        copy.deepcopy(package), name=f"biggan-deep-{size} (random)", truncation=0.5, device=device
+    )
     gen = torch.Generator(device).manual_seed(0)
     z, y = adapter.sample_latents(batch, gen), adapter.sample_classes(batch, gen)
     one_hot = F.one_hot(y, package.config.num_classes).float()
@@ -206,14 +250,17 @@ def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: 
         def run():
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
                 return g.synthesize(z, y)
+
         return run
 
     last = copy.deepcopy(adapter)
     last.model.to(memory_format=torch.channels_last)
-    variants = [("package fp32 eager (baseline)", package_fp32),
-                ("adapter fp32 eager", lambda: adapter.synthesize(z, y)),
-                ("adapter bf16", bf16(adapter)),
-                ("adapter bf16 channels_last", bf16(last))]
+    variants = [
+        ("package fp32 eager (baseline)", package_fp32),
+        ("adapter fp32 eager", lambda: adapter.synthesize(z, y)),
+        ("adapter bf16", bf16(adapter)),
+        ("adapter bf16 channels_last", bf16(last)),
+    ]
     if compile_:
         compiled = copy.deepcopy(last)
         compiled.model.generator = torch.compile(compiled.model.generator, fullgraph=True)
@@ -223,9 +270,16 @@ def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: 
     for name, fn in variants:
         speed = rate(fn, batch, device, warmup=2 if not dry else 1, iters=iters)
         baseline = baseline or speed
-        rows.append({"model": f"biggan-deep-{size}" + (" (tiny dry-run config)" if dry else ""), "variant": name,
-                     "batch": batch, "images/s": speed, "x package fp32": speed / baseline,
-                     "fraction of bf16 bound": speed / bound})
+        rows.append(
+            {
+                "model": f"biggan-deep-{size}" + (" (tiny dry-run config)" if dry else ""),
+                "variant": name,
+                "batch": batch,
+                "images/s": speed,
+                "x package fp32": speed / baseline,
+                "fraction of bf16 bound": speed / bound,
+            }
+        )
     return rows
 
 
@@ -260,17 +314,32 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
 
         package = random_biggan(128, torch.device(device))
         encoder, view_size, crop = "resnet50", 128, 112
-    generator = BigGANGenerator(copy.deepcopy(package), name="biggan-deep-128 (random)", truncation=0.5,
-                                device=device)
+    generator = BigGANGenerator(
+        copy.deepcopy(package), name="biggan-deep-128 (random)", truncation=0.5, device=device
+    )
     if cuda:
         generator.model.to(memory_format=torch.channels_last)
-    config = TrainConfig(encoder=encoder, small_images=dry, projection_hidden_dim=2048 if not dry else 128,
-                         augment="simclr", crop_size=crop, total_steps=100_000, progress=False, log_every=0,
-                         optimizer="lars" if not dry else "adamw", lr=0.3 if not dry else 1e-3,
-                         bf16=True, channels_last=True)
+    config = TrainConfig(
+        encoder=encoder,
+        small_images=dry,
+        projection_hidden_dim=2048 if not dry else 128,
+        augment="simclr",
+        crop_size=crop,
+        total_steps=100_000,
+        progress=False,
+        log_every=0,
+        optimizer="lars" if not dry else "adamw",
+        lr=0.3 if not dry else 1e-3,
+        bf16=True,
+        channels_last=True,
+    )
     trainer = Trainer(config, device)
-    spec = make_spec(generator, views={"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0},
-                     augment="none", resolution=view_size)
+    spec = make_spec(
+        generator,
+        views={"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0},
+        augment="none",
+        resolution=view_size,
+    )
 
     def step_flops() -> float:
         stream = Stream(spec, batch, device, generator=generator)
@@ -284,18 +353,36 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
 
     def add(name, fn, images):
         per_s = rate(fn, images, device, warmup=2, iters=iters)
-        rows.append({"pipeline": name, "views/s": per_s, "step TFLOP": flops / 1e12,
-                     "MFU (spec peak)": per_s / (2 * batch) * flops / (SPEC_PEAK_TFLOPS * 1e12)})
+        rows.append(
+            {
+                "pipeline": name,
+                "views/s": per_s,
+                "step TFLOP": flops / 1e12,
+                "MFU (spec peak)": per_s / (2 * batch) * flops / (SPEC_PEAK_TFLOPS * 1e12),
+            }
+        )
 
     def online(refresh: float):
-        stream = Stream(make_spec(generator, views=spec.views, augment="none", resolution=view_size,
-                                  refresh=refresh, buffer_size=None if refresh == 1.0 else 4 * batch),
-                        batch, device, generator=generator)
+        stream = Stream(
+            make_spec(
+                generator,
+                views=spec.views,
+                augment="none",
+                resolution=view_size,
+                refresh=refresh,
+                buffer_size=None if refresh == 1.0 else 4 * batch,
+            ),
+            batch,
+            device,
+            generator=generator,
+        )
         return lambda: trainer.train_step(stream.next_batch())
 
     add("fairgen online: generator + GPU augment + step (refresh 1.0)", online(1.0), 2 * batch)
-    premade = {"views": torch.rand(batch, 2, 3, view_size, view_size, device=device),
-               "labels": torch.zeros(batch, dtype=torch.long, device=device)}
+    premade = {
+        "views": torch.rand(batch, 2, 3, view_size, view_size, device=device),
+        "labels": torch.zeros(batch, dtype=torch.long, device=device),
+    }
     add("same trainer, pre-made tensors", lambda: trainer.train_step(premade), 2 * batch)
     for refresh in (0.25, 0.05):
         if time.perf_counter() - start < budget_s:
@@ -309,24 +396,37 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
     def genrep():
         z, y = generator.sample_latents(batch, gen), generator.sample_classes(batch, gen)
         with torch.no_grad():
-            images = (package(torch.cat([z, z + 0.5 * torch.randn_like(z)]),
-                              F.one_hot(torch.cat([y, y]), package.config.num_classes).float(), 0.5) + 1) / 2
+            images = (
+                package(
+                    torch.cat([z, z + 0.5 * torch.randn_like(z)]),
+                    F.one_hot(torch.cat([y, y]), package.config.num_classes).float(),
+                    0.5,
+                )
+                + 1
+            ) / 2
         images = images.float().cpu()
         views = torch.stack([cpu_augment(image) for image in images]).to(device)
-        plain_trainer.train_step({"views": views.unflatten(0, (2, batch)).transpose(0, 1),
-                                  "labels": torch.zeros(batch, dtype=torch.long, device=device)})
+        plain_trainer.train_step(
+            {
+                "views": views.unflatten(0, (2, batch)).transpose(0, 1),
+                "labels": torch.zeros(batch, dtype=torch.long, device=device),
+            }
+        )
 
     if time.perf_counter() - start < budget_s:
         add("GenRep-style: fp32 eager generator, per-image CPU augmentation", genrep, 2 * batch)
     if time.perf_counter() - start < budget_s:
         with tempfile.TemporaryDirectory() as folder:
-            loader = _png_loader(generator, Path(folder), n=max(4 * batch, 64), batch=batch, crop=crop)
+            loader = _png_loader(
+                generator, Path(folder), n=max(4 * batch, 64), batch=batch, crop=crop
+            )
             iterator = _forever(loader)
 
             def from_png():
                 views = next(iterator).to(device, non_blocking=True)
-                plain_trainer.train_step({"views": views, "labels": torch.zeros(batch, dtype=torch.long,
-                                                                                  device=device)})
+                plain_trainer.train_step(
+                    {"views": views, "labels": torch.zeros(batch, dtype=torch.long, device=device)}
+                )
 
             add("DataLoader of PNGs from disk (8 workers, CPU augmentation)", from_png, 2 * batch)
     baseline = rows[0]["views/s"]
@@ -338,8 +438,14 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
 def _cpu_pipeline(crop: int):
     from torchvision.transforms import v2
 
-    return v2.Compose([v2.RandomResizedCrop(crop, scale=(0.08, 1.0), antialias=True), v2.RandomHorizontalFlip(),
-                       v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(0.2)])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(crop, scale=(0.08, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(0.2),
+        ]
+    )
 
 
 def _png_loader(generator, folder: Path, n: int, batch: int, crop: int):
@@ -349,7 +455,9 @@ def _png_loader(generator, folder: Path, n: int, batch: int, crop: int):
     gen = torch.Generator(generator.device).manual_seed(2)
     for start in range(0, n, batch):
         k = min(batch, n - start)
-        images = generator.synthesize(generator.sample_latents(k, gen), generator.sample_classes(k, gen))
+        images = generator.synthesize(
+            generator.sample_latents(k, gen), generator.sample_classes(k, gen)
+        )
         for i, image in enumerate((images * 255).round().to(torch.uint8).cpu()):
             write_png(image, str(folder / f"{start + i:06d}.png"))
     files = sorted(folder.glob("*.png"))
@@ -364,9 +472,15 @@ def _png_loader(generator, folder: Path, n: int, batch: int, crop: int):
             return torch.stack([pipeline(image), pipeline(image)])
 
     workers = min(8, os.cpu_count() or 1)
-    return torch.utils.data.DataLoader(PNGs(), batch_size=batch, shuffle=True, num_workers=workers,
-                                       pin_memory=torch.cuda.is_available(), drop_last=True,
-                                       persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        PNGs(),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
 
 
 def _forever(loader):
@@ -385,8 +499,18 @@ def demo_rows(device, out: Path, dry: bool, timeout_s: float) -> tuple[list[dict
         config = replace_preset("quick", **_tiny_demo())
         run_demo("quick", out / "demo", device=device, config=config, progress=False)
         return demo_targets(out / "demo" / "table.csv"), (out / "demo" / "table.md").read_text()
-    command = [sys.executable, "-m", "fairgen", "demo", "--preset", "full", "--out", str(out / "demo"),
-               "--device", device]
+    command = [
+        sys.executable,
+        "-m",
+        "fairgen",
+        "demo",
+        "--preset",
+        "full",
+        "--out",
+        str(out / "demo"),
+        "--device",
+        device,
+    ]
     try:
         done = subprocess.run(command, timeout=timeout_s, capture_output=True, text=True)
         (out / "demo.log").write_text(done.stdout + done.stderr)
@@ -411,19 +535,37 @@ def demo_targets(csv: Path) -> list[dict]:
             continue
         r = arm[k]
         gap, erased_gap = r["leakage_bacc"] - r["chance"], r["erased_leakage_bacc"] - r["chance"]
-        rows.append({"target": f"({k}) leakage gap cut >= 50% by the eraser", "value": 1 - erased_gap / gap if gap > 0 else float("nan"),
-                     "pass": bool(gap > 0 and erased_gap <= 0.5 * gap)})
+        rows.append(
+            {
+                "target": f"({k}) leakage gap cut >= 50% by the eraser",
+                "value": 1 - erased_gap / gap if gap > 0 else float("nan"),
+                "pass": bool(gap > 0 and erased_gap <= 0.5 * gap),
+            }
+        )
         if "a" in arm:
-            rows.append({"target": f"({k}) EO difference <= half of (a)'s", "value": r["eo_diff"] / arm["a"]["eo_diff"],
-                         "pass": bool(r["eo_diff"] <= 0.5 * arm["a"]["eo_diff"])})
+            rows.append(
+                {
+                    "target": f"({k}) EO difference <= half of (a)'s",
+                    "value": r["eo_diff"] / arm["a"]["eo_diff"],
+                    "pass": bool(r["eo_diff"] <= 0.5 * arm["a"]["eo_diff"]),
+                }
+            )
         if "b" in arm:
-            rows.append({"target": f"({k}) target acc within 2 points of the oracle (b)",
-                         "value": r["target_acc"] - arm["b"]["target_acc"],
-                         "pass": bool(r["target_acc"] >= arm["b"]["target_acc"] - 0.02)})
+            rows.append(
+                {
+                    "target": f"({k}) target acc within 2 points of the oracle (b)",
+                    "value": r["target_acc"] - arm["b"]["target_acc"],
+                    "pass": bool(r["target_acc"] >= arm["b"]["target_acc"] - 0.02),
+                }
+            )
     if "a" in arm and "c" in arm:
-        rows.append({"target": "(c) raw generator target acc >= (a) real biased data",
-                     "value": arm["c"]["target_acc"] - arm["a"]["target_acc"],
-                     "pass": bool(arm["c"]["target_acc"] >= arm["a"]["target_acc"])})
+        rows.append(
+            {
+                "target": "(c) raw generator target acc >= (a) real biased data",
+                "value": arm["c"]["target_acc"] - arm["a"]["target_acc"],
+                "pass": bool(arm["c"]["target_acc"] >= arm["a"]["target_acc"]),
+            }
+        )
     return rows
 
 
@@ -433,9 +575,22 @@ def _tiny_demo() -> dict:
 
     from fairgen.world.demo import DemoConfig
 
-    wanted = dict(steps=4, batch_size=16, n_real=512, n_probe=256, n_test=256, steer_n=3000,
-                  stream_audit_n=128, n_permutations=0, n_bootstrap=20, leakage_pca=8, leakage_max_iter=50,
-                  eraser_n=256, erased_permutations=0, arms=None)  # arms=None: all five (quick runs three)
+    wanted = dict(
+        steps=4,
+        batch_size=16,
+        n_real=512,
+        n_probe=256,
+        n_test=256,
+        steer_n=3000,
+        stream_audit_n=128,
+        n_permutations=0,
+        n_bootstrap=20,
+        leakage_pca=8,
+        leakage_max_iter=50,
+        eraser_n=256,
+        erased_permutations=0,
+        arms=None,
+    )  # arms=None: all five (quick runs three)
     names = {f.name for f in fields(DemoConfig)}
     return {k: v for k, v in wanted.items() if k in names}
 
@@ -452,14 +607,26 @@ def _default_generator() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on whatever device is here (CPU)")
-    parser.add_argument("--out", default=os.environ.get("OUT") or "gpu_suite_out", help="results folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny sizes on whatever device is here (CPU)"
+    )
+    parser.add_argument(
+        "--out", default=os.environ.get("OUT") or "gpu_suite_out", help="results folder"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget for the whole suite (s)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["checks", "biggan", "online", "demo"],
-                        help="sections to leave out")
+    parser.add_argument(
+        "--budget-s", type=float, default=480.0, help="wall-clock budget for the whole suite (s)"
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["checks", "biggan", "online", "demo"],
+        help="sections to leave out",
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     dry, device = args.dry_run, args.device
@@ -468,39 +635,72 @@ def main(argv=None) -> int:
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
     out = Path(args.out)
-    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "device_name": torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.processor() or 'unknown'})",
-            "torch": torch.__version__, "dry_run": dry, "python": platform.python_version()}
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "device_name": torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"CPU ({platform.processor() or 'unknown'})",
+        "torch": torch.__version__,
+        "dry_run": dry,
+        "python": platform.python_version(),
+    }
     results = Results(out, meta)
     left = lambda: args.budget_s - (time.perf_counter() - t0)  # noqa: E731
 
     if "checks" not in args.skip:
-        rows = [check_bf16_loss(device, 32 if dry else 112, 8 if dry else 128),
-                check_stream_devices(device, 8 if dry else 256),
-                check_resume(device, 4 if dry else 20, 8 if dry else 128)]
-        note = "" if device == "cuda" else "Dry run on the CPU: the device comparisons compare the CPU with itself."
+        rows = [
+            check_bf16_loss(device, 32 if dry else 112, 8 if dry else 128),
+            check_stream_devices(device, 8 if dry else 256),
+            check_resume(device, 4 if dry else 20, 8 if dry else 128),
+        ]
+        note = (
+            ""
+            if device == "cuda"
+            else "Dry run on the CPU: the device comparisons compare the CPU with itself."
+        )
         results.add("checks", rows, note)
         print(f"[{time.perf_counter() - t0:.0f} s] checks done", flush=True)
     if "biggan" not in args.skip:
         rows = []
         for size in (128, 256):
-            rows += biggan_rows(device, size, batch=2 if dry else 64, iters=1 if dry else 10, dry=dry,
-                                compile_=not dry)
-        results.add("biggan", rows, "Random weights, truncation 0.5. Bound: images/s at "
-                    f"{BF16_PEAK_TFLOPS:.0f} TFLOP/s bf16 and the package's GFLOP/image {BIGGAN_GFLOP}.")
+            rows += biggan_rows(
+                device,
+                size,
+                batch=2 if dry else 64,
+                iters=1 if dry else 10,
+                dry=dry,
+                compile_=not dry,
+            )
+        results.add(
+            "biggan",
+            rows,
+            "Random weights, truncation 0.5. Bound: images/s at "
+            f"{BF16_PEAK_TFLOPS:.0f} TFLOP/s bf16 and the package's GFLOP/image {BIGGAN_GFLOP}.",
+        )
         print(f"[{time.perf_counter() - t0:.0f} s] biggan done", flush=True)
     if "online" not in args.skip:
-        rows = online_rows(device, dry, batch=8 if dry else 128, iters=1 if dry else 8,
-                           budget_s=max(30.0, left() - 240))
-        results.add("online", rows, "One view = one image. MFU: FLOPs of one whole step (generator, "
-                    f"augmentation, forward, backward; FlopCounterMode) x steps/s / {SPEC_PEAK_TFLOPS:.0f} TFLOP/s.")
+        rows = online_rows(
+            device,
+            dry,
+            batch=8 if dry else 128,
+            iters=1 if dry else 8,
+            budget_s=max(30.0, left() - 240),
+        )
+        results.add(
+            "online",
+            rows,
+            "One view = one image. MFU: FLOPs of one whole step (generator, "
+            f"augmentation, forward, backward; FlopCounterMode) x steps/s / {SPEC_PEAK_TFLOPS:.0f} TFLOP/s.",
+        )
         print(f"[{time.perf_counter() - t0:.0f} s] online done", flush=True)
     if "demo" not in args.skip:
         rows, table = demo_rows(device, out, dry, timeout_s=max(60.0, left() - 10))
         results.add("demo", rows, table)
         print(f"[{time.perf_counter() - t0:.0f} s] demo done", flush=True)
     print((out / "results.md").read_text())
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"wrote {out / 'results.json'} and {out / 'results.md'} in {time.perf_counter() - t0:.0f} s"
+    )
     return 0
 
 

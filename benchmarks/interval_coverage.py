@@ -54,9 +54,13 @@ def fairness_coverage(sims: int) -> None:
         point, boot = gaps(confusion), gaps(boots)
         jack, weights = jackknife(confusion)
         rates, boot_rates = _rates(confusion), _rates(boots)
-        pair = {"dp": (_pairwise(rates[0][..., [1]]), _pairwise(boot_rates[0][..., [1]])),
-                "eo": (np.concatenate([_pairwise(r[..., [1]]) for r in rates[1:]], axis=-1),
-                       np.concatenate([_pairwise(r[..., [1]]) for r in boot_rates[1:]], axis=-1))}
+        pair = {
+            "dp": (_pairwise(rates[0][..., [1]]), _pairwise(boot_rates[0][..., [1]])),
+            "eo": (
+                np.concatenate([_pairwise(r[..., [1]]) for r in rates[1:]], axis=-1),
+                np.concatenate([_pairwise(r[..., [1]]) for r in boot_rates[1:]], axis=-1),
+            ),
+        }
         for gap in ("eo", "dp"):
             for method, (low, high) in {
                 "percentile": percentile_ci(boot[gap]),
@@ -64,7 +68,9 @@ def fairness_coverage(sims: int) -> None:
                 "max-t": max_abs_interval(*pair[gap]),
             }.items():
                 hits[f"{method} {gap}"] += low <= TRUE[gap] <= high
-    print(f"gaps (true EO {TRUE['eo']:.3f}, DP {TRUE['dp']:.3f}), coverage over {sims} test sets of 1200 rows:")
+    print(
+        f"gaps (true EO {TRUE['eo']:.3f}, DP {TRUE['dp']:.3f}), coverage over {sims} test sets of 1200 rows:"
+    )
     for key, count in hits.items():
         print(f"  {key:14s} {count / sims:.3f}")
 
@@ -75,14 +81,18 @@ def leakage_coverage(sims: int) -> None:
         for seed in range(sims):
             rng = np.random.default_rng(seed)
             y = rng.integers(0, 2, 200)
-            r = leakage(rng.normal(size=(200, 5)), y, probe, n_permutations=0, n_repeats=1, seed=seed)
+            r = leakage(
+                rng.normal(size=(200, 5)), y, probe, n_permutations=0, n_repeats=1, seed=seed
+            )
             noise += r.ci_low <= 0.5 <= r.ci_high
             x = rng.normal(size=(200, 2))
             x[:, 0] += np.where(y == 1, 0.5, -0.5)
             r = leakage(x, y, probe, n_permutations=0, n_repeats=1, seed=seed)
             signal += r.ci_low <= norm.cdf(0.5) <= r.ci_high
-        print(f"leakage CI ({probe}, 200 rows): covers chance on noise {noise / sims:.3f}, "
-              f"covers Phi(0.5) on a signal {signal / sims:.3f}")
+        print(
+            f"leakage CI ({probe}, 200 rows): covers chance on noise {noise / sims:.3f}, "
+            f"covers Phi(0.5) on a signal {signal / sims:.3f}"
+        )
 
 
 if __name__ == "__main__":

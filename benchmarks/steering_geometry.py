@@ -122,12 +122,16 @@ class BlockGeometry:
     def _calibrate(self, n=60_000):
         z = self.sample_latents(n, torch.Generator().manual_seed(7))
         if self.per_class:
-            self.tables = [_table(self._raw(z, torch.full((n,), c))) for c in range(self.num_classes)]
+            self.tables = [
+                _table(self._raw(z, torch.full((n,), c))) for c in range(self.num_classes)
+            ]
         else:
             self.tables = [_table(self._raw(z, None))]
 
     def _blocks(self, z):
-        return z.float()[:, : self.block * len(CODE_NAMES)].reshape(len(z), len(CODE_NAMES), self.block)
+        return z.float()[:, : self.block * len(CODE_NAMES)].reshape(
+            len(z), len(CODE_NAMES), self.block
+        )
 
     def codes(self, z, y=None):
         z = z.cpu()
@@ -154,7 +158,10 @@ class DeepGeometry(BlockGeometry):
         super().__init__(base, name, dim, seed)
         k, sizes = len(CODE_NAMES), [self.block] + [width] * depth + [1]
         self.slope = slope
-        self.weights = [torch.randn(k, a, b, generator=self.g) * math.sqrt(2 / a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.weights = [
+            torch.randn(k, a, b, generator=self.g) * math.sqrt(2 / a)
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
         self.biases = [0.5 * torch.randn(k, 1, b, generator=self.g) for b in sizes[1:]]
         self._calibrate()
 
@@ -173,18 +180,24 @@ class TruncatedWarpGeometry(BlockGeometry):
 
     per_class = True
 
-    def __init__(self, base, name="truncated-warp", dim=128, scale=0.5, bound=2.0, a=1.5, hidden=4, seed=0):
+    def __init__(
+        self, base, name="truncated-warp", dim=128, scale=0.5, bound=2.0, a=1.5, hidden=4, seed=0
+    ):
         super().__init__(base, name, dim, seed)
         self.latent_prior = LatentPrior(scale, bound)
         k, C = len(CODE_NAMES), self.num_classes
         self.r = torch.nn.functional.normalize(torch.randn(k, self.block, generator=self.g), dim=1)
-        self.A = 2.0 * torch.nn.functional.normalize(torch.randn(C, k, self.block, hidden, generator=self.g), dim=2)
+        self.A = 2.0 * torch.nn.functional.normalize(
+            torch.randn(C, k, self.block, hidden, generator=self.g), dim=2
+        )
         self.b = torch.randn(C, k, hidden, generator=self.g)
         self.v = a * torch.randn(C, k, hidden, generator=self.g) / math.sqrt(hidden)
         self._calibrate()
 
     def sample_latents(self, n, generator=None):
-        return prior_mix(self.latent_prior, torch.zeros(n, self.latent_dim), torch.zeros(n), generator)
+        return prior_mix(
+            self.latent_prior, torch.zeros(n, self.latent_dim), torch.zeros(n), generator
+        )
 
     def _raw(self, z, y):
         x = self._blocks(z) / self.latent_prior.scale  # [N, k, block]
@@ -241,12 +254,16 @@ def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
     """R^2 of a linear regression of the ``name`` factor's scene code on z (1 = the code is linear in the latent)."""
     from sklearn.linear_model import LinearRegression
 
-    if isinstance(generator, UnconditionalWorld):  # the codes are the wrapped decoder's; shape is a quartile of one coordinate
+    if isinstance(
+        generator, UnconditionalWorld
+    ):  # the codes are the wrapped decoder's; shape is a quartile of one coordinate
         return float("nan") if name == "shape" else linear_share(generator.base, name, n)
     index = CODE_NAMES.index(name)
     z = generator.sample_latents(n, torch.Generator().manual_seed(77)).cpu()
     if isinstance(generator, CodeGeometry | BlockGeometry):
-        code = generator.codes(z, torch.zeros(len(z), dtype=torch.int64))[:, index]  # class 0's, where it matters
+        code = generator.codes(z, torch.zeros(len(z), dtype=torch.int64))[
+            :, index
+        ]  # class 0's, where it matters
     elif hasattr(generator, "mapping"):
         code = torch.special.ndtri(generator.codes(z)[:, index].clamp(1e-6, 1 - 1e-6))
     else:  # world-sprites-32: each code is one rotated coordinate
@@ -256,20 +273,41 @@ def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
 
 def geometries(base, quick: bool):
     """``(name, generator, protected names)``: the failure geometries (and, in the full run, the earlier ones)."""
-    out = [("deep-96", DeepGeometry(base), ("texture",)),
-           ("truncated-warp", TruncatedWarpGeometry(base), ("texture",)),
-           ("rare-1%", rare(base), ("texture",)),
-           ("world-sprites-z128", base, ("texture",)),
-           ("deep-96 texture+colour", DeepGeometry(refit(base, ("texture", "colour")), "deep-96-tc"), ("texture", "colour"))]
+    out = [
+        ("deep-96", DeepGeometry(base), ("texture",)),
+        ("truncated-warp", TruncatedWarpGeometry(base), ("texture",)),
+        ("rare-1%", rare(base), ("texture",)),
+        ("world-sprites-z128", base, ("texture",)),
+        (
+            "deep-96 texture+colour",
+            DeepGeometry(refit(base, ("texture", "colour")), "deep-96-tc"),
+            ("texture", "colour"),
+        ),
+    ]
     tied = refit(base, ("texture", "colour"))
-    out += [("unconditional shape+texture+colour", UnconditionalWorld(tied), ("shape", "texture", "colour"))]
+    out += [
+        (
+            "unconditional shape+texture+colour",
+            UnconditionalWorld(tied),
+            ("shape", "texture", "colour"),
+        )
+    ]
     if quick:
         return out
     out += [("world-sprites-32", load_generator("world-sprites-32"), ("texture",))]
     out += [(f"linear-{d}", CodeGeometry(base, f"linear-{d}", d), ("texture",)) for d in (64, 128)]
-    out += [(f"entangled-64 a={a}", CodeGeometry(base, f"entangled-64-a{a}", 64, a, seed=5), ("texture",)) for a in (0.7, 1.5)]
-    out += [("colour", refit(base, ("colour",)), ("colour",)),
-            ("texture+colour", refit(base, ("texture", "colour")), ("texture", "colour"))]
+    out += [
+        (
+            f"entangled-64 a={a}",
+            CodeGeometry(base, f"entangled-64-a{a}", 64, a, seed=5),
+            ("texture",),
+        )
+        for a in (0.7, 1.5)
+    ]
+    out += [
+        ("colour", refit(base, ("colour",)), ("colour",)),
+        ("texture+colour", refit(base, ("texture", "colour")), ("texture", "colour")),
+    ]
     return out
 
 
@@ -278,7 +316,9 @@ SECOND = {"texture": "colour", "colour": "texture"}  # the attribute a twin shou
 
 def judged(generator, judges, names, n, seed, transform=None):
     labelers = {"class": judges["shape"].predict, **{k: judges[k].predict for k in names}}
-    return steering.sample_and_label(generator, labelers, n, seed, transform=transform, progress=False)
+    return steering.sample_and_label(
+        generator, labelers, n, seed, transform=transform, progress=False
+    )
 
 
 def _labeler(judges, names):
@@ -296,7 +336,9 @@ def _joint(labels, names, sizes):
     return np.ravel_multi_index(tuple(np.asarray(labels[k]) for k in names), tuple(sizes))
 
 
-def image_rejection(generator, labeler, sizes, n: int, seed: int, batch: int = 2048, budget: int = 200_000):
+def image_rejection(
+    generator, labeler, sizes, n: int, seed: int, batch: int = 2048, budget: int = 200_000
+):
     """Plain image-space rejection: synthesize prior samples, label them, keep per-(class, value) quotas.
 
     ``sizes``: each attribute's number of values; the target is uniform over their joint values.
@@ -311,9 +353,13 @@ def image_rejection(generator, labeler, sizes, n: int, seed: int, batch: int = 2
     while syntheses < budget:
         z = generator.sample_latents(batch, generator=rng).cpu()
         y = torch.randint(C, (batch,), generator=rng)
-        labels = steering.label_latents(generator, labelers, z, y if generator.num_classes else None)
+        labels = steering.label_latents(
+            generator, labelers, z, y if generator.num_classes else None
+        )
         syntheses += batch
-        joint = torch.as_tensor(_joint({k: v.numpy() for k, v in labels.items()}, list(labels), sizes))
+        joint = torch.as_tensor(
+            _joint({k: v.numpy() for k, v in labels.items()}, list(labels), sizes)
+        )
         cell = y * counts.shape[1] + joint
         for c in torch.unique(cell).tolist():
             rows = torch.nonzero(cell == c).flatten()
@@ -328,16 +374,23 @@ def image_rejection(generator, labeler, sizes, n: int, seed: int, batch: int = 2
 
 
 def _balance_columns(row, raw, steered, names, sizes):
-    if "class_of_latent" in steered:  # an unconditional generator: balance among the attributes themselves
+    if (
+        "class_of_latent" in steered
+    ):  # an unconditional generator: balance among the attributes themselves
         return _unconditional_columns(row, raw, steered, names, sizes)
     classes = np.asarray(steered["class_of_sample"])
     columns = {k: np.asarray(steered[k]) for k in names}
     raw_columns = {k: np.asarray(raw[k]) for k in names}
     if len(names) > 1:
-        columns["joint"], raw_columns["joint"] = _joint(steered, names, sizes), _joint(raw, names, sizes)
+        columns["joint"], raw_columns["joint"] = (
+            _joint(steered, names, sizes),
+            _joint(raw, names, sizes),
+        )
     for key, values in columns.items():
         result = stream_balance(classes, values, n_bootstrap=200, seed=0)
-        row[f"V raw ({key})"] = stream_balance(np.asarray(raw["class_of_sample"]), raw_columns[key], n_bootstrap=1).cramers_v
+        row[f"V raw ({key})"] = stream_balance(
+            np.asarray(raw["class_of_sample"]), raw_columns[key], n_bootstrap=1
+        ).cramers_v
         row[f"V ({key})"] = result.cramers_v
         row[f"V CI ({key})"] = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
         row[f"V corrected ({key})"] = cramers_v_corrected(classes, values)
@@ -352,18 +405,30 @@ def _unconditional_columns(row, raw, steered, names, sizes):
         for key in names:
             others = [k for k in names if k != key]
             rest = _joint(table, others, [sizes[names.index(k)] for k in others])
-            result = stream_balance(rest, np.asarray(table[key]), n_bootstrap=200 if prefix == "V" else 1, seed=0)
+            result = stream_balance(
+                rest, np.asarray(table[key]), n_bootstrap=200 if prefix == "V" else 1, seed=0
+            )
             row[f"{prefix} ({key})"] = result.cramers_v
             if prefix == "V":
                 row[f"V CI ({key})"] = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
                 row[f"V corrected ({key})"] = cramers_v_corrected(rest, np.asarray(table[key]))
-        shares = np.bincount(_joint(table, names, sizes), minlength=math.prod(sizes)) / len(table[names[0]])
-        row[f"{prefix} (joint)"] = 0.5 * float(np.abs(shares - 1 / len(shares)).sum())  # TV from uniform
-    row["fidelity"] = float(np.mean(np.asarray(steered["class"]) == np.asarray(steered["class_of_latent"])))
+        shares = np.bincount(_joint(table, names, sizes), minlength=math.prod(sizes)) / len(
+            table[names[0]]
+        )
+        row[f"{prefix} (joint)"] = 0.5 * float(
+            np.abs(shares - 1 / len(shares)).sum()
+        )  # TV from uniform
+    row["fidelity"] = float(
+        np.mean(np.asarray(steered["class"]) == np.asarray(steered["class_of_latent"]))
+    )
 
 
 def _as_table(samples, z_classes=None):
-    out = {k: v.numpy() for k, v in samples.labels.items()} if hasattr(samples, "labels") else {k: v.numpy() for k, v in samples.items()}
+    out = (
+        {k: v.numpy() for k, v in samples.labels.items()}
+        if hasattr(samples, "labels")
+        else {k: v.numpy() for k, v in samples.items()}
+    )
     out["class_of_sample"] = samples.classes.numpy() if z_classes is None else z_classes.numpy()
     return out
 
@@ -371,34 +436,75 @@ def _as_table(samples, z_classes=None):
 def measure_balance(name, generator, names, method, judges, raw, args) -> tuple[dict, object]:
     """One balance row; returns it and the fitted steerer (None for rejection)."""
     labeler, sizes = _labeler(judges, names), [len(judges[k].values) for k in names]
-    row = {"geometry": name, "method": method, "protected": "+".join(names), "labelled": 0 if method == "rejection" else args.fit_n}
+    row = {
+        "geometry": name,
+        "method": method,
+        "protected": "+".join(names),
+        "labelled": 0 if method == "rejection" else args.fit_n,
+    }
     tic, steerer = time.time(), None
     if method == "rejection":
-        z, y, syntheses, unfilled = image_rejection(generator, labeler, sizes, args.eval_n, args.seed + 11)
+        z, y, syntheses, unfilled = image_rejection(
+            generator, labeler, sizes, args.eval_n, args.seed + 11
+        )
         fit_seconds, draw_seconds = 0.0, time.time() - tic
         steered = _as_table(_judge(generator, judges, names, z, y), y)
         if isinstance(generator, UnconditionalWorld):
             steered["class_of_latent"] = generator.latent_class(z).numpy()
-        row.update({"syntheses/kept": syntheses / len(z), "labeler calls/kept": syntheses * len(names) / len(z),
-                    "draws/kept": syntheses / len(z), "unfilled cells": unfilled})
+        row.update(
+            {
+                "syntheses/kept": syntheses / len(z),
+                "labeler calls/kept": syntheses * len(names) / len(z),
+                "draws/kept": syntheses / len(z),
+                "unfilled cells": unfilled,
+            }
+        )
     elif method == "confirmed":
-        steerer, _ = steering.fit_steerer(generator, labeler, n=args.fit_n, method="confirmed", seed=args.seed, progress=False)
+        steerer, _ = steering.fit_steerer(
+            generator, labeler, n=args.fit_n, method="confirmed", seed=args.seed, progress=False
+        )
         fit_seconds = time.time() - tic
         draw = steerer.draw(generator, labeler, n=args.eval_n, seed=args.seed + 1)
         draw_seconds = time.time() - tic - fit_seconds
-        steered = _as_table(_judge(generator, judges, names, draw.latents.cpu(), draw.classes.cpu()), draw.classes.cpu())
+        steered = _as_table(
+            _judge(generator, judges, names, draw.latents.cpu(), draw.classes.cpu()),
+            draw.classes.cpu(),
+        )
         if isinstance(generator, UnconditionalWorld):
             steered["class_of_latent"] = generator.latent_class(draw.latents).numpy()
         kept = len(draw.latents)
-        row.update({"syntheses/kept": draw.syntheses / kept, "labeler calls/kept": draw.labeler_calls / kept,
-                    "draws/kept": float("nan")})
+        row.update(
+            {
+                "syntheses/kept": draw.syntheses / kept,
+                "labeler calls/kept": draw.labeler_calls / kept,
+                "draws/kept": float("nan"),
+            }
+        )
     else:
-        steerer, _ = steering.fit_steerer(generator, labeler, n=args.fit_n, method=method, seed=args.seed, progress=False)
+        steerer, _ = steering.fit_steerer(
+            generator, labeler, n=args.fit_n, method=method, seed=args.seed, progress=False
+        )
         fit_seconds = time.time() - tic
-        steered = _as_table(judged(generator, judges, names, args.eval_n, args.seed + 1, transform=steerer.as_transform(args.seed)))
+        steered = _as_table(
+            judged(
+                generator,
+                judges,
+                names,
+                args.eval_n,
+                args.seed + 1,
+                transform=steerer.as_transform(args.seed),
+            )
+        )
         draw_seconds = time.time() - tic - fit_seconds
-        row.update({"syntheses/kept": 1.0, "labeler calls/kept": 0.0,
-                    "draws/kept": steerer.expected_draws() if hasattr(steerer, "expected_draws") else 1.0})
+        row.update(
+            {
+                "syntheses/kept": 1.0,
+                "labeler calls/kept": 0.0,
+                "draws/kept": steerer.expected_draws()
+                if hasattr(steerer, "expected_draws")
+                else 1.0,
+            }
+        )
     _balance_columns(row, raw, steered, names, sizes)
     row.update({"fit_s": fit_seconds, "draw_s": draw_seconds})
     return row, steerer
@@ -416,23 +522,50 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
     support = steering.prior_support(generator)
     proposals = {}
     if quantile is not None:
-        proposals["quantile"] = lambda: (*quantile.flip(z, y, torch.Generator().manual_seed(args.seed + 4)), None, None)
-    proposals["gradient"] = lambda: (*resample.flip(z, y, torch.Generator().manual_seed(args.seed + 4)), None, None)
+        proposals["quantile"] = lambda: (
+            *quantile.flip(z, y, torch.Generator().manual_seed(args.seed + 4)),
+            None,
+            None,
+        )
+    proposals["gradient"] = lambda: (
+        *resample.flip(z, y, torch.Generator().manual_seed(args.seed + 4)),
+        None,
+        None,
+    )
 
     def checked():
-        twins, values, kept, cost = steering.checked_flips(generator, labeler, resample, z, y, torch.Generator().manual_seed(args.seed + 4))
+        twins, values, kept, cost = steering.checked_flips(
+            generator, labeler, resample, z, y, torch.Generator().manual_seed(args.seed + 4)
+        )
         return twins, values, kept, cost["syntheses"]
 
     def confirmed():
-        result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
-                                          support=support, budget=getattr(args, "flip_budget", 64))
+        result = steering.confirmed_flips(
+            generator,
+            labeler,
+            resample,
+            z,
+            y,
+            rng=torch.Generator().manual_seed(args.seed + 4),
+            support=support,
+            budget=getattr(args, "flip_budget", 64),
+        )
         print(f"{name}: confirmed cost {result.cost}", flush=True)
         return result.twins, result.values, result.confirmed, result.cost["syntheses"]
 
     def confirmed_keep():  # the second attribute confirmed too, its latent classifier ranking candidates
-        result = steering.confirmed_flips(generator, labeler, resample, z, y, rng=torch.Generator().manual_seed(args.seed + 4),
-                                          support=support, budget=getattr(args, "flip_budget", 64), keep={second: judges[second].predict},
-                                          keep_classifiers={second: _second_classifier(generator, judges, second, args)})
+        result = steering.confirmed_flips(
+            generator,
+            labeler,
+            resample,
+            z,
+            y,
+            rng=torch.Generator().manual_seed(args.seed + 4),
+            support=support,
+            budget=getattr(args, "flip_budget", 64),
+            keep={second: judges[second].predict},
+            keep_classifiers={second: _second_classifier(generator, judges, second, args)},
+        )
         print(f"{name}: confirmed+keep cost {result.cost}", flush=True)
         return result.twins, result.values, result.confirmed, result.cost["syntheses"]
 
@@ -453,7 +586,10 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
             continue
         seconds = time.time() - tic
         if hasattr(resample, "decode_joint") and method != "quantile":
-            wanted = {names[0] if k == "protected" else k: v.cpu() for k, v in resample.decode_joint(values.cpu()).items()}
+            wanted = {
+                names[0] if k == "protected" else k: v.cpu()
+                for k, v in resample.decode_joint(values.cpu()).items()
+            }
         else:
             wanted = {names[0]: values.cpu()}
         twin = _judge(generator, judges, shown, twins.cpu(), y)
@@ -462,18 +598,34 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
             landed &= twin[k] == wanted[k]
         if kept is None:
             kept = torch.ones(len(z), dtype=torch.bool)
-        good = landed & kept  # a twin that counts: kept by its method and read as the requested value
+        good = (
+            landed & kept
+        )  # a twin that counts: kept by its method and read as the requested value
         inside = support.contains(twins.cpu())
-        rows.append({
-            "geometry": name, "twins": method, "anchors with a landed twin": float(good.float().mean()),
-            "kept, not landed": int((kept & ~landed).sum()),
-            "twins in prior support": float(inside[good].float().mean()) if good.any() else float("nan"),
-            "second kept": float((twin[second] == anchor[second])[good].float().mean()) if second and good.any() else float("nan"),
-            "class fidelity": float((twin["class"] == y)[good].float().mean()) if good.any() else float("nan"),
-            "syntheses/kept": (syntheses if syntheses is not None else len(z)) / max(int(good.sum()), 1),
-            "seconds": seconds,
-        })
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+        rows.append(
+            {
+                "geometry": name,
+                "twins": method,
+                "anchors with a landed twin": float(good.float().mean()),
+                "kept, not landed": int((kept & ~landed).sum()),
+                "twins in prior support": float(inside[good].float().mean())
+                if good.any()
+                else float("nan"),
+                "second kept": float((twin[second] == anchor[second])[good].float().mean())
+                if second and good.any()
+                else float("nan"),
+                "class fidelity": float((twin["class"] == y)[good].float().mean())
+                if good.any()
+                else float("nan"),
+                "syntheses/kept": (syntheses if syntheses is not None else len(z))
+                / max(int(good.sum()), 1),
+                "seconds": seconds,
+            }
+        )
+        print(
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()},
+            flush=True,
+        )
     return rows
 
 
@@ -483,7 +635,9 @@ def _second_classifier(generator, judges, second, args):
     z = generator.sample_latents(args.fit_n, rng).cpu()
     y = torch.randint(generator.num_classes, (args.fit_n,), generator=rng)
     labels = torch.as_tensor(np.asarray(_judge(generator, judges, [second], z, y)[second]))
-    return steering.LatentClassifier().fit(z.flatten(1).float(), y, labels, generator.num_classes, len(CATEGORICAL[second]))
+    return steering.LatentClassifier().fit(
+        z.flatten(1).float(), y, labels, generator.num_classes, len(CATEGORICAL[second])
+    )
 
 
 def compare_classifiers(base, judges, args) -> pd.DataFrame:
@@ -497,37 +651,61 @@ def compare_classifiers(base, judges, args) -> pd.DataFrame:
 
     warnings.filterwarnings("ignore")
     generator = CodeGeometry(base, "entangled-64-a0.7", 64, 0.7, seed=5)
-    fit = steering.sample_and_label(generator, {"t": judges["texture"].predict}, args.fit_n, args.seed, progress=False)
-    test = steering.sample_and_label(generator, {"t": judges["texture"].predict}, args.eval_n, args.seed + 9, progress=False)
+    fit = steering.sample_and_label(
+        generator, {"t": judges["texture"].predict}, args.fit_n, args.seed, progress=False
+    )
+    test = steering.sample_and_label(
+        generator, {"t": judges["texture"].predict}, args.eval_n, args.seed + 9, progress=False
+    )
     rows = []
 
     def score(name, proba, seconds):
         t, c = test.numpy("t"), test.classes.numpy()
         pred = proba.argmax(1)
-        rows.append({"classifier": name, "accuracy": float(np.mean(pred == t)), "minority accuracy": float(np.mean((pred == t)[t != c % 4])),
-                     "log-loss": float(log_loss(t, proba, labels=[0, 1, 2, 3])), "fit_s": seconds})
+        rows.append(
+            {
+                "classifier": name,
+                "accuracy": float(np.mean(pred == t)),
+                "minority accuracy": float(np.mean((pred == t)[t != c % 4])),
+                "log-loss": float(log_loss(t, proba, labels=[0, 1, 2, 3])),
+                "fit_s": seconds,
+            }
+        )
         print(rows[-1], flush=True)
 
-    per_class = {"logistic (per class)": lambda: LogisticRegression(C=10, max_iter=3000),
-                 "MLP 64 (per class, sklearn)": lambda: MLPClassifier((64,), alpha=1e-3, max_iter=500, early_stopping=True, random_state=0),
-                 "gradient-boosted trees (per class)": lambda: HistGradientBoostingClassifier(max_iter=300)}
+    per_class = {
+        "logistic (per class)": lambda: LogisticRegression(C=10, max_iter=3000),
+        "MLP 64 (per class, sklearn)": lambda: MLPClassifier(
+            (64,), alpha=1e-3, max_iter=500, early_stopping=True, random_state=0
+        ),
+        "gradient-boosted trees (per class)": lambda: HistGradientBoostingClassifier(max_iter=300),
+    }
     for name, make in per_class.items():
         tic, proba = time.time(), np.zeros((len(test), 4))
         for c in range(4):
-            model = make().fit(fit.latents[fit.classes == c].numpy(), fit.numpy("t")[fit.classes.numpy() == c])
+            model = make().fit(
+                fit.latents[fit.classes == c].numpy(), fit.numpy("t")[fit.classes.numpy() == c]
+            )
             mask = test.classes.numpy() == c
             proba[np.ix_(mask, model.classes_)] = model.predict_proba(test.latents[mask].numpy())
         score(name, np.clip(proba, 1e-9, 1), time.time() - tic)
     tic = time.time()
     clf = steering.LatentClassifier().fit(fit.latents, fit.classes, fit.labels["t"], 4, 4)
     with torch.no_grad():
-        score("LatentClassifier (shared features, per-class heads)", clf.log_proba(test.latents, test.classes).exp().numpy(), time.time() - tic)
+        score(
+            "LatentClassifier (shared features, per-class heads)",
+            clf.log_proba(test.latents, test.classes).exp().numpy(),
+            time.time() - tic,
+        )
     return pd.DataFrame(rows)
 
 
 def markdown(table: pd.DataFrame) -> str:
     """A pipe table (floats with 3 decimals)."""
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [
+        [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
+        for row in table.itertuples(index=False)
+    ]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
@@ -546,12 +724,25 @@ def run_geometry(name, generator, names, judges, methods, args) -> tuple[list[di
             continue
         try:
             row, steerer = measure_balance(name, generator, names, method, judges, raw, args)
-        except ValueError as error:  # a fit that refuses (e.g. a value some class never showed): a row that says so
+        except (
+            ValueError
+        ) as error:  # a fit that refuses (e.g. a value some class never showed): a row that says so
             print(f"{name}: {method} failed: {error}", flush=True)
-            row, steerer = {"geometry": name, "method": method, "protected": "+".join(names), "failed": str(error)[:80]}, None
+            row, steerer = (
+                {
+                    "geometry": name,
+                    "method": method,
+                    "protected": "+".join(names),
+                    "failed": str(error)[:80],
+                },
+                None,
+            )
         rows.append({**row, "linear R2": share})
         fitted[method] = steerer
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+        print(
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()},
+            flush=True,
+        )
     flips = []
     if args.flip_n and fitted.get("resample") is not None:
         quantile = None
@@ -564,18 +755,42 @@ def run_geometry(name, generator, names, judges, methods, args) -> tuple[list[di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit-n", type=int, default=None, help="labelled samples per fit (20,000; quick 4,000)")
-    parser.add_argument("--eval-n", type=int, default=None, help="steered samples judged per row (10,000; quick 2,000)")
-    parser.add_argument("--flip-n", type=int, default=None, help="flip anchors per geometry (2,000; quick 300)")
+    parser.add_argument(
+        "--fit-n", type=int, default=None, help="labelled samples per fit (20,000; quick 4,000)"
+    )
+    parser.add_argument(
+        "--eval-n",
+        type=int,
+        default=None,
+        help="steered samples judged per row (10,000; quick 2,000)",
+    )
+    parser.add_argument(
+        "--flip-n", type=int, default=None, help="flip anchors per geometry (2,000; quick 300)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="the failure geometries only, at small sizes")
+    parser.add_argument(
+        "--quick", action="store_true", help="the failure geometries only, at small sizes"
+    )
     parser.add_argument("--only", default=None, help="comma-separated geometry names to run")
-    parser.add_argument("--methods", default=None,
-                        help="comma-separated balance methods (default: quantile,resample,confirmed if available,rejection)")
-    parser.add_argument("--flip-budget", type=int, default=64, help="confirmed twins: candidate syntheses per anchor at most")
-    parser.add_argument("--twins", default=None,
-                        help="comma-separated twin methods (default: quantile,gradient,checked,confirmed,confirmed+keep)")
-    parser.add_argument("--classifiers", action="store_true", help="only compare latent classifiers")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated balance methods (default: quantile,resample,confirmed if available,rejection)",
+    )
+    parser.add_argument(
+        "--flip-budget",
+        type=int,
+        default=64,
+        help="confirmed twins: candidate syntheses per anchor at most",
+    )
+    parser.add_argument(
+        "--twins",
+        default=None,
+        help="comma-separated twin methods (default: quantile,gradient,checked,confirmed,confirmed+keep)",
+    )
+    parser.add_argument(
+        "--classifiers", action="store_true", help="only compare latent classifiers"
+    )
     parser.add_argument("--out", default="geometry_out")
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
@@ -591,9 +806,16 @@ def main() -> None:
         table.to_csv(out / "classifiers.csv", index=False)
         print(markdown(table))
         return
-    available = ["quantile", "resample"] + (["confirmed"] if "confirmed" in steering.STEERING_METHODS else []) + ["rejection"]
+    available = (
+        ["quantile", "resample"]
+        + (["confirmed"] if "confirmed" in steering.STEERING_METHODS else [])
+        + ["rejection"]
+    )
     methods = available if args.methods is None else args.methods.split(",")
-    print(f"sizes: fit {args.fit_n}, eval {args.eval_n}, flips {args.flip_n}; methods {methods}", flush=True)
+    print(
+        f"sizes: fit {args.fit_n}, eval {args.eval_n}, flips {args.flip_n}; methods {methods}",
+        flush=True,
+    )
     rows, flips = [], []
     for name, generator, names in geometries(base, args.quick):
         if args.only and name not in args.only.split(","):

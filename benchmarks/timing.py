@@ -15,7 +15,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def side_by_side(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
+def side_by_side(
+    fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int
+) -> dict[str, float]:
     """Median seconds per call of each function, timed round-robin after ``warmup`` calls each."""
     for fn in fns.values():
         for _ in range(warmup):

@@ -47,7 +47,9 @@ def main() -> None:
     y = torch.randint(generator.num_classes, (args.n,), generator=rng)
     before = generator.factors_from_latents(z, y)
     print("| factor (walk) | best R^2 | its slope | step scale k |\n|---|---|---|---|")
-    for i, (name, walk) in enumerate(FACTORS.items()):  # code 0 is the texture; 1.. follow CONTINUOUS
+    for i, (name, walk) in enumerate(
+        FACTORS.items()
+    ):  # code 0 is the texture; 1.. follow CONTINUOUS
         direction = generator.mixing[1 + i]
         low, high = DEFAULT_ALPHAS[walk]
         alpha = low + (high - low) * torch.rand(args.n, generator=rng)

@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--walks", default=None, help="a walk card to use (default: learn one, 200 steps)")
+    parser.add_argument(
+        "--walks", default=None, help="a walk card to use (default: learn one, 200 steps)"
+    )
     parser.add_argument("--steer-n", type=int, default=12_000)
     parser.add_argument("--n-probe", type=int, default=4000)
     parser.add_argument("--n-test", type=int, default=4000)
@@ -80,16 +82,39 @@ def main() -> None:
     if walks_card is None:
         learner = WalkLearner(progress=False).fit(generator)
         fidelity = walk_fidelity(generator, learner.walks_, n=1000, seed=1)
-        walks_card = save_walks(learner.walks_, out / "walks", generator, {
-            "training": {**learner.settings_, "final_loss": learner.final_loss_, "seconds": learner.seconds_},
-            "fidelity": {"n": 1000, "seed": 1, "table": fidelity.reset_index().to_dict("records")},
-        })
+        walks_card = save_walks(
+            learner.walks_,
+            out / "walks",
+            generator,
+            {
+                "training": {
+                    **learner.settings_,
+                    "final_loss": learner.final_loss_,
+                    "seconds": learner.seconds_,
+                },
+                "fidelity": {
+                    "n": 1000,
+                    "seed": 1,
+                    "table": fidelity.reset_index().to_dict("records"),
+                },
+            },
+        )
         print(f"learned walks in {learner.seconds_:.1f} s (shared machine)")
         print(fidelity[["slope", "r2", "relative_error", "texture_kept"]].round(3).to_string())
-    steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, n=args.steer_n, seed=0, progress=False)
-    card = steering.save_card(steerer, out / "eraser_card", {
-        "generator": {"name": generator.name, "sha256": generator.checksum}, "protected": "texture",
-        "labeler": "world:texture", "n": args.steer_n, "seed": 0})
+    steerer, _ = steering.fit_steerer(
+        generator, judges["texture"].predict, n=args.steer_n, seed=0, progress=False
+    )
+    card = steering.save_card(
+        steerer,
+        out / "eraser_card",
+        {
+            "generator": {"name": generator.name, "sha256": generator.checksum},
+            "protected": "texture",
+            "labeler": "world:texture",
+            "n": args.steer_n,
+            "seed": 0,
+        },
+    )
 
     world = World(32)
     probe = world.sample(args.n_probe, seed=12, bias=0.9)
@@ -97,11 +122,27 @@ def main() -> None:
     results = {arm: {} for arm in args.arms}
     for seed in args.seeds:
         for arm in args.arms:  # arms in turns within a seed, so a busy machine slows all alike
-            spec = make_spec(generator, eraser=card, walks=walks_card, seed=seed, augment="none",
-                             views={"kinds": ARMS[arm], "sigma": 0.5, "truncate": 2.0})
-            config = TrainConfig(encoder="small_cnn", small_images=True, supervised=not args.unsupervised,
-                                 optimizer="adamw", lr=2e-3, total_steps=args.steps, warmup_steps=min(10, args.steps),
-                                 augment="light", seed=seed, progress=False, log_every=0)
+            spec = make_spec(
+                generator,
+                eraser=card,
+                walks=walks_card,
+                seed=seed,
+                augment="none",
+                views={"kinds": ARMS[arm], "sigma": 0.5, "truncate": 2.0},
+            )
+            config = TrainConfig(
+                encoder="small_cnn",
+                small_images=True,
+                supervised=not args.unsupervised,
+                optimizer="adamw",
+                lr=2e-3,
+                total_steps=args.steps,
+                warmup_steps=min(10, args.steps),
+                augment="light",
+                seed=seed,
+                progress=False,
+                log_every=0,
+            )
             trainer = Trainer(config, "cpu")
             tic = time.perf_counter()
             trainer.fit(Stream(spec, args.batch_size, "cpu", generator=generator), steps=args.steps)
@@ -109,27 +150,45 @@ def main() -> None:
             encoder = trainer.encoder.eval()
             with torch.no_grad():
                 train_x, test_x = (extract_features(encoder, s.images) for s in (probe, test))
-            score = linear_probe(train_x, probe.labels("shape"), test_x, test.labels("shape"), seed=seed)
-            results[arm][seed] = {"target_accuracy": score["test_accuracy"], "train_seconds": seconds}
-            print(f"seed {seed} {arm:18s} target acc {score['test_accuracy']:.3f}  ({seconds:.0f} s)", flush=True)
+            score = linear_probe(
+                train_x, probe.labels("shape"), test_x, test.labels("shape"), seed=seed
+            )
+            results[arm][seed] = {
+                "target_accuracy": score["test_accuracy"],
+                "train_seconds": seconds,
+            }
+            print(
+                f"seed {seed} {arm:18s} target acc {score['test_accuracy']:.3f}  ({seconds:.0f} s)",
+                flush=True,
+            )
 
     base = args.arms[0]
-    lines = [f"| views | target acc, mean [95% CI over {len(args.seeds)} seeds] | per seed | vs {base} (paired) | train s |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"| views | target acc, mean [95% CI over {len(args.seeds)} seeds] | per seed | vs {base} (paired) | train s |",
+        "|---|---|---|---|---|",
+    ]
     for arm in args.arms:
         acc = [results[arm][s]["target_accuracy"] for s in args.seeds]
-        diff = [a - results[base][s]["target_accuracy"] for a, s in zip(acc, args.seeds, strict=True)]
+        diff = [
+            a - results[base][s]["target_accuracy"] for a, s in zip(acc, args.seeds, strict=True)
+        ]
         mean, low, high = interval(acc)
         dmean, dlow, dhigh = interval(diff)
         secs = np.mean([results[arm][s]["train_seconds"] for s in args.seeds])
         versus = "—" if arm == base else f"{dmean:+.3f} [{dlow:+.3f}, {dhigh:+.3f}]"
-        lines.append(f"| {arm} | {mean:.3f} [{low:.3f}, {high:.3f}] | {', '.join(f'{a:.3f}' for a in acc)} | {versus} | {secs:.0f} |")
+        lines.append(
+            f"| {arm} | {mean:.3f} [{low:.3f}, {high:.3f}] | {', '.join(f'{a:.3f}' for a in acc)} | {versus} | {secs:.0f} |"
+        )
     table = "\n".join(lines)
     loss = "SimCLR" if args.unsupervised else "SupCon"
-    header = (f"{loss}, {args.steps} steps, batch {args.batch_size}, steered stream of {generator.name}; "
-              f"probe fitted on {args.n_probe} biased real images, tested on {args.n_test} balanced ones\n\n")
+    header = (
+        f"{loss}, {args.steps} steps, batch {args.batch_size}, steered stream of {generator.name}; "
+        f"probe fitted on {args.n_probe} biased real images, tested on {args.n_test} balanced ones\n\n"
+    )
     (out / "table.md").write_text(header + table + "\n")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2, default=str))
+    (out / "results.json").write_text(
+        json.dumps({"args": vars(args), "results": results}, indent=2, default=str)
+    )
     print(header + table)
 
 

@@ -62,7 +62,9 @@ def write_data(folder: Path, n: int, shard_size: int, side: int) -> tuple[Path, 
         views = []
         for _ in range(2):
             buffer = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            Image.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(
+                buffer, format="PNG"
+            )
             views.append(buffer.getvalue())
         label = i % 2
         path = images / f"label={label}" / f"{i:08d}.png"
@@ -72,9 +74,15 @@ def write_data(folder: Path, n: int, shard_size: int, side: int) -> tuple[Path, 
             if tar is not None:
                 tar.close()
             tar = tarfile.open(shards / f"shard-{i // shard_size:06d}.tar", "w")
-        meta = json.dumps({"class": label, "latent": rng.normal(size=128).tolist(), "step": i // 256}).encode()
-        members = ((f"{i:08d}.v0.png", views[0]), (f"{i:08d}.v1.png", views[1]), (f"{i:08d}.cls", str(label).encode()),
-                   (f"{i:08d}.json", meta))
+        meta = json.dumps(
+            {"class": label, "latent": rng.normal(size=128).tolist(), "step": i // 256}
+        ).encode()
+        members = (
+            (f"{i:08d}.v0.png", views[0]),
+            (f"{i:08d}.v1.png", views[1]),
+            (f"{i:08d}.cls", str(label).encode()),
+            (f"{i:08d}.json", meta),
+        )
         for name, payload in members:
             info = tarfile.TarInfo(name)
             info.size = len(payload)
@@ -87,19 +95,31 @@ def timed_read(source: Path, checkout: str | None = None, mode: str = "table") -
     """Seconds to load and decode every image of ``source``, in a fresh process (same for every reader)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     env["PYTHONPATH"] = checkout or str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", READ, str(source), mode], env=env, capture_output=True, text=True,
-                         check=True, cwd=source.parent)  # not the checkout: `python -c` puts the cwd first on sys.path
+    out = subprocess.run(
+        [sys.executable, "-c", READ, str(source), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=source.parent,
+    )  # not the checkout: `python -c` puts the cwd first on sys.path
     seconds, count = out.stdout.split()
     return float(seconds), int(count)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--side", type=int, default=32)
-    parser.add_argument("--before", default=None, help="another checkout to time (subprocess, PYTHONPATH)")
-    parser.add_argument("--before-n", type=int, nargs="+", default=[250, 500], help="one-shard sizes timed there")
+    parser.add_argument(
+        "--before", default=None, help="another checkout to time (subprocess, PYTHONPATH)"
+    )
+    parser.add_argument(
+        "--before-n", type=int, nargs="+", default=[250, 500], help="one-shard sizes timed there"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         images, shards = write_data(Path(tmp), args.n, args.shard_size, args.side)
@@ -108,12 +128,18 @@ def main() -> None:
         assert n_folder == n_shard == args.n, (n_folder, n_shard)
         print(f"{args.n} images of {args.side}x{args.side}, shards of {args.shard_size}")
         print(f"  folder (this checkout):          {folder_s:8.1f} s")
-        print(f"  shards (this checkout):          {shard_s:8.1f} s   ratio to folder {shard_s / folder_s:.2f}")
+        print(
+            f"  shards (this checkout):          {shard_s:8.1f} s   ratio to folder {shard_s / folder_s:.2f}"
+        )
         try:
             lib_s, _ = timed_read(shards, mode="webdataset")
-            print(f"  shards (webdataset library):     {lib_s:8.1f} s   ratio to folder {lib_s / folder_s:.2f}")
+            print(
+                f"  shards (webdataset library):     {lib_s:8.1f} s   ratio to folder {lib_s / folder_s:.2f}"
+            )
         except subprocess.CalledProcessError as error:
-            print(f"  webdataset library: failed or not installed (pip install webdataset): {error.stderr[-200:]}")
+            print(
+                f"  webdataset library: failed or not installed (pip install webdataset): {error.stderr[-200:]}"
+            )
         if args.before:
             small = Path(tmp) / "before"
             times = {}
@@ -126,13 +152,18 @@ def main() -> None:
             # per shard of s images: T(s) = a s + b s^2 through the two measured points (b >= 0)
             b = max(0.0, (t2 / n2 - t1 / n1) / (n2 - n1)) if n2 > n1 else 0.0
             a = t2 / n2 - b * n2
-            per_shard = a * args.shard_size + b * args.shard_size ** 2
+            per_shard = a * args.shard_size + b * args.shard_size**2
             estimate = per_shard * args.n / args.shard_size
             exponent = np.log(t2 / t1) / np.log(n2 / n1) if n2 > n1 else float("nan")
-            print(f"  growth exponent between one shard of {n1} and of {n2} there: {exponent:.2f} (1 linear, 2 quadratic)")
-            print(f"  shards ({args.before}, extrapolated as a s + b s^2 per shard of s = {args.shard_size}): "
-                  f"{estimate:8.0f} s   ratio to folder {estimate / folder_s:.1f}; this checkout is "
-                  f"{estimate / shard_s:.1f}x faster")
+            print(
+                f"  growth exponent between one shard of {n1} and of {n2} there: {exponent:.2f} (1 linear, 2 quadratic)"
+            )
+            print(
+                f"  shards ({args.before}, extrapolated as a s + b s^2 per shard of s = {args.shard_size}): "
+                f"{estimate:8.0f} s   ratio to folder {estimate / folder_s:.1f}; this checkout is "
+                f"{estimate / shard_s:.1f}x faster"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -26,12 +26,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
-    print(f"{'px':>4s} {'batched img/s':>14s} {'loop img/s':>11s} {'ratio':>7s} {'10k images (s)':>15s}")
+    print(
+        f"{'px':>4s} {'batched img/s':>14s} {'loop img/s':>11s} {'ratio':>7s} {'10k images (s)':>15s}"
+    )
     for resolution in (32, 64, 128):
         world = World(resolution)
         factors = world.sample_factors(args.n, seed=0, bias=0.9)
         render(factors, resolution, args.device)  # warm-up
-        batched = images_per_second(lambda f=factors, r=resolution: render(f, r, args.device), args.n)
+        batched = images_per_second(
+            lambda f=factors, r=resolution: render(f, r, args.device), args.n
+        )
         single = {k: v[: args.loop_n] for k, v in factors.items()}
 
         def loop(single=single, resolution=resolution):
@@ -39,7 +43,9 @@ def main() -> None:
                 render({k: v[i : i + 1] for k, v in single.items()}, resolution, args.device)
 
         looped = images_per_second(loop, args.loop_n)
-        print(f"{resolution:4d} {batched:14.0f} {looped:11.0f} {batched / looped:7.1f} {10_000 / batched:15.2f}")
+        print(
+            f"{resolution:4d} {batched:14.0f} {looped:11.0f} {batched / looped:7.1f} {10_000 / batched:15.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,17 @@ steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, n=8000, 
 
 z = generator.sample_latents(64, torch.Generator().manual_seed(0))
 y = torch.arange(64) % generator.num_classes
-raw, balanced = generator.synthesize(z, y), generator.synthesize(steerer(z, y, torch.Generator().manual_seed(1)), y)
+raw, balanced = (
+    generator.synthesize(z, y),
+    generator.synthesize(steerer(z, y, torch.Generator().manual_seed(1)), y),
+)
 for name, images in (("raw", raw), ("balanced", balanced)):
     texture = judges["texture"].predict(images)
-    v, corrected = fairgen.cramers_v(y.numpy(), texture.numpy()), fairgen.cramers_v_corrected(y.numpy(), texture.numpy())
-    print(f"{name:>8s}: V(class, judged texture) = {v:.2f} (bias-corrected {corrected:.2f}) on 64 samples")
+    v, corrected = (
+        fairgen.cramers_v(y.numpy(), texture.numpy()),
+        fairgen.cramers_v_corrected(y.numpy(), texture.numpy()),
+    )
+    print(
+        f"{name:>8s}: V(class, judged texture) = {v:.2f} (bias-corrected {corrected:.2f}) on 64 samples"
+    )
     save_grid(images, f"quickstart_{name}.png", nrow=8, title=f"{name} (columns cycle the class)")

@@ -16,18 +16,28 @@ from fairgen.contrastive import TrainConfig, Trainer
 from fairgen.world.judges import load_judges
 
 generator = fairgen.load_generator("world-sprites-z128")
-steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, n=8000, mode="balance")
-card = steering.save_card(steerer, "card", {"generator": {"name": generator.name, "sha256": generator.checksum}})
+steerer, _ = steering.fit_steerer(
+    generator, load_judges()["texture"].predict, n=8000, mode="balance"
+)
+card = steering.save_card(
+    steerer, "card", {"generator": {"name": generator.name, "sha256": generator.checksum}}
+)
 
-spec = fairgen.make_spec(generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=0)
+spec = fairgen.make_spec(
+    generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=0
+)
 spec.save("stream.json")  # a few kilobytes that reproduce the exact stream below
 batch_size = 64
 stream = fairgen.Stream(fairgen.StreamSpec.load("stream.json"), batch_size=batch_size)
 
 # AdamW at 2e-3 (the defaults), SimCLR; metrics go to run/metrics.jsonl
-config = TrainConfig(total_steps=80, warmup_steps=5, augment="light", log_every=5, checkpoint_dir="run")
+config = TrainConfig(
+    total_steps=80, warmup_steps=5, augment="light", log_every=5, checkpoint_dir="run"
+)
 trainer = Trainer(config, "cpu").fit(stream)
 losses = [record["loss"] for record in trainer.history]
 chance = math.log(2 * batch_size - 1)  # what an encoder that tells nothing apart scores
-print(f"trained {trainer.step} steps; loss {losses[0]:.3f} at step 5 -> {losses[-1]:.3f} at step {trainer.step} "
-      f"(chance ln(2B-1) = {chance:.3f})")
+print(
+    f"trained {trainer.step} steps; loss {losses[0]:.3f} at step 5 -> {losses[-1]:.3f} at step {trainer.step} "
+    f"(chance ln(2B-1) = {chance:.3f})"
+)

@@ -15,12 +15,20 @@ __version__ = "0.1.0"
 PLUGINS = ("fairgen.world",)
 
 _EXPORTS = {
-    "AugmentRecipe": "fairgen.augment", "augment": "fairgen.augment",
-    "Generator": "fairgen.generators", "list_generators": "fairgen.generators", "load_generator": "fairgen.generators",
-    "Stream": "fairgen.stream", "StreamSpec": "fairgen.stream", "make_spec": "fairgen.stream",
+    "AugmentRecipe": "fairgen.augment",
+    "augment": "fairgen.augment",
+    "Generator": "fairgen.generators",
+    "list_generators": "fairgen.generators",
+    "load_generator": "fairgen.generators",
+    "Stream": "fairgen.stream",
+    "StreamSpec": "fairgen.stream",
+    "make_spec": "fairgen.stream",
     "ViewRecipe": "fairgen.views",
-    "World": "fairgen.world", "WorldSample": "fairgen.world", "load_judges": "fairgen.world",
-    "cramers_v": "audits.stats", "cramers_v_corrected": "audits.stats",
+    "World": "fairgen.world",
+    "WorldSample": "fairgen.world",
+    "load_judges": "fairgen.world",
+    "cramers_v": "audits.stats",
+    "cramers_v_corrected": "audits.stats",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 
-def load_audit_encoder(spec: str, weights=None, image_size: int = 224, device="cpu") -> tuple[torch.nn.Module, dict]:
+def load_audit_encoder(
+    spec: str, weights=None, image_size: int = 224, device="cpu"
+) -> tuple[torch.nn.Module, dict]:
     """A fairgen encoder file, or ``torchvision:ARCH`` / ``timm:ARCH`` with local ``weights``; and its provenance."""
     from steering.files import sha256_file
 
@@ -17,19 +19,30 @@ def load_audit_encoder(spec: str, weights=None, image_size: int = 224, device="c
 
     if spec.split(":")[0] in LIBRARIES and not Path(spec).exists():
         if weights is None:
-            raise ValueError(f"encoder: {spec} needs --encoder-weights FILE (fairgen never downloads weights)")
+            raise ValueError(
+                f"encoder: {spec} needs --encoder-weights FILE (fairgen never downloads weights)"
+            )
         model = load_encoder_by_name(spec, weights, image_size=image_size, device=device)
-        return model, {"name": spec, "weights": str(weights), "sha256": sha256_file(weights), "image_size": image_size}
+        return model, {
+            "name": spec,
+            "weights": str(weights),
+            "sha256": sha256_file(weights),
+            "image_size": image_size,
+        }
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"encoder: {spec} is neither an encoder file from `fairgen train` nor "
-                                f"{' / '.join(lib + ':ARCH' for lib in LIBRARIES)}")
+        raise FileNotFoundError(
+            f"encoder: {spec} is neither an encoder file from `fairgen train` nor "
+            f"{' / '.join(lib + ':ARCH' for lib in LIBRARIES)}"
+        )
     from steering.files import read_safetensors_metadata
 
     from .contrastive import load_encoder
 
     if "config" not in read_safetensors_metadata(path, "encoder"):
-        raise ValueError(f"encoder: {path} is a safetensors file but not a fairgen encoder (no config in its metadata)")
+        raise ValueError(
+            f"encoder: {path} is a safetensors file but not a fairgen encoder (no config in its metadata)"
+        )
     try:
         model = load_encoder(path, device)
     except (RuntimeError, KeyError) as error:
@@ -45,11 +58,28 @@ def features_of(encoder: torch.nn.Module, batches, device="cpu") -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
-def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[str], out, *, encoder_weights=None,
-                          image_size: int = 224, resolution: int | None = None, test_fraction: float = 0.5,
-                          seed: int = 0, probe: str = "lda", n_permutations: int = 199, n_bootstrap: int = 500,
-                          n_repeats: int = 1, pca: int | None = None, n_jobs: int = 1, device="cpu",
-                          progress: bool = True, max_pixels: int | None = None):
+def audit_encoder_on_data(
+    encoder: str,
+    data: str,
+    target: str,
+    protected: list[str],
+    out,
+    *,
+    encoder_weights=None,
+    image_size: int = 224,
+    resolution: int | None = None,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    probe: str = "lda",
+    n_permutations: int = 199,
+    n_bootstrap: int = 500,
+    n_repeats: int = 1,
+    pca: int | None = None,
+    n_jobs: int = 1,
+    device="cpu",
+    progress: bool = True,
+    max_pixels: int | None = None,
+):
     """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other.
     ``out`` is locked from the start (one writer) and replaced whole at the end."""
     from audits.report import REPLACEABLE
@@ -57,13 +87,50 @@ def audit_encoder_on_data(encoder: str, data: str, target: str, protected: list[
 
     check_replaceable(out, REPLACEABLE)
     with output_lock(out):
-        return _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution,
-                              test_fraction, seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device,
-                              progress, max_pixels)
+        return _audit_on_data(
+            encoder,
+            data,
+            target,
+            protected,
+            out,
+            encoder_weights,
+            image_size,
+            resolution,
+            test_fraction,
+            seed,
+            probe,
+            n_permutations,
+            n_bootstrap,
+            n_repeats,
+            pca,
+            n_jobs,
+            device,
+            progress,
+            max_pixels,
+        )
 
 
-def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image_size, resolution, test_fraction,
-                   seed, probe, n_permutations, n_bootstrap, n_repeats, pca, n_jobs, device, progress, max_pixels):
+def _audit_on_data(
+    encoder,
+    data,
+    target,
+    protected,
+    out,
+    encoder_weights,
+    image_size,
+    resolution,
+    test_fraction,
+    seed,
+    probe,
+    n_permutations,
+    n_bootstrap,
+    n_repeats,
+    pca,
+    n_jobs,
+    device,
+    progress,
+    max_pixels,
+):
     from sklearn.model_selection import train_test_split
 
     import audits
@@ -74,19 +141,29 @@ def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image
     if not protected:
         raise ValueError("--protected: name at least one protected column")
     if target in protected:
-        raise ValueError(f"--target {target!r} is also given as --protected; audit a different column")
+        raise ValueError(
+            f"--target {target!r} is also given as --protected; audit a different column"
+        )
     if not 0 < test_fraction < 1:
         raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     from .data.images import MAX_PIXELS
 
-    table = load_data(data, columns=[target, *protected], max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
+    table = load_data(
+        data,
+        columns=[target, *protected],
+        max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
+    )
     y = table.column(target, "--target")
     groups = {name: table.column(name, "--protected") for name in protected}
     model, encoder_info = load_audit_encoder(encoder, encoder_weights, image_size, device)
     try:
-        train, test = train_test_split(np.arange(len(table)), test_size=test_fraction, random_state=seed, stratify=y)
+        train, test = train_test_split(
+            np.arange(len(table)), test_size=test_fraction, random_state=seed, stratify=y
+        )
     except ValueError as error:
-        raise ValueError(f"--target {target!r}: cannot split {len(table)} rows into probe and test parts ({error})") from None
+        raise ValueError(
+            f"--target {target!r}: cannot split {len(table)} rows into probe and test parts ({error})"
+        ) from None
     x = features_of(model, table.images(resolution, progress=progress), device)
     provenance = {
         "fairgen_version": __version__,
@@ -105,18 +182,42 @@ def _audit_on_data(encoder, data, target, protected, out, encoder_weights, image
         "pca": pca,
     }
     report = audits.audit_representation(
-        x[train], y[train], x[test], y[test], {name: g[test] for name, g in groups.items()}, probe=probe,
-        n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed, pca=pca, n_repeats=n_repeats,
-        n_jobs=n_jobs, progress=progress, title=f"audit of {encoder} on {data}", provenance=provenance,
+        x[train],
+        y[train],
+        x[test],
+        y[test],
+        {name: g[test] for name, g in groups.items()},
+        probe=probe,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        pca=pca,
+        n_repeats=n_repeats,
+        n_jobs=n_jobs,
+        progress=progress,
+        title=f"audit of {encoder} on {data}",
+        provenance=provenance,
     )
     report.save(out)
     return report
 
 
-def memorisation_in_feature_space(generator: str, encoder: str, train_data: str, heldout_data: str, out, *,
-                                  n: int = 1000, encoder_weights=None, image_size: int = 224,
-                                  generator_options: dict | None = None, pairs: int = 16, seed: int = 0,
-                                  device="cpu", progress: bool = True):
+def memorisation_in_feature_space(
+    generator: str,
+    encoder: str,
+    train_data: str,
+    heldout_data: str,
+    out,
+    *,
+    n: int = 1000,
+    encoder_weights=None,
+    image_size: int = 224,
+    generator_options: dict | None = None,
+    pairs: int = 16,
+    seed: int = 0,
+    device="cpu",
+    progress: bool = True,
+):
     """Do ``generator``'s samples sit closer to its training images than held-out real ones do, in
     ``encoder``'s feature space? Writes report.json/.md, the distance plot and near_copies.png
     (each generated sample beside its nearest training image, closest first)."""
@@ -135,24 +236,55 @@ def memorisation_in_feature_space(generator: str, encoder: str, train_data: str,
     rng = torch.Generator().manual_seed(seed)
     z = gen.sample_latents(n, generator=rng)
     y = torch.arange(n) % gen.num_classes if gen.num_classes else None
-    samples = torch.cat([gen.synthesize(zb, None if y is None else yb.to(gen.device))
-                         for zb, yb in zip(z.split(256), (y if y is not None else torch.zeros(n)).split(256), strict=True)]).cpu()
+    samples = torch.cat(
+        [
+            gen.synthesize(zb, None if y is None else yb.to(gen.device))
+            for zb, yb in zip(
+                z.split(256), (y if y is not None else torch.zeros(n)).split(256), strict=True
+            )
+        ]
+    ).cpu()
     resolution = gen.resolution
-    result = audits.memorisation(features_of(model, samples.split(256), device),
-                                 features_of(model, train.images(resolution, progress=progress), device),
-                                 features_of(model, held.images(resolution, progress=progress), device))
+    result = audits.memorisation(
+        features_of(model, samples.split(256), device),
+        features_of(model, train.images(resolution, progress=progress), device),
+        features_of(model, held.images(resolution, progress=progress), device),
+    )
     closest = result.closest_pairs(pairs)
     train_images = torch.cat(list(train.subset([j for _, j, _ in closest]).images(resolution)))
-    grid = torch.stack([t for (i, _, _), nearest in zip(closest, train_images, strict=True) for t in (samples[i], nearest)])
+    grid = torch.stack(
+        [
+            t
+            for (i, _, _), nearest in zip(closest, train_images, strict=True)
+            for t in (samples[i], nearest)
+        ]
+    )
     captions = [c for i, j, d in closest for c in (f"gen {i}\nd={d:.3g}", f"train {j}")]
-    provenance = {"fairgen_version": __version__, "generator": {"name": generator, "sha256": gen.checksum,
-                                                                "options": generator_options or {}},
-                  "encoder": encoder_info, "train_data": train.provenance(), "heldout_data": held.provenance(),
-                  "n_generated": n, "seed": seed, "feature_space": encoder_info["name"]}
-    report = audits.AuditReport(f"memorisation of {generator} in the feature space of {encoder}", provenance)
+    provenance = {
+        "fairgen_version": __version__,
+        "generator": {
+            "name": generator,
+            "sha256": gen.checksum,
+            "options": generator_options or {},
+        },
+        "encoder": encoder_info,
+        "train_data": train.provenance(),
+        "heldout_data": held.provenance(),
+        "n_generated": n,
+        "seed": seed,
+        "feature_space": encoder_info["name"],
+    }
+    report = audits.AuditReport(
+        f"memorisation of {generator} in the feature space of {encoder}", provenance
+    )
     report.add("memorisation", result)
     with staged_folder(out, (*REPLACEABLE, "near_copies.png")) as stage:
-        save_grid(grid, stage / "near_copies.png", nrow=8, captions=captions,
-                  title="generated (left) beside its nearest training image (right), closest first")
+        save_grid(
+            grid,
+            stage / "near_copies.png",
+            nrow=8,
+            captions=captions,
+            title="generated (left) beside its nearest training image (right), closest first",
+        )
         report.write_into(stage)
     return report

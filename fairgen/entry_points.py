@@ -22,16 +22,22 @@ def is_entry_point(text) -> bool:
 def import_object(spec: str, argument: str):
     """The object ``spec`` names; a ValueError naming ``argument`` when it cannot be imported."""
     if not is_entry_point(spec):
-        raise ValueError(f"{argument}: expected an entry point 'package.module:attribute', got {spec!r}")
+        raise ValueError(
+            f"{argument}: expected an entry point 'package.module:attribute', got {spec!r}"
+        )
     module_name, attribute = spec.split(":")
     try:
         obj = importlib.import_module(module_name)
     except Exception as error:  # ImportError, or anything the module raises while importing
-        raise ValueError(f"{argument}: cannot import module {module_name!r} of {spec!r} "
-                         f"({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"{argument}: cannot import module {module_name!r} of {spec!r} "
+            f"({type(error).__name__}: {error})"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{argument}: module {module_name!r} has no attribute {attribute!r} (from {spec!r})")
+            raise ValueError(
+                f"{argument}: module {module_name!r} has no attribute {attribute!r} (from {spec!r})"
+            )
         obj = getattr(obj, part)
     return obj
 
@@ -45,6 +51,8 @@ def check_allowed(spec: str, allow, where: str) -> None:
     ``True`` trusts every entry point, a collection of strings allows those named."""
     if allow is True or (allow and not isinstance(allow, str) and spec in allow) or allow == spec:
         return
-    raise ValueError(f"{where} names the entry point {spec!r}, which would import and run code chosen by whoever "
-                     f"wrote the file; fairgen runs it only when you say so: pass {ALLOW_FLAG} {spec} (or "
-                     f"{TRUST_FLAG}) on the command line, allow_entry_points=[{spec!r}] in Python")
+    raise ValueError(
+        f"{where} names the entry point {spec!r}, which would import and run code chosen by whoever "
+        f"wrote the file; fairgen runs it only when you say so: pass {ALLOW_FLAG} {spec} (or "
+        f"{TRUST_FLAG}) on the command line, allow_entry_points=[{spec!r}] in Python"
+    )

@@ -23,7 +23,11 @@ from tqdm.auto import tqdm
 from steering.outputs import check_replaceable, staged_folder, write_new
 
 FORMATS = ("png", "webdataset")
-REPLACEABLE = ("labels.csv", "shard-*.tar", "[0-9]*")  # what an earlier export wrote: class folders, shards
+REPLACEABLE = (
+    "labels.csv",
+    "shard-*.tar",
+    "[0-9]*",
+)  # what an earlier export wrote: class folders, shards
 
 
 def _png_bytes(image: torch.Tensor) -> bytes:
@@ -31,7 +35,9 @@ def _png_bytes(image: torch.Tensor) -> bytes:
     return encode_png(pixels).numpy().tobytes()
 
 
-def export_stream(stream, out: str | Path, n: int, fmt: str = "png", shard_size: int = 1000, progress: bool = True) -> Path:
+def export_stream(
+    stream, out: str | Path, n: int, fmt: str = "png", shard_size: int = 1000, progress: bool = True
+) -> Path:
     """Write the next ``n`` samples (all their views) of ``stream`` under ``out`` (the first ``n``
     for a fresh stream); ``shard_size`` samples per WebDataset shard."""
     if fmt not in FORMATS:
@@ -58,7 +64,9 @@ def _export_into(stream, out: Path, n: int, fmt: str, shard_size: int, progress:
     with tqdm(total=n, desc=f"exporting {fmt}", disable=not progress) as bar:
         while written < n:
             batch = stream.next_batch()
-            for views, label, latent in zip(batch["views"], batch["labels"].tolist(), batch["latents"], strict=True):
+            for views, label, latent in zip(
+                batch["views"], batch["labels"].tolist(), batch["latents"], strict=True
+            ):
                 if written == n:
                     break
                 key = f"{written:08d}"
@@ -71,7 +79,9 @@ def _export_into(stream, out: Path, n: int, fmt: str, shard_size: int, progress:
                 else:
                     if written % shard_size == 0:
                         close_shard()
-                        shard = io.BytesIO()  # a shard is built in memory, then written as one new file
+                        shard = (
+                            io.BytesIO()
+                        )  # a shard is built in memory, then written as one new file
                         tar = tarfile.open(fileobj=shard, mode="w")
                     members = {f"{key}.v{v}.png": _png_bytes(view) for v, view in enumerate(views)}
                     members[f"{key}.cls"] = str(label).encode()

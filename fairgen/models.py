@@ -31,7 +31,9 @@ def load_state_file(path, what: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors come in several types
-        raise ValueError(f"{what} {path} is not a state dict loadable with weights_only=True ({error})") from None
+        raise ValueError(
+            f"{what} {path} is not a state dict loadable with weights_only=True ({error})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -39,7 +41,9 @@ def load_state_file(path, what: str) -> dict:
     return state
 
 
-def load_into(model: nn.Module, state: dict, path, what: str, dropped_head: str | None = None) -> nn.Module:
+def load_into(
+    model: nn.Module, state: dict, path, what: str, dropped_head: str | None = None
+) -> nn.Module:
     """Load ``state`` strictly (only the keys of a ``dropped_head`` may be left over); a mismatch is a
     ValueError naming the file and the keys."""
     if dropped_head:
@@ -47,10 +51,14 @@ def load_into(model: nn.Module, state: dict, path, what: str, dropped_head: str 
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
-        raise ValueError(f"{what} {path} does not fit the model: {str(error).splitlines()[0]}") from None
+        raise ValueError(
+            f"{what} {path} does not fit the model: {str(error).splitlines()[0]}"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{what} {path} does not fit the model: missing keys {result.missing_keys[:5]}, "
-                         f"unexpected keys {result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"{what} {path} does not fit the model: missing keys {result.missing_keys[:5]}, "
+            f"unexpected keys {result.unexpected_keys[:5]}"
+        )
     return model
 
 
@@ -61,14 +69,20 @@ def build_classifier(library: str, arch: str, num_classes: int | None = None) ->
 
         known = torchvision.models.list_models()
         _check_name(arch, known, library)
-        return torchvision.models.get_model(arch, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+        return torchvision.models.get_model(
+            arch, weights=None, **({"num_classes": num_classes} if num_classes else {})
+        )
     if library == "timm":
         try:
             import timm
         except ImportError:
-            raise ValueError("timm models need the optional package timm: pip install 'fairgen[models]'") from None
+            raise ValueError(
+                "timm models need the optional package timm: pip install 'fairgen[models]'"
+            ) from None
         _check_name(arch, timm.list_models(), library)
-        return timm.create_model(arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
+        return timm.create_model(
+            arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {})
+        )
     raise ValueError(f"library must be one of {LIBRARIES}, got {library!r}")
 
 
@@ -83,7 +97,11 @@ def strip_head(model: nn.Module) -> str:
     """Replace the final classification layer with Identity (the model then returns features);
     returns the removed layer's state-dict prefix."""
     if hasattr(model, "reset_classifier"):  # timm
-        name = model.pretrained_cfg.get("classifier", "fc") if hasattr(model, "pretrained_cfg") else "fc"
+        name = (
+            model.pretrained_cfg.get("classifier", "fc")
+            if hasattr(model, "pretrained_cfg")
+            else "fc"
+        )
         model.reset_classifier(0)
         return name
     for attribute in ("fc", "head", "heads", "classifier"):
@@ -96,7 +114,9 @@ def strip_head(model: nn.Module) -> str:
             if last:
                 layer[last[-1]] = nn.Identity()
                 return f"{attribute}.{last[-1]}"
-    raise ValueError(f"cannot find the classification layer of {type(model).__name__} to turn it into an encoder")
+    raise ValueError(
+        f"cannot find the classification layer of {type(model).__name__} to turn it into an encoder"
+    )
 
 
 class ImageModel(nn.Module):
@@ -110,18 +130,35 @@ class ImageModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
-                                   antialias=True, align_corners=False)
+            images = F.interpolate(
+                images,
+                size=(self.image_size, self.image_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
         return self.net((images - self.mean) / self.std)
 
 
-def load_image_model(library: str, arch: str, weights, *, num_classes: int | None = None, features: bool = False,
-                     image_size: int = 224, device="cpu") -> ImageModel:
+def load_image_model(
+    library: str,
+    arch: str,
+    weights,
+    *,
+    num_classes: int | None = None,
+    features: bool = False,
+    image_size: int = 224,
+    device="cpu",
+) -> ImageModel:
     """``arch`` from ``library`` with the local ``weights`` file; ``features=True`` drops its head."""
     net = build_classifier(library, arch, num_classes)
-    head = strip_head(net) if features else None  # an encoder keeps the backbone: any head size fits
+    head = (
+        strip_head(net) if features else None
+    )  # an encoder keeps the backbone: any head size fits
     if weights is not None:
-        load_into(net, load_state_file(weights, f"{library} weights"), weights, f"{library} weights", head)
+        load_into(
+            net, load_state_file(weights, f"{library} weights"), weights, f"{library} weights", head
+        )
     return ImageModel(net, image_size).to(device).eval()
 
 
@@ -129,8 +166,12 @@ def load_encoder_by_name(spec: str, weights=None, image_size: int = 224, device=
     """An audit encoder: ``torchvision:ARCH`` or ``timm:ARCH`` with local ``weights`` (features out)."""
     library, _, arch = spec.partition(":")
     if library not in LIBRARIES or not arch:
-        raise ValueError(f"encoder: expected a fairgen encoder file or torchvision:ARCH / timm:ARCH, got {spec!r}")
-    return load_image_model(library, arch, weights, features=True, image_size=image_size, device=device)
+        raise ValueError(
+            f"encoder: expected a fairgen encoder file or torchvision:ARCH / timm:ARCH, got {spec!r}"
+        )
+    return load_image_model(
+        library, arch, weights, features=True, image_size=image_size, device=device
+    )
 
 
 def load_clip(arch: str, weights, model_config=None, device="cpu"):
@@ -138,12 +179,17 @@ def load_clip(arch: str, weights, model_config=None, device="cpu"):
     try:
         import open_clip
     except ImportError:
-        raise ValueError("CLIP labelers need the optional package open_clip_torch: pip install 'fairgen[models]'") from None
+        raise ValueError(
+            "CLIP labelers need the optional package open_clip_torch: pip install 'fairgen[models]'"
+        ) from None
     if model_config is not None:
         open_clip.add_model_config(str(model_config))
     if open_clip.get_model_config(arch) is None:
         close = difflib.get_close_matches(arch, open_clip.list_models(), n=5)
-        raise ValueError(f"unknown open_clip model {arch!r}" + (f"; close names: {', '.join(close)}" if close else ""))
+        raise ValueError(
+            f"unknown open_clip model {arch!r}"
+            + (f"; close names: {', '.join(close)}" if close else "")
+        )
     model = open_clip.create_model(arch, pretrained=None, device="cpu")
     if weights is not None:
         load_into(model, load_state_file(weights, "CLIP weights"), weights, "CLIP weights")

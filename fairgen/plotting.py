@@ -12,7 +12,9 @@ from einops import rearrange
 from steering.outputs import replace_file
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, captions=None, title=None) -> Path:
+def save_grid(
+    images: torch.Tensor, path: str | Path, nrow: int | None = None, captions=None, title=None
+) -> Path:
     """Save ``[N, 3, H, W]`` images in [0, 1] as a PNG grid, with a small caption under each."""
     import matplotlib
 
@@ -39,4 +41,6 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, c
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
-    return replace_file(path, buffer.getvalue())  # a new file renamed into place; a full disk is one clear error
+    return replace_file(
+        path, buffer.getvalue()
+    )  # a new file renamed into place; a full disk is one clear error

@@ -38,7 +38,9 @@ from .records import from_plain_dict
 from .views import ViewRecipe, make_view_latents, make_views
 
 SPEC_VERSION = 1
-CONFIRMED_BLOCK = 2048  # a confirmed stream fills about this many anchors at once, dealt into exact batches
+CONFIRMED_BLOCK = (
+    2048  # a confirmed stream fills about this many anchors at once, dealt into exact batches
+)
 CONFIRMED_BLOCK_BYTES = 1 << 29  # ... and holds at most this many bytes of their images (512 MiB)
 MAX_RESOLUTION = 4096  # output side in pixels; 30000 would ask for gigabytes per image
 # keys a card read from a file must state (a card that leaves them out does not pin a stream)
@@ -69,7 +71,9 @@ class StreamSpec:
     eraser_sha256: str | None = None
     walks: str | None = None
     walks_sha256: str | None = None
-    labelers: dict | None = None  # a confirmed eraser card's labelers, {attribute: name}: recorded, never run from here
+    labelers: dict | None = (
+        None  # a confirmed eraser card's labelers, {attribute: name}: recorded, never run from here
+    )
     views: dict = field(default_factory=lambda: ViewRecipe().to_dict())
     augment: dict | str = "light"
     resolution: int = 32
@@ -80,7 +84,9 @@ class StreamSpec:
 
     def __post_init__(self):
         if self.version != SPEC_VERSION:
-            raise ValueError(f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}")
+            raise ValueError(
+                f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}"
+            )
         if not _is_number(self.refresh) or not 0 < self.refresh <= 1:
             raise ValueError(f"refresh must be a number in (0, 1], got {self.refresh!r}")
         for name, low, high in (("seed", 0, 2**63 - 1), ("resolution", 1, MAX_RESOLUTION)):
@@ -90,36 +96,63 @@ class StreamSpec:
             setattr(self, name, int(value))  # plain ints, so that the spec stays JSON
         if self.buffer_size is not None:
             if not _is_int(self.buffer_size) or self.buffer_size < 1:
-                raise ValueError(f"buffer_size must be None or a positive integer, got {self.buffer_size!r}")
+                raise ValueError(
+                    f"buffer_size must be None or a positive integer, got {self.buffer_size!r}"
+                )
             self.buffer_size = int(self.buffer_size)
         if self.classes is not None:
-            if isinstance(self.classes, str) or not self.classes or not all(_is_int(c) for c in self.classes):
-                raise ValueError(f"classes must be None or a non-empty list of class indices, got {self.classes!r}")
+            if (
+                isinstance(self.classes, str)
+                or not self.classes
+                or not all(_is_int(c) for c in self.classes)
+            ):
+                raise ValueError(
+                    f"classes must be None or a non-empty list of class indices, got {self.classes!r}"
+                )
             self.classes = [int(c) for c in self.classes]
         if self.class_weights is not None:
             if self.classes is None or len(self.class_weights) != len(self.classes):
                 raise ValueError("class_weights needs classes of the same length")
-            if isinstance(self.class_weights, str) or not all(_is_number(w) for w in self.class_weights):
+            if isinstance(self.class_weights, str) or not all(
+                _is_number(w) for w in self.class_weights
+            ):
                 raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
             if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
-                raise ValueError(f"class_weights must be non-negative with a positive sum, got {self.class_weights}")
+                raise ValueError(
+                    f"class_weights must be non-negative with a positive sum, got {self.class_weights}"
+                )
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
         if (self.walks is None) != (self.walks_sha256 is None):
             raise ValueError("walks and walks_sha256 go together")
-        if self.labelers is not None and (not isinstance(self.labelers, dict) or not self.labelers or not all(
-                isinstance(k, str) and isinstance(v, str) and v for k, v in self.labelers.items())):
-            raise ValueError(f"labelers must be None or a non-empty dict {{attribute: labeler name}}, got {self.labelers!r}")
+        if self.labelers is not None and (
+            not isinstance(self.labelers, dict)
+            or not self.labelers
+            or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in self.labelers.items()
+            )
+        ):
+            raise ValueError(
+                f"labelers must be None or a non-empty dict {{attribute: labeler name}}, got {self.labelers!r}"
+            )
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
-        views = self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
+        views = (
+            self.views if isinstance(self.views, ViewRecipe) else ViewRecipe.from_dict(self.views)
+        )
         self.views = views.to_dict()
         self.augment = get_recipe(self.augment).to_dict()  # the full recipe, never a preset name
         if not isinstance(self.fairgen_version, str):
-            raise ValueError(f"fairgen_version must be a version string, got {self.fairgen_version!r}")
+            raise ValueError(
+                f"fairgen_version must be a version string, got {self.fairgen_version!r}"
+            )
         if views.needs_steerer and self.eraser is None:
-            raise ValueError("views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)")
+            raise ValueError(
+                "views ask for 'flip' views, which need an eraser card (eraser and eraser_sha256)"
+            )
         if views.needs_walks and self.walks is None:
-            raise ValueError("views ask for 'walk' views, which need a walk card (walks and walks_sha256)")
+            raise ValueError(
+                "views ask for 'walk' views, which need a walk card (walks and walks_sha256)"
+            )
 
     @property
     def view_recipe(self) -> ViewRecipe:
@@ -166,7 +199,9 @@ class StreamSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict, folder: str | Path | None = None, allow_entry_points=()) -> StreamSpec:
+    def from_dict(
+        cls, data: dict, folder: str | Path | None = None, allow_entry_points=()
+    ) -> StreamSpec:
         """A spec from its JSON form; warns when another fairgen wrote it or it names a preset.
 
         The dict is data from a file: an entry point it names as the generator is refused unless
@@ -177,7 +212,9 @@ class StreamSpec:
             data = _received(data, folder, allow_entry_points)
             missing = [key for key in REQUIRED_KEYS if key not in data]
             if missing:
-                raise ValueError(f"stream spec lacks {missing}; a card must state {list(REQUIRED_KEYS)}")
+                raise ValueError(
+                    f"stream spec lacks {missing}; a card must state {list(REQUIRED_KEYS)}"
+                )
             _warn_about_origin(data)
         return from_plain_dict(cls, data, "stream spec")
 
@@ -193,7 +230,17 @@ class StreamSpec:
 
 
 # option names that hold a file or folder (and any value that looks like a path)
-PATH_OPTIONS = {"weights", "weights_dir", "cache_dir", "repo_or_dir", "path", "file", "dir", "config", "root"}
+PATH_OPTIONS = {
+    "weights",
+    "weights_dir",
+    "cache_dir",
+    "repo_or_dir",
+    "path",
+    "file",
+    "dir",
+    "config",
+    "root",
+}
 
 
 def _received(data: dict, folder, allow_entry_points) -> dict:
@@ -213,12 +260,22 @@ def _received(data: dict, folder, allow_entry_points) -> dict:
     for key in ("eraser", "walks"):
         if data.get(key) is not None:
             data[key] = str(resolve_inside(folder, data[key], f"{where}: {key}"))
-    if isinstance(generator, str) and not is_entry_point(generator) and generator not in list_generators():
-        data["generator"] = str(resolve_inside(folder, generator, f"{where}: generator"))  # never the current directory
+    if (
+        isinstance(generator, str)
+        and not is_entry_point(generator)
+        and generator not in list_generators()
+    ):
+        data["generator"] = str(
+            resolve_inside(folder, generator, f"{where}: generator")
+        )  # never the current directory
         if not data.get("generator_sha256"):
-            raise ValueError(f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is empty)")
+            raise ValueError(
+                f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is empty)"
+            )
     if isinstance(data.get("generator_options"), dict):
-        data["generator_options"] = _options_inside(data["generator_options"], folder, f"{where}: generator_options")
+        data["generator_options"] = _options_inside(
+            data["generator_options"], folder, f"{where}: generator_options"
+        )
     return data
 
 
@@ -231,8 +288,12 @@ def _options_inside(options: dict, folder, where: str) -> dict:
             return {k: fix(str(k), v) for k, v in value.items()}
         if isinstance(value, list):
             return [fix(key, v) for v in value]
-        if isinstance(value, str) and (key in PATH_OPTIONS or key.endswith(("_dir", "_path", "_file"))
-                                       or any(c in value for c in "/\\") or value.startswith((".", "~"))):
+        if isinstance(value, str) and (
+            key in PATH_OPTIONS
+            or key.endswith(("_dir", "_path", "_file"))
+            or any(c in value for c in "/\\")
+            or value.startswith((".", "~"))
+        ):
             return str(resolve_inside(folder, value, f"{where}[{key!r}]"))
         return value
 
@@ -245,17 +306,30 @@ def _warn_about_origin(data: dict) -> None:
     here = _fairgen_version()
     written = data.get("fairgen_version")
     if written != here:
-        by = f"fairgen {printable(written)}" if written else "a fairgen that did not record its version"
-        warnings.warn(f"this stream card was written by {by}; this is fairgen {here}. Its recipes are stored "
-                      "in full, but if the code that plays them changed, so has the stream", StreamVersionWarning,
-                      stacklevel=3)
+        by = (
+            f"fairgen {printable(written)}"
+            if written
+            else "a fairgen that did not record its version"
+        )
+        warnings.warn(
+            f"this stream card was written by {by}; this is fairgen {here}. Its recipes are stored "
+            "in full, but if the code that plays them changed, so has the stream",
+            StreamVersionWarning,
+            stacklevel=3,
+        )
     if isinstance(data.get("augment"), str):
-        warnings.warn(f"this stream card names the augmentation preset {printable(repr(data['augment']))}; this fairgen's "
-                      f"version of it is used and recorded in full", StreamVersionWarning, stacklevel=3)
+        warnings.warn(
+            f"this stream card names the augmentation preset {printable(repr(data['augment']))}; this fairgen's "
+            f"version of it is used and recorded in full",
+            StreamVersionWarning,
+            stacklevel=3,
+        )
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
 
 
 def _names_local_file(generator: str) -> bool:
@@ -271,7 +345,11 @@ def _options_relative(options: dict, folder: Path) -> dict:
             return {k: fix(v) for k, v in value.items()}
         if isinstance(value, list):
             return [fix(v) for v in value]
-        if isinstance(value, str) and os.path.isabs(value) and folder in Path(value).resolve().parents:
+        if (
+            isinstance(value, str)
+            and os.path.isabs(value)
+            and folder in Path(value).resolve().parents
+        ):
             return _placed_name(Path(value), folder)
         return value
 
@@ -297,11 +375,20 @@ def _bring(source: Path, folder: Path) -> str:
         return relative_to_card(source, folder)
     target = folder / source.name
     if target.exists():
-        same = (sha256_file(target) == sha256_file(source) if source.is_file() else
-                all((target / f.relative_to(source)).is_file() and sha256_file(target / f.relative_to(source)) == sha256_file(f)
-                    for f in source.rglob("*") if f.is_file()))
+        same = (
+            sha256_file(target) == sha256_file(source)
+            if source.is_file()
+            else all(
+                (target / f.relative_to(source)).is_file()
+                and sha256_file(target / f.relative_to(source)) == sha256_file(f)
+                for f in source.rglob("*")
+                if f.is_file()
+            )
+        )
         if not same:
-            raise ValueError(f"cannot place {source} beside the spec: {target} already exists with other content")
+            raise ValueError(
+                f"cannot place {source} beside the spec: {target} already exists with other content"
+            )
         return target.name
 
     def link_or_copy(src, dst):
@@ -338,7 +425,9 @@ def _bring_walk_card(walks: str, folder: Path) -> str:
 
     json_path, _ = walk_card_paths(walks)
     entry = read_walk_card(json_path).get("tensors") or {}
-    tensors = resolve_inside(json_path.parent, entry.get("file"), f"walk card {json_path.name} tensors")
+    tensors = resolve_inside(
+        json_path.parent, entry.get("file"), f"walk card {json_path.name} tensors"
+    )
     if not tensors.is_file():
         raise FileNotFoundError(f"walk card tensors {tensors} do not exist")
     name = _bring(json_path, folder)
@@ -354,16 +443,23 @@ def _check_pin_before_loading(spec: StreamSpec) -> None:
         return
     checksum = local_checksum(Path(spec.generator))
     if checksum is not None and checksum != spec.generator_sha256:
-        raise ValueError(f"generator {spec.generator!r} has SHA-256 {checksum}, but the spec pins "
-                         f"{spec.generator_sha256}; nothing was loaded from it")
+        raise ValueError(
+            f"generator {spec.generator!r} has SHA-256 {checksum}, but the spec pins "
+            f"{spec.generator_sha256}; nothing was loaded from it"
+        )
 
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | None = None,
-              source: str | None = None, **settings) -> StreamSpec:
+def make_spec(
+    generator,
+    eraser: str | Path | None = None,
+    walks: str | Path | None = None,
+    source: str | None = None,
+    **settings,
+) -> StreamSpec:
     """A spec for a loaded generator (and eraser and walk cards), pinning each by SHA-256.
 
     ``source`` is how the spec names the generator (a registry name, an entry point or a local
@@ -377,8 +473,10 @@ def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | N
         card = read_card(json_path)
         fitted_on = (card.get("generator") or {}).get("sha256")
         if fitted_on != generator.checksum:
-            raise ValueError(f"eraser card {json_path} was fitted on a generator with SHA-256 {fitted_on}, "
-                             f"not on {generator.name!r} ({generator.checksum})")
+            raise ValueError(
+                f"eraser card {json_path} was fitted on a generator with SHA-256 {fitted_on}, "
+                f"not on {generator.name!r} ({generator.checksum})"
+            )
         settings.update(eraser=str(json_path), eraser_sha256=sha256_file(json_path))
         if card.get("guarantee") == "confirmed" and settings.get("labelers") is None:
             settings["labelers"] = card_labelers(card, json_path)
@@ -389,15 +487,23 @@ def make_spec(generator, eraser: str | Path | None = None, walks: str | Path | N
         if not json_path.is_file():
             raise FileNotFoundError(f"walk card {json_path} does not exist")
         settings.update(walks=str(json_path), walks_sha256=sha256_file(json_path))
-    return StreamSpec(generator=str(source or generator.name), generator_sha256=generator.checksum, **settings)
+    return StreamSpec(
+        generator=str(source or generator.name), generator_sha256=generator.checksum, **settings
+    )
 
 
 def card_labelers(card: dict, path) -> dict:
     """``{attribute: labeler name}`` a confirmed eraser card was fitted with (its ``"labelers"`` entry)."""
     labelers = card.get("labelers")
-    if not isinstance(labelers, dict) or not labelers or not all(isinstance(v, str) for v in labelers.values()):
-        raise ValueError(f"eraser card {path} is labeler-confirmed but does not name its labelers "
-                         "('labelers': {attribute: name}); refit it with `fairgen steer --method confirmed`")
+    if (
+        not isinstance(labelers, dict)
+        or not labelers
+        or not all(isinstance(v, str) for v in labelers.values())
+    ):
+        raise ValueError(
+            f"eraser card {path} is labeler-confirmed but does not name its labelers "
+            "('labelers': {attribute: name}); refit it with `fairgen steer --method confirmed`"
+        )
     return dict(labelers)
 
 
@@ -417,19 +523,36 @@ class Stream:
     anchor itself: flagged, never dropped).
     """
 
-    def __init__(self, spec: StreamSpec, batch_size: int, device="cpu", rank: int = 0, world_size: int = 1,
-                 start_step: int = 0, generator=None, dtype: torch.dtype = torch.float32, labeler=None):
+    def __init__(
+        self,
+        spec: StreamSpec,
+        batch_size: int,
+        device="cpu",
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+        generator=None,
+        dtype: torch.dtype = torch.float32,
+        labeler=None,
+    ):
         from .generators import load_generator
 
         if not isinstance(spec, StreamSpec):
             raise ValueError(f"spec must be a StreamSpec, got {type(spec).__name__}")
-        for name, value in (("batch_size", batch_size), ("rank", rank), ("world_size", world_size), ("start_step", start_step)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("rank", rank),
+            ("world_size", world_size),
+            ("start_step", start_step),
+        ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
         if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must be positive and divisible by world_size {world_size}")
+            raise ValueError(
+                f"batch_size {batch_size} must be positive and divisible by world_size {world_size}"
+            )
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         self.spec, self.rank, self.world_size = spec, rank, world_size
@@ -437,7 +560,9 @@ class Stream:
         self.device, self.dtype = torch.device(device), dtype
         if generator is None:
             _check_pin_before_loading(spec)
-        self.generator = generator or load_generator(spec.generator, device=self.device, **spec.generator_options)
+        self.generator = generator or load_generator(
+            spec.generator, device=self.device, **spec.generator_options
+        )
         if spec.generator_sha256 and self.generator.checksum != spec.generator_sha256:
             raise ValueError(
                 f"generator {spec.generator!r} has SHA-256 {self.generator.checksum}, "
@@ -453,7 +578,9 @@ class Stream:
         self._classes, self._class_probs = self._class_table()
         self.buffer_size = spec.buffer_size or self.batch_size
         if self.buffer_size < self.batch_size:
-            raise ValueError(f"buffer_size {self.buffer_size} must be at least the per-rank batch {self.batch_size}")
+            raise ValueError(
+                f"buffer_size {self.buffer_size} must be at least the per-rank batch {self.batch_size}"
+            )
         self.per_step = max(1, int(np.ceil(spec.refresh * self.batch_size)))
         self._buffer = None
 
@@ -471,7 +598,9 @@ class Stream:
         try:
             checksum = sha256_file(path)
         except OSError as error:
-            raise ValueError(f"eraser card {path} named by the spec cannot be read: {error}") from None
+            raise ValueError(
+                f"eraser card {path} named by the spec cannot be read: {error}"
+            ) from None
         if checksum != self.spec.eraser_sha256:
             raise ValueError(f"eraser card {path} does not match the SHA-256 pinned in the spec")
         steerer, _ = load_card(path, generator=self.generator)
@@ -486,11 +615,15 @@ class Stream:
         """The labelers a confirmed steerer needs, by attribute (None for other steerers)."""
         if getattr(self.steerer, "guarantee", None) != "confirmed":
             if labeler is not None and not self.spec.view_recipe.needs_steerer:
-                raise ValueError("labeler is only used by a labeler-confirmed eraser card or by 'flip' views; this spec has neither")
+                raise ValueError(
+                    "labeler is only used by a labeler-confirmed eraser card or by 'flip' views; this spec has neither"
+                )
             return None
         if self.spec.view_recipe.needs_steerer:
-            raise ValueError("views ask for 'flip' views, but this eraser card is a labeler-confirmed balance card "
-                             "(it draws anchors, it does not move latents); use anchor/neighbour/walk views")
+            raise ValueError(
+                "views ask for 'flip' views, but this eraser card is a labeler-confirmed balance card "
+                "(it draws anchors, it does not move latents); use anchor/neighbour/walk views"
+            )
         needed = list(self.steerer.attrs_)
         named = self.spec.labelers or {}
         if labeler is None:
@@ -502,27 +635,41 @@ class Stream:
                 name = named.get(attribute)
                 if not names_registered_scheme(name):
                     wanted = ", ".join(f"{a}={named.get(a, '?')}" for a in needed)
-                    raise ValueError(f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
-                                     "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
-                                     "--labeler NAME=SPEC on the command line")
-                labeler[attribute] = load_labeler(name, generator=self.generator, device=self.device).predict
+                    raise ValueError(
+                        f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
+                        "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
+                        "--labeler NAME=SPEC on the command line"
+                    )
+                labeler[attribute] = load_labeler(
+                    name, generator=self.generator, device=self.device
+                ).predict
         elif not isinstance(labeler, dict):
             if len(needed) != 1:
-                raise ValueError(f"labeler must be a dict {{attribute: callable}} for {needed}, got one callable")
+                raise ValueError(
+                    f"labeler must be a dict {{attribute: callable}} for {needed}, got one callable"
+                )
             labeler = {needed[0]: labeler}
-        elif len(needed) == 1 and set(labeler) == {"protected"}:  # one attribute, given without its name
+        elif len(needed) == 1 and set(labeler) == {
+            "protected"
+        }:  # one attribute, given without its name
             labeler = {needed[0]: labeler["protected"]}
         if set(labeler) != set(needed):
-            raise ValueError(f"labeler must give one for each of the card's attributes {needed}, got {sorted(labeler)}")
+            raise ValueError(
+                f"labeler must give one for each of the card's attributes {needed}, got {sorted(labeler)}"
+            )
         from .labelers import load_labeler
 
         out = {}
-        for attribute in needed:  # names the caller gave (the command line) are loaded; callables used as they are
+        for attribute in (
+            needed
+        ):  # names the caller gave (the command line) are loaded; callables used as they are
             f = labeler[attribute]
             if isinstance(f, str):
                 f = load_labeler(f, generator=self.generator, device=self.device).predict
             if not callable(f):
-                raise ValueError(f"labeler for {attribute!r} must be a callable or a labeler name, got {type(f).__name__}")
+                raise ValueError(
+                    f"labeler for {attribute!r} must be a callable or a labeler name, got {type(f).__name__}"
+                )
             out[attribute] = f
         return out
 
@@ -536,7 +683,9 @@ class Stream:
         try:
             return ConfirmedFlipper(self.generator, labeler, self.steerer)
         except ValueError as error:
-            raise ValueError(f"confirmed 'flip' views need a classifier eraser card and its attributes' labelers: {error}") from None
+            raise ValueError(
+                f"confirmed 'flip' views need a classifier eraser card and its attributes' labelers: {error}"
+            ) from None
 
     def _load_walks(self):
         """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
@@ -544,29 +693,45 @@ class Stream:
             return None
         from .walks import load_walks
 
-        walks, _ = load_walks(self.spec.walks, generator=self.generator, sha256=self.spec.walks_sha256)
+        walks, _ = load_walks(
+            self.spec.walks, generator=self.generator, sha256=self.spec.walks_sha256
+        )
         wanted = self.views.walk_transformations or walks.transformations
         missing = [t for t in wanted if t not in walks.transformations]
         if missing:
-            raise ValueError(f"views ask for walks {missing} that the walk card lacks (it has {list(walks.transformations)})")
+            raise ValueError(
+                f"views ask for walks {missing} that the walk card lacks (it has {list(walks.transformations)})"
+            )
         if self.views.walk_compose > len(wanted):
-            raise ValueError(f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on offer")
+            raise ValueError(
+                f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on offer"
+            )
         return walks.cpu()
 
     def _class_table(self):
         num = self.generator.num_classes
         if num == 0:  # unconditional: every sample gets label 0, and classes cannot be chosen
             if self.spec.classes is not None:
-                raise ValueError(f"classes {self.spec.classes} were given, but generator {self.spec.generator!r} is unconditional")
+                raise ValueError(
+                    f"classes {self.spec.classes} were given, but generator {self.spec.generator!r} is unconditional"
+                )
             return torch.zeros(1, dtype=torch.int64), torch.ones(1)
-        classes = torch.arange(num) if self.spec.classes is None else torch.tensor(self.spec.classes)
+        classes = (
+            torch.arange(num) if self.spec.classes is None else torch.tensor(self.spec.classes)
+        )
         if num and (classes.min() < 0 or classes.max() >= num):
             raise ValueError(f"classes must lie in [0, {num}), got {self.spec.classes}")
-        weights = torch.ones(len(classes)) if self.spec.class_weights is None else torch.tensor(self.spec.class_weights)
+        weights = (
+            torch.ones(len(classes))
+            if self.spec.class_weights is None
+            else torch.tensor(self.spec.class_weights)
+        )
         return classes, weights / weights.sum()
 
     def _rng(self, step: int, purpose: int) -> torch.Generator:
-        seed = np.random.SeedSequence([self.spec.seed, self.rank, step, purpose]).generate_state(1)[0]
+        seed = np.random.SeedSequence([self.spec.seed, self.rank, step, purpose]).generate_state(1)[
+            0
+        ]
         return torch.Generator().manual_seed(int(seed))
 
     # ------------------------------------------------------------ generation
@@ -582,11 +747,17 @@ class Stream:
             z = self.steerer(z, y, rng)
         made = make_views(z, y, self.views, rng, self.steerer, self.walks, flipper=self.flipper)
         latents = made.latents
-        confirmed = torch.ones(n, dtype=torch.bool) if made.flip_confirmed is None else made.flip_confirmed.cpu()
+        confirmed = (
+            torch.ones(n, dtype=torch.bool)
+            if made.flip_confirmed is None
+            else made.flip_confirmed.cpu()
+        )
         flat = rearrange(latents, "b v d -> (b v) d").to(self.device)
         labels = y.repeat_interleave(self.views.num_views).to(self.device)
         images = self.generator.synthesize(flat, labels if self.generator.num_classes else None)
-        images = rearrange(images.to(self.dtype), "(b v) c h w -> b v c h w", v=self.views.num_views)
+        images = rearrange(
+            images.to(self.dtype), "(b v) c h w -> b v c h w", v=self.views.num_views
+        )
         return images, y.to(self.device), z.to(self.device), confirmed.to(self.device)
 
     def confirmed_block(self, n: int) -> int:
@@ -600,13 +771,17 @@ class Stream:
         """Step ``step``'s ``n`` confirmed anchors: part ``step % k`` of block ``step // k``, a deterministic
         function of (seed, rank, block), so a stream resumed at any step repeats the uninterrupted one.
         Every part meets the per-draw quotas exactly; the block pays for its last quotas once, not k times."""
-        k = 1 if purpose == 3 else self.confirmed_block(n)  # the buffer's initial fill is drawn once
+        k = (
+            1 if purpose == 3 else self.confirmed_block(n)
+        )  # the buffer's initial fill is drawn once
         key = (step // k, n, purpose)
         if getattr(self, "_block_key", None) != key:
             probs = torch.zeros(max(1, self.generator.num_classes))
             probs[self._classes] = self._class_probs
             seed = int(torch.randint(2**62, (1,), generator=self._rng(step // k, 16 + purpose)))
-            self._block = self.steerer.draw_batches(self.generator, self.labelers, n, k, seed=seed, class_probs=probs)
+            self._block = self.steerer.draw_batches(
+                self.generator, self.labelers, n, k, seed=seed, class_probs=probs
+            )
             self._block_key = key
         return self._block[step % k]
 
@@ -616,13 +791,26 @@ class Stream:
         z, y = draw.latents, draw.classes  # y: the class input, the keep-label, or zeros
         latents = make_view_latents(z, y, self.views, rng, None, self.walks)
         fresh = [i for i, kind in enumerate(self.views.kinds) if kind != "anchor"]
-        images = draw.images.to(self.device, self.dtype)[:, None].repeat(1, self.views.num_views, 1, 1, 1)
+        images = draw.images.to(self.device, self.dtype)[:, None].repeat(
+            1, self.views.num_views, 1, 1, 1
+        )
         if fresh:
             flat = rearrange(latents[:, fresh], "b v d -> (b v) d").to(self.device)
-            classes = y.repeat_interleave(len(fresh)).to(self.device) if self.generator.num_classes else None
+            classes = (
+                y.repeat_interleave(len(fresh)).to(self.device)
+                if self.generator.num_classes
+                else None
+            )
             made = self.generator.synthesize(flat, classes)
-            images[:, fresh] = rearrange(made.to(self.dtype), "(b v) c h w -> b v c h w", v=len(fresh))
-        return images, y.to(self.device), z.to(self.device), torch.ones(len(y), dtype=torch.bool, device=self.device)
+            images[:, fresh] = rearrange(
+                made.to(self.dtype), "(b v) c h w -> b v c h w", v=len(fresh)
+            )
+        return (
+            images,
+            y.to(self.device),
+            z.to(self.device),
+            torch.ones(len(y), dtype=torch.bool, device=self.device),
+        )
 
     def _slots(self, step: int) -> torch.Tensor:
         """Buffer slots regenerated at ``step`` (round-robin, so any step's buffer can be rebuilt)."""
@@ -657,14 +845,18 @@ class Stream:
             slots = self._slots(step).to(self.device)
             for held, new in zip(self._buffer, fresh, strict=True):
                 held[slots] = new
-            pick = torch.randperm(self.buffer_size, generator=self._rng(step, 1))[: self.batch_size].to(self.device)
+            pick = torch.randperm(self.buffer_size, generator=self._rng(step, 1))[
+                : self.batch_size
+            ].to(self.device)
             images, labels, latents, confirmed = (held[pick] for held in self._buffer)
         flat = rearrange(images, "b v c h w -> (b v) c h w")
         out = augment(flat, self.augment, self._rng(step, 2), out_size=self.spec.resolution)
         views = rearrange(out, "(b v) c h w -> b v c h w", v=self.views.num_views)
         self.step = step + 1
         batch = {"views": views, "labels": labels, "latents": latents, "step": step}
-        if self.flipper is not None:  # a missed anchor's flip view is the anchor itself: flagged, never dropped
+        if (
+            self.flipper is not None
+        ):  # a missed anchor's flip view is the anchor itself: flagged, never dropped
             batch["flip_confirmed"], batch["flip_missed"] = confirmed, int((~confirmed).sum())
         return batch
 

@@ -49,18 +49,30 @@ class ViewRecipe:
             raise ValueError(f"kinds must be among {VIEW_KINDS}, got {unknown}")
         for name in ("sigma", "truncate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (0 < value < math.inf)
+            ):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if isinstance(self.walk_compose, bool) or not isinstance(self.walk_compose, int) or self.walk_compose < 1:
+        if (
+            isinstance(self.walk_compose, bool)
+            or not isinstance(self.walk_compose, int)
+            or self.walk_compose < 1
+        ):
             raise ValueError(f"walk_compose must be an integer >= 1, got {self.walk_compose!r}")
         if self.walk_transformations is not None:
             names = self.walk_transformations
             if isinstance(names, str) or not names or not all(isinstance(t, str) for t in names):
-                raise ValueError(f"walk_transformations must be None or a non-empty list of names, got {names!r}")
+                raise ValueError(
+                    f"walk_transformations must be None or a non-empty list of names, got {names!r}"
+                )
             object.__setattr__(self, "walk_transformations", tuple(names))
             if self.walk_compose > len(self.walk_transformations):
-                raise ValueError(f"walk_compose {self.walk_compose} exceeds the {len(self.walk_transformations)} "
-                                 "walk_transformations to choose from")
+                raise ValueError(
+                    f"walk_compose {self.walk_compose} exceeds the {len(self.walk_transformations)} "
+                    "walk_transformations to choose from"
+                )
 
     @property
     def num_views(self) -> int:
@@ -112,7 +124,12 @@ class ViewLatents:
 
 
 def make_view_latents(
-    z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None, walks=None
+    z: torch.Tensor,
+    y: torch.Tensor,
+    recipe: ViewRecipe,
+    generator: torch.Generator,
+    steerer=None,
+    walks=None,
 ) -> torch.Tensor:
     """View latents ``[B, V, d]`` for anchors ``z [B, d]`` (classes ``y``), drawn with ``generator``.
 
@@ -122,12 +139,21 @@ def make_view_latents(
     return make_views(z, y, recipe, generator, steerer, walks).latents
 
 
-def make_views(z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, steerer=None,
-               walks=None, flipper=None) -> ViewLatents:
+def make_views(
+    z: torch.Tensor,
+    y: torch.Tensor,
+    recipe: ViewRecipe,
+    generator: torch.Generator,
+    steerer=None,
+    walks=None,
+    flipper=None,
+) -> ViewLatents:
     """Like ``make_view_latents``; with ``flipper`` (``steering.ConfirmedFlipper``) 'flip' views are
     labeler-confirmed twins inside the prior, and the anchors without one are reported, not dropped."""
     if recipe.needs_steerer and steerer is None and flipper is None:
-        raise ValueError("the view recipe asks for 'flip' views, which need an eraser card (steerer)")
+        raise ValueError(
+            "the view recipe asks for 'flip' views, which need an eraser card (steerer)"
+        )
     if recipe.needs_walks and walks is None:
         raise ValueError("the view recipe asks for 'walk' views, which need a walk card (walks)")
     views, confirmed = [], None
@@ -138,7 +164,9 @@ def make_views(z: torch.Tensor, y: torch.Tensor, recipe: ViewRecipe, generator: 
             noise = truncated_normal(z.shape, recipe.truncate, generator).to(z)
             views.append(z + recipe.sigma * noise)
         elif kind == "walk":
-            views.append(walks.random_walk(z, y, generator, recipe.walk_compose, recipe.walk_transformations))
+            views.append(
+                walks.random_walk(z, y, generator, recipe.walk_compose, recipe.walk_transformations)
+            )
         elif flipper is not None:
             flips = flipper(z, y, generator)
             views.append(flips.twins.to(z))

@@ -46,14 +46,35 @@ STEPS = 1000  # Adam steps of a fit unless given (a module setting, so that a sm
 class LatentClassifier(nn.Module):
     """``log_proba(z [N, d], y [N]) -> [N, K]``: each class's calibrated posterior over K values."""
 
-    def __init__(self, features: int = 4, hidden: int = 16, steps: int | None = None, lr: float = 1e-2,
-                 weight_decay: float = 1e-4, seed: int = 0):
+    def __init__(
+        self,
+        features: int = 4,
+        hidden: int = 16,
+        steps: int | None = None,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+        seed: int = 0,
+    ):
         super().__init__()
         steps = STEPS if steps is None else steps
-        self.features, self.hidden, self.steps, self.lr, self.weight_decay, self.seed = features, hidden, steps, lr, weight_decay, seed
+        self.features, self.hidden, self.steps, self.lr, self.weight_decay, self.seed = (
+            features,
+            hidden,
+            steps,
+            lr,
+            weight_decay,
+            seed,
+        )
 
-    def fit(self, z: torch.Tensor, y: torch.Tensor, a: torch.Tensor, num_classes: int, num_values: int,
-            calibration: tuple | None = None):
+    def fit(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        a: torch.Tensor,
+        num_classes: int,
+        num_values: int,
+        calibration: tuple | None = None,
+    ):
         with one_thread():
             return self._fit(z, y, a, num_classes, num_values, calibration)
 
@@ -66,7 +87,7 @@ class LatentClassifier(nn.Module):
         gen = torch.Generator().manual_seed(self.seed)
         if calibration is None:
             order = torch.randperm(len(z), generator=gen)
-            held, kept = order[: max(1, len(z) // 5)], order[max(1, len(z) // 5):]
+            held, kept = order[: max(1, len(z) // 5)], order[max(1, len(z) // 5) :]
             calibration, (z, y, a) = (z[held], y[held], a[held]), (z[kept], y[kept], a[kept])
         self.register_buffer("mean", z.mean(0))
         self.register_buffer("std", z.std(0).clamp(min=1e-6))
@@ -95,7 +116,10 @@ class LatentClassifier(nn.Module):
             self.register_buffer(name, value)
         zc, yc, ac = (t.cpu() for t in calibration)
         with torch.no_grad():
-            self.register_buffer("temperature", _temperature(self._logits(self._standardise(zc.float()), yc.long()), ac.long()))
+            self.register_buffer(
+                "temperature",
+                _temperature(self._logits(self._standardise(zc.float()), yc.long()), ac.long()),
+            )
         return self
 
     @classmethod

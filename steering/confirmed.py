@@ -58,14 +58,21 @@ from .nonlinear import _plain, fit_classifiers, target_table
 
 GUARANTEE = "confirmed"
 PROPOSALS = ("auto", "classifier", "prior")
-DEFENSIVE = 0.05  # share of each class's proposals drawn from the plain prior: bounds p/q by 1/DEFENSIVE
+DEFENSIVE = (
+    0.05  # share of each class's proposals drawn from the plain prior: bounds p/q by 1/DEFENSIVE
+)
 CAP = 1.25  # default cap on the importance ratio, relative to a cell's core (see the module docstring)
-MIN_SHARE = 1e-5  # a cell the classifier gives less prior mass than this is left to the prior component
+MIN_SHARE = (
+    1e-5  # a cell the classifier gives less prior mass than this is left to the prior component
+)
 MIN_MASS = 1e-7  # a joint cell never labelled at fit is refused below this mass (numerically zero: >= 10^7 syntheses each)
 MIN_ROUND = 8  # proposals per round at least; a round proposes each remaining quota over the classifier's precision there
 N_PRIOR = 1 << 14  # prior draws per class that estimate the classifier's cell masses Z
 MAX_BLOCK = 1 << 16  # latents drawn at once while sampling the proposal
-BUDGET_PER_SAMPLE, BUDGET_BASE = 100, 10_000  # default synthesis budget of a draw: 100 per sample + 10,000
+BUDGET_PER_SAMPLE, BUDGET_BASE = (
+    100,
+    10_000,
+)  # default synthesis budget of a draw: 100 per sample + 10,000
 
 
 @dataclass
@@ -106,10 +113,17 @@ class Draw:
 
     def cost(self) -> dict:
         """The draw's cost as plain numbers (totals and per kept sample)."""
-        return {"kept": len(self), "syntheses": self.syntheses, "labeler_calls": self.labeler_calls,
-                "latent_draws": self.latent_draws, "syntheses_per_kept": self.syntheses_per_kept,
-                "labeler_calls_per_kept": self.labeler_calls_per_kept,
-                "latent_draws_per_kept": self.latent_draws_per_kept, "proposal": self.proposal, "rounds": self.rounds}
+        return {
+            "kept": len(self),
+            "syntheses": self.syntheses,
+            "labeler_calls": self.labeler_calls,
+            "latent_draws": self.latent_draws,
+            "syntheses_per_kept": self.syntheses_per_kept,
+            "labeler_calls_per_kept": self.labeler_calls_per_kept,
+            "latent_draws_per_kept": self.latent_draws_per_kept,
+            "proposal": self.proposal,
+            "rounds": self.rounds,
+        }
 
 
 class ConfirmedSteerer(nn.Module):
@@ -126,8 +140,14 @@ class ConfirmedSteerer(nn.Module):
     mode = "balance"
     guarantee = GUARANTEE
 
-    def __init__(self, target_distribution=None, cap: float | None = CAP, defensive: float = DEFENSIVE,
-                 proposal: str = "auto", seed: int = 0):
+    def __init__(
+        self,
+        target_distribution=None,
+        cap: float | None = CAP,
+        defensive: float = DEFENSIVE,
+        proposal: str = "auto",
+        seed: int = 0,
+    ):
         super().__init__()
         if cap is not None and (not _is_real(cap) or cap < 1):
             raise ValueError(f"cap must be a number >= 1 (or None: exact), got {cap!r}")
@@ -135,14 +155,28 @@ class ConfirmedSteerer(nn.Module):
             raise ValueError(f"defensive must be a share in (0, 1], got {defensive!r}")
         if proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
-        self.target_distribution, self.cap, self.defensive, self.seed = target_distribution, cap, defensive, seed
+        self.target_distribution, self.cap, self.defensive, self.seed = (
+            target_distribution,
+            cap,
+            defensive,
+            seed,
+        )
         self.proposal = proposal
         self.costs_: dict = {}
 
     # ------------------------------------------------------------ fitting
 
-    def fit(self, latents, classes, labels: dict, num_classes: int, keep: str | None = None,
-            sample_latents=None, random_count: int | None = None, num_values: dict | None = None):
+    def fit(
+        self,
+        latents,
+        classes,
+        labels: dict,
+        num_classes: int,
+        keep: str | None = None,
+        sample_latents=None,
+        random_count: int | None = None,
+        num_values: dict | None = None,
+    ):
         """``labels``: ``{name: [N]}`` for every protected attribute (and ``keep``, when given).
 
         ``num_classes``: the generator's (0: unconditional). ``sample_latents(n, generator)``: the
@@ -150,26 +184,47 @@ class ConfirmedSteerer(nn.Module):
         draws (they calibrate the classifiers and give the cells' prior shares).
         """
         with one_thread():
-            return self._fit(latents, classes, labels, num_classes, keep, sample_latents, random_count, num_values)
+            return self._fit(
+                latents,
+                classes,
+                labels,
+                num_classes,
+                keep,
+                sample_latents,
+                random_count,
+                num_values,
+            )
 
-    def _fit(self, latents, classes, labels, num_classes, keep, sample_latents, random_count, num_values):
+    def _fit(
+        self, latents, classes, labels, num_classes, keep, sample_latents, random_count, num_values
+    ):
         z = torch.as_tensor(np.asarray(latents), dtype=torch.float32).flatten(1)
         y = torch.as_tensor(np.asarray(classes), dtype=torch.int64)
         if not isinstance(labels, dict) or not labels:
             raise ValueError("labels must be a non-empty dict {attribute: labels [N]}")
-        labels = {name: torch.as_tensor(np.asarray(v), dtype=torch.int64) for name, v in labels.items()}
+        labels = {
+            name: torch.as_tensor(np.asarray(v), dtype=torch.int64) for name, v in labels.items()
+        }
         if any(len(v) != len(z) for v in [y, *labels.values()]):
-            raise ValueError(f"latents [N, d], classes [N] and labels [N] must agree, got {list(z.shape)}, {list(y.shape)}, "
-                             + ", ".join(f"{k}: {list(v.shape)}" for k, v in labels.items()))
+            raise ValueError(
+                f"latents [N, d], classes [N] and labels [N] must agree, got {list(z.shape)}, {list(y.shape)}, "
+                + ", ".join(f"{k}: {list(v.shape)}" for k, v in labels.items())
+            )
         if not torch.isfinite(z).all():
             raise ValueError("latents contain NaN or infinite values")
         if keep is not None and keep not in labels:
-            raise ValueError(f"keep {keep!r} must name one of the labelled attributes {sorted(labels)}")
+            raise ValueError(
+                f"keep {keep!r} must name one of the labelled attributes {sorted(labels)}"
+            )
         if keep is not None and num_classes:
-            raise ValueError("a keep labeler stands in for the class of an unconditional generator; this one has classes")
+            raise ValueError(
+                "a keep labeler stands in for the class of an unconditional generator; this one has classes"
+            )
         names = [n for n in labels if n != keep]
         if not names:
-            raise ValueError("labels must hold at least one protected attribute besides the keep labels")
+            raise ValueError(
+                "labels must hold at least one protected attribute besides the keep labels"
+            )
         G = max(1, int(num_classes))
         if int(y.min()) < 0 or int(y.max()) >= G:
             raise ValueError(f"classes must lie in [0, {G}), got {int(y.min())}..{int(y.max())}")
@@ -177,29 +232,40 @@ class ConfirmedSteerer(nn.Module):
         values = {a: int((num_values or {}).get(a) or int(labels[a].max()) + 1) for a in attrs}
         for name in names:
             if len(torch.unique(labels[name])) < 2:
-                raise ValueError(f"protected attribute {name!r} takes a single value ({int(labels[name][0])}) in all "
-                                 f"{len(z)} labelled samples: there is nothing to balance (is the labeler right?)")
+                raise ValueError(
+                    f"protected attribute {name!r} takes a single value ({int(labels[name][0])}) in all "
+                    f"{len(z)} labelled samples: there is nothing to balance (is the labeler right?)"
+                )
         self.names_, self.keep_, self.attrs_ = names, keep, attrs
         self.num_values_ = [values[a] for a in attrs]
         self.num_classes_, self.conditional_, self.dim_ = G, bool(num_classes), z.shape[1]
         J = math.prod(self.num_values_)
         drawn = torch.arange(len(z)) < (len(z) if random_count is None else random_count)
         joint = self._joint({a: labels[a] for a in attrs})
-        counts = torch.zeros(G, J, dtype=torch.int64).index_put_((y, joint), torch.ones_like(joint), accumulate=True)
-        prior_counts = torch.zeros(G, J, dtype=torch.int64).index_put_((y[drawn], joint[drawn]), torch.ones_like(joint[drawn]),
-                                                                      accumulate=True)
+        counts = torch.zeros(G, J, dtype=torch.int64).index_put_(
+            (y, joint), torch.ones_like(joint), accumulate=True
+        )
+        prior_counts = torch.zeros(G, J, dtype=torch.int64).index_put_(
+            (y[drawn], joint[drawn]), torch.ones_like(joint[drawn]), accumulate=True
+        )
         protected = target_table(names, [values[n] for n in names], self.target_distribution)
         if keep is not None:
             keep_counts = prior_counts.sum(0).view(values[keep], -1).sum(1).double()
-            cell_target = torch.outer(keep_counts / keep_counts.sum(), protected.double()).flatten().float()
+            cell_target = (
+                torch.outer(keep_counts / keep_counts.sum(), protected.double()).flatten().float()
+            )
         else:
             cell_target = protected.float()
         self._check_shown(counts, cell_target, y, {a: labels[a] for a in attrs})
-        self.classifiers = fit_classifiers(z, y, {a: labels[a] for a in attrs}, G, values, self.seed, random_count)
+        self.classifiers = fit_classifiers(
+            z, y, {a: labels[a] for a in attrs}, G, values, self.seed, random_count
+        )
         mass = torch.zeros(G, J)
         if sample_latents is not None:
             rng = torch.Generator().manual_seed(self.seed + 1)
-            per_class = max(1024, min(N_PRIOR, 16 * N_PRIOR // G))  # many classes: fewer draws each (the mass only tunes the proposal)
+            per_class = max(
+                1024, min(N_PRIOR, 16 * N_PRIOR // G)
+            )  # many classes: fewer draws each (the mass only tunes the proposal)
             for g in range(G):
                 pool = sample_latents(per_class, generator=rng).cpu().float().flatten(1)
                 mass[g] = self.cell_proba(pool, torch.full((len(pool),), g)).mean(0)
@@ -208,7 +274,9 @@ class ConfirmedSteerer(nn.Module):
                 mine = (y == g) & drawn
                 mass[g] = self.cell_proba(z[mine], y[mine]).mean(0)
         precision = torch.ones(G, J)
-        for g in range(G):  # how often a latent the classifier puts in a cell is labelled there (labelled prior draws)
+        for g in range(
+            G
+        ):  # how often a latent the classifier puts in a cell is labelled there (labelled prior draws)
             mine = (y == g) & drawn
             if mine.any():
                 pi = self.cell_proba(z[mine], y[mine])
@@ -220,8 +288,10 @@ class ConfirmedSteerer(nn.Module):
         self.register_buffer("prior_counts", prior_counts)
         self.register_buffer("mass", mass)
         self._check_findable(counts, cell_target)
-        self.costs_ = {"rejection_syntheses_per_kept": self.rejection_cost(),
-                       "within_cell_tv": self._within_cell_tv(z[drawn], y[drawn], joint[drawn])}
+        self.costs_ = {
+            "rejection_syntheses_per_kept": self.rejection_cost(),
+            "within_cell_tv": self._within_cell_tv(z[drawn], y[drawn], joint[drawn]),
+        }
         return self
 
     def _joint(self, labels: dict) -> torch.Tensor:
@@ -244,19 +314,23 @@ class ConfirmedSteerer(nn.Module):
                 shown = int(((y == g) & (labels[a] == v)).sum())
                 if shown == 0:
                     where = f"class {g}" if self.conditional_ else "the generator"
-                    raise ValueError(f"{where} never shows {a}={v} in its {int(counts[g].sum())} labelled samples, "
-                                     "so no draw can be filled to the target; label more samples (n), or give that "
-                                     "value probability 0 in target_distribution")
+                    raise ValueError(
+                        f"{where} never shows {a}={v} in its {int(counts[g].sum())} labelled samples, "
+                        "so no draw can be filled to the target; label more samples (n), or give that "
+                        "value probability 0 in target_distribution"
+                    )
 
     def _check_findable(self, counts, cell_target) -> None:
         """A joint cell never labelled at fit must have a (numerically) non-zero mass under the classifiers."""
         for g, j in torch.nonzero((counts == 0) & (cell_target[None, :] > 0)).tolist():
             if float(self.mass[g, j]) < MIN_MASS:
                 where = f"class {g}" if self.conditional_ else "the generator"
-                raise ValueError(f"{where} never shows {self.describe_cell(j)} in its {int(counts[g].sum())} labelled "
-                                 f"samples and its classifiers give it a prior mass of {float(self.mass[g, j]):.1e}, so no "
-                                 "draw can be filled to the target; label more samples (n), or give that cell "
-                                 "probability 0 in target_distribution")
+                raise ValueError(
+                    f"{where} never shows {self.describe_cell(j)} in its {int(counts[g].sum())} labelled "
+                    f"samples and its classifiers give it a prior mass of {float(self.mass[g, j]):.1e}, so no "
+                    "draw can be filled to the target; label more samples (n), or give that cell "
+                    "probability 0 in target_distribution"
+                )
 
     def describe_cell(self, j: int) -> str:
         """``texture=3, colour=1`` for joint cell ``j``."""
@@ -272,11 +346,15 @@ class ConfirmedSteerer(nn.Module):
 
     def _check_fitted(self):
         if not hasattr(self, "cell_target"):
-            raise ValueError("this ConfirmedSteerer is not fitted yet: call fit(...) or steering.fit_steerer(..., method='confirmed')")
+            raise ValueError(
+                "this ConfirmedSteerer is not fitted yet: call fit(...) or steering.fit_steerer(..., method='confirmed')"
+            )
 
     def forward(self, z, y=None, generator=None):
-        raise ValueError("a confirmed steerer does not edit latents: every kept sample is synthesized and labelled; "
-                         "use steerer.draw(generator, labeler, n, seed)")
+        raise ValueError(
+            "a confirmed steerer does not edit latents: every kept sample is synthesized and labelled; "
+            "use steerer.draw(generator, labeler, n, seed)"
+        )
 
     # ------------------------------------------------------------ the proposal
 
@@ -293,11 +371,17 @@ class ConfirmedSteerer(nn.Module):
         """Class ``g``'s proposal: prior weight ``e``, cell weights ``c [J]`` (0 where unusable) and ``s_max``."""
         left = remaining[g].double()
         usable = (self.mass[g].double() >= MIN_SHARE) & (left > 0) & (not prior_only)
-        aim = left / self.precision[g].double()  # proposals a cell needs: its quota over the classifier's precision there
+        aim = (
+            left / self.precision[g].double()
+        )  # proposals a cell needs: its quota over the classifier's precision there
         aim = torch.where(usable, aim, left)
-        c = torch.where(usable, (1 - self.defensive) * aim / float(aim.sum()), torch.zeros_like(left))
+        c = torch.where(
+            usable, (1 - self.defensive) * aim / float(aim.sum()), torch.zeros_like(left)
+        )
         e = 1.0 - float(c.sum())
-        ratio = torch.where(usable, c / self.mass[g].double().clamp(min=MIN_SHARE), torch.zeros_like(c))
+        ratio = torch.where(
+            usable, c / self.mass[g].double().clamp(min=MIN_SHARE), torch.zeros_like(c)
+        )
         return e, c, ratio, e + float(ratio.max())
 
     def _score(self, z, g: int, e: float, ratio: torch.Tensor) -> torch.Tensor:
@@ -354,7 +438,9 @@ class ConfirmedSteerer(nn.Module):
         if world_size > 1:  # slot i of the cell-ordered draw goes to rank i % world_size
             start = torch.cumsum(quota, 0) - quota
             first = (rank - start) % world_size
-            quota = torch.where(quota > first, (quota - first - 1) // world_size + 1, torch.zeros_like(quota))
+            quota = torch.where(
+                quota > first, (quota - first - 1) // world_size + 1, torch.zeros_like(quota)
+            )
         return quota.view(self.num_classes_, -1)
 
     def cell_table(self, class_probs=None) -> torch.Tensor:
@@ -365,14 +451,32 @@ class ConfirmedSteerer(nn.Module):
             probs = torch.full((G,), 1.0 / G, dtype=torch.float64)
         else:
             probs = torch.as_tensor(np.asarray(class_probs, dtype=np.float64)).flatten()
-            if len(probs) != G or not torch.isfinite(probs).all() or float(probs.min()) < 0 or float(probs.sum()) <= 0:
-                raise ValueError(f"class_probs must be {G} non-negative weights with a positive sum, got {probs.tolist()}")
+            if (
+                len(probs) != G
+                or not torch.isfinite(probs).all()
+                or float(probs.min()) < 0
+                or float(probs.sum()) <= 0
+            ):
+                raise ValueError(
+                    f"class_probs must be {G} non-negative weights with a positive sum, got {probs.tolist()}"
+                )
             probs = probs / probs.sum()
         return probs[:, None] * self.cell_target.double()[None, :]
 
-    def draw(self, generator, labeler, n: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-             keep_labeler=None, class_probs=None, max_syntheses: int | None = None, proposal: str | None = None,
-             batch_size: int = 512) -> Draw:
+    def draw(
+        self,
+        generator,
+        labeler,
+        n: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        keep_labeler=None,
+        class_probs=None,
+        max_syntheses: int | None = None,
+        proposal: str | None = None,
+        batch_size: int = 512,
+    ) -> Draw:
         """``n`` samples whose labels meet the target exactly (every cell's quota), confirmed by ``labeler``.
 
         ``labeler``: the callable (or ``{name: callable}``) the steerer was fitted with; ``keep_labeler``
@@ -384,16 +488,36 @@ class ConfirmedSteerer(nn.Module):
         proposal, labelers = self._check_draw(labeler, keep_labeler, n, rank, world_size, proposal)
         quota = self.quotas(n, class_probs, rank, world_size)
         if int(quota.sum()) == 0:  # a rank whose share of a tiny draw is empty
-            raise ValueError(f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least world_size samples")
-        budget = BUDGET_PER_SAMPLE * n + BUDGET_BASE if max_syntheses is None else int(max_syntheses)
+            raise ValueError(
+                f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least world_size samples"
+            )
+        budget = (
+            BUDGET_PER_SAMPLE * n + BUDGET_BASE if max_syntheses is None else int(max_syntheses)
+        )
         rng = _seeded(seed, rank, 0xC0F)
-        z, g, j, images, cost = self._fill(generator, labelers, quota, rng, budget, proposal, batch_size)
+        z, g, j, images, cost = self._fill(
+            generator, labelers, quota, rng, budget, proposal, batch_size
+        )
         order = torch.randperm(len(g), generator=rng)
-        return self._as_draw(z[order], g[order], j[order], images[order.to(images.device)], cost, proposal, quota)
+        return self._as_draw(
+            z[order], g[order], j[order], images[order.to(images.device)], cost, proposal, quota
+        )
 
-    def draw_batches(self, generator, labeler, batch: int, k: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                     keep_labeler=None, class_probs=None, max_syntheses: int | None = None, proposal: str | None = None,
-                     batch_size: int = 512) -> list[Draw]:
+    def draw_batches(
+        self,
+        generator,
+        labeler,
+        batch: int,
+        k: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        keep_labeler=None,
+        class_probs=None,
+        max_syntheses: int | None = None,
+        proposal: str | None = None,
+        batch_size: int = 512,
+    ) -> list[Draw]:
         """``k`` draws of ``batch`` samples, each exact (every cell's quota of a draw of ``batch``), filled as one
         block: the quotas of all ``k`` are drawn at once and each cell's kept samples dealt evenly into them.
 
@@ -403,30 +527,48 @@ class ConfirmedSteerer(nn.Module):
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        proposal, labelers = self._check_draw(labeler, keep_labeler, batch, rank, world_size, proposal)
+        proposal, labelers = self._check_draw(
+            labeler, keep_labeler, batch, rank, world_size, proposal
+        )
         part = self.quotas(batch, class_probs, rank, world_size)
         if int(part.sum()) == 0:
-            raise ValueError(f"rank {rank} of {world_size} gets no sample of a draw of {batch}; draw at least world_size samples")
-        budget = k * (BUDGET_PER_SAMPLE * batch + BUDGET_BASE) if max_syntheses is None else int(max_syntheses)
+            raise ValueError(
+                f"rank {rank} of {world_size} gets no sample of a draw of {batch}; draw at least world_size samples"
+            )
+        budget = (
+            k * (BUDGET_PER_SAMPLE * batch + BUDGET_BASE)
+            if max_syntheses is None
+            else int(max_syntheses)
+        )
         rng = _seeded(seed, rank, 0xB10C)
-        z, g, j, images, cost = self._fill(generator, labelers, k * part, rng, budget, proposal, batch_size)
+        z, g, j, images, cost = self._fill(
+            generator, labelers, k * part, rng, budget, proposal, batch_size
+        )
         J = part.shape[1]
         cell = g * J + j
         order = torch.argsort(cell, stable=True)  # kept samples by cell
         counts = part.flatten()
-        slot = torch.empty(len(cell), dtype=torch.int64)  # which of the k draws each kept sample goes to
+        slot = torch.empty(
+            len(cell), dtype=torch.int64
+        )  # which of the k draws each kept sample goes to
         start = 0
         for c in range(len(counts)):
             q = int(counts[c])
-            deal = torch.arange(k).repeat_interleave(q)  # q to each draw, in random order (early and late rounds mixed)
-            slot[order[start:start + k * q]] = deal[torch.randperm(k * q, generator=rng)]
+            deal = torch.arange(k).repeat_interleave(
+                q
+            )  # q to each draw, in random order (early and late rounds mixed)
+            slot[order[start : start + k * q]] = deal[torch.randperm(k * q, generator=rng)]
             start += k * q
-        shared = {key: value / k for key, value in cost.items() if key != "rounds"} | {"rounds": cost["rounds"]}
+        shared = {key: value / k for key, value in cost.items() if key != "rounds"} | {
+            "rounds": cost["rounds"]
+        }
         draws = []
         for i in range(k):
             mine = torch.nonzero(slot == i).flatten()
             mine = mine[torch.randperm(len(mine), generator=rng)]
-            d = self._as_draw(z[mine], g[mine], j[mine], images[mine.to(images.device)], shared, proposal, part)
+            d = self._as_draw(
+                z[mine], g[mine], j[mine], images[mine.to(images.device)], shared, proposal, part
+            )
             d.stats["block"] = k
             draws.append(d)
         return draws
@@ -435,9 +577,16 @@ class ConfirmedSteerer(nn.Module):
         self._check_fitted()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) \
-                or not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, world_size), got rank {rank!r} of {world_size!r}")
+        if (
+            isinstance(world_size, bool)
+            or not isinstance(world_size, int)
+            or world_size < 1
+            or not isinstance(rank, int)
+            or not 0 <= rank < world_size
+        ):
+            raise ValueError(
+                f"rank must lie in [0, world_size), got rank {rank!r} of {world_size!r}"
+            )
         proposal = proposal or self.proposal
         if proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
@@ -447,12 +596,35 @@ class ConfirmedSteerer(nn.Module):
 
     def _as_draw(self, z, g, j, images, cost: dict, proposal: str, quota) -> Draw:
         labels = self.decode(j)
-        classes = g if self.conditional_ else (labels[self.keep_] if self.keep_ is not None else torch.zeros_like(g))
+        classes = (
+            g
+            if self.conditional_
+            else (labels[self.keep_] if self.keep_ is not None else torch.zeros_like(g))
+        )
         stats = {"labels_outside_fit": cost["outside"], "quota": quota.tolist()}
-        return Draw(z, classes, images, labels, cost["syntheses"], cost["labeler_calls"], cost["latent_draws"], proposal,
-                    cost["rounds"], stats)
+        return Draw(
+            z,
+            classes,
+            images,
+            labels,
+            cost["syntheses"],
+            cost["labeler_calls"],
+            cost["latent_draws"],
+            proposal,
+            cost["rounds"],
+            stats,
+        )
 
-    def _fill(self, generator, labelers: dict, quota: torch.Tensor, rng, budget: int, proposal: str, batch_size: int):
+    def _fill(
+        self,
+        generator,
+        labelers: dict,
+        quota: torch.Tensor,
+        rng,
+        budget: int,
+        proposal: str,
+        batch_size: int,
+    ):
         """Fill ``quota [G, J]`` in rounds: latents, classes, joint cells and images of the kept samples (in the
         order they were kept), and the cost."""
         remaining = quota.clone()
@@ -463,10 +635,14 @@ class ConfirmedSteerer(nn.Module):
         while int(remaining.sum()) > 0:
             if syntheses >= budget:
                 raise ValueError(self._budget_message(remaining, quota, seen, syntheses, budget))
-            aim = float((remaining.double() / self.precision.double()).sum())  # expected syntheses to fill the rest
+            aim = float(
+                (remaining.double() / self.precision.double()).sum()
+            )  # expected syntheses to fill the rest
             m = min(max(MIN_ROUND, math.ceil(aim)), budget - syntheses)
             with one_thread():
-                z, g, s, core, e, draws = self._propose(generator, m, remaining, rng, proposal == "prior")
+                z, g, s, core, e, draws = self._propose(
+                    generator, m, remaining, rng, proposal == "prior"
+                )
             latent_draws += draws
             rounds += 1
             j, images = self._label(generator, labelers, z, g, batch_size)
@@ -495,20 +671,39 @@ class ConfirmedSteerer(nn.Module):
             kept_g.append(g[idx])
             kept_j.append(j[idx])
             kept_images.append(images[idx.to(images.device)])
-        cost = {"syntheses": syntheses, "labeler_calls": labeler_calls, "latent_draws": latent_draws, "rounds": rounds,
-                "outside": outside}
+        cost = {
+            "syntheses": syntheses,
+            "labeler_calls": labeler_calls,
+            "latent_draws": latent_draws,
+            "rounds": rounds,
+            "outside": outside,
+        }
         return torch.cat(kept_z), torch.cat(kept_g), torch.cat(kept_j), torch.cat(kept_images), cost
 
     def _labelers(self, labeler, keep_labeler) -> dict:
         """The labelers by attribute name, in the steerer's order; a clear error when they do not match its attributes."""
-        given = dict(labeler) if isinstance(labeler, dict) else {self.names_[0] if len(self.names_) == 1 else "protected": labeler}
+        given = (
+            dict(labeler)
+            if isinstance(labeler, dict)
+            else {self.names_[0] if len(self.names_) == 1 else "protected": labeler}
+        )
         if keep_labeler is not None:
-            given.update(dict(keep_labeler) if isinstance(keep_labeler, dict) else {self.keep_ or "keep": keep_labeler})
+            given.update(
+                dict(keep_labeler)
+                if isinstance(keep_labeler, dict)
+                else {self.keep_ or "keep": keep_labeler}
+            )
         if set(given) != set(self.attrs_) or not all(callable(f) for f in given.values()):
-            need = f"{self.names_[0]!r}" if len(self.names_) == 1 else f"{{{', '.join(map(repr, self.names_))}}}"
+            need = (
+                f"{self.names_[0]!r}"
+                if len(self.names_) == 1
+                else f"{{{', '.join(map(repr, self.names_))}}}"
+            )
             keep = f" and keep_labeler for {self.keep_!r}" if self.keep_ is not None else ""
-            raise ValueError(f"labeler must be callables for the steerer's attributes (labeler for {need}{keep}); "
-                             f"got {sorted(given)}")
+            raise ValueError(
+                f"labeler must be callables for the steerer's attributes (labeler for {need}{keep}); "
+                f"got {sorted(given)}"
+            )
         return {a: given[a] for a in self.attrs_}
 
     def _label(self, generator, labelers: dict, z, g, batch_size: int):
@@ -516,15 +711,20 @@ class ConfirmedSteerer(nn.Module):
         cells, images = [], []
         device = generator_device(generator)
         for start in range(0, len(z), batch_size):
-            zb = z[start:start + batch_size].to(device)
-            gb = g[start:start + batch_size].to(device) if self.conditional_ else None
+            zb = z[start : start + batch_size].to(device)
+            gb = g[start : start + batch_size].to(device) if self.conditional_ else None
             with torch.no_grad():
                 im = generator.synthesize(zb, gb)
             labels = {a: check_labeler_output(f(im), len(im), a) for a, f in labelers.items()}
             inside = torch.ones(len(im), dtype=torch.bool)
             for a, k in zip(self.attrs_, self.num_values_, strict=True):
                 inside &= labels[a] < k
-            joint = self._joint({a: labels[a].clamp(max=k - 1) for a, k in zip(self.attrs_, self.num_values_, strict=True)})
+            joint = self._joint(
+                {
+                    a: labels[a].clamp(max=k - 1)
+                    for a, k in zip(self.attrs_, self.num_values_, strict=True)
+                }
+            )
             cells.append(torch.where(inside, joint, torch.full_like(joint, -1)))
             images.append(im)
         return torch.cat(cells), torch.cat(images)
@@ -534,12 +734,16 @@ class ConfirmedSteerer(nn.Module):
         parts = []
         for g, j in lacking[:4]:
             where = f"class {g}, " if self.conditional_ else ""
-            parts.append(f"{where}{self.describe_cell(j)} ({int(remaining[g, j])} of {int(quota[g, j])} missing; "
-                         f"labelled in {int(seen[g, j])} of {syntheses} syntheses)")
+            parts.append(
+                f"{where}{self.describe_cell(j)} ({int(remaining[g, j])} of {int(quota[g, j])} missing; "
+                f"labelled in {int(seen[g, j])} of {syntheses} syntheses)"
+            )
         more = f" and {len(lacking) - 4} more" if len(lacking) > 4 else ""
-        return (f"confirmed draw: after {syntheses} syntheses (the budget, max_syntheses={budget}) these cells are still "
-                f"short: {'; '.join(parts)}{more}. The labeler (almost) never produces them: give them probability 0 "
-                "in target_distribution, or raise max_syntheses")
+        return (
+            f"confirmed draw: after {syntheses} syntheses (the budget, max_syntheses={budget}) these cells are still "
+            f"short: {'; '.join(parts)}{more}. The labeler (almost) never produces them: give them probability 0 "
+            "in target_distribution, or raise max_syntheses"
+        )
 
     # ------------------------------------------------------------ costs
 
@@ -551,10 +755,18 @@ class ConfirmedSteerer(nn.Module):
         """
         table = self.cell_table(class_probs)
         drawn = self.prior_counts.sum(1, keepdim=True).double().clamp(min=1)
-        shares = torch.maximum(self.prior_counts.double(), 0.5 * (self.counts > 0).double()) / drawn  # a cell seen only off the prior: half a draw
-        shares = torch.where(self.counts > 0, shares, self.mass.double())  # a cell never labelled: the classifiers' estimate
+        shares = (
+            torch.maximum(self.prior_counts.double(), 0.5 * (self.counts > 0).double()) / drawn
+        )  # a cell seen only off the prior: half a draw
+        shares = torch.where(
+            self.counts > 0, shares, self.mass.double()
+        )  # a cell never labelled: the classifiers' estimate
         per_class = table.sum(1)
-        need = torch.where(table > 0, table / per_class.clamp(min=1e-12)[:, None] / shares.clamp(min=1e-12), torch.zeros_like(table))
+        need = torch.where(
+            table > 0,
+            table / per_class.clamp(min=1e-12)[:, None] / shares.clamp(min=1e-12),
+            torch.zeros_like(table),
+        )
         return float((per_class * need.max(1).values).sum())
 
     def _within_cell_tv(self, z, y, joint) -> float:
@@ -568,7 +780,11 @@ class ConfirmedSteerer(nn.Module):
         cap = self.cap if cap is ... else cap
         if cap is None or len(z) == 0:
             return 0.0
-        z, y, joint = torch.as_tensor(z).float().flatten(1), torch.as_tensor(y).long(), torch.as_tensor(joint).long()
+        z, y, joint = (
+            torch.as_tensor(z).float().flatten(1),
+            torch.as_tensor(y).long(),
+            torch.as_tensor(joint).long(),
+        )
         start = self.quotas(10_000)
         tv, weight = 0.0, 0.0
         with one_thread():
@@ -596,33 +812,65 @@ class ConfirmedSteerer(nn.Module):
     # ------------------------------------------------------------ cards
 
     def config(self) -> dict:
-        return {"kind": self.kind, "guarantee": self.guarantee, "names": self.names_, "keep": self.keep_,
-                "attributes": self.attrs_, "num_values": self.num_values_, "num_classes": self.num_classes_,
-                "conditional": self.conditional_, "latent_dim": self.dim_, "cap": self.cap, "defensive": self.defensive,
-                "proposal": self.proposal, "seed": self.seed, "target_distribution": _plain(self.target_distribution),
-                "costs": dict(self.costs_)}
+        return {
+            "kind": self.kind,
+            "guarantee": self.guarantee,
+            "names": self.names_,
+            "keep": self.keep_,
+            "attributes": self.attrs_,
+            "num_values": self.num_values_,
+            "num_classes": self.num_classes_,
+            "conditional": self.conditional_,
+            "latent_dim": self.dim_,
+            "cap": self.cap,
+            "defensive": self.defensive,
+            "proposal": self.proposal,
+            "seed": self.seed,
+            "target_distribution": _plain(self.target_distribution),
+            "costs": dict(self.costs_),
+        }
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        out = {name: getattr(self, name) for name in ("cell_target", "counts", "prior_counts", "mass", "precision")}
+        out = {
+            name: getattr(self, name)
+            for name in ("cell_target", "counts", "prior_counts", "mass", "precision")
+        }
         for name, clf in self.classifiers.items():
             out.update({f"clf.{name}.{k}": v for k, v in clf.state_dict().items()})
         return out
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict) -> ConfirmedSteerer:
-        steerer = cls(config["target_distribution"], config["cap"], config["defensive"], config["proposal"], config["seed"])
-        steerer.names_, steerer.keep_, steerer.attrs_ = list(config["names"]), config["keep"], list(config["attributes"])
-        steerer.num_values_, steerer.num_classes_ = list(config["num_values"]), int(config["num_classes"])
+        steerer = cls(
+            config["target_distribution"],
+            config["cap"],
+            config["defensive"],
+            config["proposal"],
+            config["seed"],
+        )
+        steerer.names_, steerer.keep_, steerer.attrs_ = (
+            list(config["names"]),
+            config["keep"],
+            list(config["attributes"]),
+        )
+        steerer.num_values_, steerer.num_classes_ = (
+            list(config["num_values"]),
+            int(config["num_classes"]),
+        )
         steerer.conditional_, steerer.dim_ = bool(config["conditional"]), int(config["latent_dim"])
         steerer.costs_ = dict(config.get("costs") or {})
         for name in ("cell_target", "counts", "prior_counts", "mass", "precision"):
             if name not in tensors:
                 raise ValueError(f"confirmed steerer tensors lack {name!r}")
             steerer.register_buffer(name, tensors[name])
-        steerer.classifiers = nn.ModuleDict({
-            a: LatentClassifier.from_state({k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"clf.{a}.")})
-            for a in steerer.attrs_
-        })
+        steerer.classifiers = nn.ModuleDict(
+            {
+                a: LatentClassifier.from_state(
+                    {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"clf.{a}.")}
+                )
+                for a in steerer.attrs_
+            }
+        )
         return steerer
 
 

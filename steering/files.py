@@ -23,7 +23,18 @@ MAX_JSON_BYTES = 16 << 20  # a card is a few kilobytes; 16 MiB leaves room and r
 MAX_JSON_DEPTH = 64  # nesting a card never needs, far below Python's recursion limit
 MAX_HEADER_BYTES = 16 << 20  # safetensors' own limit for a header (100 MB) is far above any card's
 # safetensors dtype names -> bytes per element (the ones torch reads)
-DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "I32": 4, "I64": 8, "F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+DTYPE_SIZES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "I16": 2,
+    "I32": 4,
+    "I64": 8,
+    "F16": 2,
+    "BF16": 2,
+    "F32": 4,
+    "F64": 8,
+}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -69,11 +80,17 @@ def safetensors_payload(tensors: dict, metadata: dict | None = None) -> bytes:
     from safetensors.torch import save
 
     header = {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True, default=_plain)}
-    return save({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, metadata=header)
+    return save(
+        {k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, metadata=header
+    )
 
 
-def read_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTES,
-              max_depth: int = MAX_JSON_DEPTH):
+def read_json(
+    path: str | os.PathLike,
+    what: str,
+    max_bytes: int = MAX_JSON_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+):
     """Strict, bounded JSON from a file: size and nesting capped before parsing, duplicate keys and
     NaN/Infinity refused; every failure a ValueError/FileNotFoundError naming ``what`` and the file."""
     path = Path(path)
@@ -81,7 +98,9 @@ def read_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTE
         raise FileNotFoundError(f"{what} {path} does not exist")
     size = path.stat().st_size
     if size > max_bytes:
-        raise ValueError(f"{what} {path} is {size} bytes; a JSON file here may hold at most {max_bytes}")
+        raise ValueError(
+            f"{what} {path} is {size} bytes; a JSON file here may hold at most {max_bytes}"
+        )
     with open(path, "rb") as handle:
         raw = handle.read(max_bytes + 1)
     if len(raw) > max_bytes:  # grew while we read it
@@ -89,7 +108,9 @@ def read_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTE
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{what} {path} is not valid JSON: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise ValueError(
+            f"{what} {path} is not valid JSON: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
     return parse_json(text, f"{what} {path}", max_depth)
 
 
@@ -103,7 +124,9 @@ def parse_json(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
         seen = {}
         for key, value in pairs:
             if key in seen:
-                raise ValueError(f"{where} is not valid JSON: key {printable(key)!r} appears twice in one object")
+                raise ValueError(
+                    f"{where} is not valid JSON: key {printable(key)!r} appears twice in one object"
+                )
             seen[key] = value
         return seen
 
@@ -117,8 +140,10 @@ def parse_json(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
     field = _find_non_finite(data)
     if field is not None:
         name, path = field
-        raise ValueError(f"{where} is not valid JSON: {path or 'the value'} is {name}, which JSON does not allow "
-                         "(a finite number is expected)")
+        raise ValueError(
+            f"{where} is not valid JSON: {path or 'the value'} is {name}, which JSON does not allow "
+            "(a finite number is expected)"
+        )
     return data
 
 
@@ -137,7 +162,9 @@ def _find_non_finite(data, path: str = ""):
         if isinstance(value, _NonFinite):
             return value.name, where
         if isinstance(value, dict):
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(list(value.items())))
+            stack.extend(
+                (v, f"{where}.{k}" if where else str(k)) for k, v in reversed(list(value.items()))
+            )
         elif isinstance(value, list):
             stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
     return None
@@ -152,11 +179,15 @@ def json_depth(text: str) -> int:
 
     skeleton = _STRINGS.sub("", text).encode("utf-8", "replace")
     codes = np.frombuffer(skeleton, dtype=np.uint8)
-    steps = np.isin(codes, (0x5B, 0x7B)).astype(np.int64) - np.isin(codes, (0x5D, 0x7D)).astype(np.int64)
+    steps = np.isin(codes, (0x5B, 0x7B)).astype(np.int64) - np.isin(codes, (0x5D, 0x7D)).astype(
+        np.int64
+    )
     return int(np.cumsum(steps).max()) if len(steps) else 0
 
 
-def read_safetensors_header(path: str | os.PathLike, what: str = "file", max_header: int = MAX_HEADER_BYTES) -> dict:
+def read_safetensors_header(
+    path: str | os.PathLike, what: str = "file", max_header: int = MAX_HEADER_BYTES
+) -> dict:
     """The header of a safetensors file, checked before any tensor is read or allocated.
 
     Checks: a header length within ``max_header`` and the file; strict JSON; for each tensor a known
@@ -174,7 +205,9 @@ def read_safetensors_header(path: str | os.PathLike, what: str = "file", max_hea
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > min(max_header, size - 8):
-            raise ValueError(f"{bad} (its header claims {length} bytes; the file has {size}, the limit is {max_header})")
+            raise ValueError(
+                f"{bad} (its header claims {length} bytes; the file has {size}, the limit is {max_header})"
+            )
         header_text = handle.read(length)
     try:
         header = parse_json(header_text.decode("utf-8"), f"{bad}: header")
@@ -194,13 +227,25 @@ def read_safetensors_header(path: str | os.PathLike, what: str = "file", max_hea
             raise ValueError(f"{where} needs exactly dtype, shape and data_offsets)")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in DTYPE_SIZES:
-            raise ValueError(f"{where} has dtype {printable(str(dtype))!r}; allowed: {', '.join(DTYPE_SIZES)})")
+            raise ValueError(
+                f"{where} has dtype {printable(str(dtype))!r}; allowed: {', '.join(DTYPE_SIZES)})"
+            )
         if not isinstance(shape, list) or not all(_count(d) for d in shape):
-            raise ValueError(f"{where} has shape {printable(str(shape))}; expected a list of non-negative integers)")
-        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(o) for o in offsets):
-            raise ValueError(f"{where} has data_offsets {printable(str(offsets))}; expected [begin, end])")
+            raise ValueError(
+                f"{where} has shape {printable(str(shape))}; expected a list of non-negative integers)"
+            )
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_count(o) for o in offsets)
+        ):
+            raise ValueError(
+                f"{where} has data_offsets {printable(str(offsets))}; expected [begin, end])"
+            )
         if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_SIZES[dtype]:
-            raise ValueError(f"{where}: its offsets {offsets} do not hold a {dtype} tensor of shape {shape})")
+            raise ValueError(
+                f"{where}: its offsets {offsets} do not hold a {dtype} tensor of shape {shape})"
+            )
         spans.append(tuple(offsets))
     position = 0
     for begin, end in sorted(spans):
@@ -208,7 +253,9 @@ def read_safetensors_header(path: str | os.PathLike, what: str = "file", max_hea
             raise ValueError(f"{bad} (its tensors overlap or leave gaps in the data)")
         position = end
     if 8 + length + position != size:
-        raise ValueError(f"{bad} (its header describes {position} bytes of data; the file holds {size - 8 - length})")
+        raise ValueError(
+            f"{bad} (its header describes {position} bytes of data; the file holds {size - 8 - length})"
+        )
     return header
 
 
@@ -227,8 +274,13 @@ def read_safetensors_metadata(path: str | os.PathLike, what: str = "file") -> di
     return dict(raw)
 
 
-def load_safetensors(path: str | os.PathLike, what: str = "file", device: str = "cpu",
-                     expect: dict | None = None, finite: bool = False) -> dict:
+def load_safetensors(
+    path: str | os.PathLike,
+    what: str = "file",
+    device: str = "cpu",
+    expect: dict | None = None,
+    finite: bool = False,
+) -> dict:
     """All tensors of a safetensors file, its header checked first; clear errors name the file.
 
     ``expect`` maps required tensor names to their safetensors dtype (``"F32"``, ``"BOOL"``, ...;
@@ -243,8 +295,10 @@ def load_safetensors(path: str | os.PathLike, what: str = "file", device: str = 
         if name not in header:
             raise ValueError(f"{what} {path} lacks the tensor {name!r}")
         if header[name]["dtype"] not in dtypes:
-            raise ValueError(f"{what} {path}: tensor {name!r} has dtype {header[name]['dtype']}, "
-                             f"expected {' or '.join(dtypes)}")
+            raise ValueError(
+                f"{what} {path}: tensor {name!r} has dtype {header[name]['dtype']}, "
+                f"expected {' or '.join(dtypes)}"
+            )
     try:
         tensors = load_file(str(path), device=str(device))
     except Exception as error:
@@ -252,11 +306,15 @@ def load_safetensors(path: str | os.PathLike, what: str = "file", device: str = 
     if finite:
         for name, tensor in tensors.items():
             if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
-                raise ValueError(f"{what} {path}: tensor {printable(name)!r} holds NaN or infinite values")
+                raise ValueError(
+                    f"{what} {path}: tensor {printable(name)!r} holds NaN or infinite values"
+                )
     return tensors
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def printable(text) -> str:
@@ -265,7 +323,9 @@ def printable(text) -> str:
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
-def resolve_inside(folder: str | os.PathLike, name: str, what: str, within: str = "the card's folder") -> Path:
+def resolve_inside(
+    folder: str | os.PathLike, name: str, what: str, within: str = "the card's folder"
+) -> Path:
     """``folder / name`` for a file named inside a received file (card, spec, checkpoint, manifest,
     shard list); refuse names that leave ``folder``.
 
@@ -275,10 +335,14 @@ def resolve_inside(folder: str | os.PathLike, name: str, what: str, within: str 
     says what the folder is in messages (e.g. "the manifest's folder").
     """
     if not isinstance(name, str) or not name or "\x00" in name:
-        raise ValueError(f"{what}: expected a file name relative to {within}, got {printable(repr(name))}")
+        raise ValueError(
+            f"{what}: expected a file name relative to {within}, got {printable(repr(name))}"
+        )
     relative = Path(name)
     if relative.is_absolute() or ".." in relative.parts or name.startswith("~"):
-        raise ValueError(f"{what}: {printable(repr(name))} must be a path inside {within} (no absolute path, no '..')")
+        raise ValueError(
+            f"{what}: {printable(repr(name))} must be a path inside {within} (no absolute path, no '..')"
+        )
     try:
         base = Path(folder).resolve()
         target = (base / relative).resolve()

@@ -69,35 +69,63 @@ def fit_steerer(
         raise ValueError(f"n must be an integer >= 100 (labelled samples), got {n!r}")
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
     if not labelers or not all(callable(f) for f in labelers.values()):
-        raise ValueError("labeler must be a callable images -> labels, or a non-empty dict {name: callable}")
+        raise ValueError(
+            "labeler must be a callable images -> labels, or a non-empty dict {name: callable}"
+        )
     if method == "confirmed":
-        return _fit_confirmed(generator, labelers, n, mode, seed, target_distribution, progress, active, keep_labeler)
+        return _fit_confirmed(
+            generator, labelers, n, mode, seed, target_distribution, progress, active, keep_labeler
+        )
     if keep_labeler is not None:
         raise ValueError(f"keep_labeler needs method='confirmed' (got method={method!r})")
     linear = mode == "erase" or method != "resample"
     if linear and len(labelers) > 1:
-        raise ValueError(f"mode={mode!r}, method={method!r} steers one attribute; use method='resample' (balance/flip) for several")
+        raise ValueError(
+            f"mode={mode!r}, method={method!r} steers one attribute; use method='resample' (balance/flip) for several"
+        )
     n_random = int(n * ACTIVE_SHARE) if active and not linear else n
     samples = sample_and_label(generator, labelers, n_random, seed, progress=progress)
     if linear:
         name = next(iter(labelers))
         _check_values(samples.labels[name], name)
         steerer = LatentSteerer(mode, method, target_distribution)
-        steerer.fit(samples.latents, samples.classes, samples.labels[name], num_classes=max(1, generator.num_classes))
+        steerer.fit(
+            samples.latents,
+            samples.classes,
+            samples.labels[name],
+            num_classes=max(1, generator.num_classes),
+        )
         return steerer, samples
     for name, labels in samples.labels.items():
         _check_values(labels, name)
     for round_ in range(ACTIVE_ROUNDS if n_random < n else 0):
         extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
-        samples = _label_where_unsure(generator, labelers, samples, extra, seed + round_, progress, n_random)
+        samples = _label_where_unsure(
+            generator, labelers, samples, extra, seed + round_, progress, n_random
+        )
     steerer = ClassifierSteerer(mode, target_distribution, seed=seed)
-    steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=max(1, generator.num_classes),
-                sample_latents=generator.sample_latents, random_count=n_random)
+    steerer.fit(
+        samples.latents,
+        samples.classes,
+        samples.labels,
+        num_classes=max(1, generator.num_classes),
+        sample_latents=generator.sample_latents,
+        random_count=n_random,
+    )
     return steerer, samples
 
 
-def _fit_confirmed(generator, labelers: dict, n: int, mode: str, seed: int, target_distribution, progress: bool,
-                   active: bool, keep_labeler):
+def _fit_confirmed(
+    generator,
+    labelers: dict,
+    n: int,
+    mode: str,
+    seed: int,
+    target_distribution,
+    progress: bool,
+    active: bool,
+    keep_labeler,
+):
     """Labeler-confirmed balance: the classifier (fitted as for ``resample``) becomes the proposal of
     ``ConfirmedSteerer.draw``; a trial draw measures its cost against plain image-space rejection."""
     if mode != "balance":
@@ -105,11 +133,15 @@ def _fit_confirmed(generator, labelers: dict, n: int, mode: str, seed: int, targ
     keep = None
     if keep_labeler is not None:
         if generator.num_classes:
-            raise ValueError("keep_labeler stands in for the class of an unconditional generator; this generator "
-                             f"has {generator.num_classes} classes (its class input is kept already)")
+            raise ValueError(
+                "keep_labeler stands in for the class of an unconditional generator; this generator "
+                f"has {generator.num_classes} classes (its class input is kept already)"
+            )
         keeps = dict(keep_labeler) if isinstance(keep_labeler, dict) else {"keep": keep_labeler}
         if len(keeps) != 1 or not all(callable(f) for f in keeps.values()):
-            raise ValueError("keep_labeler must be a callable images -> labels (or {name: callable}, one entry)")
+            raise ValueError(
+                "keep_labeler must be a callable images -> labels (or {name: callable}, one entry)"
+            )
         keep = next(iter(keeps))
         if keep in labelers:
             raise ValueError(f"keep_labeler's name {keep!r} is also a protected attribute's name")
@@ -121,17 +153,37 @@ def _fit_confirmed(generator, labelers: dict, n: int, mode: str, seed: int, targ
             _check_values(labels, name)
     for round_ in range(ACTIVE_ROUNDS if n_random < n else 0):
         extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
-        samples = _label_where_unsure(generator, labelers, samples, extra, seed + round_, progress, n_random)
+        samples = _label_where_unsure(
+            generator, labelers, samples, extra, seed + round_, progress, n_random
+        )
     steerer = ConfirmedSteerer(target_distribution, seed=seed)
-    steerer.fit(samples.latents, samples.classes, samples.labels, num_classes=generator.num_classes, keep=keep,
-                sample_latents=generator.sample_latents, random_count=n_random)
+    steerer.fit(
+        samples.latents,
+        samples.classes,
+        samples.labels,
+        num_classes=generator.num_classes,
+        keep=keep,
+        sample_latents=generator.sample_latents,
+        random_count=n_random,
+    )
     rejection = steerer.rejection_cost()
     try:
-        trial = steerer.draw(generator, {k: v for k, v in labelers.items()}, n=min(TRIAL_N, max(64, n // 10)),
-                             seed=seed + 977, proposal="classifier")
+        trial = steerer.draw(
+            generator,
+            {k: v for k, v in labelers.items()},
+            n=min(TRIAL_N, max(64, n // 10)),
+            seed=seed + 977,
+            proposal="classifier",
+        )
     except ValueError as error:  # a cell too rare for the trial's budget: the fit stands, a draw says so with its own error
-        steerer.costs_.update({"trial_failed": str(error), "syntheses_per_kept": rejection, "proposal": "classifier",
-                               "labelers": len(labelers)})
+        steerer.costs_.update(
+            {
+                "trial_failed": str(error),
+                "syntheses_per_kept": rejection,
+                "proposal": "classifier",
+                "labelers": len(labelers),
+            }
+        )
         return steerer, samples
     steerer.costs_.update({f"trial_{k}": v for k, v in trial.cost().items() if k != "proposal"})
     steerer.costs_["syntheses_per_kept"] = min(trial.syntheses_per_kept, rejection)
@@ -143,23 +195,40 @@ def _fit_confirmed(generator, labelers: dict, n: int, mode: str, seed: int, targ
 def _check_values(labels: torch.Tensor, name: str) -> None:
     values = torch.unique(labels)
     if len(values) < 2:
-        raise ValueError(f"protected attribute {name!r} takes a single value ({int(values[0])}) in all {len(labels)} "
-                         "labelled samples: there is nothing to balance (is the labeler right?)")
+        raise ValueError(
+            f"protected attribute {name!r} takes a single value ({int(values[0])}) in all {len(labels)} "
+            "labelled samples: there is nothing to balance (is the labeler right?)"
+        )
 
 
-def _label_where_unsure(generator, labelers, samples: LabelledLatents, n: int, seed: int, progress: bool,
-                        n_random: int) -> LabelledLatents:
+def _label_where_unsure(
+    generator, labelers, samples: LabelledLatents, n: int, seed: int, progress: bool, n_random: int
+) -> LabelledLatents:
     """Spend ``n`` more labels on the prior draws the classifier fitted so far is least sure of."""
     values = {name: int(v.max()) + 1 for name, v in samples.labels.items()}
-    first = fit_classifiers(samples.latents.flatten(1), samples.classes, samples.labels, max(1, generator.num_classes), values,
-                            seed, random_count=n_random)
+    first = fit_classifiers(
+        samples.latents.flatten(1),
+        samples.classes,
+        samples.labels,
+        max(1, generator.num_classes),
+        values,
+        seed,
+        random_count=n_random,
+    )
     rng = torch.Generator().manual_seed(seed + 101)
     pool = generator.sample_latents(POOL * n, generator=rng).cpu()
     pool_y = torch.randint(max(1, generator.num_classes), (len(pool),), generator=rng)
     pick = uncertainty(first, pool.flatten(1), pool_y).argsort(descending=True)[:n]
-    extra = label_latents(generator, labelers, pool[pick], pool_y[pick] if generator.num_classes else None, progress=progress)
+    extra = label_latents(
+        generator,
+        labelers,
+        pool[pick],
+        pool_y[pick] if generator.num_classes else None,
+        progress=progress,
+    )
     return LabelledLatents(
-        torch.cat([samples.latents, pool[pick]]), torch.cat([samples.classes, pool_y[pick]]),
+        torch.cat([samples.latents, pool[pick]]),
+        torch.cat([samples.classes, pool_y[pick]]),
         {name: torch.cat([samples.labels[name], extra[name]]) for name in samples.labels},
     )
 
@@ -182,7 +251,11 @@ def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: 
         if len(np.unique(protected[train])) < 2:
             acc = maj
         elif mlp:
-            acc = MLPProbe(random_state=seed).fit(latents[train], protected[train]).score(latents[test], protected[test])["accuracy"]
+            acc = (
+                MLPProbe(random_state=seed)
+                .fit(latents[train], protected[train])
+                .score(latents[test], protected[test])["accuracy"]
+            )
         else:
             from sklearn.linear_model import LogisticRegression
 
@@ -194,7 +267,9 @@ def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: 
     return {"accuracy": accuracy / total, "majority": majority / total}
 
 
-def measure_stream(generator, judges, n: int = 10_000, seed: int = 1, transform=None, progress=False) -> dict:
+def measure_stream(
+    generator, judges, n: int = 10_000, seed: int = 1, transform=None, progress=False
+) -> dict:
     """Judged class fidelity and Cramér's V (plain and bias-corrected) of a (possibly steered) stream.
 
     ``judges`` maps "class" (optional) and each protected attribute to labelers with ``.predict``.
@@ -211,17 +286,25 @@ def measure_stream(generator, judges, n: int = 10_000, seed: int = 1, transform=
         out["cramers_v_corrected_by"][name] = cramers_v_corrected(classes, samples.numpy(name))
     key = names[0]
     if len(names) > 1:
-        joint = np.ravel_multi_index(tuple(samples.numpy(k) for k in names), tuple(int(samples.numpy(k).max()) + 1 for k in names))
+        joint = np.ravel_multi_index(
+            tuple(samples.numpy(k) for k in names),
+            tuple(int(samples.numpy(k).max()) + 1 for k in names),
+        )
         out["cramers_v_by"]["joint"] = cramers_v(classes, joint)
         out["cramers_v_corrected_by"]["joint"] = cramers_v_corrected(classes, joint)
         key = "joint"
-    out["cramers_v"], out["cramers_v_corrected"] = out["cramers_v_by"][key], out["cramers_v_corrected_by"][key]
+    out["cramers_v"], out["cramers_v_corrected"] = (
+        out["cramers_v_by"][key],
+        out["cramers_v_corrected_by"][key],
+    )
     if "class" in samples.labels:
         out["class_fidelity"] = float(np.mean(samples.numpy("class") == classes))
     return out
 
 
-def confirmed_report(generator, steerer, labelers: dict, judges: dict, n: int = 10_000, seed: int = 1) -> dict:
+def confirmed_report(
+    generator, steerer, labelers: dict, judges: dict, n: int = 10_000, seed: int = 1
+) -> dict:
     """Raw generator against a confirmed steerer's draw, judged by ``judges`` (callables by attribute,
     optionally "class"); ``labelers`` confirm the draw (the steerer's own). The grouping of V is the
     class input, or the keep-label (keep labeler present), or nothing (unconditional: shares only).
@@ -230,13 +313,21 @@ def confirmed_report(generator, steerer, labelers: dict, judges: dict, n: int = 
     ``class_fidelity`` when judged) and the draw's ``cost``."""
     judges = {name: getattr(f, "predict", f) for name, f in judges.items()}
     keep = steerer.keep_
-    raw = sample_and_label(generator, {**judges, **({keep: labelers[keep]} if keep else {})}, n, seed, progress=False)
+    raw = sample_and_label(
+        generator, {**judges, **({keep: labelers[keep]} if keep else {})}, n, seed, progress=False
+    )
     draw = steerer.draw(generator, labelers, n, seed=seed)
-    steered = {name: check_labeler_output(f(draw.images), len(draw), name) for name, f in judges.items()}
+    steered = {
+        name: check_labeler_output(f(draw.images), len(draw), name) for name, f in judges.items()
+    }
     raw_groups = raw.labels[keep] if keep else raw.classes
-    out = {"raw": _judged(raw_groups, raw.labels, judges, raw.classes),
-           "steered": _judged(draw.classes, steered, judges, draw.classes), "cost": draw.cost(), "n": n,
-           "guarantee": steerer.guarantee}
+    out = {
+        "raw": _judged(raw_groups, raw.labels, judges, raw.classes),
+        "steered": _judged(draw.classes, steered, judges, draw.classes),
+        "cost": draw.cost(),
+        "n": n,
+        "guarantee": steerer.guarantee,
+    }
     return out
 
 
@@ -250,7 +341,9 @@ def _judged(groups, labels: dict, judges: dict, classes) -> dict:
         out["cramers_v_corrected_by"][name] = cramers_v_corrected(groups, v)
         out["shares_by"][name] = (np.bincount(v) / len(v)).tolist()
     if len(names) > 1:
-        joint = np.ravel_multi_index(tuple(labels[k].numpy() for k in names), tuple(int(labels[k].max()) + 1 for k in names))
+        joint = np.ravel_multi_index(
+            tuple(labels[k].numpy() for k in names), tuple(int(labels[k].max()) + 1 for k in names)
+        )
         out["cramers_v_by"]["joint"] = cramers_v(groups, joint)
         out["cramers_v_corrected_by"]["joint"] = cramers_v_corrected(groups, joint)
     if "class" in labels:
@@ -274,7 +367,11 @@ def steering_report(generator, steerer, judges: dict, n: int = 10_000, seed: int
         rng = torch.Generator().manual_seed(seed + 7)
         z = generator.sample_latents(min(n, 10_000), generator=rng).cpu()
         y = torch.randint(generator.num_classes, (len(z),), generator=rng)
-        labels = judges[names[0]].predict(generator.synthesize(z.to(generator.device), y.to(generator.device))).cpu()
+        labels = (
+            judges[names[0]]
+            .predict(generator.synthesize(z.to(generator.device), y.to(generator.device)))
+            .cpu()
+        )
         report["probe_before"] = latent_probe_accuracy(z, y, labels)
         if steerer.mode == "erase":
             edited = steerer(z, y, rng)
@@ -286,7 +383,9 @@ def steering_report(generator, steerer, judges: dict, n: int = 10_000, seed: int
 RETRY_RHOS = (0.95, 0.9, 0.8, 0.7, 0.5, 0.3)  # how close each retry's candidates stay to the anchor
 
 
-def checked_flips(generator, labeler, steerer, z, y, rng=None, retries: int = 8, candidates: int = 64):
+def checked_flips(
+    generator, labeler, steerer, z, y, rng=None, retries: int = 8, candidates: int = 64
+):
     """Counterfactual twins checked by the labeler itself: synthesize, relabel, retry, drop.
 
     A twin whose image the labeler does not read as the requested value is retried up to
@@ -298,15 +397,23 @@ def checked_flips(generator, labeler, steerer, z, y, rng=None, retries: int = 8,
     """
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
     twins, values = steerer.flip(z, y, rng)
-    wanted = steerer.decode_joint(values.cpu()) if hasattr(steerer, "decode_joint") else {next(iter(labelers)): values.cpu()}
+    wanted = (
+        steerer.decode_joint(values.cpu())
+        if hasattr(steerer, "decode_joint")
+        else {next(iter(labelers)): values.cpu()}
+    )
     if set(wanted) != set(labelers):
-        raise ValueError(f"labeler must name the steerer's attributes {sorted(wanted)}, got {sorted(labelers)}")
+        raise ValueError(
+            f"labeler must name the steerer's attributes {sorted(wanted)}, got {sorted(labelers)}"
+        )
     anchors, twins, y = z.cpu(), twins.cpu().clone(), y.cpu()
     kept = torch.zeros(len(z), dtype=torch.bool)
     pending, syntheses = torch.arange(len(z)), 0
     can_propose = hasattr(steerer, "propose_twins")
     for attempt in range(retries + 1):
-        images = generator.synthesize(twins[pending].to(generator.device), y[pending].to(generator.device))
+        images = generator.synthesize(
+            twins[pending].to(generator.device), y[pending].to(generator.device)
+        )
         syntheses += len(pending)
         ok = torch.ones(len(pending), dtype=torch.bool)
         for name, f in labelers.items():
@@ -316,8 +423,15 @@ def checked_flips(generator, labeler, steerer, z, y, rng=None, retries: int = 8,
         if attempt == retries or len(pending) == 0 or not can_propose:
             break
         rho = RETRY_RHOS[min(attempt, len(RETRY_RHOS) - 1)]
-        twins[pending] = steerer.propose_twins(anchors[pending], y[pending], values.cpu()[pending], rho, candidates, rng).cpu()
+        twins[pending] = steerer.propose_twins(
+            anchors[pending], y[pending], values.cpu()[pending], rho, candidates, rng
+        ).cpu()
     n_kept = int(kept.sum())
-    cost = {"n": len(z), "kept": n_kept, "syntheses": syntheses,
-            "syntheses_per_kept": syntheses / max(n_kept, 1), "kept_share": n_kept / len(z)}
+    cost = {
+        "n": len(z),
+        "kept": n_kept,
+        "syntheses": syntheses,
+        "syntheses_per_kept": syntheses / max(n_kept, 1),
+        "kept_share": n_kept / len(z),
+    }
     return twins.to(z.device), values, kept, cost

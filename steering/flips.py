@@ -47,7 +47,9 @@ def gradient_flip(
         if len(active) == 0:
             break
         # a normalised ascent step, kept only if it improves the objective
-        trial = current[active] + steps[active] * grad / grad.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        trial = current[active] + steps[active] * grad / grad.norm(dim=1, keepdim=True).clamp(
+            min=1e-12
+        )
         with torch.enable_grad():
             point = trial.clone().requires_grad_(True)
             new_value = objective(point, active)

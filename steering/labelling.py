@@ -70,12 +70,22 @@ def generator_device(generator) -> torch.device:
 
 def check_generator_protocol(generator) -> None:
     """A clear error unless ``generator`` has what steering calls: num_classes, sample_latents, synthesize."""
-    missing = [a for a in ("num_classes", "sample_latents", "synthesize") if not hasattr(generator, a)]
+    missing = [
+        a for a in ("num_classes", "sample_latents", "synthesize") if not hasattr(generator, a)
+    ]
     if missing:
-        raise ValueError(f"generator ({type(generator).__name__}) lacks {missing}: steering needs num_classes "
-                         "(0: unconditional), sample_latents(n, generator=torch.Generator) and synthesize(z, y)")
-    if isinstance(generator.num_classes, bool) or not isinstance(generator.num_classes, int) or generator.num_classes < 0:
-        raise ValueError(f"generator.num_classes must be an integer >= 0 (0: unconditional), got {generator.num_classes!r}")
+        raise ValueError(
+            f"generator ({type(generator).__name__}) lacks {missing}: steering needs num_classes "
+            "(0: unconditional), sample_latents(n, generator=torch.Generator) and synthesize(z, y)"
+        )
+    if (
+        isinstance(generator.num_classes, bool)
+        or not isinstance(generator.num_classes, int)
+        or generator.num_classes < 0
+    ):
+        raise ValueError(
+            f"generator.num_classes must be an integer >= 0 (0: unconditional), got {generator.num_classes!r}"
+        )
 
 
 def check_labeler_output(labels, n: int, name: str) -> torch.Tensor:
@@ -87,18 +97,28 @@ def check_labeler_output(labels, n: int, name: str) -> torch.Tensor:
     try:
         t = torch.as_tensor(labels).detach().cpu()
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"labeler {name!r} must return a tensor of labels [N], got {type(labels).__name__}") from None
+        raise ValueError(
+            f"labeler {name!r} must return a tensor of labels [N], got {type(labels).__name__}"
+        ) from None
     if t.ndim == 2 and t.is_floating_point():
         t = t.argmax(1)
     if t.ndim != 1 or len(t) != n:
-        raise ValueError(f"labeler {name!r} returned shape {list(t.shape)} for {n} images; expected [{n}] labels (or [{n}, k] scores)")
+        raise ValueError(
+            f"labeler {name!r} returned shape {list(t.shape)} for {n} images; expected [{n}] labels (or [{n}, k] scores)"
+        )
     if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"labeler {name!r} returned dtype {t.dtype}; expected integer class indices")
+        raise ValueError(
+            f"labeler {name!r} returned dtype {t.dtype}; expected integer class indices"
+        )
     if t.is_floating_point():
         if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
-            raise ValueError(f"labeler {name!r} returned non-integer values; expected class indices 0..k-1 (or [N, k] scores)")
+            raise ValueError(
+                f"labeler {name!r} returned non-integer values; expected class indices 0..k-1 (or [N, k] scores)"
+            )
     if len(t) and int(t.min()) < 0:
-        raise ValueError(f"labeler {name!r} returned a negative label ({int(t.min())}); expected class indices 0..k-1")
+        raise ValueError(
+            f"labeler {name!r} returned a negative label ({int(t.min())}); expected class indices 0..k-1"
+        )
     return t.long()
 
 

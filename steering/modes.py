@@ -42,11 +42,20 @@ class LatentSteerer(nn.Module):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.mode, self.method = mode, method
-        self.target_distribution = None if target_distribution is None else list(map(float, target_distribution))
+        self.target_distribution = (
+            None if target_distribution is None else list(map(float, target_distribution))
+        )
 
     # ------------------------------------------------------------ fitting
 
-    def fit(self, latents, classes, protected, num_classes: int | None = None, num_values: int | None = None):
+    def fit(
+        self,
+        latents,
+        classes,
+        protected,
+        num_classes: int | None = None,
+        num_values: int | None = None,
+    ):
         z = torch.as_tensor(np.asarray(latents), dtype=torch.float64)
         y = torch.as_tensor(np.asarray(classes), dtype=torch.int64)
         a = torch.as_tensor(np.asarray(protected), dtype=torch.int64)
@@ -89,10 +98,18 @@ class LatentSteerer(nn.Module):
                 means[c, k] = group.mean(0)
                 covs[c, k] = torch.cov(group.T) + 1e-4 * torch.eye(d, **f64)
             keep = present[c][ac]
-            erasers.append(LeaceEraser().fit(zc[keep].float(), ac[keep]) if self.mode == "erase" else None)
+            erasers.append(
+                LeaceEraser().fit(zc[keep].float(), ac[keep]) if self.mode == "erase" else None
+            )
         for name, value in dict(
-            present=present, probe_w=probe_w, probe_b=probe_b, direction=direction.float(),
-            centre=centre.float(), levels=levels.float(), means=means.float(), covs=covs.float(),
+            present=present,
+            probe_w=probe_w,
+            probe_b=probe_b,
+            direction=direction.float(),
+            centre=centre.float(),
+            levels=levels.float(),
+            means=means.float(),
+            covs=covs.float(),
         ).items():
             self.register_buffer(name, value)
         if self.mode == "erase":
@@ -105,11 +122,15 @@ class LatentSteerer(nn.Module):
         if p is None:
             return
         if len(p) != K or min(p) < 0 or not np.isclose(sum(p), 1.0):
-            raise ValueError(f"target_distribution must be {K} non-negative probabilities summing to 1, got {p}")
+            raise ValueError(
+                f"target_distribution must be {K} non-negative probabilities summing to 1, got {p}"
+            )
 
     def _check_fitted(self):
         if not hasattr(self, "present"):
-            raise ValueError("this LatentSteerer is not fitted yet: call fit(latents, classes, protected)")
+            raise ValueError(
+                "this LatentSteerer is not fitted yet: call fit(latents, classes, protected)"
+            )
 
     # ------------------------------------------------------------ steering
 
@@ -119,7 +140,9 @@ class LatentSteerer(nn.Module):
         scores = torch.einsum("nkd,nd->nk", self.probe_w[y], z.float()) + self.probe_b[y]
         return scores.argmax(1)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Steer latents according to ``mode`` (balance and flip draw values with ``generator``)."""
         self._check_fitted()
         if self.mode == "erase":
@@ -132,12 +155,20 @@ class LatentSteerer(nn.Module):
             return self.transport(z, y, self.draw_values(y, generator))
         return self.flip(z, y, generator)[0]
 
-    def draw_values(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw_values(
+        self, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Protected values drawn independently of the class (uniform or ``target_distribution``)."""
         self._check_fitted()
         K = self.num_values_
-        p = torch.full((K,), 1.0 / K) if self.target_distribution is None else torch.tensor(self.target_distribution)
-        probs = p.to(y.device)[None, :] * self.present[y].float()  # a class lacking a value cannot reach it
+        p = (
+            torch.full((K,), 1.0 / K)
+            if self.target_distribution is None
+            else torch.tensor(self.target_distribution)
+        )
+        probs = (
+            p.to(y.device)[None, :] * self.present[y].float()
+        )  # a class lacking a value cannot reach it
         probs = probs / probs.sum(1, keepdim=True)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
@@ -148,7 +179,11 @@ class LatentSteerer(nn.Module):
         if values is None:
             others = self.present[y].float()
             others[torch.arange(len(y)), current] = 0
-            values = torch.multinomial(others.clamp(min=0) + 1e-12 * (others.sum(1, keepdim=True) == 0), 1, generator=generator).squeeze(1)
+            values = torch.multinomial(
+                others.clamp(min=0) + 1e-12 * (others.sum(1, keepdim=True) == 0),
+                1,
+                generator=generator,
+            ).squeeze(1)
         return self.transport(z, y, values, current), values
 
     def transport(self, z, y, values, current=None) -> torch.Tensor:
@@ -156,7 +191,9 @@ class LatentSteerer(nn.Module):
         self._check_fitted()
         current = self.predict_protected(z, y) if current is None else current
         if not bool(self.present[y, values].all()):
-            raise ValueError("values asks for a protected value that a class never showed in the fitting sample")
+            raise ValueError(
+                "values asks for a protected value that a class never showed in the fitting sample"
+            )
         if self.method == "gaussian":
             return self._gaussian_transport(z, y, current, values)
         w = self.direction[y]
@@ -174,7 +211,9 @@ class LatentSteerer(nn.Module):
             if a == b:
                 continue
             mask = (y == c) & (current == a) & (values == b)
-            A, _ = gaussian_ot_map(self.means[c, a], self.covs[c, a], self.means[c, b], self.covs[c, b])
+            A, _ = gaussian_ot_map(
+                self.means[c, a], self.covs[c, a], self.means[c, b], self.covs[c, b]
+            )
             A = A.to(out)
             out[mask] = self.means[c, b] + (out[mask] - self.means[c, a]) @ A.T
         return out.to(z.dtype)
@@ -195,10 +234,16 @@ def _fit_probe(z, a, present):
     clf = LogisticRegression(C=10.0, max_iter=2000).fit(z[keep].numpy(), a[keep].numpy())
     K, d = len(present), z.shape[1]
     w, b = torch.zeros(K, d), torch.full((K,), -1e4)
-    coef, intercept = torch.tensor(clf.coef_, dtype=torch.float32), torch.tensor(clf.intercept_, dtype=torch.float32)
+    coef, intercept = (
+        torch.tensor(clf.coef_, dtype=torch.float32),
+        torch.tensor(clf.intercept_, dtype=torch.float32),
+    )
     classes = torch.as_tensor(clf.classes_)
     if len(classes) == 2:  # sklearn's binary form: one row for the positive class
-        coef, intercept = torch.cat([-coef / 2, coef / 2]), torch.cat([-intercept / 2, intercept / 2])
+        coef, intercept = (
+            torch.cat([-coef / 2, coef / 2]),
+            torch.cat([-intercept / 2, intercept / 2]),
+        )
     w[classes], b[classes] = coef, intercept
     return w, b
 
@@ -217,8 +262,15 @@ def _main_direction(weights):
 def _cdf(levels: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Rank of ``t`` in each row's quantile table, in [0, 1] (linear between levels)."""
     n_levels = levels.shape[1]
-    idx = torch.searchsorted(levels.contiguous(), t[:, None].contiguous()).squeeze(1).clamp(1, n_levels - 1)
-    lo, hi = levels.gather(1, (idx - 1)[:, None]).squeeze(1), levels.gather(1, idx[:, None]).squeeze(1)
+    idx = (
+        torch.searchsorted(levels.contiguous(), t[:, None].contiguous())
+        .squeeze(1)
+        .clamp(1, n_levels - 1)
+    )
+    lo, hi = (
+        levels.gather(1, (idx - 1)[:, None]).squeeze(1),
+        levels.gather(1, idx[:, None]).squeeze(1),
+    )
     frac = ((t - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
     return ((idx - 1) + frac) / (n_levels - 1)
 

@@ -66,8 +66,10 @@ def default_file_mode() -> int:
 
 
 def _full(error: OSError, path) -> DiskFullError:
-    return DiskFullError(f"disk full while writing {path} ({os.strerror(error.errno)}); "
-                         "the previous output, if any, was left as it was")
+    return DiskFullError(
+        f"disk full while writing {path} ({os.strerror(error.errno)}); "
+        "the previous output, if any, was left as it was"
+    )
 
 
 def write_new(path: str | os.PathLike, data: bytes, sync: bool = False) -> Path:
@@ -76,7 +78,9 @@ def write_new(path: str | os.PathLike, data: bytes, sync: bool = False) -> Path:
     a killed process cannot mix outputs either way, only a power cut between write and flush could)."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666
+        )
     except OSError as error:
         if error.errno in _FULL:
             raise _full(error, path) from None
@@ -84,7 +88,7 @@ def write_new(path: str | os.PathLike, data: bytes, sync: bool = False) -> Path:
     try:
         view = memoryview(data)
         while view:
-            view = view[_write_chunk(fd, view[:_CHUNK]):]
+            view = view[_write_chunk(fd, view[:_CHUNK]) :]
         if sync:
             os.fsync(fd)
     except OSError as error:
@@ -163,7 +167,9 @@ def output_lock(target: str | os.PathLike, command: str | None = None):
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = _lock_path(target)
-    if _HELD.get(lock, (None, 0))[0] == os.getpid():  # this process holds it already (not a forked parent)
+    if (
+        _HELD.get(lock, (None, 0))[0] == os.getpid()
+    ):  # this process holds it already (not a forked parent)
         pid, depth = _HELD[lock]
         _HELD[lock] = (pid, depth + 1)
         try:
@@ -171,21 +177,34 @@ def output_lock(target: str | os.PathLike, command: str | None = None):
         finally:
             _HELD[lock] = (pid, depth)
         return
-    me = {"pid": os.getpid(), "host": socket.gethostname(),
-          "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             holder = _holder(lock)
             if _stale(lock, holder):
-                lock.unlink(missing_ok=True)  # its writer is gone; whatever it staged is finished or dropped below
+                lock.unlink(
+                    missing_ok=True
+                )  # its writer is gone; whatever it staged is finished or dropped below
                 continue
-            who = (f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command')!s:.200}, "
-                   f"since {holder.get('started')})") if holder else "a process that is still starting"
-            raise OutputLockedError(f"{target} is being written by {who}; wait for it to finish, or, if that "
-                                    f"process is gone, remove {lock}") from None
+            who = (
+                (
+                    f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command')!s:.200}, "
+                    f"since {holder.get('started')})"
+                )
+                if holder
+                else "a process that is still starting"
+            )
+            raise OutputLockedError(
+                f"{target} is being written by {who}; wait for it to finish, or, if that "
+                f"process is gone, remove {lock}"
+            ) from None
         except OSError as error:
             if error.errno in _FULL:
                 raise _full(error, lock) from None
@@ -196,7 +215,9 @@ def output_lock(target: str | os.PathLike, command: str | None = None):
             os.close(fd)
         break
     else:
-        raise OutputLockedError(f"{target}: could not take the lock {lock}; remove it if no fairgen writes there")
+        raise OutputLockedError(
+            f"{target}: could not take the lock {lock}; remove it if no fairgen writes there"
+        )
     _HELD[lock] = (os.getpid(), 1)
     try:
         finish_pending(target, cleanup=True)
@@ -238,7 +259,9 @@ def finish_pending(target: str | os.PathLike, cleanup: bool = False) -> None:
     except FileNotFoundError:  # another process finished the same commit first
         pass
     except OSError:
-        if cleanup:  # a writer must finish it; a reader (a read-only folder, say) reads what is there
+        if (
+            cleanup
+        ):  # a writer must finish it; a reader (a read-only folder, say) reads what is there
             raise
     if old.exists() and not commit.exists():
         _remove_tree(old)
@@ -257,10 +280,14 @@ def check_replaceable(target: str | os.PathLike, replaceable) -> None:
         return
     if not target.is_dir():
         raise ValueError(f"--out must be a folder, but {target} is a file")
-    foreign = [p.name for p in target.iterdir() if not any(p.match(pattern) for pattern in replaceable)]
+    foreign = [
+        p.name for p in target.iterdir() if not any(p.match(pattern) for pattern in replaceable)
+    ]
     if foreign:
-        raise ValueError(f"--out {target} already holds files this command did not write ({', '.join(sorted(foreign)[:3])}"
-                         f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+        raise ValueError(
+            f"--out {target} already holds files this command did not write ({', '.join(sorted(foreign)[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder"
+        )
 
 
 def _folder_mode(path: Path) -> None:

@@ -32,10 +32,16 @@ class LatentPrior:
     bound: float | None = None
 
     def __post_init__(self):
-        if not (isinstance(self.scale, int | float) and math.isfinite(self.scale) and self.scale > 0):
+        if not (
+            isinstance(self.scale, int | float) and math.isfinite(self.scale) and self.scale > 0
+        ):
             raise ValueError(f"latent_prior scale must be a finite number > 0, got {self.scale!r}")
-        if self.bound is not None and not (isinstance(self.bound, int | float) and math.isfinite(self.bound) and self.bound > 0):
-            raise ValueError(f"latent_prior bound must be None or a finite number > 0, got {self.bound!r}")
+        if self.bound is not None and not (
+            isinstance(self.bound, int | float) and math.isfinite(self.bound) and self.bound > 0
+        ):
+            raise ValueError(
+                f"latent_prior bound must be None or a finite number > 0, got {self.bound!r}"
+            )
 
     @property
     def box(self) -> float | None:
@@ -76,9 +82,13 @@ def latent_prior(generator) -> LatentPrior:
     if isinstance(declared, dict):
         unknown = sorted(set(declared) - {"scale", "bound"})
         if unknown:
-            raise ValueError(f"generator latent_prior has unknown fields {unknown} (expected scale, bound)")
+            raise ValueError(
+                f"generator latent_prior has unknown fields {unknown} (expected scale, bound)"
+            )
         return LatentPrior(**declared)
-    raise ValueError(f"generator latent_prior must be a steering.LatentPrior or a dict, got {type(declared).__name__}")
+    raise ValueError(
+        f"generator latent_prior must be a steering.LatentPrior or a dict, got {type(declared).__name__}"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,9 @@ class PriorSupport:
         return inside.cpu()
 
 
-def prior_support(generator, draws: int = BAND_DRAWS, k: float = BAND_K, seed: int = 0) -> PriorSupport:
+def prior_support(
+    generator, draws: int = BAND_DRAWS, k: float = BAND_K, seed: int = 0
+) -> PriorSupport:
     """The support box the generator declares and the norm band of its own prior draws (mean +- k std)."""
     z = generator.sample_latents(draws, generator=torch.Generator().manual_seed(seed))
     norm = z.detach().flatten(1).double().norm(dim=1).cpu()
@@ -107,13 +119,21 @@ def prior_support(generator, draws: int = BAND_DRAWS, k: float = BAND_K, seed: i
     return PriorSupport(latent_prior(generator).box, max(0.0, mean - k * std), mean + k * std)
 
 
-def in_prior_support(generator, z: torch.Tensor, support: PriorSupport | None = None) -> torch.Tensor:
+def in_prior_support(
+    generator, z: torch.Tensor, support: PriorSupport | None = None
+) -> torch.Tensor:
     """Which latents ``z`` lie inside ``generator``'s prior: its support box and its typical set."""
     return (support or prior_support(generator)).contains(z)
 
 
-def prior_mix(prior: LatentPrior, z: torch.Tensor, rho: torch.Tensor, generator: torch.Generator | None = None,
-              basis: torch.Tensor | None = None, within: torch.Tensor | None = None) -> torch.Tensor:
+def prior_mix(
+    prior: LatentPrior,
+    z: torch.Tensor,
+    rho: torch.Tensor,
+    generator: torch.Generator | None = None,
+    basis: torch.Tensor | None = None,
+    within: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``rho g + sqrt(1 - rho^2) e`` in the prior's Gaussian coordinates, back in latent units.
 
     ``z [N, ...]``, ``rho [N]`` (1: the anchor, 0: a fresh prior draw); keeps the prior exactly.
@@ -123,7 +143,9 @@ def prior_mix(prior: LatentPrior, z: torch.Tensor, rho: torch.Tensor, generator:
     """
     g = prior.to_gaussian(z).flatten(1)
     r = rho.double()[:, None]
-    out = r * g + (1 - r * r).clamp(min=0).sqrt() * torch.randn(g.shape, generator=generator, dtype=torch.float64)
+    out = r * g + (1 - r * r).clamp(min=0).sqrt() * torch.randn(
+        g.shape, generator=generator, dtype=torch.float64
+    )
     if basis is not None and within is not None and bool(within.any()):
         b = basis.double()
         inside = g[within] @ b  # [n, r]

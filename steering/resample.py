@@ -47,7 +47,10 @@ def rejection_sample(
         k = int(min(MAX_BLOCK, max(1, torch.ceil(1.5 / rate[yp].mean().clamp(min=1e-6)).item())))
         candidates = sample_latents(len(pending) * k, generator).cpu().to(z.dtype)
         classes = yp.repeat_interleave(k)
-        ok = torch.rand(len(pending) * k, generator=generator) < acceptance(candidates, classes).cpu()
+        ok = (
+            torch.rand(len(pending) * k, generator=generator)
+            < acceptance(candidates, classes).cpu()
+        )
         ok = ok.view(len(pending), k)
         found = ok.any(1)
         first = ok.float().argmax(1)
@@ -89,11 +92,17 @@ def corrected_acceptance(
     """
     q_prior, q_labelled = q_prior.double(), q_labelled.double()
     onehot = torch.nn.functional.one_hot(values, q_prior.shape[1]).double()
-    mass = q_prior.T @ q_prior / len(q_prior) + (onehot - q_labelled).T @ q_labelled / len(q_labelled)  # A = mass @ w
+    mass = q_prior.T @ q_prior / len(q_prior) + (onehot - q_labelled).T @ q_labelled / len(
+        q_labelled
+    )  # A = mass @ w
     seen = onehot.sum(0) >= min_labelled  # values with enough labelled draws to correct
-    share = torch.where(seen, torch.maximum(mass.sum(1), 0.25 * q_prior.mean(0)), q_prior.mean(0)).clamp(min=1e-12)
+    share = torch.where(
+        seen, torch.maximum(mass.sum(1), 0.25 * q_prior.mean(0)), q_prior.mean(0)
+    ).clamp(min=1e-12)
     target = target.double()
-    start = torch.where(target > 0, target / share, torch.zeros_like(share))  # sum_j q_j = 1: mass.sum(1) is the share
+    start = torch.where(
+        target > 0, target / share, torch.zeros_like(share)
+    )  # sum_j q_j = 1: mass.sum(1) is the share
     start = start / start.max()
     w = start.clone()
     for _ in range(iters):

@@ -28,7 +28,11 @@ from .labelling import check_labeler_output
 from .prior import PriorSupport, latent_prior, prior_mix, prior_support
 
 BATCH = 512  # images synthesized and labelled at once
-NARROW_RHOS = (0.9, 0.6, 0.0)  # re-draw of the directions the classifier mostly reads, closest first (cos t)
+NARROW_RHOS = (
+    0.9,
+    0.6,
+    0.0,
+)  # re-draw of the directions the classifier mostly reads, closest first (cos t)
 BROAD_RHOS = (0.6, 0.0)  # then of all it reads
 FULL_RHOS = (0.9, 0.7, 0.4, 0.0)  # then of the whole latent
 NARROW_CUT = 0.25  # narrow directions: eigenvalue at least this share of the top one
@@ -57,7 +61,13 @@ class FlipResult:
 
 def _labelers(labeler, names: list[str]) -> tuple[dict, dict]:
     """The proposal's attributes' labelers, and the extra ones a dict names (attributes a twin keeps)."""
-    labelers = dict(labeler) if isinstance(labeler, dict) else {names[0]: labeler} if len(names) == 1 else None
+    labelers = (
+        dict(labeler)
+        if isinstance(labeler, dict)
+        else {names[0]: labeler}
+        if len(names) == 1
+        else None
+    )
     if labelers is None or not set(names) <= set(labelers):
         got = sorted(labeler) if isinstance(labeler, dict) else "one callable"
         raise ValueError(f"labeler must name the proposal's attributes {names}, got {got}")
@@ -70,18 +80,33 @@ def _keepers(extra: dict, keep, names: list[str]) -> dict:
     """The labelers of the attributes a twin must keep: ``keep`` if given, else the labeler's extra ones."""
     if keep is None:
         return extra
-    if not isinstance(keep, dict) or not all(isinstance(k, str) and callable(f) for k, f in keep.items()):
+    if not isinstance(keep, dict) or not all(
+        isinstance(k, str) and callable(f) for k, f in keep.items()
+    ):
         raise ValueError("keep must be None or a dict {name: callable images -> labels}")
     flipped = sorted(set(keep) & set(names))
     if flipped:
-        raise ValueError(f"keep must name attributes other than the flipped ones {names}, got {flipped}")
+        raise ValueError(
+            f"keep must name attributes other than the flipped ones {names}, got {flipped}"
+        )
     return dict(keep)
 
 
-def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tensor | None = None, values=None,
-                    rng: torch.Generator | None = None, budget: int = 64, candidates: int = 64,
-                    threshold: float = 0.9, support: PriorSupport | None = None, keep: dict | None = None,
-                    keep_classifiers: dict | None = None) -> FlipResult:
+def confirmed_flips(
+    generator,
+    labeler,
+    proposal,
+    z: torch.Tensor,
+    y: torch.Tensor | None = None,
+    values=None,
+    rng: torch.Generator | None = None,
+    budget: int = 64,
+    candidates: int = 64,
+    threshold: float = 0.9,
+    support: PriorSupport | None = None,
+    keep: dict | None = None,
+    keep_classifiers: dict | None = None,
+) -> FlipResult:
     """Twins of anchors ``z`` (classes ``y``) at another joint protected value, each confirmed by ``labeler``.
 
     ``proposal``: a fitted ``ClassifierSteerer`` (its classifier scores candidates, its target and
@@ -96,7 +121,9 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
     seed, same twins.
     """
     if budget < 1 or candidates < 1 or not 0 < threshold < 1:
-        raise ValueError(f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, {candidates}, {threshold}")
+        raise ValueError(
+            f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, {candidates}, {threshold}"
+        )
     proposal = as_proposal(proposal)
     names = list(proposal.names_)
     labelers, extra = _labelers(labeler, names)
@@ -114,45 +141,92 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
         know) and the kept attributes' labels ``[n, len(keepers)]``."""
         out, kept = [], []
         for start in range(0, len(latents), BATCH):
-            zb, yb = latents[start:start + BATCH], classes[start:start + BATCH]
-            images = generator.synthesize(zb.to(generator.device), yb.to(generator.device) if conditional else None)
-            joint, unknown = torch.zeros(len(zb), dtype=torch.int64), torch.zeros(len(zb), dtype=torch.bool)
+            zb, yb = latents[start : start + BATCH], classes[start : start + BATCH]
+            images = generator.synthesize(
+                zb.to(generator.device), yb.to(generator.device) if conditional else None
+            )
+            joint, unknown = (
+                torch.zeros(len(zb), dtype=torch.int64),
+                torch.zeros(len(zb), dtype=torch.bool),
+            )
             for name, k in zip(names, proposal.num_values_, strict=True):
                 labels = check_labeler_output(labelers[name](images), len(zb), name)
                 unknown |= labels >= k
                 joint = joint * k + labels.clamp(max=k - 1)
             out.append(torch.where(unknown, -1, joint))
-            kept.append(torch.stack([check_labeler_output(f(images), len(zb), name) for name, f in keepers.items()], 1)
-                        if keepers else torch.zeros(len(zb), 0, dtype=torch.int64))
+            kept.append(
+                torch.stack(
+                    [check_labeler_output(f(images), len(zb), name) for name, f in keepers.items()],
+                    1,
+                )
+                if keepers
+                else torch.zeros(len(zb), 0, dtype=torch.int64)
+            )
         calls["syntheses"] += len(latents)
         calls["labeler_calls"] += len(latents) * (len(labelers) + len(keepers))
         return torch.cat(out), torch.cat(kept)
 
     with one_thread():
         current, own = read(anchors, y)
-        values = _requested(proposal, y, current, rng) if values is None else torch.as_tensor(values, dtype=torch.int64).cpu()
-        if values.shape != y.shape or int(values.min()) < 0 or int(values.max()) >= proposal.target.numel():
-            raise ValueError(f"values must be {len(y)} joint protected values in [0, {proposal.target.numel()})")
-        twins, confirmed = anchors.clone(), values == current  # an anchor that already shows its value is its own twin
+        values = (
+            _requested(proposal, y, current, rng)
+            if values is None
+            else torch.as_tensor(values, dtype=torch.int64).cpu()
+        )
+        if (
+            values.shape != y.shape
+            or int(values.min()) < 0
+            or int(values.max()) >= proposal.target.numel()
+        ):
+            raise ValueError(
+                f"values must be {len(y)} joint protected values in [0, {proposal.target.numel()})"
+            )
+        twins, confirmed = (
+            anchors.clone(),
+            values == current,
+        )  # an anchor that already shows its value is its own twin
         confirmed &= support.contains(anchors)
         levels = _levels(proposal, anchors, y)
-        furthest = torch.zeros(len(z), dtype=torch.int64)  # a round moves no closer than the last miss
+        furthest = torch.zeros(
+            len(z), dtype=torch.int64
+        )  # a round moves no closer than the last miss
         from_subspace = torch.zeros(len(z), dtype=torch.bool)
-        best_q = torch.full((len(z),), math.nan)  # the proposal's best candidate's probability, for a missed anchor
+        best_q = torch.full(
+            (len(z),), math.nan
+        )  # the proposal's best candidate's probability, for a missed anchor
         pending, spent, size, pool = torch.nonzero(~confirmed).flatten(), 0, 1, candidates
         while len(pending) and spent < budget:
             m = min(size, budget - spent, len(levels) * pool)
             chunk = max(8, CHUNK * candidates // pool)
-            parts = [_pick(proposal, prior, support, levels, anchors[rows], y[rows], values[rows], furthest[rows],
-                           pool, threshold, m, rng, _keep_score(scorers, own[rows], y[rows], pool * len(levels)))
-                     for rows in pending.split(chunk)]
-            picked, level, ok, q = (torch.cat(p) for p in zip(*parts, strict=True))  # [n, m, ...], [n, m], [n, m], [n]
+            parts = [
+                _pick(
+                    proposal,
+                    prior,
+                    support,
+                    levels,
+                    anchors[rows],
+                    y[rows],
+                    values[rows],
+                    furthest[rows],
+                    pool,
+                    threshold,
+                    m,
+                    rng,
+                    _keep_score(scorers, own[rows], y[rows], pool * len(levels)),
+                )
+                for rows in pending.split(chunk)
+            ]
+            picked, level, ok, q = (
+                torch.cat(p) for p in zip(*parts, strict=True)
+            )  # [n, m, ...], [n, m], [n, m], [n]
             best_q[pending] = q
             rows = pending.repeat_interleave(m)[ok.flatten()]
             flat = picked.flatten(0, 1)[ok.flatten()]
             joint, kept = read(flat, y[rows])
             hit = torch.zeros(len(pending), m, dtype=torch.bool)
-            hit.view(-1)[torch.nonzero(ok.flatten()).flatten()] = (joint == values[rows]) & (kept == own[rows]).all(1)
+            hit.view(-1)[torch.nonzero(ok.flatten()).flatten()] = (joint == values[rows]) & (
+                kept == own[rows]
+            ).all(1)
             found = hit.any(1)
             first = hit.float().argmax(1)  # the first hit in preference order
             twins[pending[found]] = picked[torch.arange(len(pending)), first][found]
@@ -162,13 +236,23 @@ def confirmed_flips(generator, labeler, proposal, z: torch.Tensor, y: torch.Tens
             closest = torch.where(ok, level, len(levels) - 1).min(1).values
             furthest[pending[~found]] = (closest[~found] + 1).clamp(max=len(levels) - 1)
             pending, spent = pending[~found], spent + m
-            size, pool = (size * 2 if spent > m else 1), min(pool * 2, candidates * POOL_GROWTH)  # latent draws are cheap
+            size, pool = (
+                (size * 2 if spent > m else 1),
+                min(pool * 2, candidates * POOL_GROWTH),
+            )  # latent draws are cheap
     kept = int(confirmed.sum())
     missed_q = best_q[~confirmed & ~torch.isnan(best_q)]
-    cost = {"n": len(z), "confirmed": kept, "missed": len(z) - kept, "confirmed_share": kept / max(len(z), 1), **calls,
-            "subspace_share": float(from_subspace[confirmed].float().mean()) if kept else 0.0,
-            "syntheses_per_kept": calls["syntheses"] / max(kept, 1), "labeler_calls_per_kept": calls["labeler_calls"] / max(kept, 1),
-            "missed_median_best_q": float(missed_q.median()) if len(missed_q) else math.nan}
+    cost = {
+        "n": len(z),
+        "confirmed": kept,
+        "missed": len(z) - kept,
+        "confirmed_share": kept / max(len(z), 1),
+        **calls,
+        "subspace_share": float(from_subspace[confirmed].float().mean()) if kept else 0.0,
+        "syntheses_per_kept": calls["syntheses"] / max(kept, 1),
+        "labeler_calls_per_kept": calls["labeler_calls"] / max(kept, 1),
+        "missed_median_best_q": float(missed_q.median()) if len(missed_q) else math.nan,
+    }
     return FlipResult(twins.to(z.device, z.dtype), values, current, confirmed, cost)
 
 
@@ -179,7 +263,9 @@ def _keep_scorers(proposal, keepers: dict, given: dict | None) -> dict:
     given = {} if given is None else dict(given)
     unknown = sorted(set(given) - set(keepers))
     if unknown:
-        raise ValueError(f"keep_classifiers must name kept attributes {sorted(keepers)}, got {unknown}")
+        raise ValueError(
+            f"keep_classifiers must name kept attributes {sorted(keepers)}, got {unknown}"
+        )
     return {k: given.get(k, own.get(k)) for k in keepers if given.get(k, own.get(k)) is not None}
 
 
@@ -198,6 +284,7 @@ def _keep_score(scorers: dict, own: torch.Tensor, y: torch.Tensor, per: int):
             lp = scorers[k].log_proba(pool, flat_y)
             total += lp.gather(1, value.clamp(max=lp.shape[1] - 1)[:, None]).squeeze(1)
         return total
+
     return score
 
 
@@ -207,8 +294,14 @@ class _CellProposal:
 
     def __init__(self, steerer):
         if getattr(steerer, "keep_", None) is not None:
-            raise ValueError("flips of a steerer with a keep labeler are not supported: fit it without keep_labeler")
-        self.steerer, self.names_, self.num_values_ = steerer, list(steerer.attrs_), list(steerer.num_values_)
+            raise ValueError(
+                "flips of a steerer with a keep labeler are not supported: fit it without keep_labeler"
+            )
+        self.steerer, self.names_, self.num_values_ = (
+            steerer,
+            list(steerer.attrs_),
+            list(steerer.num_values_),
+        )
         self.target, self.accept = steerer.cell_target, (steerer.counts > 0).float()
 
     def joint_log_proba(self, z, y):
@@ -226,7 +319,9 @@ def as_proposal(steerer):
         return steerer
     if hasattr(steerer, "cell_target") and hasattr(steerer, "classifiers"):
         return _CellProposal(steerer)
-    raise ValueError(f"proposal must be a fitted ClassifierSteerer or ConfirmedSteerer, got {type(steerer).__name__}")
+    raise ValueError(
+        f"proposal must be a fitted ClassifierSteerer or ConfirmedSteerer, got {type(steerer).__name__}"
+    )
 
 
 def _requested(proposal, y, current, rng) -> torch.Tensor:
@@ -236,7 +331,9 @@ def _requested(proposal, y, current, rng) -> torch.Tensor:
     probs[known, current[known]] = 0
     empty = probs.sum(1) == 0
     if bool((empty & (current < 0)).any()):
-        raise ValueError("the target leaves no value to flip to for an anchor whose value the proposal does not know")
+        raise ValueError(
+            "the target leaves no value to flip to for an anchor whose value the proposal does not know"
+        )
     probs[empty, current[empty]] = 1.0  # nothing else to go to: stay
     return torch.multinomial(probs, 1, generator=rng).squeeze(1)
 
@@ -283,27 +380,63 @@ def _subspaces(proposal, anchors: torch.Tensor, y: torch.Tensor):
     return vectors[:, :narrow], vectors[:, :broad]
 
 
-def _pick(proposal, prior, support, levels, z, y, values, furthest, candidates, threshold, m, rng, keep_score=None):
+def _pick(
+    proposal,
+    prior,
+    support,
+    levels,
+    z,
+    y,
+    values,
+    furthest,
+    candidates,
+    threshold,
+    m,
+    rng,
+    keep_score=None,
+):
     """Per anchor, ``m`` candidates to synthesize in preference order ``[n, m, ...]``, their levels and
     whether each is usable (inside the prior's support)."""
     n, count = len(z), len(levels)
     per = count * candidates
     anchors = z.repeat_interleave(candidates, 0)
-    pool = torch.stack([prior_mix(prior, anchors, torch.full((len(anchors),), rho), rng, basis,
-                                  None if basis is None else torch.ones(len(anchors), dtype=torch.bool))
-                        .view(n, candidates, *z.shape[1:]) for rho, basis in levels], 1).flatten(0, 2)  # [n * per, ...]
+    pool = torch.stack(
+        [
+            prior_mix(
+                prior,
+                anchors,
+                torch.full((len(anchors),), rho),
+                rng,
+                basis,
+                None if basis is None else torch.ones(len(anchors), dtype=torch.bool),
+            ).view(n, candidates, *z.shape[1:])
+            for rho, basis in levels
+        ],
+        1,
+    ).flatten(0, 2)  # [n * per, ...]
     flat_y, flat_v = y.repeat_interleave(per), values.repeat_interleave(per)
     with torch.no_grad():
-        flip = proposal.joint_log_proba(pool.flatten(1).float(), flat_y).gather(1, flat_v[:, None]).squeeze(1)
+        flip = (
+            proposal.joint_log_proba(pool.flatten(1).float(), flat_y)
+            .gather(1, flat_v[:, None])
+            .squeeze(1)
+        )
         score = flip if keep_score is None else flip + keep_score(pool.flatten(1).float())
     usable = support.contains(pool).view(n, count, candidates)
     allowed = (torch.arange(count)[None, :] >= furthest[:, None])[:, :, None] & usable
     score = score.view(n, count, candidates)
     best = torch.where(allowed, score, torch.full_like(score, -math.inf)).flatten(1).max(1).values
     # likely: above the threshold, or at least RELATIVE times as likely as the anchor's best candidate
-    likely = score >= torch.minimum(torch.full_like(best, math.log(threshold)), best + math.log(RELATIVE))[:, None, None]
+    likely = (
+        score
+        >= torch.minimum(torch.full_like(best, math.log(threshold)), best + math.log(RELATIVE))[
+            :, None, None
+        ]
+    )
     # likely candidates first, the closest level first, then by score; the unusable last
-    key = torch.where(likely, 1e3 * (count - torch.arange(count))[None, :, None] + score, score - 1e6)
+    key = torch.where(
+        likely, 1e3 * (count - torch.arange(count))[None, :, None] + score, score - 1e6
+    )
     key = torch.where(allowed, key, torch.full_like(key, -math.inf)).view(n, per)
     top = key.topk(m, dim=1).indices  # [n, m]
     level = top // candidates
@@ -319,9 +452,27 @@ class ConfirmedFlipper:
 
     def __init__(self, generator, labeler, proposal, **options):
         proposal = as_proposal(proposal)
-        _keepers(_labelers(labeler, list(proposal.names_))[1], options.get("keep"), list(proposal.names_))  # fails here, not mid-stream
-        self.generator, self.labeler, self.proposal, self.options = generator, labeler, proposal, options
+        _keepers(
+            _labelers(labeler, list(proposal.names_))[1], options.get("keep"), list(proposal.names_)
+        )  # fails here, not mid-stream
+        self.generator, self.labeler, self.proposal, self.options = (
+            generator,
+            labeler,
+            proposal,
+            options,
+        )
         self.support = prior_support(generator)
 
-    def __call__(self, z: torch.Tensor, y: torch.Tensor | None, rng: torch.Generator | None = None) -> FlipResult:
-        return confirmed_flips(self.generator, self.labeler, self.proposal, z, y, rng=rng, support=self.support, **self.options)
+    def __call__(
+        self, z: torch.Tensor, y: torch.Tensor | None, rng: torch.Generator | None = None
+    ) -> FlipResult:
+        return confirmed_flips(
+            self.generator,
+            self.labeler,
+            self.proposal,
+            z,
+            y,
+            rng=rng,
+            support=self.support,
+            **self.options,
+        )

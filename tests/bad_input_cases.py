@@ -60,10 +60,18 @@ class Lab:
             import steering
             from fairgen.world import load_judges
 
-            steerer, _ = steering.fit_steerer(self.generator, load_judges()["texture"].predict, n=2000,
-                                              mode="balance", progress=False)
-            steering.save_card(steerer, self.folder / "card",
-                               {"generator": {"name": self.generator.name, "sha256": self.generator.checksum}})
+            steerer, _ = steering.fit_steerer(
+                self.generator,
+                load_judges()["texture"].predict,
+                n=2000,
+                mode="balance",
+                progress=False,
+            )
+            steering.save_card(
+                steerer,
+                self.folder / "card",
+                {"generator": {"name": self.generator.name, "sha256": self.generator.checksum}},
+            )
         return path
 
     @property
@@ -88,6 +96,7 @@ def cli(*argv):
             return main([str(a) for a in args])
         except SystemExit as exit_:  # argparse refuses a bad value with exit code 2
             return exit_.code
+
     return run
 
 
@@ -99,13 +108,18 @@ def mismatched_encoder(lab: Lab) -> Path:
 
     backbone, _ = build_encoder("small_cnn", True)
     path = lab.folder / "mismatched.safetensors"
-    save_safetensors(backbone.state_dict(), path, metadata={"config": TrainConfig(encoder="resnet18").to_dict()})
+    save_safetensors(
+        backbone.state_dict(), path, metadata={"config": TrainConfig(encoder="resnet18").to_dict()}
+    )
     return path
 
 
 def configless_checkpoint(lab: Lab) -> Path:
     folder = lab.run_folder("configless")
-    torch.save({"format": 1, "step": 3, "model": {}, "optimizer": {}, "scheduler": {}}, folder / "checkpoint.pt")
+    torch.save(
+        {"format": 1, "step": 3, "model": {}, "optimizer": {}, "scheduler": {}},
+        folder / "checkpoint.pt",
+    )
     return folder
 
 
@@ -115,7 +129,22 @@ def trained_run(lab: Lab) -> Path:
 
     folder = lab.folder / "trained"
     if not (folder / "checkpoint.pt").exists():
-        assert main(["train", "--spec", str(lab.spec), "--out", str(folder), "--steps", "2", "--batch-size", "4"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--spec",
+                    str(lab.spec),
+                    "--out",
+                    str(folder),
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "4",
+                ]
+            )
+            == 0
+        )
     return folder
 
 
@@ -144,8 +173,17 @@ def _spec(**changes):
 def _trainer_step(views):
     from fairgen.contrastive import TrainConfig, Trainer
 
-    trainer = Trainer(TrainConfig(augment=None, projection_hidden_dim=16, projection_dim=8, total_steps=3,
-                                  warmup_steps=0, log_every=1, progress=False))
+    trainer = Trainer(
+        TrainConfig(
+            augment=None,
+            projection_hidden_dim=16,
+            projection_dim=8,
+            total_steps=3,
+            warmup_steps=0,
+            log_every=1,
+            progress=False,
+        )
+    )
     trainer.fit([{"views": views, "labels": torch.zeros(len(views), dtype=torch.long)}] * 3)
 
 
@@ -189,68 +227,532 @@ OUT = lambda lab: lab.folder / "out"  # noqa: E731  (a folder the commands may w
 
 CASES = [
     # ------------------------------------------------------------ command line
-    ("cli: --device that does not exist", "cli", cli("sample", "--n", "4", "--device", "tpu9", "--out", OUT), "--device"),
-    ("cli: --device cuda without a GPU", "cli", cli("sample", "--n", "4", "--device", "cuda:7", "--out", OUT), "--device"),
-    ("cli: empty generator weights", "cli", cli("sample", "--generator", lambda lab: lab.folder / "empty.safetensors", "--out", OUT), "empty.safetensors"),
-    ("cli: truncated generator weights", "cli", cli("sample", "--generator", lambda lab: lab.folder / "truncated.safetensors", "--out", OUT), "truncated.safetensors"),
-    ("cli: garbage generator weights", "cli", cli("sample", "--generator", lambda lab: lab.folder / "garbage.safetensors", "--out", OUT), "garbage.safetensors"),
-    ("cli: garbage eraser card", "cli", cli("stream", "--new", lambda lab: lab.folder / "s.json", "--eraser", lambda lab: lab.file("bad/card.json", b"{not json")), "card.json"),
-    ("cli: eraser card of another generator", "cli", cli("stream", "--new", lambda lab: lab.folder / "s2.json", "--eraser", lambda lab: lab.foreign_card), "fitted on"),
-    ("cli: empty encoder", "cli", cli("audit", "--encoder", lambda lab: lab.folder / "empty.safetensors", "--n-probe", "50", "--n-test", "50", "--out", OUT), "empty.safetensors"),
-    ("cli: truncated encoder", "cli", cli("audit", "--encoder", lambda lab: lab.folder / "truncated.safetensors", "--n-probe", "50", "--n-test", "50", "--out", OUT), "truncated.safetensors"),
-    ("cli: encoder whose config and weights disagree", "cli", cli("audit", "--encoder", mismatched_encoder, "--n-probe", "50", "--n-test", "50", "--out", OUT), "do not fit"),
-    ("cli: empty checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c1", b"")), "checkpoint"),
-    ("cli: truncated checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c2", b"PK\x03\x04" + b"\x00" * 40)), "checkpoint"),
-    ("cli: garbage checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", lambda lab: lab.run_folder("c3", b"garbage" * 30)), "checkpoint"),
-    ("cli: checkpoint without its config", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", configless_checkpoint), "lacks"),
-    ("cli: --resume without a checkpoint", "cli", cli("train", "--spec", lambda lab: lab.spec, "--resume", "--steps", "2", "--batch-size", "4", "--out", lambda lab: lab.run_folder("none")), "no checkpoint"),
-    ("cli: --resume with another --lr", "cli", cli("train", "--resume", "--lr", "0.5", "--steps", "3", "--out", trained_run), "lr"),
-    ("cli: --resume with another --batch-size", "cli", cli("train", "--resume", "--batch-size", "8", "--steps", "3", "--out", trained_run), "batch_size"),
-    ("cli: --resume with another spec", "cli", cli("train", "--resume", "--spec", lambda lab: lab.spec_with("seed9.json", seed=9), "--steps", "3", "--out", trained_run), "stream"),
-    ("cli: --resume to fewer steps than trained", "cli", cli("train", "--resume", "--steps", "1", "--out", trained_run), "below"),
-    ("cli: class weights NaN", "cli", cli("train", "--spec", lambda lab: lab.spec_with("nan.json", classes=[0, 1], class_weights=[float("nan"), 1.0]), "--out", OUT, "--steps", "1", "--batch-size", "4"), "class_weights"),
-    ("cli: class weights inf", "cli", cli("train", "--spec", lambda lab: lab.spec_with("inf.json", classes=[0, 1], class_weights=[float("inf"), 1.0]), "--out", OUT, "--steps", "1", "--batch-size", "4"), "class_weights"),
-    ("cli: refresh as a string", "cli", cli("train", "--spec", lambda lab: lab.spec_with("refresh.json", refresh="0.5"), "--out", OUT, "--steps", "1", "--batch-size", "4"), "refresh"),
-    ("cli: resolution 30000", "cli", cli("train", "--spec", lambda lab: lab.spec_with("huge.json", resolution=30000), "--out", OUT, "--steps", "1", "--batch-size", "4"), "resolution"),
-    ("cli: spec missing most keys", "cli", cli("train", "--spec", lambda lab: lab.file("sparse.json", b'{"generator": "world-sprites-32"}'), "--out", OUT, "--steps", "1"), "lacks"),
-    ("cli: train --batch-size 1", "cli", cli("train", "--spec", lambda lab: lab.spec, "--out", lambda lab: lab.run_folder("b1"), "--steps", "1", "--batch-size", "1"), "batch"),
-    ("cli: train --lr 1e30 diverges", "cli", cli("train", "--spec", lambda lab: lab.spec, "--out", lambda lab: lab.run_folder("lr"), "--steps", "4", "--batch-size", "4", "--lr", "1e30", "--optimizer", "sgd", "--log-every", "1", "--quiet"), "NaN"),
-    ("cli: train --config with an unknown key", "cli", cli("train", "--config", lambda lab: lab.file("run.yaml", b"spec: stream.json\nepochs: 3\n"), "--out", OUT), "unknown keys"),
-    ("cli: train --config that is not YAML", "cli", cli("train", "--config", lambda lab: lab.file("bad.yaml", b"spec: [unclosed\n"), "--out", OUT), "not valid YAML"),
-    ("cli: zoo train --steps 0", "cli", cli("zoo", "train", "world-sprites-32", "--steps", "0", "--out", OUT), "positive integer"),
-    ("cli: zoo train --steps -1", "cli", cli("zoo", "train", "world-sprites-32", "--steps", "-1", "--out", OUT), "positive integer"),
-    ("cli: steer --protected shape (the class)", "cli", cli("steer", "--protected", "shape", "--n", "100", "--out", lambda lab: lab.folder / "c"), "class"),
-    ("cli: world --n 20000 (one grid)", "cli", cli("world", "--n", "20000", "--out", OUT), "at most"),
-    ("cli: world --resolution 30000", "cli", cli("world", "--resolution", "30000", "--out", OUT), "invalid choice"),
-    ("cli: --out naming a file", "cli", cli("sample", "--n", "4", "--out", lambda lab: lab.folder / "grid.png"), "folder"),
+    (
+        "cli: --device that does not exist",
+        "cli",
+        cli("sample", "--n", "4", "--device", "tpu9", "--out", OUT),
+        "--device",
+    ),
+    (
+        "cli: --device cuda without a GPU",
+        "cli",
+        cli("sample", "--n", "4", "--device", "cuda:7", "--out", OUT),
+        "--device",
+    ),
+    (
+        "cli: empty generator weights",
+        "cli",
+        cli("sample", "--generator", lambda lab: lab.folder / "empty.safetensors", "--out", OUT),
+        "empty.safetensors",
+    ),
+    (
+        "cli: truncated generator weights",
+        "cli",
+        cli(
+            "sample", "--generator", lambda lab: lab.folder / "truncated.safetensors", "--out", OUT
+        ),
+        "truncated.safetensors",
+    ),
+    (
+        "cli: garbage generator weights",
+        "cli",
+        cli("sample", "--generator", lambda lab: lab.folder / "garbage.safetensors", "--out", OUT),
+        "garbage.safetensors",
+    ),
+    (
+        "cli: garbage eraser card",
+        "cli",
+        cli(
+            "stream",
+            "--new",
+            lambda lab: lab.folder / "s.json",
+            "--eraser",
+            lambda lab: lab.file("bad/card.json", b"{not json"),
+        ),
+        "card.json",
+    ),
+    (
+        "cli: eraser card of another generator",
+        "cli",
+        cli(
+            "stream",
+            "--new",
+            lambda lab: lab.folder / "s2.json",
+            "--eraser",
+            lambda lab: lab.foreign_card,
+        ),
+        "fitted on",
+    ),
+    (
+        "cli: empty encoder",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            lambda lab: lab.folder / "empty.safetensors",
+            "--n-probe",
+            "50",
+            "--n-test",
+            "50",
+            "--out",
+            OUT,
+        ),
+        "empty.safetensors",
+    ),
+    (
+        "cli: truncated encoder",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            lambda lab: lab.folder / "truncated.safetensors",
+            "--n-probe",
+            "50",
+            "--n-test",
+            "50",
+            "--out",
+            OUT,
+        ),
+        "truncated.safetensors",
+    ),
+    (
+        "cli: encoder whose config and weights disagree",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            mismatched_encoder,
+            "--n-probe",
+            "50",
+            "--n-test",
+            "50",
+            "--out",
+            OUT,
+        ),
+        "do not fit",
+    ),
+    (
+        "cli: empty checkpoint",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--resume",
+            "--out",
+            lambda lab: lab.run_folder("c1", b""),
+        ),
+        "checkpoint",
+    ),
+    (
+        "cli: truncated checkpoint",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--resume",
+            "--out",
+            lambda lab: lab.run_folder("c2", b"PK\x03\x04" + b"\x00" * 40),
+        ),
+        "checkpoint",
+    ),
+    (
+        "cli: garbage checkpoint",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--resume",
+            "--out",
+            lambda lab: lab.run_folder("c3", b"garbage" * 30),
+        ),
+        "checkpoint",
+    ),
+    (
+        "cli: checkpoint without its config",
+        "cli",
+        cli("train", "--spec", lambda lab: lab.spec, "--resume", "--out", configless_checkpoint),
+        "lacks",
+    ),
+    (
+        "cli: --resume without a checkpoint",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--resume",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--out",
+            lambda lab: lab.run_folder("none"),
+        ),
+        "no checkpoint",
+    ),
+    (
+        "cli: --resume with another --lr",
+        "cli",
+        cli("train", "--resume", "--lr", "0.5", "--steps", "3", "--out", trained_run),
+        "lr",
+    ),
+    (
+        "cli: --resume with another --batch-size",
+        "cli",
+        cli("train", "--resume", "--batch-size", "8", "--steps", "3", "--out", trained_run),
+        "batch_size",
+    ),
+    (
+        "cli: --resume with another spec",
+        "cli",
+        cli(
+            "train",
+            "--resume",
+            "--spec",
+            lambda lab: lab.spec_with("seed9.json", seed=9),
+            "--steps",
+            "3",
+            "--out",
+            trained_run,
+        ),
+        "stream",
+    ),
+    (
+        "cli: --resume to fewer steps than trained",
+        "cli",
+        cli("train", "--resume", "--steps", "1", "--out", trained_run),
+        "below",
+    ),
+    (
+        "cli: class weights NaN",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec_with(
+                "nan.json", classes=[0, 1], class_weights=[float("nan"), 1.0]
+            ),
+            "--out",
+            OUT,
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+        ),
+        "class_weights",
+    ),
+    (
+        "cli: class weights inf",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec_with(
+                "inf.json", classes=[0, 1], class_weights=[float("inf"), 1.0]
+            ),
+            "--out",
+            OUT,
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+        ),
+        "class_weights",
+    ),
+    (
+        "cli: refresh as a string",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec_with("refresh.json", refresh="0.5"),
+            "--out",
+            OUT,
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+        ),
+        "refresh",
+    ),
+    (
+        "cli: resolution 30000",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec_with("huge.json", resolution=30000),
+            "--out",
+            OUT,
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+        ),
+        "resolution",
+    ),
+    (
+        "cli: spec missing most keys",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.file("sparse.json", b'{"generator": "world-sprites-32"}'),
+            "--out",
+            OUT,
+            "--steps",
+            "1",
+        ),
+        "lacks",
+    ),
+    (
+        "cli: train --batch-size 1",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--out",
+            lambda lab: lab.run_folder("b1"),
+            "--steps",
+            "1",
+            "--batch-size",
+            "1",
+        ),
+        "batch",
+    ),
+    (
+        "cli: train --lr 1e30 diverges",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--out",
+            lambda lab: lab.run_folder("lr"),
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e30",
+            "--optimizer",
+            "sgd",
+            "--log-every",
+            "1",
+            "--quiet",
+        ),
+        "NaN",
+    ),
+    (
+        "cli: train --config with an unknown key",
+        "cli",
+        cli(
+            "train",
+            "--config",
+            lambda lab: lab.file("run.yaml", b"spec: stream.json\nepochs: 3\n"),
+            "--out",
+            OUT,
+        ),
+        "unknown keys",
+    ),
+    (
+        "cli: train --config that is not YAML",
+        "cli",
+        cli(
+            "train",
+            "--config",
+            lambda lab: lab.file("bad.yaml", b"spec: [unclosed\n"),
+            "--out",
+            OUT,
+        ),
+        "not valid YAML",
+    ),
+    (
+        "cli: zoo train --steps 0",
+        "cli",
+        cli("zoo", "train", "world-sprites-32", "--steps", "0", "--out", OUT),
+        "positive integer",
+    ),
+    (
+        "cli: zoo train --steps -1",
+        "cli",
+        cli("zoo", "train", "world-sprites-32", "--steps", "-1", "--out", OUT),
+        "positive integer",
+    ),
+    (
+        "cli: steer --protected shape (the class)",
+        "cli",
+        cli("steer", "--protected", "shape", "--n", "100", "--out", lambda lab: lab.folder / "c"),
+        "class",
+    ),
+    (
+        "cli: world --n 20000 (one grid)",
+        "cli",
+        cli("world", "--n", "20000", "--out", OUT),
+        "at most",
+    ),
+    (
+        "cli: world --resolution 30000",
+        "cli",
+        cli("world", "--resolution", "30000", "--out", OUT),
+        "invalid choice",
+    ),
+    (
+        "cli: --out naming a file",
+        "cli",
+        cli("sample", "--n", "4", "--out", lambda lab: lab.folder / "grid.png"),
+        "folder",
+    ),
     # ------------------------------------------------------------ Python API
-    ("api: augment images in [0, 255]", "api", api(lambda lab: _augment(torch.rand(2, 3, 8, 8) * 255)), r"\[0, 1\]"),
-    ("api: augment images in [-1, 1]", "api", api(lambda lab: _augment(torch.rand(2, 3, 8, 8) * 2 - 1)), r"\[0, 1\]"),
-    ("api: augment NaN images", "api", api(lambda lab: _augment(torch.full((2, 3, 8, 8), float("nan")))), "NaN"),
-    ("api: judges on images in [0, 255]", "api", api(lambda lab: _judge(torch.rand(2, 3, 32, 32) * 255)), r"\[0, 1\]"),
-    ("api: judges on images in [-1, 1]", "api", api(lambda lab: _judge(torch.rand(2, 3, 32, 32) * 2 - 1)), r"\[0, 1\]"),
-    ("api: generator on NaN latents", "api", api(lambda lab: lab.generator.synthesize(torch.full((2, lab.generator.latent_dim), float("nan")), torch.zeros(2, dtype=torch.long))), "NaN"),
-    ("api: generator on float classes", "api", api(lambda lab: lab.generator.synthesize(torch.zeros(2, lab.generator.latent_dim), torch.zeros(2))), "int"),
-    ("api: spec with NaN class weights", "api", api(lambda lab: _spec(classes=[0, 1], class_weights=[float("nan"), 1.0])), "class_weights"),
+    (
+        "api: augment images in [0, 255]",
+        "api",
+        api(lambda lab: _augment(torch.rand(2, 3, 8, 8) * 255)),
+        r"\[0, 1\]",
+    ),
+    (
+        "api: augment images in [-1, 1]",
+        "api",
+        api(lambda lab: _augment(torch.rand(2, 3, 8, 8) * 2 - 1)),
+        r"\[0, 1\]",
+    ),
+    (
+        "api: augment NaN images",
+        "api",
+        api(lambda lab: _augment(torch.full((2, 3, 8, 8), float("nan")))),
+        "NaN",
+    ),
+    (
+        "api: judges on images in [0, 255]",
+        "api",
+        api(lambda lab: _judge(torch.rand(2, 3, 32, 32) * 255)),
+        r"\[0, 1\]",
+    ),
+    (
+        "api: judges on images in [-1, 1]",
+        "api",
+        api(lambda lab: _judge(torch.rand(2, 3, 32, 32) * 2 - 1)),
+        r"\[0, 1\]",
+    ),
+    (
+        "api: generator on NaN latents",
+        "api",
+        api(
+            lambda lab: lab.generator.synthesize(
+                torch.full((2, lab.generator.latent_dim), float("nan")),
+                torch.zeros(2, dtype=torch.long),
+            )
+        ),
+        "NaN",
+    ),
+    (
+        "api: generator on float classes",
+        "api",
+        api(
+            lambda lab: lab.generator.synthesize(
+                torch.zeros(2, lab.generator.latent_dim), torch.zeros(2)
+            )
+        ),
+        "int",
+    ),
+    (
+        "api: spec with NaN class weights",
+        "api",
+        api(lambda lab: _spec(classes=[0, 1], class_weights=[float("nan"), 1.0])),
+        "class_weights",
+    ),
     ("api: spec with refresh as a string", "api", api(lambda lab: _spec(refresh="0.5")), "refresh"),
-    ("api: spec with resolution 30000", "api", api(lambda lab: _spec(resolution=30000)), "resolution"),
-    ("api: spec missing most keys", "api", api(lambda lab: __import__("fairgen").StreamSpec.from_dict({"generator": "world-sprites-32"})), "lacks"),
-    ("api: spec with unknown keys", "api", api(lambda lab: __import__("fairgen").StreamSpec.from_dict({**lab.spec_dict, "epochs": 3})), "unknown"),
-    ("api: make_spec with a card of another generator", "api", api(lambda lab: __import__("fairgen").make_spec(lab.generator, eraser=lab.foreign_card)), "fitted on"),
+    (
+        "api: spec with resolution 30000",
+        "api",
+        api(lambda lab: _spec(resolution=30000)),
+        "resolution",
+    ),
+    (
+        "api: spec missing most keys",
+        "api",
+        api(
+            lambda lab: __import__("fairgen").StreamSpec.from_dict(
+                {"generator": "world-sprites-32"}
+            )
+        ),
+        "lacks",
+    ),
+    (
+        "api: spec with unknown keys",
+        "api",
+        api(lambda lab: __import__("fairgen").StreamSpec.from_dict({**lab.spec_dict, "epochs": 3})),
+        "unknown",
+    ),
+    (
+        "api: make_spec with a card of another generator",
+        "api",
+        api(lambda lab: __import__("fairgen").make_spec(lab.generator, eraser=lab.foreign_card)),
+        "fitted on",
+    ),
     ("api: Stream with batch_size 0", "api", api(_stream(0)), "batch_size"),
     ("api: Stream with batch_size 2.5", "api", api(_stream(2.5)), "batch_size"),
     ("api: World.sample(-1)", "api", api(_world_sample(-1)), "n"),
     ("api: World.sample(2.5)", "api", api(_world_sample(2.5)), "n"),
     ("api: trainer on NaN views", "api", api(lambda lab: _trainer_step(_nan_views())), "NaN"),
-    ("api: trainer on a batch of 1", "api", api(lambda lab: _trainer_step(torch.rand(1, 2, 3, 16, 16))), "at least 2"),
-    ("api: TrainConfig lr NaN", "api", api(lambda lab: __import__("fairgen.contrastive").contrastive.TrainConfig(lr=float("nan"))), "lr"),
-    ("api: TrainConfig total_steps 2.5", "api", api(lambda lab: __import__("fairgen.contrastive").contrastive.TrainConfig(total_steps=2.5)), "total_steps"),
-    ("api: load_encoder on an empty file", "api", _load_encoder(lambda lab: lab.folder / "empty.safetensors"), "empty.safetensors"),
-    ("api: load_encoder on a garbage file", "api", _load_encoder(lambda lab: lab.folder / "garbage.safetensors"), "garbage.safetensors"),
-    ("api: load_encoder whose config and weights disagree", "api", _load_encoder(mismatched_encoder), "do not fit"),
-    ("api: checkpoint that is garbage", "api", _from_checkpoint(lambda lab: lab.file("g.pt", b"garbage" * 30)), "g.pt"),
-    ("api: checkpoint without its config", "api", _from_checkpoint(lambda lab: configless_checkpoint(lab) / "checkpoint.pt"), "lacks"),
-    ("api: load_generator on a truncated file", "api", _load_generator(lambda lab: lab.folder / "truncated.safetensors"), "truncated.safetensors"),
+    (
+        "api: trainer on a batch of 1",
+        "api",
+        api(lambda lab: _trainer_step(torch.rand(1, 2, 3, 16, 16))),
+        "at least 2",
+    ),
+    (
+        "api: TrainConfig lr NaN",
+        "api",
+        api(lambda lab: __import__("fairgen.contrastive").contrastive.TrainConfig(lr=float("nan"))),
+        "lr",
+    ),
+    (
+        "api: TrainConfig total_steps 2.5",
+        "api",
+        api(lambda lab: __import__("fairgen.contrastive").contrastive.TrainConfig(total_steps=2.5)),
+        "total_steps",
+    ),
+    (
+        "api: load_encoder on an empty file",
+        "api",
+        _load_encoder(lambda lab: lab.folder / "empty.safetensors"),
+        "empty.safetensors",
+    ),
+    (
+        "api: load_encoder on a garbage file",
+        "api",
+        _load_encoder(lambda lab: lab.folder / "garbage.safetensors"),
+        "garbage.safetensors",
+    ),
+    (
+        "api: load_encoder whose config and weights disagree",
+        "api",
+        _load_encoder(mismatched_encoder),
+        "do not fit",
+    ),
+    (
+        "api: checkpoint that is garbage",
+        "api",
+        _from_checkpoint(lambda lab: lab.file("g.pt", b"garbage" * 30)),
+        "g.pt",
+    ),
+    (
+        "api: checkpoint without its config",
+        "api",
+        _from_checkpoint(lambda lab: configless_checkpoint(lab) / "checkpoint.pt"),
+        "lacks",
+    ),
+    (
+        "api: load_generator on a truncated file",
+        "api",
+        _load_generator(lambda lab: lab.folder / "truncated.safetensors"),
+        "truncated.safetensors",
+    ),
 ]
 
 
@@ -306,7 +808,8 @@ class Received:
             "def x(device='cpu', **options):\n"
             f"    open({str(self.marker)!r}, 'w').write('ran')\n"
             "    from fairgen import load_generator\n"
-            "    return load_generator('world-sprites-32', device=device)\n")
+            "    return load_generator('world-sprites-32', device=device)\n"
+        )
         return folder
 
     def card(self, name: str, edit_json=None, edit_tensors=None) -> Path:
@@ -324,7 +827,9 @@ class Received:
             (folder / "card.safetensors").write_bytes(tensors)
         else:
             save_file(tensors, str(folder / "card.safetensors"))
-        card["tensors"]["sha256"] = hashlib.sha256((folder / "card.safetensors").read_bytes()).hexdigest()
+        card["tensors"]["sha256"] = hashlib.sha256(
+            (folder / "card.safetensors").read_bytes()
+        ).hexdigest()
         if edit_json is not None:
             card = edit_json(card)
         text = card if isinstance(card, str) else json.dumps(card)
@@ -334,7 +839,9 @@ class Received:
     def checkpoint_naming(self, name: str, stream_changes: dict) -> Path:
         """A run folder whose checkpoint's embedded run names a stream with ``stream_changes``."""
         folder = self.folder(name)
-        state = torch.load(trained_run(self.lab) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        state = torch.load(
+            trained_run(self.lab) / "checkpoint.pt", map_location="cpu", weights_only=True
+        )
         run = json.loads(state["run"])
         run["stream"] = {**run["stream"], **stream_changes}
         state["run"] = json.dumps(run)
@@ -362,18 +869,25 @@ def guarded(run, outside: str | None = None):
         err = io.StringIO()
         error = None
         code = None
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(err), \
-                contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stderr(err),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             warnings.simplefilter("always")
             try:
                 code = run(lab)
             except Exception as e:  # noqa: BLE001  (re-raised below, after the checks)
                 error = e
-        for handler in list(logging.root.handlers):  # logging:basicConfig may have pointed the root logger at the marker
+        for handler in list(
+            logging.root.handlers
+        ):  # logging:basicConfig may have pointed the root logger at the marker
             if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(rec.marker):
                 logging.root.removeHandler(handler)
                 handler.close()
-        text = err.getvalue() + "".join(str(w.message) for w in caught) + (str(error) if error else "")
+        text = (
+            err.getvalue() + "".join(str(w.message) for w in caught) + (str(error) if error else "")
+        )
         if rec.marker.exists() or ("this" in sys.modules and not had_this):
             sys.modules.pop("this", None)
             raise Unsafe("code executed", "an entry point named inside a received file ran")
@@ -395,7 +909,9 @@ def guarded(run, outside: str | None = None):
                 if kept is not None:
                     target.write_bytes(kept)
             if (code, type(error), str(error), err) != (code2, type(error2), str(error2), err2):
-                raise Unsafe("leak", f"the message tells whether {outside} exists outside the card's folder")
+                raise Unsafe(
+                    "leak", f"the message tells whether {outside} exists outside the card's folder"
+                )
         sys.stderr.write(err)
         if error is not None:
             raise error
@@ -410,10 +926,12 @@ def _spec_out(name, **changes):
 
 def _hub_spec(name, repo):
     """A spec naming torch.hub:load with a hubconf beside it (``repo``: how it names the hub folder)."""
+
     def make(lab):
         folder = received(lab).hub(name)
         options = {"repo_or_dir": repo(folder), "model": "x", "source": "local"}
         return received(lab).spec(name, generator="torch.hub:load", generator_options=options)
+
     return make
 
 
@@ -423,8 +941,18 @@ def _basic_config_options(lab):
 
 def _train(spec_of, *extra):
     """``fairgen train`` on a received spec, into a run folder of its own beside it."""
-    return cli("train", "--spec", spec_of, "--out", lambda lab: spec_of(lab).parent / "run",
-               "--steps", "1", "--batch-size", "4", *extra)
+    return cli(
+        "train",
+        "--spec",
+        spec_of,
+        "--out",
+        lambda lab: spec_of(lab).parent / "run",
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        *extra,
+    )
 
 
 def _resume(folder_of):
@@ -439,6 +967,7 @@ def _load_card(path_of, use=False):
         if use:  # a card that loads must also steer
             z = lab.generator.sample_latents(64, generator=torch.Generator().manual_seed(0))
             steerer(z, torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(1))
+
     return run
 
 
@@ -447,6 +976,7 @@ def _stream_of(path_of):
         from fairgen.stream import Stream, StreamSpec
 
         Stream(StreamSpec.load(path_of(lab)), 4).next_batch()
+
     return run
 
 
@@ -455,7 +985,10 @@ def _linked_tensors(lab):
     import shutil as _shutil
 
     rec = received(lab)
-    path = rec.card("linked", edit_json=lambda c: {**c, "tensors": {**c["tensors"], "file": "renamed.safetensors"}})
+    path = rec.card(
+        "linked",
+        edit_json=lambda c: {**c, "tensors": {**c["tensors"], "file": "renamed.safetensors"}},
+    )
     _shutil.copy(lab.folder / "card.safetensors", rec.outside / "card.safetensors")
     (path.parent / "card.safetensors").unlink()
     (path.parent / "card.safetensors").symlink_to(rec.outside / "card.safetensors")
@@ -497,6 +1030,7 @@ def _cwd_generator(lab):
 
 def _local_generator(name, pin):
     """A spec naming a generator file inside its folder, pinned by ``pin(lab)``."""
+
     def make(lab):
         import shutil as _shutil
 
@@ -504,7 +1038,10 @@ def _local_generator(name, pin):
 
         folder = received(lab).folder(name)
         _shutil.copy(WEIGHTS, folder / "generator.safetensors")
-        return received(lab).spec(name, generator="generator.safetensors", generator_sha256=pin(lab))
+        return received(lab).spec(
+            name, generator="generator.safetensors", generator_sha256=pin(lab)
+        )
+
     return make
 
 
@@ -530,10 +1067,19 @@ def _walk_card(lab, name, directions):
 
     folder = received(lab).folder(name)
     save_file({"directions": directions}, str(folder / "walks.safetensors"))
-    card = {"fairgen_card": "walks", "version": 1, "generator": {"name": lab.generator.name, "sha256": lab.generator.checksum},
-            "transformations": ["a"], "alpha_ranges": {"a": [-1.0, 1.0]}, "per_class": False,
-            "latent_dim": lab.generator.latent_dim,
-            "tensors": {"file": "walks.safetensors", "sha256": hashlib.sha256((folder / "walks.safetensors").read_bytes()).hexdigest()}}
+    card = {
+        "fairgen_card": "walks",
+        "version": 1,
+        "generator": {"name": lab.generator.name, "sha256": lab.generator.checksum},
+        "transformations": ["a"],
+        "alpha_ranges": {"a": [-1.0, 1.0]},
+        "per_class": False,
+        "latent_dim": lab.generator.latent_dim,
+        "tensors": {
+            "file": "walks.safetensors",
+            "sha256": hashlib.sha256((folder / "walks.safetensors").read_bytes()).hexdigest(),
+        },
+    }
     (folder / "walks.json").write_text(json.dumps(card))
     return folder / "walks.json"
 
@@ -543,6 +1089,7 @@ def _load_walks(make):
         from fairgen.walks import load_walks
 
         load_walks(make(lab), generator=lab.generator)
+
     return run
 
 
@@ -553,6 +1100,7 @@ def _labeler(text: bytes):
         path = received(lab).folder("labeler") / "labeler.json"
         path.write_bytes(text)
         load_labeler(str(path), generator=lab.generator)
+
     return run
 
 
@@ -560,69 +1108,375 @@ ENTRY = "--allow-entry-point"  # the flag a refusal must name
 
 CASES += [
     # ------------------------------------------------------------ code from received files
-    ("i18a cli: spec runs torch.hub:load with a hubconf beside it", "cli",
-     guarded(_train(_hub_spec("hub", lambda folder: str(folder / "hub")))), ENTRY),
-    ("i18a cli: spec runs torch.hub:load (relative hub folder)", "cli",
-     guarded(cli("stream", "--spec", _hub_spec("hub-rel", lambda folder: "hub"), "--export", lambda lab: received(lab).folder("x1"), "--n", "2", "--batch-size", "2")), ENTRY),
-    ("i18a cli: spec names this:s", "cli", guarded(_train(_spec_out("this", generator="this:s"))), ENTRY),
-    ("i18a cli: spec names logging:basicConfig writing a file", "cli",
-     guarded(_train(lambda lab: received(lab).spec("logging", generator="logging:basicConfig", generator_options=_basic_config_options(lab)))), ENTRY),
-    ("i18a api: StreamSpec.load of a spec naming this:s", "api", guarded(_stream_of(_spec_out("this-api", generator="this:s"))), "allow_entry_points"),
-    ("i18a cli: checkpoint whose run names logging:basicConfig", "cli",
-     guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-logging", {"generator": "logging:basicConfig", "generator_options": _basic_config_options(lab)}))), ENTRY),
-    ("i18a cli: checkpoint whose run names this:s", "cli",
-     guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-this", {"generator": "this:s"}))), ENTRY),
+    (
+        "i18a cli: spec runs torch.hub:load with a hubconf beside it",
+        "cli",
+        guarded(_train(_hub_spec("hub", lambda folder: str(folder / "hub")))),
+        ENTRY,
+    ),
+    (
+        "i18a cli: spec runs torch.hub:load (relative hub folder)",
+        "cli",
+        guarded(
+            cli(
+                "stream",
+                "--spec",
+                _hub_spec("hub-rel", lambda folder: "hub"),
+                "--export",
+                lambda lab: received(lab).folder("x1"),
+                "--n",
+                "2",
+                "--batch-size",
+                "2",
+            )
+        ),
+        ENTRY,
+    ),
+    (
+        "i18a cli: spec names this:s",
+        "cli",
+        guarded(_train(_spec_out("this", generator="this:s"))),
+        ENTRY,
+    ),
+    (
+        "i18a cli: spec names logging:basicConfig writing a file",
+        "cli",
+        guarded(
+            _train(
+                lambda lab: received(lab).spec(
+                    "logging",
+                    generator="logging:basicConfig",
+                    generator_options=_basic_config_options(lab),
+                )
+            )
+        ),
+        ENTRY,
+    ),
+    (
+        "i18a api: StreamSpec.load of a spec naming this:s",
+        "api",
+        guarded(_stream_of(_spec_out("this-api", generator="this:s"))),
+        "allow_entry_points",
+    ),
+    (
+        "i18a cli: checkpoint whose run names logging:basicConfig",
+        "cli",
+        guarded(
+            _resume(
+                lambda lab: received(lab).checkpoint_naming(
+                    "ckpt-logging",
+                    {
+                        "generator": "logging:basicConfig",
+                        "generator_options": _basic_config_options(lab),
+                    },
+                )
+            )
+        ),
+        ENTRY,
+    ),
+    (
+        "i18a cli: checkpoint whose run names this:s",
+        "cli",
+        guarded(
+            _resume(
+                lambda lab: received(lab).checkpoint_naming("ckpt-this", {"generator": "this:s"})
+            )
+        ),
+        ENTRY,
+    ),
     # ------------------------------------------------------------ reads outside the card's folder
-    ("i18a api: missing tensors, card.safetensors a link out of the folder", "api",
-     guarded(_load_card(_linked_tensors), outside="card.safetensors"), "resolves outside"),
-    ("i18a cli: generator_options.weights naming a file outside", "cli",
-     guarded(_train(lambda lab: received(lab).spec("weights-out", generator_options={"weights": str(received(lab).outside / "secret.txt")})), outside="secret.txt"), "inside the card's folder"),
-    ("i18a cli: generator_options.weights climbing out with ..", "cli",
-     guarded(_train(_spec_out("weights-up", generator_options={"weights": "../outside/secret.txt"})), outside="secret.txt"), "inside the card's folder"),
-    ("i18a api: generator a link to weights outside the folder", "api",
-     guarded(_stream_of(_linked_generator), outside="generator.safetensors"), "resolves outside"),
-    ("i18a api: generator file found only in the current directory", "api", guarded(_cwd_generator), "unknown generator"),
-    ("i18a api: local generator whose pin does not match (checked before loading)", "api",
-     guarded(_stream_of(_local_generator("pinned", lambda lab: "0" * 64))), "nothing was loaded"),
-    ("i18a api: local generator without a pin", "api", guarded(_stream_of(_local_generator("unpinned", lambda lab: ""))), "not pinned"),
-    ("i18a cli: checkpoint's stream names an eraser outside its run folder", "cli",
-     guarded(_resume(lambda lab: received(lab).checkpoint_naming("ckpt-eraser", {"eraser": str(received(lab).outside / "secret.txt"), "eraser_sha256": "0" * 64})), outside="secret.txt"), "inside the card's folder"),
+    (
+        "i18a api: missing tensors, card.safetensors a link out of the folder",
+        "api",
+        guarded(_load_card(_linked_tensors), outside="card.safetensors"),
+        "resolves outside",
+    ),
+    (
+        "i18a cli: generator_options.weights naming a file outside",
+        "cli",
+        guarded(
+            _train(
+                lambda lab: received(lab).spec(
+                    "weights-out",
+                    generator_options={"weights": str(received(lab).outside / "secret.txt")},
+                )
+            ),
+            outside="secret.txt",
+        ),
+        "inside the card's folder",
+    ),
+    (
+        "i18a cli: generator_options.weights climbing out with ..",
+        "cli",
+        guarded(
+            _train(_spec_out("weights-up", generator_options={"weights": "../outside/secret.txt"})),
+            outside="secret.txt",
+        ),
+        "inside the card's folder",
+    ),
+    (
+        "i18a api: generator a link to weights outside the folder",
+        "api",
+        guarded(_stream_of(_linked_generator), outside="generator.safetensors"),
+        "resolves outside",
+    ),
+    (
+        "i18a api: generator file found only in the current directory",
+        "api",
+        guarded(_cwd_generator),
+        "unknown generator",
+    ),
+    (
+        "i18a api: local generator whose pin does not match (checked before loading)",
+        "api",
+        guarded(_stream_of(_local_generator("pinned", lambda lab: "0" * 64))),
+        "nothing was loaded",
+    ),
+    (
+        "i18a api: local generator without a pin",
+        "api",
+        guarded(_stream_of(_local_generator("unpinned", lambda lab: ""))),
+        "not pinned",
+    ),
+    (
+        "i18a cli: checkpoint's stream names an eraser outside its run folder",
+        "cli",
+        guarded(
+            _resume(
+                lambda lab: received(lab).checkpoint_naming(
+                    "ckpt-eraser",
+                    {
+                        "eraser": str(received(lab).outside / "secret.txt"),
+                        "eraser_sha256": "0" * 64,
+                    },
+                )
+            ),
+            outside="secret.txt",
+        ),
+        "inside the card's folder",
+    ),
     # ------------------------------------------------------------ strict, bounded JSON
-    ("i18a cli: eraser card nested 100000 deep", "cli",
-     guarded(cli("stream", "--new", lambda lab: received(lab).folder("deep") / "s.json", "--eraser", lambda lab: lab.file("received/deep/card.json", _deep(100_000)))), "nests"),
-    ("i18a cli: stream spec nested 100000 deep", "cli", guarded(_train(lambda lab: lab.file("received/deep-spec/stream.json", _deep(100_000)))), "nests"),
-    ("i18a api: labeler.json nested 100000 deep", "api", guarded(_labeler(_deep(100_000))), "nests"),
-    ("i18a api: eraser card of 17 MB", "api",
-     guarded(_load_card(lambda lab: lab.file("received/big/card.json", b"{" + b" " * (17 << 20) + b"}"))), "at most"),
-    ("i18a api: spec with a duplicate key", "api",
-     guarded(_stream_of(lambda lab: lab.file("received/dup/stream.json", json.dumps(lab.spec_dict)[:-1].encode() + b', "seed": 7}'))), "appears twice"),
-    ("i18a api: spec with a NaN class weight", "api",
-     guarded(_stream_of(lambda lab: lab.file("received/nan/stream.json", json.dumps({**lab.spec_dict, "classes": [0, 1], "class_weights": [1.0, float("nan")]}).encode()))), "class_weights.1. is NaN"),
-    ("i18a api: eraser card with Infinity", "api",
-     guarded(_load_card(lambda lab: received(lab).card("inf", edit_json=lambda c: json.dumps(c)[:-1] + ', "samples": Infinity}'))), "Infinity"),
+    (
+        "i18a cli: eraser card nested 100000 deep",
+        "cli",
+        guarded(
+            cli(
+                "stream",
+                "--new",
+                lambda lab: received(lab).folder("deep") / "s.json",
+                "--eraser",
+                lambda lab: lab.file("received/deep/card.json", _deep(100_000)),
+            )
+        ),
+        "nests",
+    ),
+    (
+        "i18a cli: stream spec nested 100000 deep",
+        "cli",
+        guarded(_train(lambda lab: lab.file("received/deep-spec/stream.json", _deep(100_000)))),
+        "nests",
+    ),
+    (
+        "i18a api: labeler.json nested 100000 deep",
+        "api",
+        guarded(_labeler(_deep(100_000))),
+        "nests",
+    ),
+    (
+        "i18a api: eraser card of 17 MB",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: lab.file("received/big/card.json", b"{" + b" " * (17 << 20) + b"}")
+            )
+        ),
+        "at most",
+    ),
+    (
+        "i18a api: spec with a duplicate key",
+        "api",
+        guarded(
+            _stream_of(
+                lambda lab: lab.file(
+                    "received/dup/stream.json",
+                    json.dumps(lab.spec_dict)[:-1].encode() + b', "seed": 7}',
+                )
+            )
+        ),
+        "appears twice",
+    ),
+    (
+        "i18a api: spec with a NaN class weight",
+        "api",
+        guarded(
+            _stream_of(
+                lambda lab: lab.file(
+                    "received/nan/stream.json",
+                    json.dumps(
+                        {**lab.spec_dict, "classes": [0, 1], "class_weights": [1.0, float("nan")]}
+                    ).encode(),
+                )
+            )
+        ),
+        "class_weights.1. is NaN",
+    ),
+    (
+        "i18a api: eraser card with Infinity",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "inf", edit_json=lambda c: json.dumps(c)[:-1] + ', "samples": Infinity}'
+                )
+            )
+        ),
+        "Infinity",
+    ),
     # ------------------------------------------------------------ card tensors checked before use
-    ("i18a api: card tensors with a garbage header", "api",
-     guarded(_load_card(lambda lab: received(lab).card("garbage", edit_tensors=lambda t: b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}"))), "not a readable safetensors"),
-    ("i18a api: card tensors truncated", "api",
-     guarded(_load_card(lambda lab: received(lab).card("truncated", edit_tensors=lambda t: (lab.folder / "card.safetensors").read_bytes()[:-40]))), "not a readable safetensors"),
-    ("i18a api: card tensors in float16", "api", guarded(_load_card(lambda lab: received(lab).card("half", edit_tensors=_half), use=True)), "F16"),
-    ("i18a api: card accept table as int64", "api",
-     guarded(_load_card(lambda lab: received(lab).card("int-accept", edit_tensors=lambda t: {**t, "accept": t["accept"].long()}), use=True)), "accept"),
-    ("i18a api: card with NaN classifier weights", "api", guarded(_load_card(lambda lab: received(lab).card("nan-weights", edit_tensors=_nan_weights), use=True)), "NaN"),
-    ("i18a api: card tensors without 'accept'", "api",
-     guarded(_load_card(lambda lab: received(lab).card("no-accept", edit_tensors=lambda t: {k: v for k, v in t.items() if k != "accept"}), use=True)), "accept"),
-    ("i18a api: card without its latent_dim", "api",
-     guarded(_load_card(lambda lab: received(lab).card("no-dim", edit_json=lambda c: {**c, "classifier": {k: v for k, v in c["classifier"].items() if k != "latent_dim"}}), use=True)), "latent_dim"),
-    ("i18a api: card claiming a million classes", "api",
-     guarded(_load_card(lambda lab: received(lab).card("million", edit_json=lambda c: {**c, "classifier": {**c["classifier"], "num_classes": 10**6}}), use=True)), "num_classes"),
-    ("i18a api: walk card with NaN directions", "api",
-     guarded(_load_walks(lambda lab: _walk_card(lab, "walk-nan", torch.full((1, 1, lab.generator.latent_dim), float("nan"))))), "NaN"),
+    (
+        "i18a api: card tensors with a garbage header",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "garbage",
+                    edit_tensors=lambda t: b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}",
+                )
+            )
+        ),
+        "not a readable safetensors",
+    ),
+    (
+        "i18a api: card tensors truncated",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "truncated",
+                    edit_tensors=lambda t: (lab.folder / "card.safetensors").read_bytes()[:-40],
+                )
+            )
+        ),
+        "not a readable safetensors",
+    ),
+    (
+        "i18a api: card tensors in float16",
+        "api",
+        guarded(_load_card(lambda lab: received(lab).card("half", edit_tensors=_half), use=True)),
+        "F16",
+    ),
+    (
+        "i18a api: card accept table as int64",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "int-accept", edit_tensors=lambda t: {**t, "accept": t["accept"].long()}
+                ),
+                use=True,
+            )
+        ),
+        "accept",
+    ),
+    (
+        "i18a api: card with NaN classifier weights",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card("nan-weights", edit_tensors=_nan_weights), use=True
+            )
+        ),
+        "NaN",
+    ),
+    (
+        "i18a api: card tensors without 'accept'",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "no-accept",
+                    edit_tensors=lambda t: {k: v for k, v in t.items() if k != "accept"},
+                ),
+                use=True,
+            )
+        ),
+        "accept",
+    ),
+    (
+        "i18a api: card without its latent_dim",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "no-dim",
+                    edit_json=lambda c: {
+                        **c,
+                        "classifier": {
+                            k: v for k, v in c["classifier"].items() if k != "latent_dim"
+                        },
+                    },
+                ),
+                use=True,
+            )
+        ),
+        "latent_dim",
+    ),
+    (
+        "i18a api: card claiming a million classes",
+        "api",
+        guarded(
+            _load_card(
+                lambda lab: received(lab).card(
+                    "million",
+                    edit_json=lambda c: {
+                        **c,
+                        "classifier": {**c["classifier"], "num_classes": 10**6},
+                    },
+                ),
+                use=True,
+            )
+        ),
+        "num_classes",
+    ),
+    (
+        "i18a api: walk card with NaN directions",
+        "api",
+        guarded(
+            _load_walks(
+                lambda lab: _walk_card(
+                    lab, "walk-nan", torch.full((1, 1, lab.generator.latent_dim), float("nan"))
+                )
+            )
+        ),
+        "NaN",
+    ),
     # ------------------------------------------------------------ strings escaped for the terminal
-    ("i18a cli: ANSI escapes in a spec's fairgen_version", "cli",
-     guarded(_train(_spec_out("ansi", fairgen_version="\x1b[2J\x1b[31mfake", resolution=30000))), "resolution"),
-    ("i18a cli: ANSI escapes in an eraser card's generator name", "cli",
-     guarded(cli("stream", "--new", lambda lab: received(lab).folder("ansi-card") / "s.json", "--eraser",
-                 lambda lab: received(lab).card("ansi-card", edit_json=lambda c: {**c, "generator": {"name": "red", "sha256": "\x1b[31m" + "0" * 64}}))), "fitted on"),
+    (
+        "i18a cli: ANSI escapes in a spec's fairgen_version",
+        "cli",
+        guarded(_train(_spec_out("ansi", fairgen_version="\x1b[2J\x1b[31mfake", resolution=30000))),
+        "resolution",
+    ),
+    (
+        "i18a cli: ANSI escapes in an eraser card's generator name",
+        "cli",
+        guarded(
+            cli(
+                "stream",
+                "--new",
+                lambda lab: received(lab).folder("ansi-card") / "s.json",
+                "--eraser",
+                lambda lab: received(lab).card(
+                    "ansi-card",
+                    edit_json=lambda c: {
+                        **c,
+                        "generator": {"name": "red", "sha256": "\x1b[31m" + "0" * 64},
+                    },
+                ),
+            )
+        ),
+        "fitted on",
+    ),
 ]
 
 
@@ -630,10 +1484,6 @@ CASES += [
 # Images decoded right or refused, outputs written whole by one writer (locks, disk full), honest audit numbers.
 # Error cases join CASES; cases whose right answer is not an error (a silent wrong result before) are RIGHT_CASES:
 # ``(name, check)`` where ``check(lab)`` returns True when the result is right.
-
-
-
-
 
 
 def _photos(lab: Lab, name: str, odd: tuple[str, bytes] | None = None, bits: int = 8) -> Path:
@@ -689,18 +1539,44 @@ def _float_tiff() -> bytes:
 
 
 def _audit_photos(name, odd=None):
-    return cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, name, odd), "--target", "kind",
-               "--protected", "tone", "--permutations", "19", "--bootstrap", "20", "--out", lambda lab: lab.folder / f"a-{name}")
+    return cli(
+        "audit",
+        "--encoder",
+        _tiny_encoder,
+        "--data",
+        lambda lab: _photos(lab, name, odd),
+        "--target",
+        "kind",
+        "--protected",
+        "tone",
+        "--permutations",
+        "19",
+        "--bootstrap",
+        "20",
+        "--out",
+        lambda lab: lab.folder / f"a-{name}",
+    )
 
 
 def _locked(name: str):
     """An output folder whose lock is held by a live process (pid 1) on this host."""
+
     def path(lab: Lab) -> Path:
         import socket
 
-        lab.file(f".{name}.lock", json.dumps({"pid": 1, "host": socket.gethostname(), "command": "fairgen train",
-                                               "started": "earlier"}).encode())
+        lab.file(
+            f".{name}.lock",
+            json.dumps(
+                {
+                    "pid": 1,
+                    "host": socket.gethostname(),
+                    "command": "fairgen train",
+                    "started": "earlier",
+                }
+            ).encode(),
+        )
         return lab.folder / name
+
     return path
 
 
@@ -708,11 +1584,13 @@ def _with_foreign_file(name: str):
     def path(lab: Lab) -> Path:
         lab.file(f"{name}/thesis.tex", b"not fairgen's")
         return lab.folder / name
+
     return path
 
 
 def _disk_full(run):
     """Run a case with every output write failing with ENOSPC."""
+
     def with_full_disk(lab: Lab):
         import errno
         import os
@@ -727,6 +1605,7 @@ def _disk_full(run):
             return run(lab)
         finally:
             outputs._write_chunk = original
+
     return with_full_disk
 
 
@@ -738,7 +1617,10 @@ def _shard_with_huge_json(lab: Lab) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(path, "w") as tar:
-            for name, data in (("0.png", png([[[1, 2, 3]]])), ("0.json", b'{"a": "' + b"x" * (2 << 20) + b'"}')):
+            for name, data in (
+                ("0.png", png([[[1, 2, 3]]])),
+                ("0.json", b'{"a": "' + b"x" * (2 << 20) + b'"}'),
+            ):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
@@ -746,7 +1628,18 @@ def _shard_with_huge_json(lab: Lab) -> Path:
 
 
 def _export(out):
-    return cli("stream", "--spec", lambda lab: lab.spec, "--export", out, "--n", "2", "--batch-size", "2", "--quiet")
+    return cli(
+        "stream",
+        "--spec",
+        lambda lab: lab.spec,
+        "--export",
+        out,
+        "--n",
+        "2",
+        "--batch-size",
+        "2",
+        "--quiet",
+    )
 
 
 def _card_again(lab: Lab, note: str = "again"):
@@ -754,56 +1647,225 @@ def _card_again(lab: Lab, note: str = "again"):
     import steering
 
     steerer, _ = steering.load_card(lab.card)
-    return steering.save_card(steerer, lab.folder / "card", {"generator": {"name": lab.generator.name,
-                                                                            "sha256": lab.generator.checksum},
-                                                              "note": note})
+    return steering.save_card(
+        steerer,
+        lab.folder / "card",
+        {"generator": {"name": lab.generator.name, "sha256": lab.generator.checksum}, "note": note},
+    )
 
 
 CASES += [
-    ("cli: audit on a PNG declaring 20000x20000 pixels", "cli",
-     _audit_photos("bomb", ("bomb.png", png([[[1, 2, 3]]], size=(20000, 20000)))), "declares 400,000,000 pixels"),
-    ("cli: audit on an animated GIF", "cli", _audit_photos("gif", ("anim.gif", _gif(3))), r"anim\.gif .*is animated \(3 frames\)"),
-    ("cli: audit on a truncated PNG", "cli", _audit_photos("cut", ("cut.png", png([[[1, 2, 3]] * 4] * 4)[:50])), r"cut\.png .*cannot be read"),
-    ("cli: audit on a 32-bit float TIFF", "cli", _audit_photos("float", ("f.tif", _float_tiff())), "32-bit float"),
-    ("cli: audit on a shard with a 2 MB .json", "cli",
-     cli("audit", "--encoder", _tiny_encoder, "--data", _shard_with_huge_json, "--target", "class", "--protected", "a",
-         "--out", OUT), "at most"),
-    ("cli: train into an --out another process is writing", "cli",
-     cli("train", "--spec", lambda lab: lab.spec, "--out", _locked("busy-run"), "--steps", "1", "--batch-size", "4"),
-     "being written by pid 1 .*fairgen train"),
-    ("cli: steer into a card another process is writing", "cli",
-     cli("steer", "--n", "100", "--out", lambda lab: _locked("busy-card.json")(lab).with_suffix("")), "being written by pid 1"),
-    ("cli: export into a folder holding other files", "cli", _export(_with_foreign_file("thesis")), "did not write"),
-    ("cli: audit report into a folder holding other files", "cli",
-     cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, "plain"), "--target", "kind",
-         "--protected", "tone", "--permutations", "19", "--bootstrap", "20", "--out", _with_foreign_file("notes")),
-     "did not write"),
-    ("cli: sample on a full disk", "cli", _disk_full(cli("sample", "--n", "4", "--out", lambda lab: lab.folder / "full-grid")),
-     "disk full while writing"),
-    ("cli: export on a full disk", "cli", _disk_full(_export(lambda lab: lab.folder / "full-export")), "disk full while writing"),
-    ("cli: train on a full disk", "cli", _disk_full(cli("train", "--spec", lambda lab: lab.spec, "--out",
-                                                        lambda lab: lab.folder / "full-run", "--steps", "1", "--batch-size", "4",
-                                                        "--quiet")), "disk full while writing"),
-    ("cli: audit --max-pixels 0", "cli",
-     cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, "plain"), "--target", "kind",
-         "--protected", "tone", "--max-pixels", "0", "--out", OUT), "max_pixels must be a positive integer"),
-    ("cli: audit --max-pixels below the images' size", "cli",
-     cli("audit", "--encoder", _tiny_encoder, "--data", lambda lab: _photos(lab, "plain"), "--target", "kind",
-         "--protected", "tone", "--max-pixels", "100", "--out", OUT), "more than the 100 allowed"),
-    ("api: load_data with max_pixels 0", "api", api(lambda lab: __import__("fairgen.data").data.load_data(_photos(lab, "plain"), max_pixels=0)), "max_pixels"),
-    ("api: images over a small pixel cap", "api",
-     api(lambda lab: next(__import__("fairgen.data").data.load_data(_photos(lab, "plain"), max_pixels=100).images())),
-     "16x16 = 256 pixels, more than the 100 allowed"),
+    (
+        "cli: audit on a PNG declaring 20000x20000 pixels",
+        "cli",
+        _audit_photos("bomb", ("bomb.png", png([[[1, 2, 3]]], size=(20000, 20000)))),
+        "declares 400,000,000 pixels",
+    ),
+    (
+        "cli: audit on an animated GIF",
+        "cli",
+        _audit_photos("gif", ("anim.gif", _gif(3))),
+        r"anim\.gif .*is animated \(3 frames\)",
+    ),
+    (
+        "cli: audit on a truncated PNG",
+        "cli",
+        _audit_photos("cut", ("cut.png", png([[[1, 2, 3]] * 4] * 4)[:50])),
+        r"cut\.png .*cannot be read",
+    ),
+    (
+        "cli: audit on a 32-bit float TIFF",
+        "cli",
+        _audit_photos("float", ("f.tif", _float_tiff())),
+        "32-bit float",
+    ),
+    (
+        "cli: audit on a shard with a 2 MB .json",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            _tiny_encoder,
+            "--data",
+            _shard_with_huge_json,
+            "--target",
+            "class",
+            "--protected",
+            "a",
+            "--out",
+            OUT,
+        ),
+        "at most",
+    ),
+    (
+        "cli: train into an --out another process is writing",
+        "cli",
+        cli(
+            "train",
+            "--spec",
+            lambda lab: lab.spec,
+            "--out",
+            _locked("busy-run"),
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+        ),
+        "being written by pid 1 .*fairgen train",
+    ),
+    (
+        "cli: steer into a card another process is writing",
+        "cli",
+        cli(
+            "steer",
+            "--n",
+            "100",
+            "--out",
+            lambda lab: _locked("busy-card.json")(lab).with_suffix(""),
+        ),
+        "being written by pid 1",
+    ),
+    (
+        "cli: export into a folder holding other files",
+        "cli",
+        _export(_with_foreign_file("thesis")),
+        "did not write",
+    ),
+    (
+        "cli: audit report into a folder holding other files",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            _tiny_encoder,
+            "--data",
+            lambda lab: _photos(lab, "plain"),
+            "--target",
+            "kind",
+            "--protected",
+            "tone",
+            "--permutations",
+            "19",
+            "--bootstrap",
+            "20",
+            "--out",
+            _with_foreign_file("notes"),
+        ),
+        "did not write",
+    ),
+    (
+        "cli: sample on a full disk",
+        "cli",
+        _disk_full(cli("sample", "--n", "4", "--out", lambda lab: lab.folder / "full-grid")),
+        "disk full while writing",
+    ),
+    (
+        "cli: export on a full disk",
+        "cli",
+        _disk_full(_export(lambda lab: lab.folder / "full-export")),
+        "disk full while writing",
+    ),
+    (
+        "cli: train on a full disk",
+        "cli",
+        _disk_full(
+            cli(
+                "train",
+                "--spec",
+                lambda lab: lab.spec,
+                "--out",
+                lambda lab: lab.folder / "full-run",
+                "--steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--quiet",
+            )
+        ),
+        "disk full while writing",
+    ),
+    (
+        "cli: audit --max-pixels 0",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            _tiny_encoder,
+            "--data",
+            lambda lab: _photos(lab, "plain"),
+            "--target",
+            "kind",
+            "--protected",
+            "tone",
+            "--max-pixels",
+            "0",
+            "--out",
+            OUT,
+        ),
+        "max_pixels must be a positive integer",
+    ),
+    (
+        "cli: audit --max-pixels below the images' size",
+        "cli",
+        cli(
+            "audit",
+            "--encoder",
+            _tiny_encoder,
+            "--data",
+            lambda lab: _photos(lab, "plain"),
+            "--target",
+            "kind",
+            "--protected",
+            "tone",
+            "--max-pixels",
+            "100",
+            "--out",
+            OUT,
+        ),
+        "more than the 100 allowed",
+    ),
+    (
+        "api: load_data with max_pixels 0",
+        "api",
+        api(
+            lambda lab: __import__("fairgen.data").data.load_data(
+                _photos(lab, "plain"), max_pixels=0
+            )
+        ),
+        "max_pixels",
+    ),
+    (
+        "api: images over a small pixel cap",
+        "api",
+        api(
+            lambda lab: next(
+                __import__("fairgen.data")
+                .data.load_data(_photos(lab, "plain"), max_pixels=100)
+                .images()
+            )
+        ),
+        "16x16 = 256 pixels, more than the 100 allowed",
+    ),
     ("api: save_card on a full disk", "api", _disk_full(_card_again), "disk full while writing"),
-    ("api: AuditReport.save into a folder holding other files", "api",
-     api(lambda lab: __import__("audits").AuditReport().save(_with_foreign_file("report-notes")(lab))), "did not write"),
+    (
+        "api: AuditReport.save into a folder holding other files",
+        "api",
+        api(
+            lambda lab: (
+                __import__("audits").AuditReport().save(_with_foreign_file("report-notes")(lab))
+            )
+        ),
+        "did not write",
+    ),
 ]
 
 
 def _same_tensors_as_8_bit_twin(lab: Lab) -> bool:
     from fairgen.data import load_data
 
-    eight, sixteen = (torch.cat(list(load_data(_photos(lab, f"twin{b}", bits=b)).images())) for b in (8, 16))
+    eight, sixteen = (
+        torch.cat(list(load_data(_photos(lab, f"twin{b}", bits=b)).images())) for b in (8, 16)
+    )
     return torch.equal(eight, sixteen)
 
 
@@ -824,7 +1886,13 @@ def _few_permutations_are_inconclusive(lab: Lab) -> bool:
     from audits import AuditReport, leakage
 
     rng = np.random.default_rng(0)
-    result = leakage(rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=9, n_repeats=1)
+    result = leakage(
+        rng.normal(size=(100, 4)),
+        rng.integers(0, 2, 100),
+        probe="lda",
+        n_permutations=9,
+        n_repeats=1,
+    )
     text = AuditReport().add("x", result).to_markdown()
     return "no leakage detected" not in text and result.verdict.startswith("inconclusive")
 
@@ -838,8 +1906,14 @@ def _one_positive_is_flagged(lab: Lab) -> bool:
     y_pred = np.concatenate([y_true[:60], np.zeros(30, dtype=int)])
     train_x = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0] * 4)[:, None]
     test_x = np.where(y_pred == 1, 2.0, -2.0)[:, None]
-    result = group_fairness(train_x, (train_x[:, 0] > 0).astype(int), test_x, y_true, ["a"] * 60 + ["b"] * 30,
-                            n_bootstrap=50)
+    result = group_fairness(
+        train_x,
+        (train_x[:, 0] > 0).astype(int),
+        test_x,
+        y_true,
+        ["a"] * 60 + ["b"] * 30,
+        n_bootstrap=50,
+    )
     s = result.summary
     return s["small_groups"] == ["b: tpr[1] from 1 positives"] and s["equalized_odds_ci_high"] <= 1
 
@@ -862,6 +1936,12 @@ RIGHT_CASES = [
     ("16-bit PNGs read as their 8-bit twins (not white)", _same_tensors_as_8_bit_twin),
     ("a fully transparent PNG reads as white, not its hidden colour", _transparent_reads_white),
     ("--permutations 9 never says 'no leakage detected'", _few_permutations_are_inconclusive),
-    ("an EO difference of 1 from one positive is flagged; its CI stays in [0, 1]", _one_positive_is_flagged),
-    ("a card rewritten spares a hard-linked copy; both files get one mode", _card_rewrite_spares_hard_links),
+    (
+        "an EO difference of 1 from one positive is flagged; its CI stays in [0, 1]",
+        _one_positive_is_flagged,
+    ),
+    (
+        "a card rewritten spares a hard-linked copy; both files get one mode",
+        _card_rewrite_spares_hard_links,
+    ),
 ]

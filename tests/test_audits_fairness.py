@@ -106,7 +106,9 @@ def test_a_rate_with_no_denominator_is_nan_and_named_not_zero():
     assert math.isnan(result.by_group.loc["b", "tpr[1]"])
     assert result.by_group.loc["b", "n_pos[1]"] == 0
     assert "tpr[1] undefined (no positives)" in result.by_group.loc["b", "note"]
-    assert "undefined" not in result.by_group.loc["a", "note"]  # a's rates are defined, from few rows (flagged)
+    assert (
+        "undefined" not in result.by_group.loc["a", "note"]
+    )  # a's rates are defined, from few rows (flagged)
     assert result.summary["undefined_rates"] == ["b: tpr[1] undefined (no positives)"]
     # the TPR gap has one defined group, so equalized odds falls back to the FPR gap: |1/2 - 1/3|
     assert result.summary["equalized_odds_difference"] == pytest.approx(1 / 2 - 1 / 3)

@@ -60,7 +60,11 @@ def test_equalized_odds_and_parity_intervals_cover_the_population_gaps():
         s = group_fairness(TRAIN_X, TRAIN_Y, test_x, t, g, n_bootstrap=300, seed=seed).summary
         eo += s["equalized_odds_ci_low"] <= TRUE_EO <= s["equalized_odds_ci_high"]
         dp += s["demographic_parity_ci_low"] <= TRUE_DP <= s["demographic_parity_ci_high"]
-        inside += (s["equalized_odds_ci_low"] <= s["equalized_odds_difference"] <= s["equalized_odds_ci_high"])
+        inside += (
+            s["equalized_odds_ci_low"]
+            <= s["equalized_odds_difference"]
+            <= s["equalized_odds_ci_high"]
+        )
     assert eo / FAIRNESS_SIMS >= 0.92  # binomial sd at 100 draws is 0.022
     assert dp / FAIRNESS_SIMS >= 0.90
     assert inside == FAIRNESS_SIMS  # the estimate always sits inside its interval
@@ -108,6 +112,8 @@ def test_a_gap_interval_never_leaves_zero_to_one():
 
     rng = np.random.default_rng(0)
     point = np.array([0.95, -0.9])
-    boot = point + rng.normal(scale=0.2, size=(500, 2))  # wide bands: unclipped, the top would pass 1
+    boot = point + rng.normal(
+        scale=0.2, size=(500, 2)
+    )  # wide bands: unclipped, the top would pass 1
     low, high = max_abs_interval(point, boot)
     assert 0.0 <= low <= 0.95 <= high == 1.0

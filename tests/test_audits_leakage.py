@@ -167,16 +167,28 @@ def test_too_few_permutations_to_reach_alpha_never_say_no_leakage():
     strong = leakage(x, y, probe="lda", n_permutations=9, **CHEAP)
     assert strong.balanced_accuracy > 0.9 and strong.p_value == pytest.approx(0.1)
     assert not strong.leaks and strong.p_floor == pytest.approx(0.1)
-    assert strong.verdict.startswith("inconclusive: with 9 permutations the smallest possible p is 0.1 > alpha 0.05")
+    assert strong.verdict.startswith(
+        "inconclusive: with 9 permutations the smallest possible p is 0.1 > alpha 0.05"
+    )
     assert "run at least 19" in strong.verdict
     rng = np.random.default_rng(1)
-    blind = leakage(rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=9, **CHEAP)
+    blind = leakage(
+        rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=9, **CHEAP
+    )
     assert blind.verdict.startswith("inconclusive") and blind.to_dict()["verdict"] == blind.verdict
-    assert leakage(x, y, probe="lda", n_permutations=0, **CHEAP).verdict == "inconclusive: no permutation test was run"
+    assert (
+        leakage(x, y, probe="lda", n_permutations=0, **CHEAP).verdict
+        == "inconclusive: no permutation test was run"
+    )
     enough = leakage(x, y, probe="lda", n_permutations=19, **CHEAP)
     assert enough.verdict == "leaks"
-    null = leakage(rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=19, **CHEAP)
-    assert null.verdict in ("no leakage detected", "leaks")  # 19 permutations can reach 0.05: a real verdict
+    null = leakage(
+        rng.normal(size=(100, 4)), rng.integers(0, 2, 100), probe="lda", n_permutations=19, **CHEAP
+    )
+    assert null.verdict in (
+        "no leakage detected",
+        "leaks",
+    )  # 19 permutations can reach 0.05: a real verdict
     from audits import AuditReport
 
     text = AuditReport().add("weak test", blind).to_markdown()
@@ -188,7 +200,13 @@ def test_the_no_leakage_verdict_is_calibrated_at_the_floor():
     calls = []
     for seed in range(40):
         rng = np.random.default_rng(500 + seed)
-        result = leakage(rng.normal(size=(60, 3)), rng.integers(0, 2, 60), probe="lda", n_permutations=19,
-                         seed=seed, **CHEAP)
+        result = leakage(
+            rng.normal(size=(60, 3)),
+            rng.integers(0, 2, 60),
+            probe="lda",
+            n_permutations=19,
+            seed=seed,
+            **CHEAP,
+        )
         calls.append(result.leaks)
     assert sum(calls) <= 6, sum(calls)  # expected 2 of 40 at alpha 0.05; 6 has binomial tail < 1%

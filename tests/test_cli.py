@@ -10,7 +10,18 @@ import torch
 
 from fairgen.cli import build_parser, main
 
-COMMANDS = ["world", "sample", "zoo", "judges", "steer", "stream", "train", "audit", "memorisation", "demo"]
+COMMANDS = [
+    "world",
+    "sample",
+    "zoo",
+    "judges",
+    "steer",
+    "stream",
+    "train",
+    "audit",
+    "memorisation",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -29,12 +40,16 @@ def test_every_flag_has_help_and_its_default(command):
         if action.dest == "help" or not action.option_strings:
             continue
         assert action.help, f"{command} {action.option_strings} has no help"
-        assert "default" in formatter._get_help_string(action), f"{command} {action.option_strings} hides its default"
+        assert "default" in formatter._get_help_string(action), (
+            f"{command} {action.option_strings} hides its default"
+        )
 
 
 def test_help_imports_no_torch_and_is_fast():
     code = "import sys; from fairgen.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"
 
 
@@ -58,7 +73,11 @@ def test_world_writes_a_labelled_grid_into_the_out_folder(tmp_path):
 
 def test_many_world_images_are_written_as_pages(tmp_path, capsys):
     assert main(["world", "--n", "10", "--per-page", "4", "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["world-000.png", "world-001.png", "world-002.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "world-000.png",
+        "world-001.png",
+        "world-002.png",
+    ]
     assert "3 pages" in capsys.readouterr().out
 
 
@@ -112,24 +131,98 @@ def test_steer_stream_train_audit_chain(tmp_path, capsys):
     assert report["steered"]["cramers_v"] < report["raw"]["cramers_v"]
 
     spec = tmp_path / "stream.json"
-    assert main(["stream", "--new", str(spec), "--eraser", str(card), "--views", "anchor,flip"]) == 0
-    assert main(["stream", "--spec", str(spec), "--export", str(tmp_path / "png"), "--n", "4", "--batch-size", "4"]) == 0
+    assert (
+        main(["stream", "--new", str(spec), "--eraser", str(card), "--views", "anchor,flip"]) == 0
+    )
+    assert (
+        main(
+            [
+                "stream",
+                "--spec",
+                str(spec),
+                "--export",
+                str(tmp_path / "png"),
+                "--n",
+                "4",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "png").rglob("*.png"))) == 8
 
     run = tmp_path / "run"
-    assert main(["train", "--spec", str(spec), "--steps", "3", "--batch-size", "8", "--out", str(run), "--supervised",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(spec),
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--out",
+                str(run),
+                "--supervised",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (run / "encoder.safetensors").exists() and (run / "run.json").exists()
     # resuming to a larger --steps trains the missing steps
-    assert main(["train", "--spec", str(spec), "--steps", "5", "--batch-size", "8", "--out", str(run), "--supervised",
-                 "--resume", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(spec),
+                "--steps",
+                "5",
+                "--batch-size",
+                "8",
+                "--out",
+                str(run),
+                "--supervised",
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "resumed at step 3, trained 2 steps, now at step 5 of 5" in capsys.readouterr().out
 
     audit = tmp_path / "audit"
-    assert main(["audit", "--encoder", str(run / "encoder.safetensors"), "--n-probe", "300", "--n-test", "300", "--permutations", "19", "--bootstrap", "50", "--out", str(audit),
-                 "--erase-with", str(spec), "--eraser-n", "600"]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--encoder",
+                str(run / "encoder.safetensors"),
+                "--n-probe",
+                "300",
+                "--n-test",
+                "300",
+                "--permutations",
+                "19",
+                "--bootstrap",
+                "50",
+                "--out",
+                str(audit),
+                "--erase-with",
+                str(spec),
+                "--eraser-n",
+                "600",
+            ]
+        )
+        == 0
+    )
     assert (audit / "report.json").exists() and (audit / "report.md").exists()
-    assert (audit / "erased" / "report.json").exists() and (audit / "feature_eraser.safetensors").exists()
+    assert (audit / "erased" / "report.json").exists() and (
+        audit / "feature_eraser.safetensors"
+    ).exists()
     assert "texture erased" in capsys.readouterr().out
 
 
@@ -142,21 +235,84 @@ def test_confirmed_steer_stream_train_chain(tmp_path, capsys):
     """--method confirmed: the card records its guarantee and labelers, the stream (whose world: labelers
     load by name) exports exact batches, and training runs on it."""
     card = tmp_path / "card"
-    assert main(["steer", "--method", "confirmed", "--n", "2000", "--eval-n", "400", "--target", "0.4,0.2,0.2,0.2",
-                 "--out", str(card), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                "--method",
+                "confirmed",
+                "--n",
+                "2000",
+                "--eval-n",
+                "400",
+                "--target",
+                "0.4,0.2,0.2,0.2",
+                "--out",
+                str(card),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "syntheses" in printed and "shares of texture" in printed and "0.40/0.20/0.20/0.20" in printed
+    assert (
+        "syntheses" in printed
+        and "shares of texture" in printed
+        and "0.40/0.20/0.20/0.20" in printed
+    )
     written = json.loads((tmp_path / "card.json").read_text())
-    assert written["guarantee"] == "confirmed" and written["labelers"] == {"protected": "world:texture"}
-    assert written["report"]["steered"]["cramers_v_by"]["protected"] < 0.02 < written["report"]["raw"]["cramers_v_by"]["protected"]
+    assert written["guarantee"] == "confirmed" and written["labelers"] == {
+        "protected": "world:texture"
+    }
+    assert (
+        written["report"]["steered"]["cramers_v_by"]["protected"]
+        < 0.02
+        < written["report"]["raw"]["cramers_v_by"]["protected"]
+    )
     assert written["report"]["steered"]["class_fidelity"] >= 0.99
 
     spec = tmp_path / "stream.json"
-    assert main(["stream", "--new", str(spec), "--eraser", str(card), "--views", "anchor,neighbour"]) == 0
+    assert (
+        main(["stream", "--new", str(spec), "--eraser", str(card), "--views", "anchor,neighbour"])
+        == 0
+    )
     assert json.loads(spec.read_text())["labelers"] == {"protected": "world:texture"}
-    assert main(["stream", "--spec", str(spec), "--export", str(tmp_path / "png"), "--n", "10", "--batch-size", "10"]) == 0
+    assert (
+        main(
+            [
+                "stream",
+                "--spec",
+                str(spec),
+                "--export",
+                str(tmp_path / "png"),
+                "--n",
+                "10",
+                "--batch-size",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "png").rglob("*.png"))) == 20
-    assert main(["train", "--spec", str(spec), "--steps", "2", "--batch-size", "8", "--out", str(tmp_path / "run"),
-                 "--supervised", "--quiet", "--labeler", "world:texture"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(spec),
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(tmp_path / "run"),
+                "--supervised",
+                "--quiet",
+                "--labeler",
+                "world:texture",
+            ]
+        )
+        == 0
+    )
     assert main(["steer", "--keep-labeler", "world:colour", "--n", "200", "--out", str(card)]) == 2
     assert "--keep-labeler needs --method confirmed" in capsys.readouterr().err

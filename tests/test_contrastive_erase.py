@@ -29,7 +29,15 @@ def setting():
     # A briefly trained encoder: a fresh one's features are so ill-conditioned (BatchNorm's
     # initial running statistics) that a linear edit fitted on one sample does not carry over.
     world = World(32)
-    config = TrainConfig(supervised=True, optimizer="adamw", lr=2e-3, total_steps=30, warmup_steps=0, progress=False, log_every=0)
+    config = TrainConfig(
+        supervised=True,
+        optimizer="adamw",
+        lr=2e-3,
+        total_steps=30,
+        warmup_steps=0,
+        progress=False,
+        log_every=0,
+    )
     trainer = Trainer(config, "cpu")
     trainer.fit(RealViews(world.sample(2000, seed=9), 64), steps=30)
     encoder = trainer.encoder.eval()
@@ -39,11 +47,15 @@ def setting():
 
 def test_erased_features_leave_a_fresh_probe_near_chance(setting):
     encoder, world, fit_images, labeler = setting
-    eraser = fit_feature_eraser(encoder, fit_images.split(256), labeler, num_classes=4, n=2048, progress=False)
+    eraser = fit_feature_eraser(
+        encoder, fit_images.split(256), labeler, num_classes=4, n=2048, progress=False
+    )
     train, test = world.sample(1500, seed=2, bias=0.0), world.sample(1500, seed=3, bias=0.0)
     y_train, y_test = train.labels("texture").numpy(), test.labels("texture").numpy()
     raw = [extract_features(encoder, s.images).numpy() for s in (train, test)]
-    erased = [extract_features(ErasedEncoder(encoder, eraser), s.images).numpy() for s in (train, test)]
+    erased = [
+        extract_features(ErasedEncoder(encoder, eraser), s.images).numpy() for s in (train, test)
+    ]
     # a conv net's features give texture away almost perfectly; after erasure, near chance (0.25)
     assert _texture_probe(raw[0], y_train, raw[1], y_test) > 0.9
     assert _texture_probe(erased[0], y_train, erased[1], y_test) < 0.5
@@ -57,7 +69,9 @@ def test_erased_features_leave_a_fresh_probe_near_chance(setting):
 def test_on_the_fitting_samples_the_class_means_coincide(setting):
     """LEACE's guarantee: zero cross-covariance, i.e. every attribute class has the same mean feature."""
     encoder, _, fit_images, labeler = setting
-    eraser = fit_feature_eraser(encoder, fit_images.split(512), labeler, num_classes=4, n=2048, progress=False)
+    eraser = fit_feature_eraser(
+        encoder, fit_images.split(512), labeler, num_classes=4, n=2048, progress=False
+    )
     features = ErasedEncoder(encoder, eraser).eval()(fit_images).detach().double()
     labels = labeler(fit_images)
     means = torch.stack([features[labels == c].mean(0) for c in range(4)])
@@ -67,7 +81,9 @@ def test_on_the_fitting_samples_the_class_means_coincide(setting):
 def test_stream_batches_use_the_first_view(setting):
     encoder, _, fit_images, labeler = setting
     views = torch.stack([fit_images[:512], torch.rand(512, 3, 32, 32)], 1)
-    from_stream = fit_feature_eraser(encoder, [{"views": views, "labels": torch.zeros(512)}], labeler, 4, n=512, progress=False)
+    from_stream = fit_feature_eraser(
+        encoder, [{"views": views, "labels": torch.zeros(512)}], labeler, 4, n=512, progress=False
+    )
     from_images = fit_feature_eraser(encoder, [fit_images[:512]], labeler, 4, n=512, progress=False)
     assert torch.allclose(from_stream.edit_matrix(), from_images.edit_matrix())
 
@@ -83,18 +99,23 @@ def test_bad_inputs_are_clear_errors(setting):
     with pytest.raises(ValueError, match="n must be"):
         fit_feature_eraser(encoder, [fit_images[:8]], labeler, 4, n=1, progress=False)
     with pytest.raises(ValueError, match="labeler returned"):
-        fit_feature_eraser(encoder, [fit_images[:8]], lambda x: torch.zeros(3), 4, n=8, progress=False)
+        fit_feature_eraser(
+            encoder, [fit_images[:8]], lambda x: torch.zeros(3), 4, n=8, progress=False
+        )
 
 
 def test_saved_eraser_loads_back_identical(setting, tmp_path):
     encoder, _, fit_images, labeler = setting
     eraser = fit_feature_eraser(encoder, [fit_images[:512]], labeler, 4, n=512, progress=False)
-    path = save_feature_eraser(eraser, tmp_path / "sub" / "eraser.safetensors", {"protected": "texture"})
+    path = save_feature_eraser(
+        eraser, tmp_path / "sub" / "eraser.safetensors", {"protected": "texture"}
+    )
     loaded, provenance = load_feature_eraser(path)
     assert provenance == {"protected": "texture"}
     x = torch.randn(16, eraser.dim_, dtype=torch.float64)
     assert torch.equal(loaded(x), eraser(x))
     from safetensors.torch import save_file
+
     save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="not a feature eraser"):
         load_feature_eraser(tmp_path / "other.safetensors")

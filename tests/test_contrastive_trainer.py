@@ -82,16 +82,23 @@ def test_checkpoint_is_written_atomically_and_loads_as_plain_data(tmp_path):
     (tmp_path / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # a killed write
     (tmp_path / "checkpoint.ptxyz.tmp").write_bytes(b"an older killed write")
     Trainer(config).fit(batches(4))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["checkpoint.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "checkpoint.pt",
+        "metrics.jsonl",
+    ]
     mask = os.umask(0)
     os.umask(mask)
-    assert stat.S_IMODE((tmp_path / "checkpoint.pt").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
+    assert (
+        stat.S_IMODE((tmp_path / "checkpoint.pt").stat().st_mode) == 0o666 & ~mask
+    )  # not mkstemp's 0600
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4 and TrainConfig.from_dict(json.loads(state["config"])) == config
 
 
 def test_metrics_file_has_one_line_per_logged_step_and_drops_lines_of_a_killed_run(tmp_path):
-    config = tiny_config(checkpoint_dir=str(tmp_path), checkpoint_every=2, total_steps=6, log_every=1)
+    config = tiny_config(
+        checkpoint_dir=str(tmp_path), checkpoint_every=2, total_steps=6, log_every=1
+    )
     data = batches(6)
     Trainer(config).fit(data[:4], steps=4)  # a checkpoint at step 4
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -100,7 +107,9 @@ def test_metrics_file_has_one_line_per_logged_step_and_drops_lines_of_a_killed_r
     with open(tmp_path / "metrics.jsonl", "a") as handle:  # a killed run logged past its checkpoint
         handle.write(json.dumps({"step": 5, "loss": 9.0}) + "\n" + '{"step": 6, "lo')
     Trainer.from_checkpoint(tmp_path / "checkpoint.pt").fit(data[4:])
-    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
@@ -111,11 +120,18 @@ def test_tensorboard_events_are_written_when_tensorboard_is_installed(tmp_path):
 
 
 def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = tiny_config(checkpoint_dir=str(tmp_path), checkpoint_every=2, total_steps=6, log_every=1, augment=None)
+    config = tiny_config(
+        checkpoint_dir=str(tmp_path), checkpoint_every=2, total_steps=6, log_every=1, augment=None
+    )
     trainer = Trainer(config).fit(batches(2), steps=2)
-    good = {k: v.clone() for k, v in torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"].items()}
+    good = {
+        k: v.clone()
+        for k, v in torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"].items()
+    }
     poisoned = batches(4, seed=1)
-    poisoned[1]["views"][0, 0, 0, 0, 0] = float("nan")  # step 4 sees a NaN pixel (augmentation would refuse it)
+    poisoned[1]["views"][0, 0, 0, 0, 0] = float(
+        "nan"
+    )  # step 4 sees a NaN pixel (augmentation would refuse it)
     with pytest.raises(NonFiniteError, match="at step 4.*last good checkpoint"):
         trainer.fit(poisoned, monitor=None)
     kept = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -123,19 +139,25 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 
 
 def test_a_huge_learning_rate_is_caught_as_divergence(tmp_path):
-    config = tiny_config(optimizer="sgd", lr=1e30, total_steps=6, warmup_steps=0, augment=None, log_every=1)
+    config = tiny_config(
+        optimizer="sgd", lr=1e30, total_steps=6, warmup_steps=0, augment=None, log_every=1
+    )
     with pytest.raises(NonFiniteError, match="at step"):
         Trainer(config).fit(batches(6))
 
 
 def test_a_loss_stuck_at_chance_after_warm_up_warns():
-    config = tiny_config(optimizer="sgd", lr=1e-9, total_steps=13, warmup_steps=2, augment=None, log_every=1)
+    config = tiny_config(
+        optimizer="sgd", lr=1e-9, total_steps=13, warmup_steps=2, augment=None, log_every=1
+    )
     with pytest.warns(LossAtChanceWarning, match=r"ln\(2B - 1\) = 2.3979 for 12 views"):
         Trainer(config).fit(batches(13))  # 6 samples x 2 views: chance is ln(11) = 2.398
 
 
 def test_a_learning_run_does_not_warn(recwarn):
-    config = tiny_config(optimizer="sgd", lr=0.05, total_steps=13, warmup_steps=2, augment=None, log_every=1)
+    config = tiny_config(
+        optimizer="sgd", lr=0.05, total_steps=13, warmup_steps=2, augment=None, log_every=1
+    )
     Trainer(config).fit(batches(1) * 13)
     assert not [w for w in recwarn if issubclass(w.category, LossAtChanceWarning)]
 

@@ -26,8 +26,14 @@ def _png(path, value):
 def photos(tmp_path):
     for i in range(8):
         _png(tmp_path / "photos" / f"kind={'ab'[i % 2]}" / f"{i}.png", 30 * i)
-    frame = pd.DataFrame({"path": [f"photos/kind={'ab'[i % 2]}/{i}.png" for i in range(8)],
-                          "kind": list("abababab"), "tone": ["x"] * 4 + ["y"] * 4, "same": ["z"] * 8})
+    frame = pd.DataFrame(
+        {
+            "path": [f"photos/kind={'ab'[i % 2]}/{i}.png" for i in range(8)],
+            "kind": list("abababab"),
+            "tone": ["x"] * 4 + ["y"] * 4,
+            "same": ["z"] * 8,
+        }
+    )
     frame.to_csv(tmp_path / "manifest.csv", index=False)
     return tmp_path
 
@@ -55,8 +61,12 @@ def test_manifest_errors_name_the_problem(photos):
     frame.drop(columns="path").to_csv(photos / "nopath.csv", index=False)
     with pytest.raises(ValueError, match="needs a 'path' column"):
         load_data(photos / "nopath.csv")
-    frame.assign(path=frame.path.str.replace("0.png", "gone.png")).to_csv(photos / "gone.csv", index=False)
-    with pytest.raises(FileNotFoundError, match=r"1 image file\(s\) .* do not exist, e.g. .*gone.png"):
+    frame.assign(path=frame.path.str.replace("0.png", "gone.png")).to_csv(
+        photos / "gone.csv", index=False
+    )
+    with pytest.raises(
+        FileNotFoundError, match=r"1 image file\(s\) .* do not exist, e.g. .*gone.png"
+    ):
         load_data(photos / "gone.csv")
     (photos / "photos" / "kind=a" / "0.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"image .*0.png .* cannot be read"):
@@ -68,22 +78,75 @@ def test_manifest_errors_name_the_problem(photos):
 def test_exported_webdataset_shards_read_back(tmp_path):
     spec = tmp_path / "stream.json"
     assert main(["stream", "--new", str(spec)]) == 0
-    assert main(["stream", "--spec", str(spec), "--export", str(tmp_path / "wds"), "--n", "6", "--format", "webdataset",
-                 "--batch-size", "6", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "stream",
+                "--spec",
+                str(spec),
+                "--export",
+                str(tmp_path / "wds"),
+                "--n",
+                "6",
+                "--format",
+                "webdataset",
+                "--batch-size",
+                "6",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = load_data(tmp_path / "wds")
-    assert table.kind == "webdataset" and len(table) == 6 and {"class", "step"} <= set(table.columns)
+    assert (
+        table.kind == "webdataset" and len(table) == 6 and {"class", "step"} <= set(table.columns)
+    )
     assert torch.cat(list(table.images())).shape == (6, 3, 32, 32)
 
 
 def test_audit_refuses_a_target_with_one_value_and_an_unknown_encoder(photos, tmp_path, capsys):
-    base = ["audit", "--data", str(photos / "manifest.csv"), "--protected", "tone", "--out", str(tmp_path / "a")]
-    assert main([*base, "--encoder", "torchvision:resnet_nope", "--encoder-weights", "w.pt", "--target", "kind"]) == 2
+    base = [
+        "audit",
+        "--data",
+        str(photos / "manifest.csv"),
+        "--protected",
+        "tone",
+        "--out",
+        str(tmp_path / "a"),
+    ]
+    assert (
+        main(
+            [
+                *base,
+                "--encoder",
+                "torchvision:resnet_nope",
+                "--encoder-weights",
+                "w.pt",
+                "--target",
+                "kind",
+            ]
+        )
+        == 2
+    )
     assert "unknown torchvision model 'resnet_nope'" in capsys.readouterr().err
     assert main([*base, "--encoder", "torchvision:resnet18", "--target", "kind"]) == 2
     assert "needs --encoder-weights" in capsys.readouterr().err
     assert main([*base, "--encoder", str(tmp_path / "none.safetensors"), "--target", "kind"]) == 2
     assert "neither an encoder file" in capsys.readouterr().err
-    assert main([*base, "--encoder", "torchvision:resnet18", "--encoder-weights", "w.pt", "--target", "same"]) == 2
+    assert (
+        main(
+            [
+                *base,
+                "--encoder",
+                "torchvision:resnet18",
+                "--encoder-weights",
+                "w.pt",
+                "--target",
+                "same",
+            ]
+        )
+        == 2
+    )
     assert "--target: column 'same'" in capsys.readouterr().err
 
 
@@ -93,22 +156,74 @@ def test_a_torchvision_encoder_with_local_weights_audits_a_manifest(photos, tmp_
     from fairgen.models import build_classifier
 
     net = build_classifier("torchvision", "resnet18", num_classes=10)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r18.safetensors"))
-    assert main(["audit", "--encoder", "torchvision:resnet18", "--encoder-weights", str(tmp_path / "r18.safetensors"),
-                 "--image-size", "32", "--data", str(photos / "manifest.csv"), "--target", "kind", "--protected", "tone",
-                 "kind", "--permutations", "4", "--bootstrap", "20", "--quiet", "--out", str(tmp_path / "a")]) == 2
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r18.safetensors")
+    )
+    assert (
+        main(
+            [
+                "audit",
+                "--encoder",
+                "torchvision:resnet18",
+                "--encoder-weights",
+                str(tmp_path / "r18.safetensors"),
+                "--image-size",
+                "32",
+                "--data",
+                str(photos / "manifest.csv"),
+                "--target",
+                "kind",
+                "--protected",
+                "tone",
+                "kind",
+                "--permutations",
+                "4",
+                "--bootstrap",
+                "20",
+                "--quiet",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     # target given as protected is refused; now the real run with two protected columns and their intersection
     frame = pd.read_csv(photos / "manifest.csv")
     pd.concat([frame.assign(mood=m) for m in "pq" * 6]).to_csv(photos / "two.csv", index=False)
-    assert main(["audit", "--encoder", "torchvision:resnet18", "--encoder-weights", str(tmp_path / "r18.safetensors"),
-                 "--image-size", "32", "--data", str(photos / "two.csv"), "--target", "kind", "--protected", "tone",
-                 "mood", "--permutations", "4", "--bootstrap", "20", "--quiet", "--out", str(tmp_path / "a")]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--encoder",
+                "torchvision:resnet18",
+                "--encoder-weights",
+                str(tmp_path / "r18.safetensors"),
+                "--image-size",
+                "32",
+                "--data",
+                str(photos / "two.csv"),
+                "--target",
+                "kind",
+                "--protected",
+                "tone",
+                "mood",
+                "--permutations",
+                "4",
+                "--bootstrap",
+                "20",
+                "--quiet",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert "tone & mood leakage" in report["sections"]
     assert report["provenance"]["encoder"]["name"] == "torchvision:resnet18"
 
 
-GEN = '''
+GEN = """
 import torch
 from fairgen.generators import load_generator
 
@@ -117,7 +232,7 @@ def sprites(device="cpu", **options):
 
 def not_a_generator(device="cpu"):
     return object()
-'''
+"""
 
 
 def test_a_generator_by_entry_point_and_its_errors(tmp_path, monkeypatch):
@@ -148,7 +263,10 @@ def test_received_cards_and_specs_never_reach_outside_their_folder(tmp_path):
 
 def test_a_card_with_missing_or_altered_neighbours_is_refused(tmp_path):
     work = tmp_path / "w"
-    assert main(["steer", "--n", "3000", "--eval-n", "300", "--quiet", "--out", str(work / "card")]) == 0
+    assert (
+        main(["steer", "--n", "3000", "--eval-n", "300", "--quiet", "--out", str(work / "card")])
+        == 0
+    )
     assert main(["stream", "--new", str(work / "stream.json"), "--eraser", str(work / "card")]) == 0
     from fairgen.stream import Stream, StreamSpec
 
@@ -185,14 +303,40 @@ def test_memorisation_in_an_encoders_feature_space_flags_a_copying_generator(tmp
         for i, image in enumerate(generator.synthesize(z, torch.arange(n) % generator.num_classes)):
             _png_image(folder / f"{i:03d}.png", image)
 
-    write(tmp_path / "train", 0)  # the generator's "training set": exactly what it will produce with seed 0
+    write(
+        tmp_path / "train", 0
+    )  # the generator's "training set": exactly what it will produce with seed 0
     write(tmp_path / "heldout", 99)
     net = build_classifier("torchvision", "resnet18", num_classes=10)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r18.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r18.safetensors")
+    )
     out = tmp_path / "memo"
-    assert main(["memorisation", "--encoder", "torchvision:resnet18", "--encoder-weights", str(tmp_path / "r18.safetensors"),
-                 "--image-size", "32", "--train-data", str(tmp_path / "train"), "--heldout-data", str(tmp_path / "heldout"),
-                 "--n", "40", "--pairs", "4", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "memorisation",
+                "--encoder",
+                "torchvision:resnet18",
+                "--encoder-weights",
+                str(tmp_path / "r18.safetensors"),
+                "--image-size",
+                "32",
+                "--train-data",
+                str(tmp_path / "train"),
+                "--heldout-data",
+                str(tmp_path / "heldout"),
+                "--n",
+                "40",
+                "--pairs",
+                "4",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["sections"]["memorisation"]["memorised"] is True
     assert report["provenance"]["feature_space"] == "torchvision:resnet18"

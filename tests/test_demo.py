@@ -7,20 +7,46 @@ import pytest
 from fairgen.world.demo import ARMS, replace_preset, run_demo
 
 TINY = replace_preset(
-    "quick", steps=3, n_real=400, n_probe=300, n_test=300, steer_n=3000, stream_audit_n=128, eraser_n=600,
-    n_permutations=9, n_bootstrap=20,
+    "quick",
+    steps=3,
+    n_real=400,
+    n_probe=300,
+    n_test=300,
+    steer_n=3000,
+    stream_audit_n=128,
+    eraser_n=600,
+    n_permutations=9,
+    n_bootstrap=20,
 )
 
 
 def test_tiny_demo_writes_table_and_reports(tmp_path):
-    table = run_demo("quick", tmp_path, arms=["a_real_biased", "d_generator_steered"], progress=False, config=TINY)
+    table = run_demo(
+        "quick",
+        tmp_path,
+        arms=["a_real_biased", "d_generator_steered"],
+        progress=False,
+        config=TINY,
+    )
     assert list(table.index) == ["a_real_biased", "d_generator_steered"]
     # the steered stream is measurably less biased than the real biased split it replaces
-    assert table.loc["d_generator_steered", "stream_cramers_v"] < table.loc["a_real_biased", "stream_cramers_v"] - 0.3
+    assert (
+        table.loc["d_generator_steered", "stream_cramers_v"]
+        < table.loc["a_real_biased", "stream_cramers_v"] - 0.3
+    )
     assert 0 <= table.loc["a_real_biased", "target_acc"] <= 1
-    assert math.isnan(table.loc["a_real_biased", "erased_leakage_p"])  # no permutations there in quick
+    assert math.isnan(
+        table.loc["a_real_biased", "erased_leakage_p"]
+    )  # no permutations there in quick
     assert 0 <= table.loc["a_real_biased", "erased_leakage_bacc"] <= 1
-    for name in ("a_real_biased.feature_eraser.safetensors", "table.md", "table.csv", "table.png", "config.json", "eraser_card.json"):
+    for name in (
+        "a_real_biased.feature_eraser.safetensors",
+        "table.md",
+        "table.csv",
+        "table.png",
+        "config.json",
+        "eraser_card.json",
+    ):
         assert (tmp_path / name).exists()
     assert (tmp_path / "a_real_biased" / "backbone" / "report.json").exists()
     assert "texture leakage" in (tmp_path / "table.md").read_text()
@@ -33,4 +59,10 @@ def test_demo_refuses_unknown_presets_and_arms(tmp_path):
         run_demo("medium", tmp_path)
     with pytest.raises(ValueError, match="arms"):
         run_demo("quick", tmp_path, arms=["z_magic"], config=TINY)
-    assert set(ARMS) == {"a_real_biased", "b_real_balanced", "c_generator_raw", "d_generator_steered", "e_steered_counterfactual"}
+    assert set(ARMS) == {
+        "a_real_biased",
+        "b_real_balanced",
+        "c_generator_raw",
+        "d_generator_steered",
+        "e_steered_counterfactual",
+    }

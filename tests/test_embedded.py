@@ -28,14 +28,20 @@ def quality(generator):
 
 def test_registry_lists_the_embedded_and_biggan_names():
     names = list_generators()
-    assert {NAME, "world-sprites-32"} <= set(names)  # the default, and the first 6-d model for comparison
+    assert {NAME, "world-sprites-32"} <= set(
+        names
+    )  # the default, and the first 6-d model for comparison
     assert {"biggan-deep-128", "biggan-deep-256", "biggan-deep-512"} <= set(names)
 
 
 def test_loads_offline_with_a_checksum_of_its_weights(generator):
     assert generator.checksum == sha256_file(WEIGHTS)
     assert WEIGHTS.stat().st_size < 10 * 2**20
-    assert generator.num_classes == 4 and generator.resolution == 32 and generator.latent_dim == LATENT_DIM >= 64
+    assert (
+        generator.num_classes == 4
+        and generator.resolution == 32
+        and generator.latent_dim == LATENT_DIM >= 64
+    )
 
 
 def test_images_follow_the_contract_and_are_deterministic(generator):
@@ -86,9 +92,22 @@ def test_texture_varies_within_each_class_with_z(quality):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda g: g.synthesize(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long)), r"shape \[n, 128\]"),
-        (lambda g: g.synthesize(torch.zeros(2, 128, dtype=torch.long), torch.zeros(2, dtype=torch.long)), "floating"),
-        (lambda g: g.synthesize(torch.full((2, 128), float("nan")), torch.zeros(2, dtype=torch.long)), "NaN"),
+        (
+            lambda g: g.synthesize(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long)),
+            r"shape \[n, 128\]",
+        ),
+        (
+            lambda g: g.synthesize(
+                torch.zeros(2, 128, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+            ),
+            "floating",
+        ),
+        (
+            lambda g: g.synthesize(
+                torch.full((2, 128), float("nan")), torch.zeros(2, dtype=torch.long)
+            ),
+            "NaN",
+        ),
         (lambda g: g.synthesize(torch.zeros(2, 128), torch.tensor([0, 4])), "outside"),
         (lambda g: g.synthesize(torch.zeros(2, 128), None), "class-conditional"),
         (lambda g: g.sample_latents(0), "n must be"),
@@ -106,7 +125,9 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_recipe_resumes_exactly(tmp_path):
     config = RecipeConfig(n_train=256, steps=4, batch_size=16, checkpoint_every=2)
-    train_embedded(tmp_path / "new" / "folder" / "full.safetensors", config, progress=False)  # creates folders
+    train_embedded(
+        tmp_path / "new" / "folder" / "full.safetensors", config, progress=False
+    )  # creates folders
     train_embedded(tmp_path / "pieces.safetensors", config, progress=False, max_steps=2)
     assert not (tmp_path / "pieces.safetensors").exists()  # unfinished: only the checkpoint
     train_embedded(tmp_path / "pieces.safetensors", config, progress=False)
@@ -122,7 +143,11 @@ def test_recipe_refuses_a_checkpoint_of_another_recipe(tmp_path):
     config = RecipeConfig(n_train=256, steps=4, batch_size=16, checkpoint_every=2)
     train_embedded(tmp_path / "g.safetensors", config, progress=False, max_steps=2)
     with pytest.raises(ValueError, match="another recipe"):
-        train_embedded(tmp_path / "g.safetensors", RecipeConfig(n_train=256, steps=8, batch_size=16), progress=False)
+        train_embedded(
+            tmp_path / "g.safetensors",
+            RecipeConfig(n_train=256, steps=8, batch_size=16),
+            progress=False,
+        )
 
 
 def test_recipe_leaves_no_temporary_files(tmp_path):
@@ -154,8 +179,14 @@ def test_recipe_models_whichever_factor_is_protected(protected):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"protected": "size"}, "continuous"), ({"protected": "shape"}, "class itself"), ({"protected": "hair"}, "among"),
-     ({"protected": ("texture", "texture")}, "distinct"), ({"target": "colour"}, "target"), ({"bias": 1.5}, "bias")],
+    [
+        ({"protected": "size"}, "continuous"),
+        ({"protected": "shape"}, "class itself"),
+        ({"protected": "hair"}, "among"),
+        ({"protected": ("texture", "texture")}, "distinct"),
+        ({"target": "colour"}, "target"),
+        ({"bias": 1.5}, "bias"),
+    ],
 )
 def test_recipe_refuses_what_it_cannot_honour(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -165,4 +196,6 @@ def test_recipe_refuses_what_it_cannot_honour(kwargs, match):
 def test_weights_record_the_recipe_and_the_split(generator):
     info = read_safetensors_metadata(WEIGHTS)
     assert info["protected"] == ["texture"] and info["recipe"]["protected"] == ["texture"]
-    assert json.loads(json.dumps(info["train_split_cramers_v"]))["texture"] == pytest.approx(0.899, abs=0.01)
+    assert json.loads(json.dumps(info["train_split_cramers_v"]))["texture"] == pytest.approx(
+        0.899, abs=0.01
+    )

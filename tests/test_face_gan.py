@@ -43,7 +43,11 @@ def twin_file(tmp_path_factory):
 
 def test_twin_loads_through_the_same_path_and_matches_the_package_model(twin_file):
     model, path = twin_file
-    for generator in (load_face_gan(path), load_generator(path), load_generator("face-gan-64", weights=path)):
+    for generator in (
+        load_face_gan(path),
+        load_generator(path),
+        load_generator("face-gan-64", weights=path),
+    ):
         assert isinstance(generator, Generator)
         check_generator(generator, "face GAN")
         assert (generator.latent_dim, generator.num_classes, generator.resolution) == (100, 0, 64)
@@ -106,7 +110,9 @@ def test_a_checkpoint_holding_code_is_refused(tmp_path):
 
 def test_missing_package_names_the_pip_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "gan_face_generate.models", None)
-    with pytest.raises(MissingExtraError, match=r"pip install --no-deps gan-face-generate==1\.1\.1"):
+    with pytest.raises(
+        MissingExtraError, match=r"pip install --no-deps gan-face-generate==1\.1\.1"
+    ):
         load_face_gan()
 
 
@@ -129,20 +135,31 @@ def test_shipped_weights_sample_faces_deterministically():
 def _image(size: int, face: float, background: float) -> torch.Tensor:
     image = torch.full((3, size, size), background)
     s = size // 64
-    image[:, 26 * s:42 * s, 22 * s:42 * s] = face
+    image[:, 26 * s : 42 * s, 22 * s : 42 * s] = face
     return image
 
 
 @pytest.mark.parametrize("size", [64, 128])
 def test_pixel_labelers_read_the_face_patch_and_the_corners(size):
-    images = torch.stack([_image(size, 0.05, 0.9), _image(size, 0.8, 0.9), _image(size, 0.8, 0.1),
-                          _image(size, FACE_DARK_BELOW + 0.01, 0.1)])
+    images = torch.stack(
+        [
+            _image(size, 0.05, 0.9),
+            _image(size, 0.8, 0.9),
+            _image(size, 0.8, 0.1),
+            _image(size, FACE_DARK_BELOW + 0.01, 0.1),
+        ]
+    )
     assert face_lightness(images).tolist() == [1, 0, 0, 0]
     assert background_lightness(images).tolist() == [1, 1, 0, 0]
     labeler = load_labeler("face:lightness")
     assert labeler.values == ["light", "dark"]
     assert labeler(images).tolist() == [1, 0, 0, 0]
-    assert load_labeler("fairgen.labelers.face:background_lightness")(images).tolist() == [1, 1, 0, 0]
+    assert load_labeler("fairgen.labelers.face:background_lightness")(images).tolist() == [
+        1,
+        1,
+        0,
+        0,
+    ]
 
 
 def test_unknown_face_labeler_and_bad_shapes_are_clear_errors():

@@ -18,7 +18,7 @@ from fairgen.labelers.face import background_luma, face_patch_luma
 
 # The face: rules at thresholds measured on the twin (its random weights keep every pixel near 0.5):
 # dark face = face-patch luma below the twin's 20% quantile, light background = corner luma at or above its median.
-LABELER = '''
+LABELER = """
 from fairgen.labelers.face import background_luma, face_patch_luma
 
 def dark_face(images):
@@ -26,7 +26,7 @@ def dark_face(images):
 
 def light_background(images):
     return (background_luma(images) >= {background:.9f}).long()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,9 @@ def twin(tmp_path_factory):
     z = generator.sample_latents(2000, torch.Generator().manual_seed(123))
     images = generator.synthesize(z)
     face, background = face_patch_luma(images), background_luma(images)
-    (root / "twinlabels.py").write_text(LABELER.format(face=float(face.quantile(0.2)),
-                                                       background=float(background.median())))
+    (root / "twinlabels.py").write_text(
+        LABELER.format(face=float(face.quantile(0.2)), background=float(background.median()))
+    )
     sys.path.insert(0, str(root))
     yield root, weights
     sys.path.remove(str(root))
@@ -59,7 +60,9 @@ def write_faces(generator, root, n: int = 120):
     return folder
 
 
-pytestmark = pytest.mark.slow  # ~50 s on a busy CPU, nearly all in the confirmed steerer's classifier fits
+pytestmark = (
+    pytest.mark.slow
+)  # ~50 s on a busy CPU, nearly all in the confirmed steerer's classifier fits
 
 LABELS = ["--labeler", "twinlabels:dark_face", "--keep-labeler", "twinlabels:light_background"]
 
@@ -69,10 +72,45 @@ def steered(twin, tmp_path_factory):
     """steer (confirmed, keeping the background) -> stream --new, once for the module (the fit is the slow part)."""
     root, weights = twin
     work = tmp_path_factory.mktemp("work")
-    assert main(["steer", "--generator", str(weights), *LABELS, "--method", "confirmed", "--n", "1000",
-                 "--eval-n", "400", "--out", str(work / "card"), "--quiet"]) == 0
-    assert main(["stream", "--new", str(work / "stream.json"), "--generator", str(weights), "--eraser",
-                 str(work / "card"), "--views", "anchor,neighbour", "--resolution", "32", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                "--generator",
+                str(weights),
+                *LABELS,
+                "--method",
+                "confirmed",
+                "--n",
+                "1000",
+                "--eval-n",
+                "400",
+                "--out",
+                str(work / "card"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "stream",
+                "--new",
+                str(work / "stream.json"),
+                "--generator",
+                str(weights),
+                "--eraser",
+                str(work / "card"),
+                "--views",
+                "anchor,neighbour",
+                "--resolution",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return work
 
 
@@ -80,18 +118,61 @@ def test_steer_stream_train_audit_on_the_tiny_face_twin(twin, steered, capsys):
     root, weights = twin
     work = steered
     report = json.loads((work / "card.json").read_text())["report"]
-    assert report["raw"]["shares_by"]["protected"][1] < 0.3  # the minority the twin's threshold made
-    assert report["steered"]["shares_by"]["protected"] == pytest.approx([0.5, 0.5], abs=0.01)  # exact per draw
+    assert (
+        report["raw"]["shares_by"]["protected"][1] < 0.3
+    )  # the minority the twin's threshold made
+    assert report["steered"]["shares_by"]["protected"] == pytest.approx(
+        [0.5, 0.5], abs=0.01
+    )  # exact per draw
     assert report["cost"]["syntheses_per_kept"] >= 1
     spec = json.loads((work / "stream.json").read_text())
     assert spec["generator"] == "twin.tar" and (work / "twin.tar").is_file()
-    assert spec["labelers"] == {"protected": "twinlabels:dark_face", "keep": "twinlabels:light_background"}
-    assert main(["train", "--spec", str(work / "stream.json"), "--steps", "2", "--batch-size", "8", *LABELS,
-                 "--out", str(work / "run"), "--quiet"]) == 0  # SupCon on the keep-labels
+    assert spec["labelers"] == {
+        "protected": "twinlabels:dark_face",
+        "keep": "twinlabels:light_background",
+    }
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(work / "stream.json"),
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                *LABELS,
+                "--out",
+                str(work / "run"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # SupCon on the keep-labels
     faces = write_faces(load_face_gan(weights), root)
-    assert main(["audit", "--encoder", str(work / "run" / "encoder.safetensors"), "--data", str(faces),
-                 "--target", "background", "--protected", "lightness", "--permutations", "19",
-                 "--bootstrap", "50", "--out", str(work / "audit"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--encoder",
+                str(work / "run" / "encoder.safetensors"),
+                "--data",
+                str(faces),
+                "--target",
+                "background",
+                "--protected",
+                "lightness",
+                "--permutations",
+                "19",
+                "--bootstrap",
+                "50",
+                "--out",
+                str(work / "audit"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     audit = json.loads((work / "audit" / "report.json").read_text())
     assert audit["provenance"]["target"] == "background"
 
@@ -103,7 +184,14 @@ def test_a_confirmed_face_stream_needs_its_entry_point_labelers_given(steered):
         Stream(StreamSpec.load(steered / "stream.json"), 8, "cpu")
     import twinlabels
 
-    batch = Stream(StreamSpec.load(steered / "stream.json"), 8, "cpu",
-                   labeler={"protected": twinlabels.dark_face, "keep": twinlabels.light_background}).next_batch()
+    batch = Stream(
+        StreamSpec.load(steered / "stream.json"),
+        8,
+        "cpu",
+        labeler={"protected": twinlabels.dark_face, "keep": twinlabels.light_background},
+    ).next_batch()
     assert batch["views"].shape == (8, 2, 3, 32, 32)
-    assert set(batch["labels"].tolist()) <= {0, 1}  # the keep-labels (light background) are the stream's labels
+    assert set(batch["labels"].tolist()) <= {
+        0,
+        1,
+    }  # the keep-labels (light background) are the stream's labels

@@ -25,13 +25,21 @@ print(save_safetensors(tensors, sys.argv[1], {"name": "x", "resolution": 32, "re
 
 def test_a_safetensors_file_hashes_the_same_in_every_process(tmp_path):
     digests = {
-        subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / f"w{i}.safetensors")],
-                       capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": str(i)}).stdout
+        subprocess.run(
+            [sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / f"w{i}.safetensors")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(i)},
+        ).stdout
         for i in range(4)
     }
     assert len(digests) == 1
-    assert read_safetensors_metadata(tmp_path / "w0.safetensors") == {"name": "x", "recipe": {"bias": 0.9, "steps": 3},
-                                                                       "resolution": 32}
+    assert read_safetensors_metadata(tmp_path / "w0.safetensors") == {
+        "name": "x",
+        "recipe": {"bias": 0.9, "steps": 3},
+        "resolution": 32,
+    }
 
 
 def test_atomic_writes_are_readable_by_others_and_leave_no_temporary_files(tmp_path):
@@ -51,7 +59,9 @@ def test_a_corrupt_safetensors_file_is_named_in_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["../secret.json", "/etc/passwd", "a/../../secret.json"])
-def test_names_that_leave_the_card_folder_are_refused_alike_whether_or_not_the_file_exists(tmp_path, name):
+def test_names_that_leave_the_card_folder_are_refused_alike_whether_or_not_the_file_exists(
+    tmp_path, name
+):
     (tmp_path / "secret.json").write_text("{}")
     card = tmp_path / "card"
     card.mkdir()
@@ -82,13 +92,18 @@ def test_received_json_is_strict_and_bounded(tmp_path):
         return path
 
     assert read_json(json_file('{"a": [1, {"b": null}]}'), "card") == {"a": [1, {"b": None}]}
-    with pytest.raises(ValueError, match=r"card .*card.json is not valid JSON: key 'a' appears twice"):
+    with pytest.raises(
+        ValueError, match=r"card .*card.json is not valid JSON: key 'a' appears twice"
+    ):
         read_json(json_file('{"a": 1, "a": 2}'), "card")
     with pytest.raises(ValueError, match=r"x\[1\].y is Infinity"):
         read_json(json_file('{"x": [0, {"y": Infinity}]}'), "card")
     with pytest.raises(ValueError, match="nests 100000 levels deep; at most 64"):
         read_json(json_file("[" * 100_000 + "]" * 100_000), "card")
-    assert read_json(json_file('["[[[[", "]]]]"]'), "card") == ["[[[[", "]]]]"]  # brackets in strings do not nest
+    assert read_json(json_file('["[[[[", "]]]]"]'), "card") == [
+        "[[[[",
+        "]]]]",
+    ]  # brackets in strings do not nest
     with pytest.raises(ValueError, match="is 101 bytes; a JSON file here may hold at most 100"):
         read_json(json_file("[" + " " * 99 + "]"), "card", max_bytes=100)
 
@@ -111,12 +126,28 @@ def test_a_safetensors_header_is_checked_before_anything_is_loaded(tmp_path):
     with pytest.raises(ValueError, match="lacks the tensor 'v'"):
         load_safetensors(good, "weights", expect={"v": "F32"})
     cases = {
-        "huge": (raw({"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 4 << 40]}}, b"\0" * 8),
-                 "describes 4398046511104 bytes"),
-        "gap": (raw({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "gaps"),
-        "dtype": (raw({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16), "dtype 'F128'"),
+        "huge": (
+            raw(
+                {"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 4 << 40]}}, b"\0" * 8
+            ),
+            "describes 4398046511104 bytes",
+        ),
+        "gap": (
+            raw({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
+            "gaps",
+        ),
+        "dtype": (
+            raw({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16),
+            "dtype 'F128'",
+        ),
         "claims": (struct.pack("<Q", 1 << 40) + b"{}", "header claims"),
-        "nan": (raw({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, struct.pack("<f", float("nan"))), "NaN"),
+        "nan": (
+            raw(
+                {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                struct.pack("<f", float("nan")),
+            ),
+            "NaN",
+        ),
     }
     for name, (data, message) in cases.items():
         path = tmp_path / f"{name}.safetensors"

@@ -35,12 +35,16 @@ def test_a_16_bit_grey_png_decodes_exactly_as_its_8_bit_twin(rgb):
     grey = rgb[..., 0]
     decoded = decode_rgb8(png(grey.astype(np.uint16) * 257, 16, 0), "grey16.png")
     assert np.array_equal(decoded, np.repeat(grey[..., None], 3, axis=2))
-    assert np.array_equal(decoded, decode_rgb8(pil_bytes(Image.fromarray(grey, "L"), "PNG"), "grey8.png"))
+    assert np.array_equal(
+        decoded, decode_rgb8(pil_bytes(Image.fromarray(grey, "L"), "PNG"), "grey8.png")
+    )
 
 
 def test_palette_and_bilevel_images_decode_as_their_rgb_twins(rgb):
     palette = Image.fromarray(rgb).quantize(16)
-    assert np.array_equal(decode_rgb8(pil_bytes(palette, "PNG"), "p.png"), np.asarray(palette.convert("RGB")))
+    assert np.array_equal(
+        decode_rgb8(pil_bytes(palette, "PNG"), "p.png"), np.asarray(palette.convert("RGB"))
+    )
     bilevel = Image.fromarray(rgb[..., 0] > 127)
     expected = np.repeat((rgb[..., :1] > 127).astype(np.uint8) * 255, 3, axis=2)
     assert np.array_equal(decode_rgb8(pil_bytes(bilevel, "PNG"), "1.png"), expected)
@@ -48,10 +52,18 @@ def test_palette_and_bilevel_images_decode_as_their_rgb_twins(rgb):
 
 def test_a_cmyk_image_decodes_as_its_rgb_twin(rgb):
     cmyk = Image.fromarray(rgb).convert("CMYK")
-    assert np.array_equal(decode_rgb8(pil_bytes(cmyk, "TIFF"), "cmyk.tif"), rgb)  # lossless: identical
-    smooth = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 64, axis=0).repeat(3, axis=2)
-    from_jpeg = decode_rgb8(pil_bytes(Image.fromarray(smooth).convert("CMYK"), "JPEG", quality=95), "cmyk.jpg")
-    assert np.abs(from_jpeg.astype(int) - smooth).mean() < 3  # JPEG is lossy; not inverted, not black
+    assert np.array_equal(
+        decode_rgb8(pil_bytes(cmyk, "TIFF"), "cmyk.tif"), rgb
+    )  # lossless: identical
+    smooth = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 64, axis=0).repeat(
+        3, axis=2
+    )
+    from_jpeg = decode_rgb8(
+        pil_bytes(Image.fromarray(smooth).convert("CMYK"), "JPEG", quality=95), "cmyk.jpg"
+    )
+    assert (
+        np.abs(from_jpeg.astype(int) - smooth).mean() < 3
+    )  # JPEG is lossy; not inverted, not black
 
 
 def test_transparency_is_composited_on_white_never_the_hidden_colour(rgb):
@@ -64,7 +76,9 @@ def test_transparency_is_composited_on_white_never_the_hidden_colour(rgb):
     assert (hidden == 255).all()  # a fully transparent image is white, whatever RGB it hides
     opaque = decode_rgb8(png(np.dstack([rgb, np.full_like(alpha, 255)]), 16 // 2, 6), "opaque.png")
     assert np.array_equal(opaque, rgb)
-    sixteen = decode_rgb8(png(np.dstack([rgb, np.full_like(alpha, 255)]).astype(np.uint16) * 257, 16, 6), "o16.png")
+    sixteen = decode_rgb8(
+        png(np.dstack([rgb, np.full_like(alpha, 255)]).astype(np.uint16) * 257, 16, 6), "o16.png"
+    )
     assert np.array_equal(sixteen, rgb)
 
 
@@ -76,17 +90,26 @@ def test_animated_gif_and_apng_are_refused_by_name(rgb):
     apng = pil_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:])
     with pytest.raises(ValueError, match="anim.png is animated"):
         decode_rgb8(apng, "anim.png")
-    assert decode_rgb8(pil_bytes(frames[0], "GIF"), "still.gif").shape == rgb.shape  # a still GIF is fine
+    assert (
+        decode_rgb8(pil_bytes(frames[0], "GIF"), "still.gif").shape == rgb.shape
+    )  # a still GIF is fine
 
 
 def test_an_image_over_the_pixel_cap_is_refused_from_its_header_before_decoding(rgb, tmp_path):
-    with pytest.raises(ValueError, match=r"big\.png declares 10x12 = 120 pixels, more than the 100 allowed"):
+    with pytest.raises(
+        ValueError, match=r"big\.png declares 10x12 = 120 pixels, more than the 100 allowed"
+    ):
         decode_rgb8(png(rgb, 8, 2), "big.png", max_pixels=100)
     liar = png(rgb, 8, 2, size=(20000, 20000))  # a few hundred bytes that declare 400 megapixels
-    with pytest.raises(ValueError, match="liar.png declares 400,000,000 pixels, more than the 40,000,000 allowed"):
+    with pytest.raises(
+        ValueError, match="liar.png declares 400,000,000 pixels, more than the 40,000,000 allowed"
+    ):
         decode_rgb8(liar, "liar.png")
     modest = png(rgb, 8, 2, size=(5000, 5000))  # under Pillow's limit: our header check refuses it
-    with pytest.raises(ValueError, match="modest.png declares 5000x5000 = 25,000,000 pixels, more than the 1,000,000"):
+    with pytest.raises(
+        ValueError,
+        match="modest.png declares 5000x5000 = 25,000,000 pixels, more than the 1,000,000",
+    ):
         decode_rgb8(modest, "modest.png", max_pixels=10**6)
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "liar.png").write_bytes(liar)
@@ -121,7 +144,11 @@ def test_an_audit_of_16_bit_images_gives_the_numbers_of_their_8_bit_twins(tmp_pa
     rng = np.random.default_rng(0)
     for i in range(40):
         kind, tone = "ab"[i % 2], "xy"[(i // 2) % 2]
-        image = rng.integers(0, 120, size=(16, 16, 3)) + (100 if tone == "y" else 0) + (20 if kind == "b" else 0)
+        image = (
+            rng.integers(0, 120, size=(16, 16, 3))
+            + (100 if tone == "y" else 0)
+            + (20 if kind == "b" else 0)
+        )
         for bits, folder in ((8, "eight"), (16, "sixteen")):
             path = tmp_path / folder / f"kind={kind}" / f"tone={tone}" / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +156,18 @@ def test_an_audit_of_16_bit_images_gives_the_numbers_of_their_8_bit_twins(tmp_pa
     encoder = _tiny_encoder(tmp_path / "encoder.safetensors")
     sections = {}
     for folder in ("eight", "sixteen"):
-        audit_encoder_on_data(str(encoder), str(tmp_path / folder), "kind", ["tone"], tmp_path / f"audit-{folder}",
-                              n_permutations=19, n_bootstrap=50, progress=False)
-        sections[folder] = json.loads((tmp_path / f"audit-{folder}" / "report.json").read_text())["sections"]
+        audit_encoder_on_data(
+            str(encoder),
+            str(tmp_path / folder),
+            "kind",
+            ["tone"],
+            tmp_path / f"audit-{folder}",
+            n_permutations=19,
+            n_bootstrap=50,
+            progress=False,
+        )
+        sections[folder] = json.loads((tmp_path / f"audit-{folder}" / "report.json").read_text())[
+            "sections"
+        ]
     assert sections["eight"] == sections["sixteen"]
     assert sections["eight"]["tone leakage"]["balanced_accuracy"] > 0.9  # the leak is seen, in both

@@ -30,9 +30,21 @@ def _classifier_config(tmp_path, library="torchvision", arch="resnet18", **extra
 
     torch.manual_seed(0)
     model = build_classifier(library, arch, num_classes=4)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "net.safetensors"))
-    config = {"kind": "classifier", "library": library, "arch": arch, "weights": "net.safetensors", "num_classes": 4,
-              "image_size": 32, "values": ["a", "b"], "classes": {"a": [0, 1], "b": [2, 3]}, **extra}
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(tmp_path / "net.safetensors"),
+    )
+    config = {
+        "kind": "classifier",
+        "library": library,
+        "arch": arch,
+        "weights": "net.safetensors",
+        "num_classes": 4,
+        "image_size": 32,
+        "values": ["a", "b"],
+        "classes": {"a": [0, 1], "b": [2, 3]},
+        **extra,
+    }
     (tmp_path / "labeler.json").write_text(json.dumps(config))
     return tmp_path / "labeler.json", model
 
@@ -48,32 +60,58 @@ def test_a_classifier_with_local_weights_labels_by_its_class_groups(tmp_path, li
     reference = ImageModel(model.eval(), 32)(images).softmax(1)
     expected = (reference[:, 2:].sum(1) > reference[:, :2].sum(1)).long()
     assert torch.equal(labeler(images), expected)
-    assert labeler.provenance()["values"] == ["a", "b"] and len(labeler.provenance()["sha256"]) == 64
+    assert (
+        labeler.provenance()["values"] == ["a", "b"] and len(labeler.provenance()["sha256"]) == 64
+    )
 
 
 def test_clip_zero_shot_with_one_prompt_per_value(tmp_path):
     open_clip = pytest.importorskip("open_clip")
-    tiny = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    tiny = {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 1,
+            "width": 32,
+            "head_width": 16,
+            "patch_size": 16,
+        },
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 1,
+        },
+    }
     (tmp_path / "tiny-clip-test.json").write_text(json.dumps(tiny))
     open_clip.add_model_config(str(tmp_path / "tiny-clip-test.json"))
     torch.manual_seed(0)
     model = open_clip.create_model("tiny-clip-test")
     torch.save(model.state_dict(), tmp_path / "clip.pt")
-    config = {"kind": "clip", "arch": "tiny-clip-test", "weights": "clip.pt", "model_config": "tiny-clip-test.json",
-              "values": ["cat", "dog"], "prompts": ["a photo of a cat", "a photo of a dog"]}
+    config = {
+        "kind": "clip",
+        "arch": "tiny-clip-test",
+        "weights": "clip.pt",
+        "model_config": "tiny-clip-test.json",
+        "values": ["cat", "dog"],
+        "prompts": ["a photo of a cat", "a photo of a dog"],
+    }
     (tmp_path / "clip.json").write_text(json.dumps(config))
     labels = load_labeler(str(tmp_path / "clip.json"))(torch.rand(5, 3, 40, 40))
     assert labels.shape == (5,) and set(labels.tolist()) <= {0, 1}
 
 
-@pytest.mark.parametrize("change, error, match", [
-    ({"arch": "resnet_nope"}, ValueError, "unknown torchvision model 'resnet_nope'"),
-    ({"weights": "../outside.safetensors"}, ValueError, "inside the card's folder"),
-    ({"weights": "absent.safetensors"}, FileNotFoundError, "absent.safetensors"),
-    ({"classes": {"a": [0]}}, ValueError, "'classes' must map every value"),
-    ({"values": ["only"]}, ValueError, "at least two protected values"),
-])
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"arch": "resnet_nope"}, ValueError, "unknown torchvision model 'resnet_nope'"),
+        ({"weights": "../outside.safetensors"}, ValueError, "inside the card's folder"),
+        ({"weights": "absent.safetensors"}, FileNotFoundError, "absent.safetensors"),
+        ({"classes": {"a": [0]}}, ValueError, "'classes' must map every value"),
+        ({"values": ["only"]}, ValueError, "at least two protected values"),
+    ],
+)
 def test_a_bad_classifier_config_is_a_clear_error(tmp_path, change, error, match):
     path, _ = _classifier_config(tmp_path)
     config = {**json.loads(path.read_text()), **change}

@@ -22,7 +22,9 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("leaf", ["steering", "audits"])
 def test_leaf_packages_import_nothing_from_fairgen(leaf):
     offenders = {
-        str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path) if m.split(".")[0] == "fairgen")
+        str(path.relative_to(ROOT)): sorted(
+            m for m in imported_modules(path) if m.split(".")[0] == "fairgen"
+        )
         for path in (ROOT / leaf).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}

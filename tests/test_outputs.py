@@ -29,10 +29,17 @@ def snapshot(paths) -> dict:
     """Relative name -> SHA-256 of every file under ``paths`` (folders walked), hidden temporaries left out."""
     out = {}
     for path in map(Path, paths):
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.exists() else []
+        files = (
+            sorted(p for p in path.rglob("*") if p.is_file())
+            if path.is_dir()
+            else [path]
+            if path.exists()
+            else []
+        )
         for file in files:
-            out[f"{path.name}/{file.relative_to(path)}" if path.is_dir() else path.name] = \
+            out[f"{path.name}/{file.relative_to(path)}" if path.is_dir() else path.name] = (
                 hashlib.sha256(file.read_bytes()).hexdigest()
+            )
     return out
 
 
@@ -51,6 +58,7 @@ def _in_child(write, die_at: int | None, count_file: Path) -> int:
                         os._exit(9)
                     seen[0] += 1
                     return original(*args)
+
                 return wrapped
 
             outputs._write_chunk = point(outputs._write_chunk)
@@ -74,18 +82,24 @@ def kill_at_every_point(tmp_path, targets, write_old, write_new, read) -> int:
     count_file = tmp_path / "points"
     assert _in_child(write_new, None, count_file) == 0
     new = snapshot(targets)
-    assert all(new.get(name) != digest for name, digest in old.items())  # every file changes: a mix would show
+    assert all(
+        new.get(name) != digest for name, digest in old.items()
+    )  # every file changes: a mix would show
     points = int(count_file.read_text())
     for k in range(points):
         for target in targets:  # back to the old output, and nothing else around it
-            shutil.rmtree(target, ignore_errors=True) if Path(target).is_dir() else Path(target).unlink(missing_ok=True)
+            shutil.rmtree(target, ignore_errors=True) if Path(target).is_dir() else Path(
+                target
+            ).unlink(missing_ok=True)
         for leftover in Path(targets[0]).parent.glob(".*"):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         write_old()
         assert _in_child(write_new, k, count_file) == 9, k
         read()
         seen = snapshot(targets)
-        assert seen in (old, new), f"killed at write point {k} of {points}: a mix of old and new output"
+        assert seen in (old, new), (
+            f"killed at write point {k} of {points}: a mix of old and new output"
+        )
     return points
 
 
@@ -96,8 +110,14 @@ def _steerer(shift: float = 0.0):
     from fairgen.world import load_judges
 
     generator = load_generator("world-sprites-32")
-    steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, n=600, mode="flip",
-                                      method="quantile", progress=False)
+    steerer, _ = steering.fit_steerer(
+        generator,
+        load_judges()["texture"].predict,
+        n=600,
+        mode="flip",
+        method="quantile",
+        progress=False,
+    )
     steerer.centre.add_(shift)
     return steerer
 
@@ -108,9 +128,13 @@ def test_a_steer_card_killed_at_every_write_point_is_old_or_new(tmp_path):
     first, second = _steerer(), _steerer(shift=1.0)
     stem = tmp_path / "cards" / "card"
     targets = [stem.with_suffix(".json"), stem.with_suffix(".safetensors")]
-    points = kill_at_every_point(tmp_path, targets, lambda: steering.save_card(first, stem, {"run": "old"}),
-                                 lambda: steering.save_card(second, stem, {"run": "new"}),
-                                 lambda: steering.load_card(stem))  # a reader finishes a committed card
+    points = kill_at_every_point(
+        tmp_path,
+        targets,
+        lambda: steering.save_card(first, stem, {"run": "old"}),
+        lambda: steering.save_card(second, stem, {"run": "new"}),
+        lambda: steering.load_card(stem),
+    )  # a reader finishes a committed card
     assert points >= 4
 
 
@@ -120,17 +144,28 @@ def _report(title: str, with_plot: bool):
     report = AuditReport(title).add("numbers", pd.DataFrame({"a": [1, 2], "b": [title, title]}))
     if with_plot:
         rng = np.random.default_rng(0)
-        report.add("balance", stream_balance(rng.integers(0, 2, 200), rng.integers(0, 2, 200), n_bootstrap=20))
+        report.add(
+            "balance",
+            stream_balance(rng.integers(0, 2, 200), rng.integers(0, 2, 200), n_bootstrap=20),
+        )
     return report
 
 
 def test_an_audit_report_killed_at_every_write_point_is_old_or_new(tmp_path):
     out = tmp_path / "audit"
     old, new = _report("old", with_plot=True), _report("new", with_plot=False)
-    points = kill_at_every_point(tmp_path, [out], lambda: old.save(out), lambda: new.save(out),
-                                 lambda: outputs.finish_pending(out))
+    points = kill_at_every_point(
+        tmp_path,
+        [out],
+        lambda: old.save(out),
+        lambda: new.save(out),
+        lambda: outputs.finish_pending(out),
+    )
     assert points >= 4
-    assert not (out / "stream_balance.png").exists() or json.loads((out / "report.json").read_text())["title"] == "old"
+    assert (
+        not (out / "stream_balance.png").exists()
+        or json.loads((out / "report.json").read_text())["title"] == "old"
+    )
 
 
 class _Batches:
@@ -138,8 +173,14 @@ class _Batches:
 
     def __init__(self, seed: int, n: int):
         g = torch.Generator().manual_seed(seed)
-        self.batches = [{"views": torch.rand(n, 2, 3, 8, 8, generator=g), "labels": torch.arange(n) % 3,
-                         "latents": torch.rand(n, 4, generator=g), "step": 0}]
+        self.batches = [
+            {
+                "views": torch.rand(n, 2, 3, 8, 8, generator=g),
+                "labels": torch.arange(n) % 3,
+                "latents": torch.rand(n, 4, generator=g),
+                "step": 0,
+            }
+        ]
 
     def next_batch(self):
         return self.batches.pop(0)
@@ -150,9 +191,13 @@ def test_an_export_killed_at_every_write_point_is_old_or_new(tmp_path):
     from fairgen.export import export_stream
 
     out = tmp_path / "export"
-    points = kill_at_every_point(tmp_path, [out], lambda: export_stream(_Batches(0, 6), out, 6, progress=False),
-                                 lambda: export_stream(_Batches(1, 4), out, 4, progress=False),
-                                 lambda: load_data(out))  # load_data finishes a committed export
+    points = kill_at_every_point(
+        tmp_path,
+        [out],
+        lambda: export_stream(_Batches(0, 6), out, 6, progress=False),
+        lambda: export_stream(_Batches(1, 4), out, 4, progress=False),
+        lambda: load_data(out),
+    )  # load_data finishes a committed export
     assert points >= 10
     rows = (out / "labels.csv").read_text().splitlines()[1:]
     assert len(rows) * 2 == len(list(out.rglob("*.png")))  # labels and images of one export
@@ -175,8 +220,10 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_tak
             finally:
                 os._exit(0)
         os.waitpid(child, 0)
-    assert f"is being written by pid {os.getpid()} on {socket.gethostname()} (fairgen train --out run" in \
-        message.read_text()
+    assert (
+        f"is being written by pid {os.getpid()} on {socket.gethostname()} (fairgen train --out run"
+        in message.read_text()
+    )
     dead = os.fork()
     if dead == 0:
         os._exit(0)
@@ -199,7 +246,16 @@ def test_two_concurrent_trains_into_one_out_the_second_is_refused(tmp_path, caps
 
     spec = tmp_path / "stream.json"
     assert main(["stream", "--new", str(spec)]) == 0
-    train = ["train", "--spec", str(spec), "--out", str(tmp_path / "run"), "--batch-size", "4", "--quiet"]
+    train = [
+        "train",
+        "--spec",
+        str(spec),
+        "--out",
+        str(tmp_path / "run"),
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     first = os.fork()
     if first == 0:  # the first `fairgen train`, long enough to be caught running
         try:
@@ -215,11 +271,16 @@ def test_two_concurrent_trains_into_one_out_the_second_is_refused(tmp_path, caps
         capsys.readouterr()
         assert main([*train, "--steps", "2"]) == 2
         err = capsys.readouterr().err
-        assert f"is being written by pid {first} on {socket.gethostname()}" in err and "Traceback" not in err
+        assert (
+            f"is being written by pid {first} on {socket.gethostname()}" in err
+            and "Traceback" not in err
+        )
     finally:
         os.kill(first, 9)
         os.waitpid(first, 0)
-    assert not (tmp_path / "run" / "encoder.safetensors").exists()  # the second run wrote nothing either
+    assert not (
+        tmp_path / "run" / "encoder.safetensors"
+    ).exists()  # the second run wrote nothing either
 
 
 # ---------------------------------------------------------------- files
@@ -246,7 +307,9 @@ def _full_disk(*args):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_a_full_disk_is_one_clear_error_and_the_previous_output_stays(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_is_one_clear_error_and_the_previous_output_stays(
+    tmp_path, monkeypatch, capsys
+):
     import steering
     from fairgen.cli import main
     from fairgen.export import export_stream
@@ -265,7 +328,9 @@ def test_a_full_disk_is_one_clear_error_and_the_previous_output_stays(tmp_path, 
     with pytest.raises(DiskFullError, match="disk full while writing"):
         export_stream(_Batches(1, 2), tmp_path / "export", 2, progress=False)
     assert snapshot([card, tmp_path / "card.safetensors", report, tmp_path / "export"]) == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left behind
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".")
+    ]  # no temporaries left behind
     assert main(["sample", "--n", "4", "--out", str(tmp_path / "grid")]) == 2
     err = capsys.readouterr().err
     assert "disk full while writing" in err and "Traceback" not in err
@@ -273,7 +338,22 @@ def test_a_full_disk_is_one_clear_error_and_the_previous_output_stays(tmp_path, 
     monkeypatch.undo()
     assert main(["stream", "--new", str(spec)]) == 0
     monkeypatch.setattr(outputs, "_write_chunk", _full_disk)
-    assert main(["train", "--spec", str(spec), "--out", str(tmp_path / "run"), "--steps", "1",
-                 "--batch-size", "4", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(spec),
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "disk full while writing" in err and "Traceback" not in err

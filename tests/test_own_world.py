@@ -42,7 +42,9 @@ def own_world(tmp_path_factory):
         image[0, :, 16:] += 0.3 if kind == "right" else 0.0
         folder = images / f"side={kind}" / f"tone={tone}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{i:03d}.png").write_bytes(encode_png((image.clamp(0, 1) * 255).byte()).numpy().tobytes())
+        (folder / f"{i:03d}.png").write_bytes(
+            encode_png((image.clamp(0, 1) * 255).byte()).numpy().tobytes()
+        )
     sys.path.insert(0, str(root))
     yield root
     sys.path.remove(str(root))
@@ -51,36 +53,128 @@ def own_world(tmp_path_factory):
 def test_steer_stream_train_audit_on_a_tiny_biggan_and_an_image_folder(own_world, tmp_path, capsys):
     work = tmp_path / "work"
     biggan = own_world / "biggan"
-    assert main(["steer", "--generator", str(biggan), "--truncation", "0.5", "--labeler", "mylabels:brightness",
-                 "--n", "400", "--eval-n", "200", "--quiet", "--out", str(work / "card")]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                "--generator",
+                str(biggan),
+                "--truncation",
+                "0.5",
+                "--labeler",
+                "mylabels:brightness",
+                "--n",
+                "400",
+                "--eval-n",
+                "200",
+                "--quiet",
+                "--out",
+                str(work / "card"),
+            ]
+        )
+        == 0
+    )
     card = json.loads((work / "card.json").read_text())
     assert card["labeler"] == {"name": "mylabels:brightness"}
     assert card["generator"]["name"] == "biggan" and len(card["generator"]["sha256"]) == 64
     assert str(own_world) not in (work / "card.json").read_text()  # no absolute path in a card
 
-    assert main(["stream", "--new", str(work / "stream.json"), "--generator", str(biggan), "--truncation", "0.5",
-                 "--eraser", str(work / "card"), "--views", "anchor,neighbour"]) == 0
+    assert (
+        main(
+            [
+                "stream",
+                "--new",
+                str(work / "stream.json"),
+                "--generator",
+                str(biggan),
+                "--truncation",
+                "0.5",
+                "--eraser",
+                str(work / "card"),
+                "--views",
+                "anchor,neighbour",
+            ]
+        )
+        == 0
+    )
     spec = json.loads((work / "stream.json").read_text())
     assert spec["generator"] == "biggan" and spec["eraser"] == "card.json"
     assert spec["resolution"] == 32 and spec["generator_options"] == {"truncation": 0.5}
     assert (work / "biggan" / "pytorch_model.bin").is_file()  # brought beside the spec
 
-    assert main(["train", "--spec", str(work / "stream.json"), "--steps", "2", "--batch-size", "8",
-                 "--out", str(work / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(work / "stream.json"),
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(work / "run"),
+            ]
+        )
+        == 0
+    )
     # the whole folder moves: the run's spec still finds its generator and card
     moved = shutil.move(str(work), str(tmp_path / "elsewhere"))
-    assert main(["stream", "--spec", f"{moved}/run/stream.json", "--export", str(tmp_path / "x"), "--n", "2",
-                 "--batch-size", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "stream",
+                "--spec",
+                f"{moved}/run/stream.json",
+                "--export",
+                str(tmp_path / "x"),
+                "--n",
+                "2",
+                "--batch-size",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
     out = tmp_path / "audit"
-    assert main(["audit", "--encoder", f"{moved}/run/encoder.safetensors", "--data", str(own_world / "photos"),
-                 "--target", "side", "--protected", "tone", "--permutations", "9", "--bootstrap", "50",
-                 "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--encoder",
+                f"{moved}/run/encoder.safetensors",
+                "--data",
+                str(own_world / "photos"),
+                "--target",
+                "side",
+                "--protected",
+                "tone",
+                "--permutations",
+                "9",
+                "--bootstrap",
+                "50",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert set(report["sections"]) == {"tone leakage", "target fairness by tone"}
     provenance = report["provenance"]
-    assert provenance["encoder"]["sha256"] and provenance["data"]["sha256"] and provenance["data"]["rows"] == 48
-    assert provenance["sizes"] == {"probe_rows": 24, "test_rows": 24, "features": provenance["sizes"]["features"]}
+    assert (
+        provenance["encoder"]["sha256"]
+        and provenance["data"]["sha256"]
+        and provenance["data"]["rows"] == 48
+    )
+    assert provenance["sizes"] == {
+        "probe_rows": 24,
+        "test_rows": 24,
+        "features": provenance["sizes"]["features"],
+    }
     assert provenance["seed"] == 0 and provenance["fairgen_version"]
     groups = report["sections"]["target fairness by tone"]["summary"]["groups"]
     assert groups == ["bright", "dark"]
@@ -88,22 +182,39 @@ def test_steer_stream_train_audit_on_a_tiny_biggan_and_an_image_folder(own_world
 
 
 def test_world_judges_are_refused_on_a_biggan_unless_forced(own_world, tmp_path, capsys):
-    args = ["steer", "--generator", str(own_world / "biggan"), "--labeler", "world:texture", "--n", "200",
-            "--eval-n", "100", "--quiet", "--out", str(tmp_path / "card")]
+    args = [
+        "steer",
+        "--generator",
+        str(own_world / "biggan"),
+        "--labeler",
+        "world:texture",
+        "--n",
+        "200",
+        "--eval-n",
+        "100",
+        "--quiet",
+        "--out",
+        str(tmp_path / "card"),
+    ]
     assert main(args) == 2
     assert "judges images of the embedded world only" in capsys.readouterr().err
     from fairgen.generators import load_generator
     from fairgen.labelers import load_labeler
 
-    forced = load_labeler("world:texture", generator=load_generator(own_world / "biggan"), force=True)
+    forced = load_labeler(
+        "world:texture", generator=load_generator(own_world / "biggan"), force=True
+    )
     assert forced.name == "world:texture"
 
 
-@pytest.mark.parametrize("labeler, message", [
-    ("no_such_module:fn", "cannot import module 'no_such_module'"),
-    ("mylabels:missing", "has no attribute 'missing'"),
-    ("mylabels:wrong_shape", r"returned shape \[8, 3, 2\] for 8 images"),
-])
+@pytest.mark.parametrize(
+    "labeler, message",
+    [
+        ("no_such_module:fn", "cannot import module 'no_such_module'"),
+        ("mylabels:missing", "has no attribute 'missing'"),
+        ("mylabels:wrong_shape", r"returned shape \[8, 3, 2\] for 8 images"),
+    ],
+)
 def test_a_bad_labeler_entry_point_is_a_clear_error(own_world, labeler, message):
     from fairgen.generators import load_generator
     from fairgen.labelers import load_labeler
@@ -116,16 +227,70 @@ def test_a_bad_labeler_entry_point_is_a_clear_error(own_world, labeler, message)
 
 def test_the_embedded_world_chain_with_a_named_world_labeler(tmp_path):
     work = tmp_path / "work"
-    assert main(["steer", "--labeler", "world:texture", "--n", "3000", "--eval-n", "500", "--quiet",
-                 "--out", str(work / "card")]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                "--labeler",
+                "world:texture",
+                "--n",
+                "3000",
+                "--eval-n",
+                "500",
+                "--quiet",
+                "--out",
+                str(work / "card"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((work / "card.json").read_text())["labeler"]["name"] == "world:texture"
     assert main(["stream", "--new", str(work / "stream.json"), "--eraser", str(work / "card")]) == 0
-    assert main(["train", "--spec", str(work / "stream.json"), "--steps", "2", "--batch-size", "8",
-                 "--out", str(work / "run"), "--supervised"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--spec",
+                str(work / "stream.json"),
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(work / "run"),
+                "--supervised",
+            ]
+        )
+        == 0
+    )
     moved = shutil.move(str(work), str(tmp_path / "moved"))
     out = tmp_path / "audit"
-    assert main(["audit", "--encoder", f"{moved}/run/encoder.safetensors", "--n-probe", "300", "--n-test", "300",
-                 "--permutations", "9", "--bootstrap", "50", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--encoder",
+                f"{moved}/run/encoder.safetensors",
+                "--n-probe",
+                "300",
+                "--n-test",
+                "300",
+                "--permutations",
+                "9",
+                "--bootstrap",
+                "50",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["provenance"]["labeler"] == "world ground truth"
-    assert report["sections"]["target fairness"]["summary"]["groups"] == ["checker", "dots", "plain", "stripes"]
+    assert report["sections"]["target fairness"]["summary"]["groups"] == [
+        "checker",
+        "dots",
+        "plain",
+        "stripes",
+    ]

@@ -29,13 +29,30 @@ def hub_card(tmp_path):
     marker = tmp_path / "ran.txt"
     (folder / "hub" / "hubconf.py").write_text(HUBCONF.format(marker=str(marker)))
     spec = make_spec(load_generator("world-sprites-32"), augment="none").to_dict()
-    spec.update(generator="torch.hub:load", generator_options={"repo_or_dir": "hub", "model": "x", "source": "local"})
+    spec.update(
+        generator="torch.hub:load",
+        generator_options={"repo_or_dir": "hub", "model": "x", "source": "local"},
+    )
     (folder / "stream.json").write_text(json.dumps(spec))
     return folder / "stream.json", marker
 
 
 def _export(card, out, *flags):
-    return main(["stream", "--spec", str(card), "--export", str(out), "--n", "2", "--batch-size", "2", "--quiet", *flags])
+    return main(
+        [
+            "stream",
+            "--spec",
+            str(card),
+            "--export",
+            str(out),
+            "--n",
+            "2",
+            "--batch-size",
+            "2",
+            "--quiet",
+            *flags,
+        ]
+    )
 
 
 def test_a_cards_entry_point_runs_only_when_the_user_allows_that_one(hub_card, tmp_path, capsys):
@@ -44,7 +61,9 @@ def test_a_cards_entry_point_runs_only_when_the_user_allows_that_one(hub_card, t
         assert _export(card, tmp_path / "refused", *flags) == 2
         assert "--allow-entry-point torch.hub:load" in capsys.readouterr().err
         assert not marker.exists()
-    assert _export(card, tmp_path / "allowed", "--allow-entry-point", "torch.hub:load") == 0  # positive control
+    assert (
+        _export(card, tmp_path / "allowed", "--allow-entry-point", "torch.hub:load") == 0
+    )  # positive control
     assert marker.read_text() == "ran"
     assert len(list((tmp_path / "allowed").rglob("*.png"))) == 4  # 2 samples, 2 views each
 
@@ -58,18 +77,34 @@ def test_trust_entry_points_allows_any_and_python_takes_an_explicit_list(hub_car
     with pytest.raises(ValueError, match=r"allow_entry_points=\['torch.hub:load'\]"):
         StreamSpec.load(card)
     spec = StreamSpec.load(card, allow_entry_points=["torch.hub:load"])
-    assert spec.generator_options["repo_or_dir"] == str(card.parent / "hub")  # resolved inside the card's folder
+    assert spec.generator_options["repo_or_dir"] == str(
+        card.parent / "hub"
+    )  # resolved inside the card's folder
     assert Stream(spec, 2).next_batch()["views"].shape[0] == 2
     assert marker.exists()
 
 
-def test_a_resumed_run_whose_checkpoint_names_an_entry_point_needs_the_flag_again(hub_card, tmp_path, capsys):
+def test_a_resumed_run_whose_checkpoint_names_an_entry_point_needs_the_flag_again(
+    hub_card, tmp_path, capsys
+):
     card, marker = hub_card
-    out = card.parent  # the run folder holds the card and its hub, so the checkpoint names them relative to it
+    out = (
+        card.parent
+    )  # the run folder holds the card and its hub, so the checkpoint names them relative to it
     train = ["train", "--spec", str(card), "--out", str(out), "--batch-size", "4", "--quiet"]
     assert main([*train, "--steps", "1", "--allow-entry-point", "torch.hub:load"]) == 0
     marker.unlink()
-    resume = ["train", "--resume", "--out", str(out), "--steps", "2", "--batch-size", "4", "--quiet"]
+    resume = [
+        "train",
+        "--resume",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     assert main(resume) == 2
     assert "--allow-entry-point torch.hub:load" in capsys.readouterr().err
     assert not marker.exists()
@@ -77,14 +112,30 @@ def test_a_resumed_run_whose_checkpoint_names_an_entry_point_needs_the_flag_agai
     assert marker.exists()
 
 
-def test_an_entry_point_the_user_types_runs_and_the_card_it_writes_asks_again(tmp_path, monkeypatch, capsys):
+def test_an_entry_point_the_user_types_runs_and_the_card_it_writes_asks_again(
+    tmp_path, monkeypatch, capsys
+):
     (tmp_path / "mygen_received.py").write_text(
         "def make(device='cpu', **options):\n"
         "    from fairgen import load_generator\n"
-        "    return load_generator('world-sprites-32', device=device)\n")
+        "    return load_generator('world-sprites-32', device=device)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     card = tmp_path / "s.json"
-    assert main(["stream", "--new", str(card), "--generator", "mygen_received:make", "--augment", "none"]) == 0
+    assert (
+        main(
+            [
+                "stream",
+                "--new",
+                str(card),
+                "--generator",
+                "mygen_received:make",
+                "--augment",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert _export(card, tmp_path / "x") == 2
     assert "--allow-entry-point mygen_received:make" in capsys.readouterr().err
     assert _export(card, tmp_path / "y", "--allow-entry-point", "mygen_received:make") == 0
@@ -98,13 +149,23 @@ def test_the_same_encoder_weights_hash_the_same_wherever_they_are_saved(tmp_path
     digests = []
     for name in ("a", "some/other/folder"):
         folder = tmp_path / name
-        config = TrainConfig(encoder="small_cnn", projection_hidden_dim=8, projection_dim=4, augment=None,
-                             checkpoint_dir=str(folder), progress=name == "a", seed=3)
+        config = TrainConfig(
+            encoder="small_cnn",
+            projection_hidden_dim=8,
+            projection_dim=4,
+            augment=None,
+            checkpoint_dir=str(folder),
+            progress=name == "a",
+            seed=3,
+        )
         trainer = Trainer(config)
         trainer.save_encoder(folder / "encoder.safetensors")
         data = (folder / "encoder.safetensors").read_bytes()
         assert str(tmp_path).encode() not in data  # no local path travels with the weights
-        assert read_safetensors_metadata(folder / "encoder.safetensors")["config"]["checkpoint_dir"] is None
+        assert (
+            read_safetensors_metadata(folder / "encoder.safetensors")["config"]["checkpoint_dir"]
+            is None
+        )
         digests.append(hashlib.sha256(data).hexdigest())
     assert digests[0] == digests[1]
 

@@ -49,8 +49,12 @@ def steerer():
 
 def test_resampler_matches_the_target_with_a_known_classifier():
     """With the exact posterior, accepted latents follow the target in every class (chi-square)."""
-    big = torch.randn(400_000, D, generator=torch.Generator().manual_seed(8))  # the value shares, by Monte Carlo
-    probs = torch.stack([torch.bincount(protected(big, torch.full((len(big),), c)), minlength=K) for c in range(C)]).double() / len(big)
+    big = torch.randn(
+        400_000, D, generator=torch.Generator().manual_seed(8)
+    )  # the value shares, by Monte Carlo
+    probs = torch.stack(
+        [torch.bincount(protected(big, torch.full((len(big),), c)), minlength=K) for c in range(C)]
+    ).double() / len(big)
     target = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
     weights = target / probs
     accept = weights / weights.max(1, keepdim=True).values
@@ -59,8 +63,14 @@ def test_resampler_matches_the_target_with_a_known_classifier():
         return accept[y, protected(z, y)]
 
     z, y = _data(8000, 3)
-    out, stats = rejection_sample(z, y, acceptance, (probs * accept).sum(1), lambda n, generator: torch.randn(n, D, generator=generator),
-                                  torch.Generator().manual_seed(4))
+    out, stats = rejection_sample(
+        z,
+        y,
+        acceptance,
+        (probs * accept).sum(1),
+        lambda n, generator: torch.randn(n, D, generator=generator),
+        torch.Generator().manual_seed(4),
+    )
     values = protected(out, y)
     for c in range(C):
         counts = np.bincount(values[y == c].numpy(), minlength=K)
@@ -76,7 +86,9 @@ def test_balance_makes_a_curved_attribute_independent_of_the_class(steerer):
     balanced = steerer(z, y, torch.Generator().manual_seed(0))
     assert raw_v > 0.6
     assert cramers_v(y.numpy(), protected(balanced, y).numpy()) < 0.06
-    assert steerer.last_draws_["draws"] / steerer.last_draws_["kept"] == pytest.approx(steerer.expected_draws(), rel=0.15)
+    assert steerer.last_draws_["draws"] / steerer.last_draws_["kept"] == pytest.approx(
+        steerer.expected_draws(), rel=0.15
+    )
 
 
 def test_flips_land_on_the_requested_value(steerer):
@@ -95,7 +107,10 @@ def test_same_seed_same_steered_batch(steerer):
     a = steerer(z, y, torch.Generator().manual_seed(5))
     b = steerer(z, y, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
-    assert torch.equal(steerer.flip(z, y, torch.Generator().manual_seed(2))[0], steerer.flip(z, y, torch.Generator().manual_seed(2))[0])
+    assert torch.equal(
+        steerer.flip(z, y, torch.Generator().manual_seed(2))[0],
+        steerer.flip(z, y, torch.Generator().manual_seed(2))[0],
+    )
 
 
 def test_two_attributes_are_balanced_jointly():
@@ -103,7 +118,9 @@ def test_two_attributes_are_balanced_jointly():
     # the second attribute is milder (60% own value), so every joint value of every class shows in
     # at least ~0.1% of its latents and a uniform joint target costs tens of draws, not thousands
     labels = {"a": protected(z, y, 0), "b": protected(z, y, 1, own=0.6)}
-    steerer = ClassifierSteerer(target_distribution={"a": [0.25] * 4, "b": [0.25] * 4}).fit(z, y, labels, num_classes=C)
+    steerer = ClassifierSteerer(target_distribution={"a": [0.25] * 4, "b": [0.25] * 4}).fit(
+        z, y, labels, num_classes=C
+    )
     z2, y2 = _data(12_000, 12)
     out = steerer(z2, y2, torch.Generator().manual_seed(0))
     a, b = protected(out, y2, 0).numpy(), protected(out, y2, 1, own=0.6).numpy()
@@ -114,12 +131,25 @@ def test_two_attributes_are_balanced_jointly():
 
 
 def test_classifier_card_round_trip(tmp_path, steerer):
-    generator = type("G", (), {"name": "toy", "checksum": "abc", "sample_latents": lambda self, n, generator=None: torch.randn(n, D, generator=generator)})()
+    generator = type(
+        "G",
+        (),
+        {
+            "name": "toy",
+            "checksum": "abc",
+            "sample_latents": lambda self, n, generator=None: torch.randn(
+                n, D, generator=generator
+            ),
+        },
+    )()
     path = save_card(steerer, tmp_path / "card", {"generator": {"name": "toy", "sha256": "abc"}})
     loaded, card = load_card(path, generator=generator)
     assert card["kind"] == "classifier" and card["attributes"] == ["a"]
     z, y = _data(300, 2)
-    assert torch.allclose(steerer(z, y, torch.Generator().manual_seed(3)), loaded(z, y, torch.Generator().manual_seed(3)))
+    assert torch.allclose(
+        steerer(z, y, torch.Generator().manual_seed(3)),
+        loaded(z, y, torch.Generator().manual_seed(3)),
+    )
 
 
 class _Toy:
@@ -142,7 +172,9 @@ def test_fit_steerer_with_active_labelling_and_the_labeler_check():
     steerer, samples = fit_steerer(_Toy(), _labeler, n=6000, progress=False)
     assert len(samples) == 6000
     z, y = _data(1000, 21)
-    twins, values, kept, cost = checked_flips(_Toy(), _labeler, steerer, z, y, torch.Generator().manual_seed(0))
+    twins, values, kept, cost = checked_flips(
+        _Toy(), _labeler, steerer, z, y, torch.Generator().manual_seed(0)
+    )
     assert bool((_labeler(_Toy().synthesize(twins[kept], y[kept])) == values[kept]).all())
     assert cost["kept_share"] > 0.9 and cost["syntheses_per_kept"] >= 1
 
@@ -168,24 +200,34 @@ def test_a_class_that_never_shows_a_requested_value_is_named():
     a[(y == 2) & (a == 1)] = 0  # class 2 never shows value 1
     with pytest.raises(ValueError, match="class 2 never shows a value 1"):
         ClassifierSteerer().fit(z, y, {"a": a}, num_classes=C)
-    ClassifierSteerer(target_distribution=[0.5, 0.0, 0.25, 0.25]).fit(z, y, {"a": a}, num_classes=C)  # the remedy works
+    ClassifierSteerer(target_distribution=[0.5, 0.0, 0.25, 0.25]).fit(
+        z, y, {"a": a}, num_classes=C
+    )  # the remedy works
 
 
 @pytest.mark.parametrize(
     "target, match",
-    [([0.5, 0.6, 0.0, 0.0], "summing to 1"), ([0.5, 0.5], r"shape \[4\]"), ([-0.5, 0.5, 0.5, 0.5], "non-negative"),
-     ({"b": [0.25] * 4}, "not protected attributes")],
+    [
+        ([0.5, 0.6, 0.0, 0.0], "summing to 1"),
+        ([0.5, 0.5], r"shape \[4\]"),
+        ([-0.5, 0.5, 0.5, 0.5], "non-negative"),
+        ({"b": [0.25] * 4}, "not protected attributes"),
+    ],
 )
 def test_targets_that_are_not_distributions_are_refused(target, match):
     z, y = _data(3000, 1)
     with pytest.raises(ValueError, match=match):
-        ClassifierSteerer(target_distribution=target).fit(z, y, {"a": protected(z, y)}, num_classes=C)
+        ClassifierSteerer(target_distribution=target).fit(
+            z, y, {"a": protected(z, y)}, num_classes=C
+        )
 
 
 def test_a_target_value_the_generator_never_produces_is_refused():
     z, y = _data(3000, 1)
     with pytest.raises(ValueError, match="never produced"):
-        ClassifierSteerer(target_distribution=[0.2] * 5).fit(z, y, {"a": protected(z, y)}, num_classes=C, num_values={"a": 5})
+        ClassifierSteerer(target_distribution=[0.2] * 5).fit(
+            z, y, {"a": protected(z, y)}, num_classes=C, num_values={"a": 5}
+        )
 
 
 def test_erase_is_not_a_classifier_mode():
@@ -214,7 +256,9 @@ def test_labelled_prior_draws_correct_a_blurred_classifier():
     share = q.mean(0)
     naive = target / share
     naive = naive / naive.max()
-    assert float(_accepted_shares(values, q, naive)[0]) > 0.33  # blur lets the majority leak back in
+    assert (
+        float(_accepted_shares(values, q, naive)[0]) > 0.33
+    )  # blur lets the majority leak back in
     prior_values, q_prior = _blurred_world(50_000, 1)
     labelled_values, q_labelled = _blurred_world(5_000, 2)
     w = corrected_acceptance(q_prior, q_labelled, labelled_values, target)
@@ -240,6 +284,10 @@ def test_same_seed_same_steerer_in_another_process():
     from pathlib import Path
 
     script = _FIT_IN_A_FRESH_PROCESS.format(tests=str(Path(__file__).parent))
-    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-               for _ in range(2)}
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
     assert len(digests) == 1

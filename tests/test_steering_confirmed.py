@@ -26,7 +26,9 @@ class TinyGenerator(nn.Module):
     def __init__(self, num_classes: int = 0, latent_dim: int = 16):
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(latent_dim + num_classes, 64), nn.LeakyReLU(0.2), nn.Linear(64, 3 * 8 * 8))
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim + num_classes, 64), nn.LeakyReLU(0.2), nn.Linear(64, 3 * 8 * 8)
+        )
         self.latent_dim, self.num_classes, self.resolution = latent_dim, num_classes, 8
         self.synthesized = 0
 
@@ -36,7 +38,11 @@ class TinyGenerator(nn.Module):
     @torch.no_grad()
     def synthesize(self, z, y=None):
         self.synthesized += len(z)
-        x = z if not self.num_classes else torch.cat([z, 2 * nn.functional.one_hot(y, self.num_classes).float()], 1)
+        x = (
+            z
+            if not self.num_classes
+            else torch.cat([z, 2 * nn.functional.one_hot(y, self.num_classes).float()], 1)
+        )
         return torch.sigmoid(self.net(x)).view(-1, 3, 8, 8)
 
 
@@ -68,15 +74,29 @@ def test_the_readme_lines_work_verbatim_on_a_random_unconditional_module(capsys)
     """The README's lines (fit on any generator and labeler, draw n samples that meet the target), run
     as written on a random-weight unconditional module and a pixel labeler; only n is cut to 2,000
     labels to keep the suite fast (20,000 take about a minute and a half here)."""
-    block = README.read_text().split("<!-- confirmed-lines -->")[1].split("```python")[1].split("```")[0]
+    block = (
+        README.read_text()
+        .split("<!-- confirmed-lines -->")[1]
+        .split("```python")[1]
+        .split("```")[0]
+    )
     assert "n=20_000" in block
     gen, labeler = TinyGenerator(), bright
     scope = {"gen": gen, "labeler": labeler}
     exec(block.replace("n=20_000", "n=2_000"), scope)
     draw, samples = scope["draw"], scope["samples"]
-    assert draw.latents.shape == (1000, 16) and draw.classes.shape == (1000,) and draw.images.shape == (1000, 3, 8, 8)
-    assert torch.equal(draw.labels["protected"], labeler(draw.images))  # the labels are the labeler's own
-    assert torch.bincount(draw.labels["protected"]).tolist() == [500, 500]  # exact, where the prior gives ~26% bright
+    assert (
+        draw.latents.shape == (1000, 16)
+        and draw.classes.shape == (1000,)
+        and draw.images.shape == (1000, 3, 8, 8)
+    )
+    assert torch.equal(
+        draw.labels["protected"], labeler(draw.images)
+    )  # the labels are the labeler's own
+    assert torch.bincount(draw.labels["protected"]).tolist() == [
+        500,
+        500,
+    ]  # exact, where the prior gives ~26% bright
     assert 0.2 < samples.labels["protected"][:800].float().mean() < 0.32
     assert draw.syntheses >= 1000 and draw.labeler_calls == draw.syntheses
     assert draw.syntheses_per_kept == draw.syntheses / 1000
@@ -86,22 +106,42 @@ def test_the_readme_lines_work_verbatim_on_a_random_unconditional_module(capsys)
 
 def test_a_given_marginal_is_met_exactly_in_every_draw(unconditional):
     gen = unconditional[0]
-    steerer, _ = fit_steerer(gen, bright, n=2000, method="confirmed", target_distribution=[0.3, 0.7], active=False,
-                             progress=False)
+    steerer, _ = fit_steerer(
+        gen,
+        bright,
+        n=2000,
+        method="confirmed",
+        target_distribution=[0.3, 0.7],
+        active=False,
+        progress=False,
+    )
     for seed, n in ((0, 100), (1, 257)):
-        counts = torch.bincount(steerer.draw(gen, bright, n=n, seed=seed).labels["protected"], minlength=2)
+        counts = torch.bincount(
+            steerer.draw(gen, bright, n=n, seed=seed).labels["protected"], minlength=2
+        )
         assert counts.tolist() == [round(0.3 * n), n - round(0.3 * n)]
 
 
 def test_two_and_three_attributes_jointly_exact_in_every_class():
     gen = TinyGenerator(num_classes=3)
     labelers = {"green": greenish, "red": reddish}
-    steerer, _ = fit_steerer(gen, labelers, n=1500, method="confirmed", active=False, progress=False)
+    steerer, _ = fit_steerer(
+        gen, labelers, n=1500, method="confirmed", active=False, progress=False
+    )
     draw = steerer.draw(gen, labelers, n=600, seed=0)
-    cells = Counter(zip(draw.classes.tolist(), draw.labels["green"].tolist(), draw.labels["red"].tolist(), strict=True))
+    cells = Counter(
+        zip(
+            draw.classes.tolist(),
+            draw.labels["green"].tolist(),
+            draw.labels["red"].tolist(),
+            strict=True,
+        )
+    )
     assert len(cells) == 12 and set(cells.values()) == {50}  # 3 classes x 4 joint values, 50 each
     three = {**labelers, "bright": bright}
-    steerer3, _ = fit_steerer(TinyGenerator(), three, n=1500, method="confirmed", active=False, progress=False)
+    steerer3, _ = fit_steerer(
+        TinyGenerator(), three, n=1500, method="confirmed", active=False, progress=False
+    )
     draw3 = steerer3.draw(gen := TinyGenerator(), three, n=400, seed=0)
     assert all(torch.equal(draw3.labels[k], f(draw3.images)) for k, f in three.items())
     cells3 = Counter(zip(*(draw3.labels[k].tolist() for k in three), strict=True))
@@ -113,8 +153,9 @@ def test_keep_labeler_balances_within_each_keep_value_and_keeps_its_marginal():
     """gan-debiasing's setting: the protected attribute balanced inside each keep-label, whose own
     marginal stays the generator's; classes are the keep-labels (SupCon can train on them)."""
     gen = TinyGenerator()
-    steerer, samples = fit_steerer(gen, bright, n=2000, method="confirmed", keep_labeler=reddish, active=False,
-                                   progress=False)
+    steerer, samples = fit_steerer(
+        gen, bright, n=2000, method="confirmed", keep_labeler=reddish, active=False, progress=False
+    )
     keep_share = samples.labels["keep"].float().mean().item()
     draw = steerer.draw(gen, bright, n=1000, seed=0, keep_labeler=reddish)
     assert torch.equal(draw.classes, reddish(draw.images))
@@ -174,32 +215,51 @@ def test_within_cell_samples_follow_the_prior(unconditional):
     prior = brightness(gen.synthesize(z))
     prior_cell = (prior > 0.505).long()
     exact = ConfirmedSteerer.from_state({**steerer.config(), "cap": None}, steerer.tensors())
-    for name, s, proposal in (("exact", exact, "classifier"), ("prior", steerer, "prior"), ("default", steerer, "classifier")):
+    for name, s, proposal in (
+        ("exact", exact, "classifier"),
+        ("prior", steerer, "prior"),
+        ("default", steerer, "classifier"),
+    ):
         draw = s.draw(gen, bright, n=3000, seed=7, proposal=proposal)
         kept = brightness(draw.images)
         for cell in (0, 1):
-            result = ks_2samp(kept[draw.labels["protected"] == cell].numpy(), prior[prior_cell == cell].numpy())
+            result = ks_2samp(
+                kept[draw.labels["protected"] == cell].numpy(), prior[prior_cell == cell].numpy()
+            )
             assert result.pvalue > 1e-3, (name, cell, result)
-    z, *_ = steerer._propose(gen, 6000, steerer.quotas(3000), torch.Generator().manual_seed(0), prior_only=False)
+    z, *_ = steerer._propose(
+        gen, 6000, steerer.quotas(3000), torch.Generator().manual_seed(0), prior_only=False
+    )
     proposed = gen.synthesize(z)
     for cell in (0, 1):
         raw = brightness(proposed)[bright(proposed) == cell]
         assert ks_2samp(raw.numpy(), prior[prior_cell == cell].numpy()).pvalue < 1e-3
-    assert steerer.costs_["within_cell_tv"] < 0.02  # the fit's own estimate of the default cap's distortion
+    assert (
+        steerer.costs_["within_cell_tv"] < 0.02
+    )  # the fit's own estimate of the default cap's distortion
 
 
 def test_same_seed_same_draw_and_ranks_get_disjoint_shards(unconditional):
     gen, steerer = unconditional
     a, b = steerer.draw(gen, bright, n=200, seed=4), steerer.draw(gen, bright, n=200, seed=4)
-    assert torch.equal(a.latents, b.latents) and torch.equal(a.images, b.images) and torch.equal(a.classes, b.classes)
+    assert (
+        torch.equal(a.latents, b.latents)
+        and torch.equal(a.images, b.images)
+        and torch.equal(a.classes, b.classes)
+    )
     assert not torch.equal(a.latents, steerer.draw(gen, bright, n=200, seed=5).latents)
     shards = [steerer.draw(gen, bright, n=201, seed=4, rank=r, world_size=3) for r in range(3)]
     assert sum(len(s) for s in shards) == 201
     rows = torch.cat([s.latents for s in shards])
     assert len(torch.unique(rows, dim=0)) == 201  # disjoint
     for r, shard in enumerate(shards):  # each rank fills its own share of the quotas exactly
-        assert torch.bincount(shard.labels["protected"], minlength=2).tolist() == steerer.quotas(201, rank=r, world_size=3)[0].tolist()
-    assert torch.equal(shards[1].latents, steerer.draw(gen, bright, n=201, seed=4, rank=1, world_size=3).latents)
+        assert (
+            torch.bincount(shard.labels["protected"], minlength=2).tolist()
+            == steerer.quotas(201, rank=r, world_size=3)[0].tolist()
+        )
+    assert torch.equal(
+        shards[1].latents, steerer.draw(gen, bright, n=201, seed=4, rank=1, world_size=3).latents
+    )
 
 
 def test_quotas_of_all_ranks_add_up_to_the_target(unconditional):
@@ -211,14 +271,23 @@ def test_quotas_of_all_ranks_add_up_to_the_target(unconditional):
 
 def test_card_and_pickle_round_trip_give_the_same_draw(unconditional, tmp_path):
     gen, steerer = unconditional
-    path = save_card(steerer, tmp_path / "card", {"generator": {"name": "tiny", "sha256": "x"}, "labeler": {"name": "bright"}})
+    path = save_card(
+        steerer,
+        tmp_path / "card",
+        {"generator": {"name": "tiny", "sha256": "x"}, "labeler": {"name": "bright"}},
+    )
     loaded, card = load_card(path)
     assert card["kind"] == "confirmed" and card["guarantee"] == "confirmed"
     assert card["confirmed"]["costs"]["syntheses_per_kept"] > 0
     again = pickle.loads(pickle.dumps(steerer))
     for other in (loaded, again):
-        assert torch.equal(other.draw(gen, bright, n=100, seed=2).latents, steerer.draw(gen, bright, n=100, seed=2).latents)
-    assert not any(callable(v) for v in vars(steerer).values() if not isinstance(v, (nn.Module, dict)))
+        assert torch.equal(
+            other.draw(gen, bright, n=100, seed=2).latents,
+            steerer.draw(gen, bright, n=100, seed=2).latents,
+        )
+    assert not any(
+        callable(v) for v in vars(steerer).values() if not isinstance(v, (nn.Module, dict))
+    )
 
 
 def test_a_cell_the_labeler_never_produces_fails_clearly_within_the_budget(unconditional):
@@ -227,7 +296,10 @@ def test_a_cell_the_labeler_never_produces_fails_clearly_within_the_budget(uncon
     def never_bright(images):
         return torch.zeros(len(images), dtype=torch.int64)
 
-    with pytest.raises(ValueError, match=r"max_syntheses=2000\).*protected=1 \(50 of 50 missing; labelled in 0 of 2000"):
+    with pytest.raises(
+        ValueError,
+        match=r"max_syntheses=2000\).*protected=1 \(50 of 50 missing; labelled in 0 of 2000",
+    ):
         steerer.draw(gen, never_bright, n=100, seed=0, max_syntheses=2000)
 
 
@@ -236,9 +308,23 @@ def test_clear_errors_at_fit():
     with pytest.raises(ValueError, match="keep_labeler needs method='confirmed'"):
         fit_steerer(gen, bright, n=200, keep_labeler=reddish, progress=False)
     with pytest.raises(ValueError, match="this generator has 3 classes"):
-        fit_steerer(TinyGenerator(num_classes=3), bright, n=200, method="confirmed", keep_labeler=reddish, progress=False)
+        fit_steerer(
+            TinyGenerator(num_classes=3),
+            bright,
+            n=200,
+            method="confirmed",
+            keep_labeler=reddish,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="never shows protected=1 in its 300 labelled samples"):
-        fit_steerer(gen, lambda images: 2 * bright(images), n=300, method="confirmed", active=False, progress=False)
+        fit_steerer(
+            gen,
+            lambda images: 2 * bright(images),
+            n=300,
+            method="confirmed",
+            active=False,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="lacks \\['num_classes'"):
         fit_steerer(nn.Linear(3, 3), bright, n=200, method="confirmed", progress=False)
     with pytest.raises(ValueError, match="mode='balance'"):
@@ -262,10 +348,18 @@ def test_draw_batches_fills_k_exact_draws_as_one_block(unconditional):
     gen, steerer = unconditional
     before = gen.synthesized
     parts = steerer.draw_batches(gen, bright, batch=20, k=5, seed=3)
-    assert len(parts) == 5 and sum(p.syntheses for p in parts) == pytest.approx(gen.synthesized - before)
+    assert len(parts) == 5 and sum(p.syntheses for p in parts) == pytest.approx(
+        gen.synthesized - before
+    )
     for part in parts:
-        assert torch.bincount(part.labels["protected"], minlength=2).tolist() == steerer.quotas(20)[0].tolist() == [10, 10]
-        assert torch.equal(part.labels["protected"], bright(part.images)) and part.stats["block"] == 5
+        assert (
+            torch.bincount(part.labels["protected"], minlength=2).tolist()
+            == steerer.quotas(20)[0].tolist()
+            == [10, 10]
+        )
+        assert (
+            torch.equal(part.labels["protected"], bright(part.images)) and part.stats["block"] == 5
+        )
     rows = torch.cat([p.latents for p in parts])
     assert len(torch.unique(rows, dim=0)) == 100
     again = steerer.draw_batches(gen, bright, batch=20, k=5, seed=3)
@@ -294,12 +388,29 @@ def test_a_joint_cell_never_labelled_at_fit_is_found_through_the_classifiers():
     z = z[~((z[:, 0] > 0.3) & (z[:, 1] > 0.3))][:800]  # the quadrant (1, 1) is never labelled
     labels = {"a": (z[:, 0] > 0.3).long(), "b": (z[:, 1] > 0.3).long()}
     labelers = {"a": lambda x: (x[:, 0] > 0.3).long(), "b": lambda x: (x[:, 1] > 0.3).long()}
-    steerer = ConfirmedSteerer().fit(z, torch.zeros(len(z), dtype=torch.int64), labels, num_classes=0,
-                                     sample_latents=Signs().sample_latents)
+    steerer = ConfirmedSteerer().fit(
+        z,
+        torch.zeros(len(z), dtype=torch.int64),
+        labels,
+        num_classes=0,
+        sample_latents=Signs().sample_latents,
+    )
     assert int(steerer.counts[0, 3]) == 0 and float(steerer.mass[0, 3]) > 0.01
     draw = steerer.draw(Signs(), labelers, n=80, seed=0)
     assert Counter(zip(draw.labels["a"].tolist(), draw.labels["b"].tolist(), strict=True)) == {
-        (0, 0): 20, (0, 1): 20, (1, 0): 20, (1, 1): 20}
-    with pytest.raises(ValueError, match="the generator never shows b=2 in its 800 labelled samples"):
-        ConfirmedSteerer().fit(z, torch.zeros(len(z), dtype=torch.int64), labels, num_classes=0, num_values={"b": 3},
-                               sample_latents=Signs().sample_latents)
+        (0, 0): 20,
+        (0, 1): 20,
+        (1, 0): 20,
+        (1, 1): 20,
+    }
+    with pytest.raises(
+        ValueError, match="the generator never shows b=2 in its 800 labelled samples"
+    ):
+        ConfirmedSteerer().fit(
+            z,
+            torch.zeros(len(z), dtype=torch.int64),
+            labels,
+            num_classes=0,
+            num_values={"b": 3},
+            sample_latents=Signs().sample_latents,
+        )

@@ -20,7 +20,9 @@ C, K, D = 4, 4, 6
 
 def _world(n, seed):
     rng = torch.Generator().manual_seed(seed)
-    directions = torch.linalg.qr(torch.randn(D, D, generator=torch.Generator().manual_seed(99)))[0][:C]
+    directions = torch.linalg.qr(torch.randn(D, D, generator=torch.Generator().manual_seed(99)))[0][
+        :C
+    ]
     z = torch.randn(n, D, generator=rng)
     y = torch.randint(C, (n,), generator=rng)
     return z, y, _attribute(directions)
@@ -64,7 +66,9 @@ def test_balance_follows_a_named_target_distribution():
     wanted = [0.4, 0.3, 0.2, 0.1]
     steerer = LatentSteerer("balance", target_distribution=wanted).fit(z, y, protected(z, y))
     z2, y2, _ = _world(12_000, 3)
-    shares = np.bincount(protected(steerer(z2, y2, torch.Generator().manual_seed(1)), y2).numpy(), minlength=K) / len(z2)
+    shares = np.bincount(
+        protected(steerer(z2, y2, torch.Generator().manual_seed(1)), y2).numpy(), minlength=K
+    ) / len(z2)
     assert np.abs(shares - wanted).max() < 0.03
 
 
@@ -104,7 +108,9 @@ def test_card_round_trip_gives_identical_steering(tmp_path):
         b = loaded(z, y, torch.Generator().manual_seed(3))
         assert torch.allclose(a, b, atol=1e-6)
         assert card["mode"] == mode
-        assert path.stat().st_mode == path.with_suffix(".safetensors").stat().st_mode  # one usual mode per card
+        assert (
+            path.stat().st_mode == path.with_suffix(".safetensors").stat().st_mode
+        )  # one usual mode per card
 
 
 def test_card_refuses_another_generator(tmp_path):

@@ -19,7 +19,6 @@ BATCH = 8
 FEW = settings(max_examples=12, deadline=None)
 
 
-
 @pytest.fixture(scope="module")
 def generator():
     return load_generator("world-sprites-32")
@@ -33,7 +32,9 @@ def judges():
 @pytest.fixture(scope="module")
 def balance_card(generator, judges, tmp_path_factory):
     """A balance eraser card for texture, fitted on a small sample (quick, and enough to steer)."""
-    steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, 3000, mode="balance", progress=False)
+    steerer, _ = steering.fit_steerer(
+        generator, judges["texture"].predict, 3000, mode="balance", progress=False
+    )
     provenance = {"generator": {"name": generator.name, "sha256": generator.checksum}}
     return steering.save_card(steerer, tmp_path_factory.mktemp("card") / "texture", provenance)
 
@@ -45,7 +46,8 @@ def run(spec, steps, batch_size=BATCH, **options):
 
 def same_batches(a, b):
     return all(
-        x["step"] == y["step"] and all(torch.equal(x[k], y[k]) for k in ("views", "labels", "latents"))
+        x["step"] == y["step"]
+        and all(torch.equal(x[k], y[k]) for k in ("views", "labels", "latents"))
         for x, y in zip(a, b, strict=True)
     )
 
@@ -62,8 +64,11 @@ specs = st.builds(
     seed=st.integers(0, 2**31),
     classes=st.sampled_from([None, [0, 2], [3]]),
     views=st.fixed_dictionaries(
-        {"kinds": st.lists(st.sampled_from(["anchor", "neighbour"]), min_size=2, max_size=4),
-         "sigma": st.floats(0.01, 2.0), "truncate": st.floats(0.1, 4.0)}
+        {
+            "kinds": st.lists(st.sampled_from(["anchor", "neighbour"]), min_size=2, max_size=4),
+            "sigma": st.floats(0.01, 2.0),
+            "truncate": st.floats(0.1, 4.0),
+        }
     ),
     augment=st.sampled_from(["light", "none", {"crop": False, "flip_p": 0.25}]),
     resolution=st.sampled_from([16, 32]),
@@ -85,7 +90,9 @@ def test_spec_round_trip_accepts_view_and_augment_recipe_objects(tmp_path):
     from fairgen.augment import PRESETS
     from fairgen.views import ViewRecipe
 
-    spec = StreamSpec(views=ViewRecipe(("anchor", "neighbour"), sigma=0.3), augment=PRESETS["light"])
+    spec = StreamSpec(
+        views=ViewRecipe(("anchor", "neighbour"), sigma=0.3), augment=PRESETS["light"]
+    )
     assert StreamSpec.load(spec.save(tmp_path / "s.json")) == spec
     assert spec.view_recipe == ViewRecipe(("anchor", "neighbour"), sigma=0.3)
 
@@ -93,7 +100,9 @@ def test_spec_round_trip_accepts_view_and_augment_recipe_objects(tmp_path):
 def test_spec_with_numpy_integers_is_still_plain_json(tmp_path):
     import numpy as np
 
-    spec = StreamSpec(classes=list(np.arange(3)), seed=np.int64(4), buffer_size=np.int32(64), refresh=0.5)
+    spec = StreamSpec(
+        classes=list(np.arange(3)), seed=np.int64(4), buffer_size=np.int32(64), refresh=0.5
+    )
     assert StreamSpec.load(spec.save(tmp_path / "s.json")) == spec
 
 
@@ -157,20 +166,28 @@ def test_stream_refuses_a_generator_whose_checksum_differs_from_the_spec(generat
         Stream(spec, BATCH, generator=generator)
 
 
-def test_stream_refuses_an_eraser_card_that_no_longer_matches_the_spec(generator, balance_card, tmp_path):
+def test_stream_refuses_an_eraser_card_that_no_longer_matches_the_spec(
+    generator, balance_card, tmp_path
+):
     card = tmp_path / "card.json"
     shutil.copy(balance_card, card)
     shutil.copy(balance_card.with_suffix(".safetensors"), tmp_path / "card.safetensors")
     spec = make_spec(generator, eraser=card)
     Stream(spec, BATCH, generator=generator)  # as pinned: accepted
     with pytest.raises(ValueError, match="SHA-256"):
-        Stream(StreamSpec.from_dict({**spec.to_dict(), "eraser_sha256": "f" * 64}), BATCH, generator=generator)
+        Stream(
+            StreamSpec.from_dict({**spec.to_dict(), "eraser_sha256": "f" * 64}),
+            BATCH,
+            generator=generator,
+        )
     card.write_text(card.read_text().replace('"balance"', '"erase"'))  # edited after pinning
     with pytest.raises(ValueError, match="SHA-256"):
         Stream(spec, BATCH, generator=generator)
 
 
-def test_stream_refuses_an_eraser_card_fitted_on_another_generator(generator, balance_card, tmp_path):
+def test_stream_refuses_an_eraser_card_fitted_on_another_generator(
+    generator, balance_card, tmp_path
+):
     card = json.loads(balance_card.read_text())
     card["generator"]["sha256"] = "1" * 64
     (tmp_path / "other.json").write_text(json.dumps(card))
@@ -179,8 +196,11 @@ def test_stream_refuses_an_eraser_card_fitted_on_another_generator(generator, ba
         make_spec(generator, eraser=tmp_path / "other.json")  # refused when the card is made
     from steering.files import sha256_file
 
-    spec = StreamSpec(generator_sha256=generator.checksum, eraser=str(tmp_path / "other.json"),
-                      eraser_sha256=sha256_file(tmp_path / "other.json"))  # pinned by hand, fitted elsewhere
+    spec = StreamSpec(
+        generator_sha256=generator.checksum,
+        eraser=str(tmp_path / "other.json"),
+        eraser_sha256=sha256_file(tmp_path / "other.json"),
+    )  # pinned by hand, fitted elsewhere
     with pytest.raises(ValueError, match="fitted on generator"):
         Stream(spec, BATCH, generator=generator)
 
@@ -234,8 +254,12 @@ def test_stream_refuses_a_buffer_smaller_than_the_batch_and_classes_out_of_range
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_batches_have_the_documented_structure(generator, dtype):
-    spec = StreamSpec(views={"kinds": ["anchor", "neighbour", "neighbour"]}, resolution=16, classes=[1, 3],
-                      class_weights=[1.0, 0.0])
+    spec = StreamSpec(
+        views={"kinds": ["anchor", "neighbour", "neighbour"]},
+        resolution=16,
+        classes=[1, 3],
+        class_weights=[1.0, 0.0],
+    )
     batches = run(spec, 2, generator=generator, dtype=dtype)
     for step, batch in enumerate(batches):
         views, labels, latents = batch["views"], batch["labels"], batch["latents"]
@@ -249,7 +273,13 @@ def test_batches_have_the_documented_structure(generator, dtype):
 
 
 def test_same_spec_gives_identical_batches_in_two_streams(generator, balance_card, tmp_path):
-    spec = make_spec(generator, eraser=balance_card, views={"kinds": ["neighbour", "flip"]}, augment="light", seed=3)
+    spec = make_spec(
+        generator,
+        eraser=balance_card,
+        views={"kinds": ["neighbour", "flip"]},
+        augment="light",
+        seed=3,
+    )
     loaded = StreamSpec.load(spec.save(tmp_path / "stream.json"))
     assert same_batches(run(spec, 3), run(loaded, 3))  # each stream loads the generator itself
 
@@ -300,11 +330,16 @@ def test_refresh_below_one_reuses_samples_and_refresh_one_never_repeats(generato
     assert len(set(rows(fresh))) == steps * BATCH
 
     refresh, buffer_size = 0.25, 4 * BATCH
-    replayed = run(StreamSpec(refresh=refresh, buffer_size=buffer_size, augment="none", resolution=16),
-                   steps, generator=generator)
+    replayed = run(
+        StreamSpec(refresh=refresh, buffer_size=buffer_size, augment="none", resolution=16),
+        steps,
+        generator=generator,
+    )
     repeats_next_step = [len(set(rows([a])) & set(rows([b]))) for a, b in pairwise(replayed)]
     assert sum(repeats_next_step) > 0
-    new_per_step = int(refresh * BATCH)  # a step brings at most this many new samples into the buffer
+    new_per_step = int(
+        refresh * BATCH
+    )  # a step brings at most this many new samples into the buffer
     assert len(set(rows(replayed))) <= buffer_size + steps * new_per_step < steps * BATCH
 
 
@@ -340,7 +375,9 @@ def judged_texture_association(spec, judges, n=1000):
 
 def test_balance_card_unties_judged_texture_from_class(generator, judges, balance_card):
     anchors = {"kinds": ["anchor", "anchor"]}
-    raw = judged_texture_association(make_spec(generator, views=anchors, augment="none", seed=1), judges)
+    raw = judged_texture_association(
+        make_spec(generator, views=anchors, augment="none", seed=1), judges
+    )
     steered = judged_texture_association(
         make_spec(generator, eraser=balance_card, views=anchors, augment="none", seed=1), judges
     )
@@ -349,7 +386,9 @@ def test_balance_card_unties_judged_texture_from_class(generator, judges, balanc
 
 
 def test_flip_views_change_judged_texture_and_keep_the_class(generator, judges, balance_card):
-    spec = make_spec(generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2)
+    spec = make_spec(
+        generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2
+    )
     batch = run(spec, 1, batch_size=500)[0]
     anchor, flipped = batch["views"][:, 0], batch["views"][:, 1]
     texture_changed = judges["texture"].predict(anchor) != judges["texture"].predict(flipped)
@@ -363,8 +402,14 @@ def test_a_spec_finds_its_eraser_card_beside_it(tmp_path, monkeypatch):
     folder = tmp_path / "shared"
     folder.mkdir()
     generator = load_generator("world-sprites-32")
-    steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, n=2000, progress=False)
-    steering.save_card(steerer, folder / "card", {"generator": {"name": generator.name, "sha256": generator.checksum}})
+    steerer, _ = steering.fit_steerer(
+        generator, load_judges()["texture"].predict, n=2000, progress=False
+    )
+    steering.save_card(
+        steerer,
+        folder / "card",
+        {"generator": {"name": generator.name, "sha256": generator.checksum}},
+    )
     monkeypatch.chdir(folder)
     make_spec(generator, eraser="card.json").save("stream.json")
     monkeypatch.chdir(tmp_path)
@@ -373,31 +418,65 @@ def test_a_spec_finds_its_eraser_card_beside_it(tmp_path, monkeypatch):
     assert Path(spec.eraser).is_file()
 
 
-def test_flip_views_with_a_labeler_are_confirmed_twins_and_misses_are_reported(generator, judges, balance_card):
-    spec = make_spec(generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2)
+def test_flip_views_with_a_labeler_are_confirmed_twins_and_misses_are_reported(
+    generator, judges, balance_card
+):
+    spec = make_spec(
+        generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2
+    )
     texture = judges["texture"].predict
     batches = run(spec, 2, batch_size=64, labeler=texture)
     for batch in batches:
         kept = batch["flip_confirmed"]
-        assert kept.shape == (64,) and batch["flip_missed"] == int((~kept).sum()) and kept.float().mean() >= 0.9
+        assert (
+            kept.shape == (64,)
+            and batch["flip_missed"] == int((~kept).sum())
+            and kept.float().mean() >= 0.9
+        )
         anchor, flipped = batch["views"][:, 0], batch["views"][:, 1]
-        assert bool((texture(flipped) != texture(anchor))[kept].all())  # every confirmed twin shows another texture
+        assert bool(
+            (texture(flipped) != texture(anchor))[kept].all()
+        )  # every confirmed twin shows another texture
     again = run(spec, 2, batch_size=64, labeler=texture)
-    assert same_batches(batches, again) and all(torch.equal(a["flip_confirmed"], b["flip_confirmed"]) for a, b in zip(batches, again, strict=True))
+    assert same_batches(batches, again) and all(
+        torch.equal(a["flip_confirmed"], b["flip_confirmed"])
+        for a, b in zip(batches, again, strict=True)
+    )
 
-    def stubborn(images):  # images that read as plain never read otherwise: their anchors cannot be flipped
+    def stubborn(
+        images,
+    ):  # images that read as plain never read otherwise: their anchors cannot be flipped
         return torch.zeros(len(images), dtype=torch.int64)
 
-    buffered = make_spec(generator, eraser=balance_card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=2,
-                         buffer_size=96, refresh=0.5)
+    buffered = make_spec(
+        generator,
+        eraser=balance_card,
+        views={"kinds": ["anchor", "flip"]},
+        augment="none",
+        seed=2,
+        buffer_size=96,
+        refresh=0.5,
+    )
     batch = run(buffered, 2, batch_size=32, labeler=stubborn)[-1]
-    assert len(batch["labels"]) == 32 and batch["flip_missed"] == 32 and not batch["flip_confirmed"].any()
-    assert torch.allclose(batch["views"][:, 0], batch["views"][:, 1], atol=1e-5)  # a missed anchor's flip view is the anchor, flagged
+    assert (
+        len(batch["labels"]) == 32
+        and batch["flip_missed"] == 32
+        and not batch["flip_confirmed"].any()
+    )
+    assert torch.allclose(
+        batch["views"][:, 0], batch["views"][:, 1], atol=1e-5
+    )  # a missed anchor's flip view is the anchor, flagged
 
 
 def test_confirmed_flip_views_need_a_classifier_card(generator, tmp_path):
-    steerer, _ = steering.fit_steerer(generator, load_judges()["texture"].predict, 1200, method="quantile", progress=False)
-    card = steering.save_card(steerer, tmp_path / "quantile", {"generator": {"name": generator.name, "sha256": generator.checksum}})
+    steerer, _ = steering.fit_steerer(
+        generator, load_judges()["texture"].predict, 1200, method="quantile", progress=False
+    )
+    card = steering.save_card(
+        steerer,
+        tmp_path / "quantile",
+        {"generator": {"name": generator.name, "sha256": generator.checksum}},
+    )
     spec = make_spec(generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none")
     with pytest.raises(ValueError, match="confirmed 'flip' views need a classifier eraser card"):
         Stream(spec, 8, labeler=load_judges()["texture"].predict)

@@ -23,14 +23,41 @@ from fairgen.stream import Stream, make_spec
 from steering.files import load_safetensors
 
 WORLD, BATCH = 2, 8
-FLAGS = ["--batch-size", str(BATCH), "--optimizer", "sgd", "--lr", "0.05", "--augment", "none",
-         "--projection-hidden-dim", "32", "--projection-dim", "16", "--log-every", "1", "--device", "cpu", "--quiet"]
+FLAGS = [
+    "--batch-size",
+    str(BATCH),
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--augment",
+    "none",
+    "--projection-hidden-dim",
+    "32",
+    "--projection-dim",
+    "16",
+    "--log-every",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def torchrun(*args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
-               "-m", "fairgen", "train", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(WORLD),
+        "-m",
+        "fairgen",
+        "train",
+        *args,
+    ]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -41,7 +68,10 @@ def concatenated_shards(spec, steps):
     shards = [Stream(spec, BATCH, "cpu", rank=r, world_size=WORLD) for r in range(WORLD)]
     for _ in range(steps):
         parts = [s.next_batch() for s in shards]
-        yield {"views": torch.cat([p["views"] for p in parts]), "labels": torch.cat([p["labels"] for p in parts])}
+        yield {
+            "views": torch.cat([p["views"] for p in parts]),
+            "labels": torch.cat([p["labels"] for p in parts]),
+        }
 
 
 @pytest.mark.slow
@@ -52,7 +82,10 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_shards_and_res
     spec = make_spec(generator, augment="light", seed=3)
     spec.save(tmp_path / "stream.json")
 
-    shards = [Stream(spec, BATCH, "cpu", rank=r, world_size=WORLD).next_batch()["latents"] for r in range(WORLD)]
+    shards = [
+        Stream(spec, BATCH, "cpu", rank=r, world_size=WORLD).next_batch()["latents"]
+        for r in range(WORLD)
+    ]
     assert not (torch.cdist(shards[0], shards[1]) == 0).any()  # the ranks' samples are disjoint
 
     run = tmp_path / "run"
@@ -69,14 +102,26 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_shards_and_res
     distributed = load_safetensors(run / "encoder.safetensors")
     assert distributed.keys() == exact.keys()
     dist_error, single_error = distance(distributed, exact), distance(single, exact)
-    print(f"after 5 steps, max |w - w_float64| over encoder tensors: 2 processes {dist_error:.2e}, "
-          f"1 process {single_error:.2e}; training moved the weights by {distance(single, initial(), 'weight'):.2e}")
+    print(
+        f"after 5 steps, max |w - w_float64| over encoder tensors: 2 processes {dist_error:.2e}, "
+        f"1 process {single_error:.2e}; training moved the weights by {distance(single, initial(), 'weight'):.2e}"
+    )
     assert dist_error <= 1.5 * single_error
-    assert distance(single, initial(), "weight") > 100 * single_error  # the comparison is not between untrained models
+    assert (
+        distance(single, initial(), "weight") > 100 * single_error
+    )  # the comparison is not between untrained models
 
 
-COMMON = dict(optimizer="sgd", lr=0.05, augment="none", projection_hidden_dim=32, projection_dim=16,
-              log_every=0, progress=False, warmup_steps=3)
+COMMON = dict(
+    optimizer="sgd",
+    lr=0.05,
+    augment="none",
+    projection_hidden_dim=32,
+    projection_dim=16,
+    log_every=0,
+    progress=False,
+    warmup_steps=3,
+)
 
 
 def single_process(batches, dtype, tmp_path):
@@ -87,7 +132,9 @@ def single_process(batches, dtype, tmp_path):
     first.save(tmp_path / "reference.pt")
     resumed = Trainer(TrainConfig(total_steps=5, **COMMON))
     resumed.model.to(dtype)
-    resumed.load(tmp_path / "reference.pt").fit([{**b, "views": b["views"].to(dtype)} for b in batches[3:]])
+    resumed.load(tmp_path / "reference.pt").fit(
+        [{**b, "views": b["views"].to(dtype)} for b in batches[3:]]
+    )
     return resumed.encoder.state_dict()
 
 
@@ -96,4 +143,8 @@ def initial():
 
 
 def distance(a: dict, b: dict, suffix: str = "") -> float:
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in b if "num_batches" not in k and k.endswith(suffix))
+    return max(
+        (a[k].double() - b[k].double()).abs().max().item()
+        for k in b
+        if "num_batches" not in k and k.endswith(suffix)
+    )

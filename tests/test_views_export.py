@@ -22,7 +22,6 @@ FEW = settings(max_examples=15, deadline=None)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
 
-
 @pytest.fixture(scope="module")
 def generator():
     return load_generator("world-sprites-32")
@@ -86,7 +85,9 @@ def test_truncated_normal_has_the_truncated_normal_spread():
     # a standard normal truncated to [-1, 1]: variance 1 - 2 phi(1) / (2 Phi(1) - 1) = 0.2911
     assert abs(float(draw.mean())) < 0.005
     assert abs(float(draw.std()) - math.sqrt(0.2911)) < 0.005
-    assert float(truncated_normal((200_000,), 50.0, torch.Generator().manual_seed(0)).std()) == pytest.approx(1, abs=0.01)
+    assert float(
+        truncated_normal((200_000,), 50.0, torch.Generator().manual_seed(0)).std()
+    ) == pytest.approx(1, abs=0.01)
 
 
 @FEW
@@ -96,7 +97,9 @@ def test_truncated_normal_has_the_truncated_normal_spread():
     kinds=st.lists(st.sampled_from(["anchor", "neighbour"]), min_size=2, max_size=4),
     seed=st.integers(0, 1000),
 )
-def test_neighbour_views_lie_within_sigma_times_truncate_of_the_anchor(sigma, truncate, kinds, seed):
+def test_neighbour_views_lie_within_sigma_times_truncate_of_the_anchor(
+    sigma, truncate, kinds, seed
+):
     rng = torch.Generator().manual_seed(seed)
     z, y = torch.randn(64, 6, generator=rng), torch.randint(4, (64,), generator=rng)
     views = make_view_latents(z, y, ViewRecipe(kinds, sigma, truncate), rng)
@@ -138,7 +141,9 @@ def read_png(data: bytes) -> torch.Tensor:
 
 def test_png_export_writes_every_view_and_a_readable_label_file(generator, tmp_path):
     n = 6  # not a multiple of the batch
-    out = export_stream(Stream(SPEC, BATCH, generator=generator), tmp_path / "png", n, "png", progress=False)
+    out = export_stream(
+        Stream(SPEC, BATCH, generator=generator), tmp_path / "png", n, "png", progress=False
+    )
     expected = reference_samples(generator, n)
     assert len(list(out.rglob("*.png"))) == n * 2
     with open(out / "labels.csv") as handle:
@@ -153,9 +158,17 @@ def test_png_export_writes_every_view_and_a_readable_label_file(generator, tmp_p
 
 
 @pytest.mark.parametrize("n, shard_size, shard_counts", [(7, 3, [3, 3, 1]), (4, 10, [4])])
-def test_webdataset_export_groups_members_by_key_and_honours_shard_size(generator, tmp_path, n, shard_size, shard_counts):
-    out = export_stream(Stream(SPEC, BATCH, generator=generator), tmp_path / "wds", n, "webdataset",
-                        shard_size=shard_size, progress=False)
+def test_webdataset_export_groups_members_by_key_and_honours_shard_size(
+    generator, tmp_path, n, shard_size, shard_counts
+):
+    out = export_stream(
+        Stream(SPEC, BATCH, generator=generator),
+        tmp_path / "wds",
+        n,
+        "webdataset",
+        shard_size=shard_size,
+        progress=False,
+    )
     expected = reference_samples(generator, n)
     shards = sorted(out.glob("shard-*.tar"))
     assert [s.name for s in shards] == [f"shard-{i:06d}.tar" for i in range(len(shard_counts))]
@@ -173,19 +186,33 @@ def test_webdataset_export_groups_members_by_key_and_honours_shard_size(generato
             assert set(sample) == {"v0.png", "v1.png", "cls", "json"}
             meta = json.loads(sample["json"])
             assert int(sample["cls"]) == meta["class"] == int(expected["labels"][index])
-            assert torch.equal(torch.tensor(meta["latent"], dtype=torch.float32), expected["latents"][index])
+            assert torch.equal(
+                torch.tensor(meta["latent"], dtype=torch.float32), expected["latents"][index]
+            )
             for v in range(2):
-                assert float((read_png(sample[f"v{v}.png"]) - expected["views"][index, v]).abs().max()) <= 1 / 255
+                assert (
+                    float((read_png(sample[f"v{v}.png"]) - expected["views"][index, v]).abs().max())
+                    <= 1 / 255
+                )
             index += 1
     assert index == n
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"fmt": "jpeg"}, {"n": 0}, {"n": -3}, {"n": 2.5}, {"shard_size": 0}, {"fmt": "webdataset", "shard_size": -1}],
+    [
+        {"fmt": "jpeg"},
+        {"n": 0},
+        {"n": -3},
+        {"n": 2.5},
+        {"shard_size": 0},
+        {"fmt": "webdataset", "shard_size": -1},
+    ],
 )
 def test_export_refuses_bad_format_count_or_shard_size(generator, tmp_path, options):
     settings_ = {"fmt": "png", "n": 2, **options}
     with pytest.raises(ValueError):
-        export_stream(Stream(SPEC, BATCH, generator=generator), tmp_path / "out", progress=False, **settings_)
+        export_stream(
+            Stream(SPEC, BATCH, generator=generator), tmp_path / "out", progress=False, **settings_
+        )
     assert not (tmp_path / "out").exists()

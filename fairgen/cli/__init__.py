@@ -24,7 +24,11 @@ COMMANDS = (demo, world, sample, zoo, judges, steer, stream, train, audit, memor
 def build_parser() -> argparse.ArgumentParser:
     from fairgen import __version__
 
-    parser = argparse.ArgumentParser(prog="fairgen", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="fairgen",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"fairgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -39,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.quiet = not progress_enabled(args)  # TQDM_DISABLE=1 means --quiet, for every command
     try:
-        if hasattr(args, "device"):  # one meaning of --device everywhere: auto, or a device that exists
+        if hasattr(
+            args, "device"
+        ):  # one meaning of --device everywhere: auto, or a device that exists
             args.device = resolve_device(args.device)
         args.func(args)
     except (ValueError, FileNotFoundError, MissingExtraError) as error:
@@ -51,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        print(f"fairgen {args.command}: error: disk full ({error}); outputs are written whole, so the "
-              "previous ones were left as they were", file=sys.stderr)
+        print(
+            f"fairgen {args.command}: error: disk full ({error}); outputs are written whole, so the "
+            "previous ones were left as they were",
+            file=sys.stderr,
+        )
         return 2
     return 0

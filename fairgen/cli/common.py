@@ -18,41 +18,70 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Keeps descriptions as written and appends each option's default to its help."""
 
 
-def add_command(sub, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+def add_command(
+    sub, name: str, summary: str, description: str | None = None
+) -> argparse.ArgumentParser:
     """A subcommand with the shared help formatter and ``--quiet``; ``description`` defaults to the summary."""
-    parser = sub.add_parser(name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
-                            formatter_class=HelpFormatter)
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=description or summary[0].upper() + summary[1:] + ".",
+        formatter_class=HelpFormatter,
+    )
     add_quiet(parser)
     return parser
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress bars (also when the environment sets TQDM_DISABLE=1)")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bars (also when the environment sets TQDM_DISABLE=1)",
+    )
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
-    parser.add_argument("--seed", type=non_negative_int, default=default, help="random seed (same seed, same result)")
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=default,
+        help="random seed (same seed, same result)",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    parser.add_argument("--device", default=default,
-                        help="torch device: auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
+    parser.add_argument(
+        "--device",
+        default=default,
+        help="torch device: auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps",
+    )
 
 
 def add_generator(parser: argparse.ArgumentParser, default: str = DEFAULT_GENERATOR) -> None:
-    parser.add_argument("--generator", default=default,
-                        help="registered name (see `fairgen sample --list`) or a local weights folder/file")
+    parser.add_argument(
+        "--generator",
+        default=default,
+        help="registered name (see `fairgen sample --list`) or a local weights folder/file",
+    )
 
 
 def add_entry_point_trust(parser: argparse.ArgumentParser) -> None:
     """``--allow-entry-point`` / ``--trust-entry-points``: let a received card's entry point run (off by default)."""
-    parser.add_argument("--allow-entry-point", dest="allow_entry_points", action="append", default=[],
-                        metavar="MODULE:CALLABLE",
-                        help="run this entry point when a stream card (or a resumed run) names it as its generator: "
-                             "it imports and runs code, so only for code you trust (repeatable)")
-    parser.add_argument("--trust-entry-points", action="store_true",
-                        help="run any entry point a stream card or resumed run names (code chosen by the card's author)")
+    parser.add_argument(
+        "--allow-entry-point",
+        dest="allow_entry_points",
+        action="append",
+        default=[],
+        metavar="MODULE:CALLABLE",
+        help="run this entry point when a stream card (or a resumed run) names it as its generator: "
+        "it imports and runs code, so only for code you trust (repeatable)",
+    )
+    parser.add_argument(
+        "--trust-entry-points",
+        action="store_true",
+        help="run any entry point a stream card or resumed run names (code chosen by the card's author)",
+    )
 
 
 def allowed_entry_points(args):
@@ -64,7 +93,12 @@ def allowed_entry_points(args):
 
 def add_out(parser: argparse.ArgumentParser, default: str, what: str) -> None:
     """``--out`` is a folder on every command (created when missing); ``what`` says what goes in it."""
-    parser.add_argument("--out", default=default, metavar="DIR", help=f"output folder (created when missing): {what}")
+    parser.add_argument(
+        "--out",
+        default=default,
+        metavar="DIR",
+        help=f"output folder (created when missing): {what}",
+    )
 
 
 def out_folder(args) -> Path:
@@ -73,8 +107,10 @@ def out_folder(args) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, but {out} is a file")
     if not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
-        raise ValueError(f"--out is a folder (the command names the files in it), got {str(out)!r}, which looks "
-                         "like a file name")
+        raise ValueError(
+            f"--out is a folder (the command names the files in it), got {str(out)!r}, which looks "
+            "like a file name"
+        )
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -95,13 +131,21 @@ def resolve_device(name: str) -> str:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as error:
-        raise ValueError(f"--device: {name!r} is not a torch device (try auto, cpu, cuda, cuda:0): {error}") from None
+        raise ValueError(
+            f"--device: {name!r} is not a torch device (try auto, cpu, cuda, cuda:0): {error}"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine (no GPU or no driver); use --device cpu")
+            raise ValueError(
+                f"--device {name}: CUDA is not available on this machine (no GPU or no driver); use --device cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps" and not (
+        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    ):
         raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {name}: only auto, cpu, cuda[:N] and mps are supported")
@@ -116,10 +160,17 @@ def cuda_available() -> bool:
 
 def add_generator_options(parser: argparse.ArgumentParser) -> None:
     """BigGAN's --truncation and --classes, for every command that loads a generator."""
-    parser.add_argument("--truncation", type=finite_float, default=None,
-                        help="BigGAN truncation in (0, 1] (default: the generator's own, 0.5 for BigGAN)")
-    parser.add_argument("--classes", default=None,
-                        help="comma list of the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids)")
+    parser.add_argument(
+        "--truncation",
+        type=finite_float,
+        default=None,
+        help="BigGAN truncation in (0, 1] (default: the generator's own, 0.5 for BigGAN)",
+    )
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="comma list of the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids)",
+    )
 
 
 def generator_options(args) -> dict:
@@ -131,7 +182,9 @@ def generator_options(args) -> dict:
         try:
             options["classes"] = [int(c) for c in args.classes.split(",") if c.strip()]
         except ValueError:
-            raise ValueError(f"--classes must be a comma list of integers, got {args.classes!r}") from None
+            raise ValueError(
+                f"--classes must be a comma list of integers, got {args.classes!r}"
+            ) from None
     return options
 
 
@@ -184,17 +237,29 @@ def _int(text: str) -> int:
 
 
 def add_grid_options(parser: argparse.ArgumentParser, default_n: int = 64) -> None:
-    parser.add_argument("--n", type=grid_count, default=default_n,
-                        help=f"number of images, at most {MAX_GRID_IMAGES} (for data sets use `fairgen stream --export`)")
-    parser.add_argument("--per-page", type=positive_int, default=256,
-                        help=f"images per PNG page (at most {MAX_PER_PAGE}); more images are written as several pages")
+    parser.add_argument(
+        "--n",
+        type=grid_count,
+        default=default_n,
+        help=f"number of images, at most {MAX_GRID_IMAGES} (for data sets use `fairgen stream --export`)",
+    )
+    parser.add_argument(
+        "--per-page",
+        type=positive_int,
+        default=256,
+        help=f"images per PNG page (at most {MAX_PER_PAGE}); more images are written as several pages",
+    )
 
 
 MAX_PER_PAGE = 1024  # a 32 x 32 grid of thumbnails; matplotlib takes minutes beyond a few thousand
-MAX_GRID_IMAGES = 4096  # grids are for looking at; 20,000 thumbnails took minutes and showed nothing
+MAX_GRID_IMAGES = (
+    4096  # grids are for looking at; 20,000 thumbnails took minutes and showed nothing
+)
 
 
-def write_grids(images, out: Path, stem: str, per_page: int, captions=None, title: str = "") -> list[Path]:
+def write_grids(
+    images, out: Path, stem: str, per_page: int, captions=None, title: str = ""
+) -> list[Path]:
     """``out/stem.png``, or ``out/stem-000.png``, ``-001``... when the images fill several pages."""
     from ..plotting import save_grid
 
@@ -206,8 +271,14 @@ def write_grids(images, out: Path, stem: str, per_page: int, captions=None, titl
         part = slice(page * per_page, (page + 1) * per_page)
         name = f"{stem}.png" if pages == 1 else f"{stem}-{page:03d}.png"
         suffix = "" if pages == 1 else f" (page {page + 1} of {pages})"
-        paths.append(save_grid(images[part], out / name, captions=None if captions is None else captions[part],
-                               title=title + suffix))
+        paths.append(
+            save_grid(
+                images[part],
+                out / name,
+                captions=None if captions is None else captions[part],
+                title=title + suffix,
+            )
+        )
     return paths
 
 
@@ -215,23 +286,38 @@ def grid_count(text: str) -> int:
     """argparse type: a positive number of grid images, at most MAX_GRID_IMAGES."""
     value = positive_int(text)
     if value > MAX_GRID_IMAGES:
-        raise argparse.ArgumentTypeError(f"at most {MAX_GRID_IMAGES} images go into grids, got {value}; "
-                                         "write data sets with `fairgen stream --export`")
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_GRID_IMAGES} images go into grids, got {value}; "
+            "write data sets with `fairgen stream --export`"
+        )
     return value
 
 
 def wrote(paths: list[Path]) -> str:
-    return f"wrote {paths[0]}" if len(paths) == 1 else f"wrote {len(paths)} pages: {paths[0]} ... {paths[-1]}"
+    return (
+        f"wrote {paths[0]}"
+        if len(paths) == 1
+        else f"wrote {len(paths)} pages: {paths[0]} ... {paths[-1]}"
+    )
 
 
 def add_confirming_labelers(parser: argparse.ArgumentParser) -> None:
     """``--labeler``/``--keep-labeler``: what a stream whose eraser card is labeler-confirmed needs."""
-    parser.add_argument("--labeler", action="append", default=None, metavar="[ATTRIBUTE=]SPEC",
-                        help="the labeler a labeler-confirmed eraser card needs (world:<factor>, package.module:callable "
-                             "or a labeler .json); ATTRIBUTE= for cards of several attributes; repeatable. A card never "
-                             "runs code it names: entry points run only when given here")
-    parser.add_argument("--keep-labeler", default=None, metavar="SPEC",
-                        help="the keep labeler of a labeler-confirmed card fitted with one (unconditional generators)")
+    parser.add_argument(
+        "--labeler",
+        action="append",
+        default=None,
+        metavar="[ATTRIBUTE=]SPEC",
+        help="the labeler a labeler-confirmed eraser card needs (world:<factor>, package.module:callable "
+        "or a labeler .json); ATTRIBUTE= for cards of several attributes; repeatable. A card never "
+        "runs code it names: entry points run only when given here",
+    )
+    parser.add_argument(
+        "--keep-labeler",
+        default=None,
+        metavar="SPEC",
+        help="the keep labeler of a labeler-confirmed card fitted with one (unconditional generators)",
+    )
 
 
 def confirming_labelers(args) -> dict | str | None:
@@ -248,7 +334,9 @@ def confirming_labelers(args) -> dict | str | None:
         else:
             plain.append(text)
     if len(plain) > 1 or (plain and named):
-        raise ValueError("--labeler: give one SPEC, or ATTRIBUTE=SPEC for each attribute of the card")
+        raise ValueError(
+            "--labeler: give one SPEC, or ATTRIBUTE=SPEC for each attribute of the card"
+        )
     if plain:
         named["protected"] = plain[0]
     if keep is not None:

@@ -7,8 +7,15 @@ from .common import add_command, add_device, add_out, add_seed, out_folder, prog
 
 def add_parser(sub) -> None:
     p = add_command(sub, "demo", "end to end on the embedded default: five training arms, audited")
-    p.add_argument("--preset", default="quick", choices=["quick", "full"], help="quick: CPU <= 10 min; full: GPU minutes")
-    p.add_argument("--full", dest="preset", action="store_const", const="full", help="same as --preset full")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "full"],
+        help="quick: CPU <= 10 min; full: GPU minutes",
+    )
+    p.add_argument(
+        "--full", dest="preset", action="store_const", const="full", help="same as --preset full"
+    )
     add_out(p, "demo_out", "table.md, table.png, reports, encoders and cards")
     add_seed(p)
     add_device(p)
@@ -26,8 +33,13 @@ def run(args):
 def _run(args, out):
     from ..world.demo import replace_preset, run_demo
 
-    table = run_demo(args.preset, out, device=args.device, config=replace_preset(args.preset, seed=args.seed),
-                     progress=progress_enabled(args))
+    table = run_demo(
+        args.preset,
+        out,
+        device=args.device,
+        config=replace_preset(args.preset, seed=args.seed),
+        progress=progress_enabled(args),
+    )
     print()
     print((out / "table.md").read_text())
     print(f"full report: {out}/ (table.md, table.png, one audit folder per arm)")

@@ -15,10 +15,24 @@ from .common import (
 
 def add_parser(sub) -> None:
     p = add_command(sub, "judges", "train or evaluate the world's judges")
-    p.add_argument("action", choices=["train", "eval"], help="train new judges, or evaluate a judges file")
-    p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the recipe's, 500)")
-    p.add_argument("--n", type=positive_int, default=10_000, help="held-out images per resolution for evaluation")
-    p.add_argument("--weights", default=None, help="judges file to evaluate (default: the packaged one)")
+    p.add_argument(
+        "action", choices=["train", "eval"], help="train new judges, or evaluate a judges file"
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="training steps (default: the recipe's, 500)",
+    )
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        default=10_000,
+        help="held-out images per resolution for evaluation",
+    )
+    p.add_argument(
+        "--weights", default=None, help="judges file to evaluate (default: the packaged one)"
+    )
     add_seed(p)
     add_device(p)
     add_out(p, "judges", "judges.safetensors (load it with load_judges(path=...))")
@@ -29,11 +43,17 @@ def run(args) -> None:
     from ..world import judges
 
     if args.action == "eval":
-        judges.eval_main(n=args.n, seed=args.seed, device=args.device, path=args.weights or judges.WEIGHTS)
+        judges.eval_main(
+            n=args.n, seed=args.seed, device=args.device, path=args.weights or judges.WEIGHTS
+        )
         return
     out = out_folder(args)
     steps = args.steps or judges.DEFAULT_STEPS
-    trained = judges.train_judges(steps=steps, seed=args.seed, device=args.device, progress=progress_enabled(args))
-    table = judges._evaluate_resolutions(trained, n=args.n, seed=judges.EVAL_SEED, device=args.device)
+    trained = judges.train_judges(
+        steps=steps, seed=args.seed, device=args.device, progress=progress_enabled(args)
+    )
+    table = judges._evaluate_resolutions(
+        trained, n=args.n, seed=judges.EVAL_SEED, device=args.device
+    )
     print(table.to_string(index=False))
     print(f"wrote {judges.save_judges(trained, out / 'judges.safetensors', evaluation=table)}")

@@ -13,17 +13,35 @@ from .common import (
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "memorisation", "check whether a generator's samples are near-copies of its training images",
-                    "Nearest-neighbour distances, in a named encoder's feature space, from generated samples and "
-                    "from held-out real images to the generator's training images (pixel distance means little "
-                    "for photographs). Writes report.json/.md and near_copies.png, the closest pairs side by side.")
+    p = add_command(
+        sub,
+        "memorisation",
+        "check whether a generator's samples are near-copies of its training images",
+        "Nearest-neighbour distances, in a named encoder's feature space, from generated samples and "
+        "from held-out real images to the generator's training images (pixel distance means little "
+        "for photographs). Writes report.json/.md and near_copies.png, the closest pairs side by side.",
+    )
     add_generator(p)
     add_generator_options(p)
-    p.add_argument("--encoder", required=True, help="encoder.safetensors from `fairgen train`, or torchvision:ARCH / timm:ARCH")
-    p.add_argument("--encoder-weights", default=None, help="local weights file for a torchvision/timm encoder")
-    p.add_argument("--image-size", type=int, default=224, help="input side of a torchvision/timm encoder")
-    p.add_argument("--train-data", required=True, help="the generator's training images: folder or .csv/.parquet manifest")
-    p.add_argument("--heldout-data", required=True, help="real images the generator never saw, same kinds")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        help="encoder.safetensors from `fairgen train`, or torchvision:ARCH / timm:ARCH",
+    )
+    p.add_argument(
+        "--encoder-weights", default=None, help="local weights file for a torchvision/timm encoder"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=224, help="input side of a torchvision/timm encoder"
+    )
+    p.add_argument(
+        "--train-data",
+        required=True,
+        help="the generator's training images: folder or .csv/.parquet manifest",
+    )
+    p.add_argument(
+        "--heldout-data", required=True, help="real images the generator never saw, same kinds"
+    )
     p.add_argument("--n", type=int, default=1000, help="generated samples")
     p.add_argument("--pairs", type=int, default=16, help="closest pairs shown in near_copies.png")
     add_seed(p)
@@ -36,9 +54,19 @@ def run(args) -> None:
     from ..audit import memorisation_in_feature_space
 
     report = memorisation_in_feature_space(
-        args.generator, args.encoder, args.train_data, args.heldout_data, args.out, n=args.n,
-        encoder_weights=args.encoder_weights, image_size=args.image_size, generator_options=generator_options(args),
-        pairs=args.pairs, seed=args.seed, device=args.device, progress=not args.quiet,
+        args.generator,
+        args.encoder,
+        args.train_data,
+        args.heldout_data,
+        args.out,
+        n=args.n,
+        encoder_weights=args.encoder_weights,
+        image_size=args.image_size,
+        generator_options=generator_options(args),
+        pairs=args.pairs,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
     )
     from steering.files import printable
 

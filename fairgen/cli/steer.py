@@ -16,34 +16,63 @@ def add_parser(sub) -> None:
     p = add_command(sub, "steer", "learn a protected attribute in the latent space and remove it")
     add_generator(p)
     add_generator_options(p)
-    p.add_argument("--labeler", default=None,
-                   help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
-                        "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>")
-    p.add_argument("--protected", default=None,
-                   help="name of the protected attribute (default: the labeler's factor); without --labeler, "
-                        "comma-separated world factors (texture,colour) steer several at once, jointly")
-    p.add_argument("--class-labeler", default=None,
-                   help="optional labeler of the generator's class, to report class fidelity (default: world:<class factor> "
-                        "for the world's generator, none otherwise)")
-    p.add_argument("--force-labeler", action="store_true", help="use world:<factor> judges on a generator that is not the world's")
-    p.add_argument("--mode", default="balance", choices=["erase", "balance", "flip"],
-                   help="balance makes the protected attribute independent of the class")
-    p.add_argument("--method", default=None, choices=["resample", "quantile", "gaussian", "confirmed"],
-                   help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
-                        "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
-                        "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
-                        "labeler); default: resample, quantile for --mode flip")
-    p.add_argument("--keep-labeler", default=None,
-                   help="unconditional generators, --method confirmed: a second labeler whose label plays the class "
-                        "(balance the protected attribute within each of its values, keep its own shares)")
-    p.add_argument("--target", default=None,
-                   help="target shares of the protected values (default uniform): 0.3,0.7 for one attribute, "
-                        "texture=0.25,0.25,0.25,0.25;colour=... for several (marginals)")
+    p.add_argument(
+        "--labeler",
+        default=None,
+        help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
+        "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>",
+    )
+    p.add_argument(
+        "--protected",
+        default=None,
+        help="name of the protected attribute (default: the labeler's factor); without --labeler, "
+        "comma-separated world factors (texture,colour) steer several at once, jointly",
+    )
+    p.add_argument(
+        "--class-labeler",
+        default=None,
+        help="optional labeler of the generator's class, to report class fidelity (default: world:<class factor> "
+        "for the world's generator, none otherwise)",
+    )
+    p.add_argument(
+        "--force-labeler",
+        action="store_true",
+        help="use world:<factor> judges on a generator that is not the world's",
+    )
+    p.add_argument(
+        "--mode",
+        default="balance",
+        choices=["erase", "balance", "flip"],
+        help="balance makes the protected attribute independent of the class",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=["resample", "quantile", "gaussian", "confirmed"],
+        help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
+        "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
+        "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
+        "labeler); default: resample, quantile for --mode flip",
+    )
+    p.add_argument(
+        "--keep-labeler",
+        default=None,
+        help="unconditional generators, --method confirmed: a second labeler whose label plays the class "
+        "(balance the protected attribute within each of its values, keep its own shares)",
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        help="target shares of the protected values (default uniform): 0.3,0.7 for one attribute, "
+        "texture=0.25,0.25,0.25,0.25;colour=... for several (marginals)",
+    )
     p.add_argument("--n", type=int, default=20_000, help="labelled samples to fit on")
     p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
     add_seed(p)
     add_device(p)
-    p.add_argument("--out", default="eraser_card", help="card stem: writes STEM.json and STEM.safetensors")
+    p.add_argument(
+        "--out", default="eraser_card", help="card stem: writes STEM.json and STEM.safetensors"
+    )
     p.set_defaults(func=run)
 
 
@@ -65,46 +94,96 @@ def _run(args) -> None:
 
     options = generator_options(args)
     generator = load_generator(args.generator, device=args.device, **options)
-    names = (args.protected or DEFAULT_PROTECTED).split(",") if args.labeler is None else [args.protected]
+    names = (
+        (args.protected or DEFAULT_PROTECTED).split(",")
+        if args.labeler is None
+        else [args.protected]
+    )
     specs = [f"world:{name}" for name in names] if args.labeler is None else [args.labeler]
-    labelers = [load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device) for spec in specs]
+    labelers = [
+        load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device)
+        for spec in specs
+    ]
     for spec in specs:
         if spec == f"world:{CLASS_FACTOR}":
-            raise ValueError(f"--labeler {spec!r} labels the generator's class itself; pick another attribute")
+            raise ValueError(
+                f"--labeler {spec!r} labels the generator's class itself; pick another attribute"
+            )
     if args.labeler is not None:
-        names = [args.protected or (args.labeler.split(":", 1)[1] if args.labeler.startswith("world:") else args.labeler)]
+        names = [
+            args.protected
+            or (
+                args.labeler.split(":", 1)[1] if args.labeler.startswith("world:") else args.labeler
+            )
+        ]
     protected = names[0] if len(names) == 1 else names
-    class_spec = args.class_labeler or (f"world:{CLASS_FACTOR}" if specs[0].startswith("world:") and not args.force_labeler else None)
-    referees = {"protected": labelers[0]} if len(names) == 1 else dict(zip(names, labelers, strict=True))
+    class_spec = args.class_labeler or (
+        f"world:{CLASS_FACTOR}"
+        if specs[0].startswith("world:") and not args.force_labeler
+        else None
+    )
+    referees = (
+        {"protected": labelers[0]} if len(names) == 1 else dict(zip(names, labelers, strict=True))
+    )
     if class_spec:
-        referees["class"] = load_labeler(class_spec, generator=generator, force=args.force_labeler, device=args.device)
-    fit_labelers = labelers[0].predict if len(names) == 1 else {name: lab.predict for name, lab in zip(names, labelers, strict=True)}
+        referees["class"] = load_labeler(
+            class_spec, generator=generator, force=args.force_labeler, device=args.device
+        )
+    fit_labelers = (
+        labelers[0].predict
+        if len(names) == 1
+        else {name: lab.predict for name, lab in zip(names, labelers, strict=True)}
+    )
     keep = None
     if args.keep_labeler is not None:
         if args.method != "confirmed":
             raise ValueError("--keep-labeler needs --method confirmed")
-        keep = load_labeler(args.keep_labeler, generator=generator, force=args.force_labeler, device=args.device)
+        keep = load_labeler(
+            args.keep_labeler, generator=generator, force=args.force_labeler, device=args.device
+        )
     target = _target(args.target, names)
-    steerer, _ = steering.fit_steerer(generator, fit_labelers, n=args.n, mode=args.mode, method=args.method,
-                                      seed=args.seed, progress=not args.quiet, target_distribution=target,
-                                      keep_labeler=None if keep is None else keep.predict)
+    steerer, _ = steering.fit_steerer(
+        generator,
+        fit_labelers,
+        n=args.n,
+        mode=args.mode,
+        method=args.method,
+        seed=args.seed,
+        progress=not args.quiet,
+        target_distribution=target,
+        keep_labeler=None if keep is None else keep.predict,
+    )
     attributes = dict(zip(["protected"] if len(names) == 1 else names, specs, strict=True))
     if keep is not None:
         attributes["keep"] = args.keep_labeler
     if getattr(steerer, "guarantee", None) == "confirmed":
-        confirming = {"protected": labelers[0].predict} if len(names) == 1 else {n: lab.predict for n, lab in zip(names, labelers, strict=True)}
+        confirming = (
+            {"protected": labelers[0].predict}
+            if len(names) == 1
+            else {n: lab.predict for n, lab in zip(names, labelers, strict=True)}
+        )
         if keep is not None:
             confirming["keep"] = keep.predict
-        report = steering.confirmed_report(generator, steerer, confirming, referees, n=args.eval_n, seed=args.seed + 1)
+        report = steering.confirmed_report(
+            generator, steerer, confirming, referees, n=args.eval_n, seed=args.seed + 1
+        )
     else:
-        report = steering.steering_report(generator, steerer, referees, n=args.eval_n, seed=args.seed + 1)
+        report = steering.steering_report(
+            generator, steerer, referees, n=args.eval_n, seed=args.seed + 1
+        )
     from .. import __version__
 
     provenance = {
-        "generator": {"name": _portable_name(args.generator), "sha256": generator.checksum, "options": options},
+        "generator": {
+            "name": _portable_name(args.generator),
+            "sha256": generator.checksum,
+            "options": options,
+        },
         "protected": protected,
         "keep": "class input",
-        "labeler": labelers[0].provenance() if len(names) == 1 else {n: lab.provenance() for n, lab in zip(names, labelers, strict=True)},
+        "labeler": labelers[0].provenance()
+        if len(names) == 1
+        else {n: lab.provenance() for n, lab in zip(names, labelers, strict=True)},
         "class_labeler": referees["class"].provenance() if "class" in referees else None,
         "labelers": attributes,  # {attribute: name}: what a stream of a confirmed card must be given
         "keep_labeler": None if keep is None else keep.provenance(),
@@ -115,14 +194,24 @@ def _run(args) -> None:
         "report": report,
     }
     path = steering.save_card(steerer, args.out, provenance)
-    print(f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
-          f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples")
+    print(
+        f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
+        f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples"
+    )
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
     group = "keep" if keep is not None else "class"
-    grouped = keep is not None or generator.num_classes > 0  # unconditional without a keep labeler: shares only
+    grouped = (
+        keep is not None or generator.num_classes > 0
+    )  # unconditional without a keep labeler: shares only
     for key in report["raw"]["cramers_v_by"] if grouped else []:
-        raw_v, steered_v = report["raw"]["cramers_v_by"][key], report["steered"]["cramers_v_by"][key]
-        raw_c, steered_c = report["raw"]["cramers_v_corrected_by"][key], report["steered"]["cramers_v_corrected_by"][key]
+        raw_v, steered_v = (
+            report["raw"]["cramers_v_by"][key],
+            report["steered"]["cramers_v_by"][key],
+        )
+        raw_c, steered_c = (
+            report["raw"]["cramers_v_corrected_by"][key],
+            report["steered"]["cramers_v_corrected_by"][key],
+        )
         name = names[0] if key == "protected" else key
         print(f"  {f'Cramér V({group}, ' + name + ')':34s}{raw_v:10.3f}{steered_v:10.3f}")
         print(f"  {'  bias-corrected (Bergsma)':34s}{raw_c:10.3f}{steered_c:10.3f}")
@@ -131,20 +220,30 @@ def _run(args) -> None:
         steered = report["steered"]["shares_by"][key]
         print(f"  {'shares of ' + name:34s}{_shares(shares):>10s}  ->  {_shares(steered)}")
     if "class_fidelity" in report["raw"]:
-        print(f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}")
+        print(
+            f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}"
+        )
     if "cost" in report:
         cost = report["cost"]
-        print(f"  confirmed ({cost['proposal']} proposal): {cost['syntheses_per_kept']:.2f} syntheses, "
-              f"{cost['labeler_calls_per_kept']:.2f} labeler calls and {cost['latent_draws_per_kept']:.1f} latent draws "
-              f"per kept sample (plain rejection: {steerer.costs_['rejection_syntheses_per_kept']:.2f} syntheses)")
+        print(
+            f"  confirmed ({cost['proposal']} proposal): {cost['syntheses_per_kept']:.2f} syntheses, "
+            f"{cost['labeler_calls_per_kept']:.2f} labeler calls and {cost['latent_draws_per_kept']:.1f} latent draws "
+            f"per kept sample (plain rejection: {steerer.costs_['rejection_syntheses_per_kept']:.2f} syntheses)"
+        )
     if "expected_draws_per_sample" in report:
-        print(f"  latent draws per kept sample (balance): {report['expected_draws_per_sample']:.1f}")
+        print(
+            f"  latent draws per kept sample (balance): {report['expected_draws_per_sample']:.1f}"
+        )
     if "probe_before" in report:
         before = report["probe_before"]
-        print(f"  latent probe within class (before): {before['accuracy']:.3f} (majority {before['majority']:.3f})")
+        print(
+            f"  latent probe within class (before): {before['accuracy']:.3f} (majority {before['majority']:.3f})"
+        )
     if "probe_after" in report:
         after, mlp = report["probe_after"], report["mlp_probe_after"]
-        print(f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}")
+        print(
+            f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}"
+        )
         print("  (erase is latent-only: a stream refuses an erase card)")
     print(f"wrote {path}")
 
@@ -158,7 +257,9 @@ def _target(text: str | None, names: list[str]):
         try:
             return [float(x) for x in part.split(",")]
         except ValueError:
-            raise ValueError(f"--target: expected comma-separated shares such as 0.3,0.7, got {part!r}") from None
+            raise ValueError(
+                f"--target: expected comma-separated shares such as 0.3,0.7, got {part!r}"
+            ) from None
 
     if "=" not in text:
         if len(names) > 1:
@@ -168,7 +269,9 @@ def _target(text: str | None, names: list[str]):
     for part in text.split(";"):
         name, _, values = part.partition("=")
         if name.strip() not in names:
-            raise ValueError(f"--target names {name.strip()!r}, which is not among the protected attributes {names}")
+            raise ValueError(
+                f"--target names {name.strip()!r}, which is not among the protected attributes {names}"
+            )
         out[name.strip()] = shares(values)
     return out if len(names) > 1 else out[names[0]]
 
@@ -183,4 +286,8 @@ def _portable_name(generator: str) -> str:
 
     from ..entry_points import is_entry_point
 
-    return generator if is_entry_point(generator) or not Path(generator).exists() else Path(generator).resolve().name
+    return (
+        generator
+        if is_entry_point(generator) or not Path(generator).exists()
+        else Path(generator).resolve().name
+    )

@@ -17,8 +17,19 @@ from .common import (
 def add_parser(sub) -> None:
     p = add_command(sub, "world", "draw a labelled grid of world images")
     add_grid_options(p)
-    p.add_argument("--resolution", type=int, default=32, choices=[16, 32, 64, 128, 256], help="image side (pixels)")
-    p.add_argument("--bias", type=unit_float, default=0.9, help="strength tying the protected factor to the class, in [0, 1]")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=32,
+        choices=[16, 32, 64, 128, 256],
+        help="image side (pixels)",
+    )
+    p.add_argument(
+        "--bias",
+        type=unit_float,
+        default=0.9,
+        help="strength tying the protected factor to the class, in [0, 1]",
+    )
     add_seed(p)
     add_out(p, ".", "world.png (world-000.png, ... when the images fill several pages)")
     p.set_defaults(func=run)
@@ -30,4 +41,10 @@ def run(args) -> None:
     out = out_folder(args)
     sample = World(args.resolution).sample(args.n, seed=args.seed, bias=args.bias)
     title = f"world, {args.resolution} px, bias {args.bias} (measured Cramér's V {sample.cramers_v():.2f})"
-    print(wrote(write_grids(sample.images, out, "world", args.per_page, captions=captions(sample), title=title)))
+    print(
+        wrote(
+            write_grids(
+                sample.images, out, "world", args.per_page, captions=captions(sample), title=title
+            )
+        )
+    )

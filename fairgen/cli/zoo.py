@@ -20,12 +20,21 @@ def add_parser(sub) -> None:
     p.add_argument("action", choices=["train"], help="what to do")
     p.add_argument("name", help="generator to train (world-sprites-z128)")
     p.add_argument("--steps", type=positive_int, default=400, help="optimiser steps")
-    p.add_argument("--bias", type=unit_float, default=0.9, help="bias of the training split, in [0, 1]")
-    p.add_argument("--protected", default="texture",
-                   help="factor(s) tied to the class in the training split, comma-separated (texture, colour)")
+    p.add_argument(
+        "--bias", type=unit_float, default=0.9, help="bias of the training split, in [0, 1]"
+    )
+    p.add_argument(
+        "--protected",
+        default="texture",
+        help="factor(s) tied to the class in the training split, comma-separated (texture, colour)",
+    )
     add_seed(p)
-    p.add_argument("--eval-n", type=positive_int, default=10_000, help="samples judged after training")
-    add_out(p, "zoo", "NAME.safetensors (load it with --generator DIR/NAME.safetensors) and NAME.png")
+    p.add_argument(
+        "--eval-n", type=positive_int, default=10_000, help="samples judged after training"
+    )
+    add_out(
+        p, "zoo", "NAME.safetensors (load it with --generator DIR/NAME.safetensors) and NAME.png"
+    )
     p.set_defaults(func=run)
 
 
@@ -47,14 +56,29 @@ def _train(args, out) -> None:
     from ..world.recipe import RecipeConfig, train_embedded
     from .sample import run as sample
 
-    config = RecipeConfig(steps=args.steps, seed=args.seed, bias=args.bias, protected=tuple(args.protected.split(",")))
+    config = RecipeConfig(
+        steps=args.steps, seed=args.seed, bias=args.bias, protected=tuple(args.protected.split(","))
+    )
     weights = out / f"{NAME}.safetensors"
     model = train_embedded(weights, config, progress=progress_enabled(args))
     quality = judge_generator(model, n=args.eval_n, seed=12345)
     print(f"class fidelity {quality['class_fidelity']:.4f}")
     for name, q in quality["by_factor"].items():
-        print(f"Cramér's V(class, {name}) {q['cramers_v']:.3f} (bias-corrected {q['cramers_v_corrected']:.3f})")
+        print(
+            f"Cramér's V(class, {name}) {q['cramers_v']:.3f} (bias-corrected {q['cramers_v_corrected']:.3f})"
+        )
         print(q["histogram"].round(3).to_string())
     print(f"wrote {weights}")
-    sample(argparse.Namespace(generator=str(weights), device="cpu", seed=0, n=64, cls=None, out=str(out),
-                              per_page=256, list=False, stem=NAME))
+    sample(
+        argparse.Namespace(
+            generator=str(weights),
+            device="cpu",
+            seed=0,
+            n=64,
+            cls=None,
+            out=str(out),
+            per_page=256,
+            list=False,
+            stem=NAME,
+        )
+    )

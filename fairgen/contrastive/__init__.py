@@ -10,15 +10,28 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "all_gather_no_grad": "distributed", "all_gather_with_grad": "distributed", "init_from_env": "distributed",
-    "rank_and_world_size": "distributed", "sync_batchnorm": "distributed",
-    "ProjectionHead": "encoders", "build_encoder": "encoders", "list_encoders": "encoders",
-    "extract_features": "evaluate", "knn_accuracy": "evaluate", "linear_probe": "evaluate",
+    "all_gather_no_grad": "distributed",
+    "all_gather_with_grad": "distributed",
+    "init_from_env": "distributed",
+    "rank_and_world_size": "distributed",
+    "sync_batchnorm": "distributed",
+    "ProjectionHead": "encoders",
+    "build_encoder": "encoders",
+    "list_encoders": "encoders",
+    "extract_features": "evaluate",
+    "knn_accuracy": "evaluate",
+    "linear_probe": "evaluate",
     "supcon_loss": "loss",
-    "LARS": "optim", "build_optimizer": "optim", "warmup_cosine": "optim",
+    "LARS": "optim",
+    "build_optimizer": "optim",
+    "warmup_cosine": "optim",
     "TrainConfig": "config",
-    "ContrastiveModel": "trainer", "KnnMonitor": "trainer", "LossAtChanceWarning": "trainer",
-    "NonFiniteError": "trainer", "Trainer": "trainer", "load_encoder": "trainer",
+    "ContrastiveModel": "trainer",
+    "KnnMonitor": "trainer",
+    "LossAtChanceWarning": "trainer",
+    "NonFiniteError": "trainer",
+    "Trainer": "trainer",
+    "load_encoder": "trainer",
 }
 __all__ = sorted(_EXPORTS)
 

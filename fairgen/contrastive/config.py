@@ -94,12 +94,14 @@ def _check_types(config: TrainConfig) -> None:
         elif kind is int:
             ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
         elif kind is float:
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            ok = (
+                isinstance(value, numbers.Real)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
             if ok:
                 object.__setattr__(config, f.name, float(value))
         else:
             ok = isinstance(value, kind)
         if not ok:
             raise ValueError(f"TrainConfig {f.name} must be {_KINDS[kind]}, got {value!r}")
-
-

@@ -47,7 +47,9 @@ def init_from_env(device: str) -> tuple[int, int, str]:
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK {local} but this node has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"LOCAL_RANK {local} but this node has {torch.cuda.device_count()} CUDA device(s)"
+            )
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
     if not dist.is_initialized():
@@ -118,11 +120,18 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
         count = all_gather_no_grad(x.new_tensor([flat.shape[1]])).sum()
         mean = reduce(all_gather_with_grad(flat.sum(1)[None]), "w c -> c", "sum") / count
         centred = flat - mean[:, None]
-        var = reduce(all_gather_with_grad((centred * centred).sum(1)[None]), "w c -> c", "sum") / count
+        var = (
+            reduce(all_gather_with_grad((centred * centred).sum(1)[None]), "w c -> c", "sum")
+            / count
+        )
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
-                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                momentum = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
+                    else self.momentum
+                )
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(var.detach() * (count / (count - 1).clamp(min=1)), momentum)
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -140,12 +149,21 @@ def sync_batchnorm(model: nn.Module, cuda: bool) -> nn.Module:
 
 
 def _convert(module: nn.Module) -> nn.Module:
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, AllReduceBatchNorm):
-        new = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                 module.track_running_stats)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, AllReduceBatchNorm
+    ):
+        new = AllReduceBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+        )
         new.load_state_dict(module.state_dict())
         new.train(module.training)
-        return new.to(next(iter(module.state_dict().values())).device) if module.state_dict() else new
+        return (
+            new.to(next(iter(module.state_dict().values())).device) if module.state_dict() else new
+        )
     for name, child in module.named_children():
         setattr(module, name, _convert(child))
     return module

@@ -26,8 +26,14 @@ def _torchvision(arch: str, small_images: bool) -> tuple[nn.Module, int]:
 
     net = models.get_model(arch, weights=None)
     feature_dim = _drop_last_linear(net, arch)
-    if small_images and isinstance(getattr(net, "conv1", None), nn.Conv2d) and hasattr(net, "maxpool"):
-        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    if (
+        small_images
+        and isinstance(getattr(net, "conv1", None), nn.Conv2d)
+        and hasattr(net, "maxpool")
+    ):
+        net.conv1 = nn.Conv2d(
+            3, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False
+        )
         net.maxpool = nn.Identity()
     return net, feature_dim
 
@@ -40,7 +46,9 @@ def _drop_last_linear(net: nn.Module, arch: str) -> int:
             if isinstance(child, nn.Linear):
                 last = (parent, name, child)
     if last is None:
-        raise ValueError(f"encoder {arch!r}: {type(net).__name__} has no Linear classifier to remove")
+        raise ValueError(
+            f"encoder {arch!r}: {type(net).__name__} has no Linear classifier to remove"
+        )
     parent, name, child = last
     setattr(parent, name, nn.Identity())
     return child.in_features
@@ -52,7 +60,9 @@ def _timm(arch: str) -> tuple[nn.Module, int]:
     except ImportError:
         from ..checks import MissingExtraError
 
-        raise MissingExtraError(f"encoder 'timm:{arch}' needs timm: pip install 'fairgen[models]'") from None
+        raise MissingExtraError(
+            f"encoder 'timm:{arch}' needs timm: pip install 'fairgen[models]'"
+        ) from None
     net = timm.create_model(arch, pretrained=False, num_classes=0)
     return net, net.num_features
 

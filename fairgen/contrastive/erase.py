@@ -28,19 +28,31 @@ from tqdm.auto import tqdm
 
 from steering.leace import LeaceEraser, LeaceFitter
 
-__all__ = ["ERASER_START_STEP", "ErasedEncoder", "fit_feature_eraser", "load_feature_eraser", "save_feature_eraser"]
+__all__ = [
+    "ERASER_START_STEP",
+    "ErasedEncoder",
+    "fit_feature_eraser",
+    "load_feature_eraser",
+    "save_feature_eraser",
+]
 
-ERASER_START_STEP = 2 * 10**6  # where an eraser reads a stream: a segment no training run or stream audit reaches
+ERASER_START_STEP = (
+    2 * 10**6
+)  # where an eraser reads a stream: a segment no training run or stream audit reaches
 
 
 def _images_of(batch) -> torch.Tensor:
     """Images [B, 3, H, W] from a tensor, or the first view of a stream batch ``{"views": [B, V, ...]}``."""
     if isinstance(batch, dict):
         if "views" not in batch:
-            raise ValueError(f"a dict batch needs a 'views' entry [B, V, 3, H, W]; got keys {sorted(batch)}")
+            raise ValueError(
+                f"a dict batch needs a 'views' entry [B, V, 3, H, W]; got keys {sorted(batch)}"
+            )
         batch = batch["views"][:, 0]
     if not isinstance(batch, torch.Tensor) or batch.ndim != 4:
-        raise ValueError(f"each batch must be images [B, 3, H, W] or a stream batch, got {getattr(batch, 'shape', type(batch))}")
+        raise ValueError(
+            f"each batch must be images [B, 3, H, W] or a stream batch, got {getattr(batch, 'shape', type(batch))}"
+        )
     return batch
 
 
@@ -75,7 +87,9 @@ def fit_feature_eraser(
             features = encoder(images.to(device)).float()
             labels = torch.as_tensor(labeler(images)).long().cpu()
             if labels.shape != (len(images),):
-                raise ValueError(f"labeler returned shape {list(labels.shape)} for {len(images)} images")
+                raise ValueError(
+                    f"labeler returned shape {list(labels.shape)} for {len(images)} images"
+                )
             fitter = fitter or LeaceFitter(features.shape[1], num_classes)
             fitter.update(features.cpu().double(), labels)
             seen += len(images)
@@ -104,7 +118,9 @@ class ErasedEncoder(nn.Module):
         return self.eraser(self.encoder(images).float())
 
 
-def save_feature_eraser(eraser: LeaceEraser, path: str | Path, provenance: dict | None = None) -> Path:
+def save_feature_eraser(
+    eraser: LeaceEraser, path: str | Path, provenance: dict | None = None
+) -> Path:
     """Write a fitted eraser as safetensors (its three tensors) with its config and provenance as JSON metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +129,9 @@ def save_feature_eraser(eraser: LeaceEraser, path: str | Path, provenance: dict 
 
     from steering.files import atomic_write_bytes
 
-    atomic_write_bytes(path, save({k: v.contiguous() for k, v in eraser.state_dict().items()}, metadata=metadata))
+    atomic_write_bytes(
+        path, save({k: v.contiguous() for k, v in eraser.state_dict().items()}, metadata=metadata)
+    )
     return path
 
 
@@ -122,6 +140,8 @@ def load_feature_eraser(path: str | Path) -> tuple[LeaceEraser, dict]:
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if "config" not in metadata:
-        raise ValueError(f"{path} is not a feature eraser file (no 'config' in its safetensors metadata)")
+        raise ValueError(
+            f"{path} is not a feature eraser file (no 'config' in its safetensors metadata)"
+        )
     eraser = LeaceEraser.from_state(load_file(str(path)), json.loads(metadata["config"]))
     return eraser, json.loads(metadata.get("provenance", "{}"))

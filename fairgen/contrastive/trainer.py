@@ -57,8 +57,15 @@ from .loss import supcon_loss
 from .optim import build_optimizer, warmup_cosine
 
 __all__ = [
-    "ContrastiveModel", "KnnMonitor", "LossAtChanceWarning", "NonFiniteError", "TrainConfig", "Trainer",
-    "clean_leftovers", "load_encoder", "read_checkpoint",
+    "ContrastiveModel",
+    "KnnMonitor",
+    "LossAtChanceWarning",
+    "NonFiniteError",
+    "TrainConfig",
+    "Trainer",
+    "clean_leftovers",
+    "load_encoder",
+    "read_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -131,8 +138,13 @@ def clean_leftovers(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    leftovers = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(".tmp")
-                 and (p.name.startswith(".") or p.name.startswith(CHECKPOINT_NAME))]
+    leftovers = [
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and p.name.endswith(".tmp")
+        and (p.name.startswith(".") or p.name.startswith(CHECKPOINT_NAME))
+    ]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
@@ -146,8 +158,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zips, foreign pickles, garbage: several error types
-        raise ValueError(f"checkpoint {path} is not a readable fairgen checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise ValueError(
+            f"checkpoint {path} is not a readable fairgen checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"checkpoint {path} is not a fairgen trainer checkpoint (format {got!r})")
@@ -221,7 +235,9 @@ class Trainer:
         views, labels = _check_batch(batch, self.config.supervised)
         b, v = views.shape[:2]
         if b * self.world_size < 2:
-            raise ValueError(f"a batch needs at least 2 samples (1 gives the contrastive loss no negatives), got {b}")
+            raise ValueError(
+                f"a batch needs at least 2 samples (1 gives the contrastive loss no negatives), got {b}"
+            )
         x = rearrange(views.to(self.device, non_blocking=True), "b v c h w -> (b v) c h w")
         if self.recipe is not None:
             self.augment_generator.manual_seed(self._augment_seed())
@@ -241,7 +257,9 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # no host sync; checked in fit
-        self._first_bad = torch.where(bad, torch.full_like(self._first_bad, self.step), self._first_bad)
+        self._first_bad = torch.where(
+            bad, torch.full_like(self._first_bad, self.step), self._first_bad
+        )
         self._views_per_step, self._views, self._labels = b * v * self.world_size, v, labels
         return loss.detach()
 
@@ -254,7 +272,9 @@ class Trainer:
         if self._labels is None:
             return math.log(self._views - 1) if self._views > 1 else 0.0
         _, inverse, counts = torch.unique(self._labels, return_inverse=True, return_counts=True)
-        positives = counts[inverse].double() * self._views * self.world_size - 1  # this rank's mix, all ranks
+        positives = (
+            counts[inverse].double() * self._views * self.world_size - 1
+        )  # this rank's mix, all ranks
         return float(torch.log(positives.clamp(min=1)).mean())
 
     def check_finite(self, parameters: bool = False) -> None:
@@ -262,13 +282,19 @@ class Trainer:
         first_bad = self._first_bad.clone()
         if parameters:
             finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
-            first_bad = torch.where(~finite & (first_bad < 0), torch.full_like(first_bad, self.step), first_bad)
+            first_bad = torch.where(
+                ~finite & (first_bad < 0), torch.full_like(first_bad, self.step), first_bad
+            )
         if self.world_size > 1:  # every rank stops together
             dist.all_reduce(first_bad, op=dist.ReduceOp.MAX)
         step = int(first_bad)
         if step >= 0:
             where = Path(self.config.checkpoint_dir or ".") / CHECKPOINT_NAME
-            kept = f"; the last good checkpoint {where} is kept" if self.config.checkpoint_dir and where.exists() else ""
+            kept = (
+                f"; the last good checkpoint {where} is kept"
+                if self.config.checkpoint_dir and where.exists()
+                else ""
+            )
             raise NonFiniteError(
                 f"training diverged: the loss or the parameters became NaN/inf at step {step} "
                 f"(lr {self.config.lr:g}, optimizer {self.config.optimizer}){kept}; lower the learning rate"
@@ -291,8 +317,12 @@ class Trainer:
             raise ValueError(f"steps must be >= 0, got {steps}")
         config = self.config
         folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-        logger = _MetricsLogger(folder, self.step) if folder is not None and self.rank == 0 else None
-        progress = tqdm(total=steps, disable=not config.progress or self.rank != 0 or _tqdm_off(), desc="train")
+        logger = (
+            _MetricsLogger(folder, self.step) if folder is not None and self.rank == 0 else None
+        )
+        progress = tqdm(
+            total=steps, disable=not config.progress or self.rank != 0 or _tqdm_off(), desc="train"
+        )
         iterator = iter(batches)
         tic, since = time.perf_counter(), self.step
         try:
@@ -307,8 +337,14 @@ class Trainer:
                 if config.log_every and self.step % config.log_every == 0:
                     self.check_finite()
                     now = time.perf_counter()
-                    record = {"step": self.step, "loss": float(loss), "lr": lr,
-                              "images_per_s": self._views_per_step * (self.step - since) / max(now - tic, 1e-9)}
+                    record = {
+                        "step": self.step,
+                        "loss": float(loss),
+                        "lr": lr,
+                        "images_per_s": self._views_per_step
+                        * (self.step - since)
+                        / max(now - tic, 1e-9),
+                    }
                     tic, since = now, self.step
                     self.history.append(record)
                     self._warn_if_at_chance(record["loss"])
@@ -320,7 +356,11 @@ class Trainer:
                     self.history.append(record)
                     if logger is not None:
                         logger.write(record)
-                if folder is not None and config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                if (
+                    folder is not None
+                    and config.checkpoint_every
+                    and self.step % config.checkpoint_every == 0
+                ):
                     self.check_finite(parameters=True)
                     self.save(folder / CHECKPOINT_NAME)
             self.check_finite(parameters=True)
@@ -337,13 +377,16 @@ class Trainer:
             return
         self._warned_chance = True
         chance, floor = self.chance_loss(self._views_per_step), self.floor_loss()
-        if loss >= chance - 0.02 * (chance - floor):  # < 2% of the way from chance to the least possible loss
+        if loss >= chance - 0.02 * (
+            chance - floor
+        ):  # < 2% of the way from chance to the least possible loss
             warnings.warn(
                 f"step {self.step}: the loss {loss:.4f} has not moved from chance, ln(2B - 1) = {chance:.4f} for "
                 f"{self._views_per_step} views per step (the least possible is {floor:.4f}), "
                 f"{self.step - self.config.warmup_steps} steps after the warm-up: the encoder is not learning "
                 "(try another --lr or --optimizer)",
-                LossAtChanceWarning, stacklevel=3,
+                LossAtChanceWarning,
+                stacklevel=3,
             )
 
     def state_dict(self) -> dict:
@@ -376,20 +419,31 @@ class Trainer:
         try:
             self.model.load_state_dict(_match_prefix(state["model"], self.model.state_dict()))
         except RuntimeError as error:
-            raise ValueError(f"checkpoint {path} holds weights of another model than encoder "
-                             f"{self.config.encoder!r}: {str(error).splitlines()[0]}") from None
-        fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+            raise ValueError(
+                f"checkpoint {path} holds weights of another model than encoder "
+                f"{self.config.encoder!r}: {str(error).splitlines()[0]}"
+            ) from None
+        fresh = [
+            {k: v for k, v in group.items() if k != "params"}
+            for group in self.optimizer.param_groups
+        ]
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError, RuntimeError) as error:
-            raise ValueError(f"checkpoint {path} holds the state of another optimiser: {error}") from None
+            raise ValueError(
+                f"checkpoint {path} holds the state of another optimiser: {error}"
+            ) from None
         for group, settings in zip(self.optimizer.param_groups, fresh, strict=True):
             group.update({k: v for k, v in settings.items() if k not in ("lr", "initial_lr")})
             group["initial_lr"] = settings.get("initial_lr", settings["lr"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
-        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                       self.scheduler.lr_lambdas, strict=True):
+        for group, base, factor in zip(
+            self.optimizer.param_groups,
+            self.scheduler.base_lrs,
+            self.scheduler.lr_lambdas,
+            strict=True,
+        ):
             group["lr"] = base * factor(self.scheduler.last_epoch)
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.step = int(state["step"])
@@ -399,7 +453,10 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", config: TrainConfig | None = None
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        config: TrainConfig | None = None,
     ) -> Trainer:
         """A trainer rebuilt from ``config`` (default: the one stored in the checkpoint), then restored."""
         if config is None:
@@ -430,7 +487,9 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         except json.JSONDecodeError as error:
             raise ValueError(f"encoder {path} has a corrupt config: {error}") from None
     if not isinstance(config, dict):
-        raise ValueError(f"encoder {path} has no training config in its metadata; was it written by save_encoder?")
+        raise ValueError(
+            f"encoder {path} has no training config in its metadata; was it written by save_encoder?"
+        )
     try:
         config = TrainConfig.from_dict(config)
     except (TypeError, ValueError) as error:
@@ -439,14 +498,20 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         backbone.load_state_dict(load_safetensors(path, "encoder"))
     except RuntimeError as error:
-        raise ValueError(f"encoder {path}: its weights do not fit encoder {config.encoder!r} named in its "
-                         f"config ({str(error).splitlines()[0]})") from None
+        raise ValueError(
+            f"encoder {path}: its weights do not fit encoder {config.encoder!r} named in its "
+            f"config ({str(error).splitlines()[0]})"
+        ) from None
     return backbone.to(device).eval()
 
 
 def _match_prefix(saved: dict, current: dict) -> dict:
     """Checkpoints of DDP or non-DDP runs load into either (the model itself is never wrapped)."""
-    return saved if saved.keys() == current.keys() else {k.removeprefix("module."): v for k, v in saved.items()}
+    return (
+        saved
+        if saved.keys() == current.keys()
+        else {k.removeprefix("module."): v for k, v in saved.items()}
+    )
 
 
 def _tqdm_off() -> bool:
@@ -462,7 +527,9 @@ class _MetricsLogger:
         clean_leftovers(folder)
         self.path = folder / METRICS_NAME
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= start_step]
+            kept = [
+                line for line in self.path.read_text().splitlines() if _step_of(line) <= start_step
+            ]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self.handle = open(self.path, "a")
         self.tensorboard = None

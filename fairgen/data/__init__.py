@@ -45,7 +45,9 @@ class ImageTable:
     frame: pd.DataFrame  # attribute columns; image locations are kept in ``locations``
     locations: list = field(repr=False)  # Path, or (shard Path, member name, data offset, size)
     _sha256: str | None = field(default=None, repr=False)
-    max_pixels: int = field(default=MAX_PIXELS, repr=False)  # larger images are refused before decoding
+    max_pixels: int = field(
+        default=MAX_PIXELS, repr=False
+    )  # larger images are refused before decoding
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -57,46 +59,73 @@ class ImageTable:
     def column(self, name: str, argument: str = "column", min_values: int = 2) -> np.ndarray:
         """One attribute column as an array; a clear error if absent or with too few values."""
         if name not in self.frame.columns:
-            raise ValueError(f"{argument}: {self.source} has no column {name!r}; its columns are {self.columns}")
+            raise ValueError(
+                f"{argument}: {self.source} has no column {name!r}; its columns are {self.columns}"
+            )
         values = self.frame[name]
         if values.isna().any():
-            raise ValueError(f"{argument}: column {name!r} of {self.source} has {int(values.isna().sum())} missing values")
+            raise ValueError(
+                f"{argument}: column {name!r} of {self.source} has {int(values.isna().sum())} missing values"
+            )
         distinct = values.unique()
         if len(distinct) < min_values:
-            raise ValueError(f"{argument}: column {name!r} of {self.source} has only one value ({distinct[0]!r}); "
-                             f"an audit needs at least {min_values}")
+            raise ValueError(
+                f"{argument}: column {name!r} of {self.source} has only one value ({distinct[0]!r}); "
+                f"an audit needs at least {min_values}"
+            )
         return values.to_numpy()
 
     def subset(self, index) -> ImageTable:
         index = np.asarray(index)
-        return ImageTable(self.source, self.kind, self.frame.iloc[index].reset_index(drop=True),
-                          [self.locations[i] for i in index], max_pixels=self.max_pixels)
+        return ImageTable(
+            self.source,
+            self.kind,
+            self.frame.iloc[index].reset_index(drop=True),
+            [self.locations[i] for i in index],
+            max_pixels=self.max_pixels,
+        )
 
     def read_bytes(self, i: int) -> bytes:
         where = self.locations[i]
-        if isinstance(where, tuple):  # a shard member: one seek and one read (its place was indexed once)
+        if isinstance(
+            where, tuple
+        ):  # a shard member: one seek and one read (its place was indexed once)
             shard, _, offset, size = where
             with open(shard, "rb") as handle:
                 handle.seek(offset)
                 data = handle.read(size)
             if len(data) != size:
-                raise ValueError(f"data: shard {shard} is shorter than when it was indexed ({self._name(i)})")
+                raise ValueError(
+                    f"data: shard {shard} is shorter than when it was indexed ({self._name(i)})"
+                )
             return data
         return Path(where).read_bytes()
 
     def images(self, resolution: int | None = None, batch_size: int = 256, progress: bool = False):
         """Yield batches ``[b, 3, R, R]`` float32 in [0, 1] (``R``: the first image's height by default)."""
         rows = range(len(self))
-        for start in tqdm(range(0, len(self), batch_size), desc="reading images", disable=not progress, leave=False):
+        for start in tqdm(
+            range(0, len(self), batch_size),
+            desc="reading images",
+            disable=not progress,
+            leave=False,
+        ):
             batch = []
             for i in rows[start : start + batch_size]:
-                pixels = decode_rgb8(self.read_bytes(i), f"{self._name(i)} of {self.source}", self.max_pixels)
+                pixels = decode_rgb8(
+                    self.read_bytes(i), f"{self._name(i)} of {self.source}", self.max_pixels
+                )
                 image = torch.from_numpy(pixels).permute(2, 0, 1)
                 resolution = resolution or image.shape[1]
                 image = image.float().div_(255).unsqueeze(0)
                 if image.shape[-2:] != (resolution, resolution):
-                    image = F.interpolate(image, size=(resolution, resolution), mode="bilinear", antialias=True,
-                                          align_corners=False)
+                    image = F.interpolate(
+                        image,
+                        size=(resolution, resolution),
+                        mode="bilinear",
+                        antialias=True,
+                        align_corners=False,
+                    )
                 batch.append(image)
             yield torch.cat(batch).clamp_(0, 1)
 
@@ -112,8 +141,13 @@ class ImageTable:
         return self._sha256
 
     def provenance(self) -> dict:
-        return {"source": self.source, "kind": self.kind, "rows": len(self), "columns": self.columns,
-                "sha256": self.sha256}
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "rows": len(self),
+            "columns": self.columns,
+            "sha256": self.sha256,
+        }
 
     def _name(self, i: int) -> str:
         where = self.locations[i]
@@ -130,8 +164,10 @@ def load_data(source, columns: list[str] | None = None, max_pixels: int = MAX_PI
     path = Path(source).expanduser()
     finish_pending(path)  # an export killed after its commit: move its complete output in first
     if not path.exists():
-        raise FileNotFoundError(f"data: {source} does not exist (expected an image folder, a .csv/.parquet "
-                                "manifest or WebDataset shards)")
+        raise FileNotFoundError(
+            f"data: {source} does not exist (expected an image folder, a .csv/.parquet "
+            "manifest or WebDataset shards)"
+        )
     if path.is_file() and path.suffix in (".csv", ".parquet"):
         table = _manifest(path)
     elif path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
@@ -139,12 +175,16 @@ def load_data(source, columns: list[str] | None = None, max_pixels: int = MAX_PI
     elif path.is_dir():
         table = _folder(path)
     else:
-        raise ValueError(f"data: {source} is not an image folder, a .csv/.parquet manifest or a .tar shard")
+        raise ValueError(
+            f"data: {source} is not an image folder, a .csv/.parquet manifest or a .tar shard"
+        )
     if len(table) == 0:
         raise ValueError(f"data: {source} holds no images")
     missing = [c for c in columns or [] if c not in table.frame.columns]
     if missing:
-        raise ValueError(f"data: {source} lacks column(s) {missing}; its columns are {table.columns}")
+        raise ValueError(
+            f"data: {source} lacks column(s) {missing}; its columns are {table.columns}"
+        )
     table.max_pixels = max_pixels
     return table
 
@@ -169,18 +209,31 @@ def _manifest(path: Path) -> ImageTable:
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except ImportError:
-        raise ValueError("data: Parquet manifests need pyarrow: pip install 'fairgen[parquet]'") from None
+        raise ValueError(
+            "data: Parquet manifests need pyarrow: pip install 'fairgen[parquet]'"
+        ) from None
     except Exception as error:
-        raise ValueError(f"data: manifest {path} cannot be read ({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"data: manifest {path} cannot be read ({type(error).__name__}: {error})"
+        ) from None
     if PATH_COLUMN not in frame.columns:
-        raise ValueError(f"data: manifest {path} needs a {PATH_COLUMN!r} column of image files; "
-                         f"its columns are {list(frame.columns)}")
-    files = [Path(p) if Path(p).is_absolute() else path.parent / p for p in frame[PATH_COLUMN].astype(str)]
+        raise ValueError(
+            f"data: manifest {path} needs a {PATH_COLUMN!r} column of image files; "
+            f"its columns are {list(frame.columns)}"
+        )
+    files = [
+        Path(p) if Path(p).is_absolute() else path.parent / p
+        for p in frame[PATH_COLUMN].astype(str)
+    ]
     absent = [str(f) for f in files if not f.is_file()]
     if absent:
-        raise FileNotFoundError(f"data: {len(absent)} image file(s) named by manifest {path} do not exist, "
-                                f"e.g. {', '.join(absent[:3])}")
-    return ImageTable(str(path), "manifest", frame.drop(columns=[PATH_COLUMN]).reset_index(drop=True), files)
+        raise FileNotFoundError(
+            f"data: {len(absent)} image file(s) named by manifest {path} do not exist, "
+            f"e.g. {', '.join(absent[:3])}"
+        )
+    return ImageTable(
+        str(path), "manifest", frame.drop(columns=[PATH_COLUMN]).reset_index(drop=True), files
+    )
 
 
 def _webdataset(path: Path) -> ImageTable:
@@ -194,6 +247,7 @@ def _webdataset(path: Path) -> ImageTable:
         try:
             samples: dict[str, dict] = {}
             with open(shard, "rb") as handle:
+
                 def read(offset: int, size: int) -> bytes:
                     handle.seek(offset)
                     return handle.read(size)
@@ -205,7 +259,9 @@ def _webdataset(path: Path) -> ImageTable:
                         entry["class"] = int(read(offset, min(size, 64)).decode().strip())
                     elif ext == "json":
                         if size > MAX_JSON_BYTES:
-                            raise ValueError(f"member {name} is {size:,} bytes (at most {MAX_JSON_BYTES:,})")
+                            raise ValueError(
+                                f"member {name} is {size:,} bytes (at most {MAX_JSON_BYTES:,})"
+                            )
                         meta = json.loads(read(offset, size))
                         if isinstance(meta, dict):
                             entry["json"] = {k: v for k, v in meta.items() if np.isscalar(v)}
@@ -216,9 +272,13 @@ def _webdataset(path: Path) -> ImageTable:
         for entry in samples.values():
             if not entry.get("images"):
                 continue
-            _, name, offset, size = min(entry["images"])  # the first view, as sorted member extensions
+            _, name, offset, size = min(
+                entry["images"]
+            )  # the first view, as sorted member extensions
             row = {"class": entry["class"]} if "class" in entry else {}
             row.update(entry.get("json", {}))
             rows.append(row)
             locations.append((shard, name, offset, size))
-    return ImageTable(str(path), "webdataset", pd.DataFrame(rows, index=range(len(rows))), locations)
+    return ImageTable(
+        str(path), "webdataset", pd.DataFrame(rows, index=range(len(rows))), locations
+    )

@@ -24,7 +24,9 @@ def members(path: Path) -> Iterator[tuple[str, int, int]]:
         while True:
             handle.seek(offset)
             header = handle.read(BLOCK)
-            if len(header) < BLOCK or header == bytes(BLOCK):  # end of archive (two zero blocks) or a bare end
+            if len(header) < BLOCK or header == bytes(
+                BLOCK
+            ):  # end of archive (two zero blocks) or a bare end
                 return
             _check_sum(header, path, offset)
             size = _number(header[124:136], path, offset)
@@ -32,7 +34,9 @@ def members(path: Path) -> Iterator[tuple[str, int, int]]:
             data = offset + BLOCK
             if kind in (b"L", b"x", b"g"):
                 if size > MAX_HEADER_DATA:
-                    raise ValueError(f"shard {path}: an extended header at byte {offset} is {size:,} bytes")
+                    raise ValueError(
+                        f"shard {path}: an extended header at byte {offset} is {size:,} bytes"
+                    )
                 payload = handle.read(size)
                 if kind == b"L":
                     long_name = payload.rstrip(b"\x00").decode("utf-8", "replace")
@@ -66,7 +70,9 @@ def _number(field: bytes, path: Path, offset: int) -> int:
     try:
         return int(text, 8) if text else 0
     except ValueError:
-        raise ValueError(f"shard {path}: a corrupt tar header at byte {offset} (size field {field!r})") from None
+        raise ValueError(
+            f"shard {path}: a corrupt tar header at byte {offset} (size field {field!r})"
+        ) from None
 
 
 def _check_sum(header: bytes, path: Path, offset: int) -> None:

@@ -69,20 +69,32 @@ def check_classes(y: torch.Tensor | None, n: int, num_classes: int, argument: st
         )
 
 
-PROTOCOL_ATTRIBUTES = ("name", "latent_dim", "num_classes", "resolution", "checksum", "device",
-                       "sample_latents", "synthesize")
+PROTOCOL_ATTRIBUTES = (
+    "name",
+    "latent_dim",
+    "num_classes",
+    "resolution",
+    "checksum",
+    "device",
+    "sample_latents",
+    "synthesize",
+)
 
 
 def check_generator(obj, source: str):
     """``obj`` if it meets the Generator protocol; else a ValueError naming ``source`` and what is missing."""
     missing = [a for a in PROTOCOL_ATTRIBUTES if not hasattr(obj, a)]
     if missing:
-        raise ValueError(f"{source} returned {type(obj).__name__}, which lacks {missing} of the Generator protocol "
-                         f"(see fairgen.generators.Generator)")
+        raise ValueError(
+            f"{source} returned {type(obj).__name__}, which lacks {missing} of the Generator protocol "
+            f"(see fairgen.generators.Generator)"
+        )
     for attribute in ("latent_dim", "num_classes", "resolution"):
         value = getattr(obj, attribute)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{source}: {attribute} must be a non-negative int, got {value!r}")
     if not isinstance(obj.checksum, str) or not obj.checksum:
-        raise ValueError(f"{source}: checksum must be a non-empty string (the SHA-256 of the weights; cards pin it)")
+        raise ValueError(
+            f"{source}: checksum must be a non-empty string (the SHA-256 of the weights; cards pin it)"
+        )
     return obj

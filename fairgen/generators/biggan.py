@@ -154,7 +154,10 @@ class BigGANGenerator:
     ):
         config = model.config
         self.truncation = _check_truncation(truncation)
-        self.latent_prior = {"scale": self.truncation, "bound": _TRUNC_BOUND}  # steering.LatentPrior: twins stay inside
+        self.latent_prior = {
+            "scale": self.truncation,
+            "bound": _TRUNC_BOUND,
+        }  # steering.LatentPrior: twins stay inside
         self.classes = _check_class_map(classes, config.num_classes)
         self.name = name
         self.device = torch.device(device)
@@ -206,7 +209,9 @@ class BigGANGenerator:
         check_latents(z, self.latent_dim)
         check_classes(y, z.shape[0], self.num_classes)
         z = z.to(self.device, torch.float32)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):  # differentiable in z on request
+        with torch.set_grad_enabled(
+            torch.is_grad_enabled() and z.requires_grad
+        ):  # differentiable in z on request
             # Row lookup equals the package's one-hot @ embedding matrix, without the matmul.
             embedding = self._class_embeddings[y.to(self.device)]
             condition = torch.cat([z, embedding], dim=1)
@@ -481,7 +486,9 @@ for _name in NAMES:
     register_generator(_name)(_factory(_name))
 
 
-@register_path_loader(lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file(),
-                      checksum=lambda path: _file_sha256(path / WEIGHTS_NAME))
+@register_path_loader(
+    lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file(),
+    checksum=lambda path: _file_sha256(path / WEIGHTS_NAME),
+)
 def _load_path(path: Path, device="cpu", truncation=0.5, classes=None) -> BigGANGenerator:
     return load_biggan_dir(path, device=device, truncation=truncation, classes=classes)

@@ -62,8 +62,14 @@ class FaceGANGenerator:
     latent_space = "z"
     num_classes = 0
 
-    def __init__(self, model: nn.Module, *, weights_file: str | os.PathLike, name: str = NAME,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        weights_file: str | os.PathLike,
+        name: str = NAME,
+        device: str | torch.device = "cpu",
+    ):
         first = model.main[0]  # ConvTranspose2d(nz, 8 * ngf, 4, 1, 0)
         self.name = name
         self.device = torch.device(device)
@@ -101,34 +107,50 @@ class FaceGANGenerator:
         return f"FaceGANGenerator(name={self.name!r}, resolution=64, latent_dim={self.latent_dim}, device={self.device})"
 
 
-def load_face_gan(weights: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
-                  name: str = NAME) -> FaceGANGenerator:
+def load_face_gan(
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    name: str = NAME,
+) -> FaceGANGenerator:
     """Load the face GAN from ``weights`` (a checkpoint holding ``netG_state_dict``), by default the
     ``weights.tar`` shipped in the package. The architecture (latent size, widths) is read from the
     checkpoint's shapes, so a smaller twin saved the same way loads through the same path."""
     models = _package()
     path = Path(weights).expanduser() if weights is not None else shipped_weights()
     if not path.is_file():
-        raise FileNotFoundError(f"weights: face GAN checkpoint {path} does not exist"
-                                + ("" if weights is not None else f"; reinstall it with: {PIP_LINE}"))
+        raise FileNotFoundError(
+            f"weights: face GAN checkpoint {path} does not exist"
+            + ("" if weights is not None else f"; reinstall it with: {PIP_LINE}")
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors come in several types
-        raise ValueError(f"weights: {path} is not a checkpoint loadable with weights_only=True: {error}") from None
+        raise ValueError(
+            f"weights: {path} is not a checkpoint loadable with weights_only=True: {error}"
+        ) from None
     state = checkpoint.get(STATE_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "main.0.weight" not in state:
-        raise ValueError(f"weights: {path} must hold {STATE_KEY!r} (the gan-face-generate checkpoint format) with "
-                         "the generator's 'main.*' tensors")
-    nz, width = state["main.0.weight"].shape[:2]  # ConvTranspose2d weight [in, out, k, k]; out = 8 * ngf
+        raise ValueError(
+            f"weights: {path} must hold {STATE_KEY!r} (the gan-face-generate checkpoint format) with "
+            "the generator's 'main.*' tensors"
+        )
+    nz, width = state["main.0.weight"].shape[
+        :2
+    ]  # ConvTranspose2d weight [in, out, k, k]; out = 8 * ngf
     channels = state["main.12.weight"].shape[1] if "main.12.weight" in state else 3
     if width % 8 or channels != 3:
-        raise ValueError(f"weights: {path} does not hold the package's DCGAN generator (first width {width}, "
-                         f"{channels} output channels; expected a multiple of 8 and 3)")
+        raise ValueError(
+            f"weights: {path} does not hold the package's DCGAN generator (first width {width}, "
+            f"{channels} output channels; expected a multiple of 8 and 3)"
+        )
     model = models.Generator(ngpu=0, nc=3, nz=int(nz), ngf=int(width) // 8)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:  # missing/unexpected keys or shape mismatches
-        raise ValueError(f"weights: {path} does not match the package's DCGAN generator: {error}") from None
+        raise ValueError(
+            f"weights: {path} does not match the package's DCGAN generator: {error}"
+        ) from None
     return FaceGANGenerator(model, weights_file=path, name=name, device=device)
 
 
@@ -140,11 +162,15 @@ def save_face_gan(model: nn.Module, path: str | os.PathLike) -> Path:
 
 
 @register_generator(NAME)
-def _load_named(device="cpu", weights: str | os.PathLike | None = None, **options) -> FaceGANGenerator:
+def _load_named(
+    device="cpu", weights: str | os.PathLike | None = None, **options
+) -> FaceGANGenerator:
     """The shipped face GAN (or ``weights=`` a checkpoint in the package's format)."""
     if options:
-        raise ValueError(f"{NAME} takes no options besides weights (it is unconditional, without truncation), "
-                         f"got {sorted(options)}")
+        raise ValueError(
+            f"{NAME} takes no options besides weights (it is unconditional, without truncation), "
+            f"got {sorted(options)}"
+        )
     return load_face_gan(weights, device=device)
 
 

@@ -28,7 +28,9 @@ def register_generator(name: str):
     return wrap
 
 
-def register_path_loader(accepts: Callable[[Path], bool], checksum: Callable[[Path], str] | None = None):
+def register_path_loader(
+    accepts: Callable[[Path], bool], checksum: Callable[[Path], str] | None = None
+):
     """Decorator: ``loader(path, device=..., **options)`` handles local paths ``accepts`` likes.
 
     ``checksum(path)`` is the SHA-256 the loaded generator will report, computed without loading it
@@ -49,7 +51,9 @@ def list_generators() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def load_generator(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **options) -> Generator:
+def load_generator(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **options
+) -> Generator:
     """Load a registered generator by name, a local directory/file a path loader accepts, or a
     Python entry point ``package.module:factory`` (called as ``factory(device=..., **options)``)."""
     _import_builtin()
@@ -87,11 +91,15 @@ def load_entry_point(spec: str, device: str | torch.device = "cpu", **options) -
     """Call the factory ``package.module:factory`` names and check that it returns a Generator."""
     factory = import_object(spec, "generator")
     if not callable(factory):
-        raise ValueError(f"generator: {spec!r} names a {type(factory).__name__}, not a factory to call")
+        raise ValueError(
+            f"generator: {spec!r} names a {type(factory).__name__}, not a factory to call"
+        )
     try:
         generator = factory(device=torch.device(device), **options)
     except TypeError as error:
-        raise ValueError(f"generator: {spec!r} could not be called with device and options {sorted(options)}: {error}") from None
+        raise ValueError(
+            f"generator: {spec!r} could not be called with device and options {sorted(options)}: {error}"
+        ) from None
     return check_generator(generator, f"generator factory {spec!r}")
 
 

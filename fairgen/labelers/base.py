@@ -10,15 +10,26 @@ def check_labels(out, n: int, name: str) -> torch.Tensor:
     try:
         labels = torch.as_tensor(out)
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"labeler {name!r} returned {type(out).__name__}, expected a tensor of {n} integer labels") from None
-    if labels.ndim == 2 and labels.shape[0] == n and labels.shape[1] > 1 and labels.is_floating_point():
+        raise ValueError(
+            f"labeler {name!r} returned {type(out).__name__}, expected a tensor of {n} integer labels"
+        ) from None
+    if (
+        labels.ndim == 2
+        and labels.shape[0] == n
+        and labels.shape[1] > 1
+        and labels.is_floating_point()
+    ):
         labels = labels.argmax(dim=1)
     if labels.shape != (n,):
-        raise ValueError(f"labeler {name!r} returned shape {list(labels.shape)} for {n} images; "
-                         f"expected [{n}] integer labels (or [{n}, k] scores)")
+        raise ValueError(
+            f"labeler {name!r} returned shape {list(labels.shape)} for {n} images; "
+            f"expected [{n}] integer labels (or [{n}, k] scores)"
+        )
     if labels.is_floating_point():
         if not torch.isfinite(labels).all() or not torch.equal(labels, labels.round()):
-            raise ValueError(f"labeler {name!r} returned non-integer values; expected integer labels")
+            raise ValueError(
+                f"labeler {name!r} returned non-integer values; expected integer labels"
+            )
     elif labels.dtype == torch.bool or labels.is_complex():
         raise ValueError(f"labeler {name!r} returned dtype {labels.dtype}; expected integer labels")
     labels = labels.to(torch.int64)

@@ -81,7 +81,9 @@ LABELERS = {
 def face_labeler(attribute: str, generator=None, force: bool = False, device="cpu") -> Labeler:
     """``face:lightness`` or ``face:background``: pixel rules for face images (any generator's)."""
     if attribute not in LABELERS:
-        raise ValueError(f"labeler: face:{attribute} is not a face labeler; the face labelers are "
-                         f"{', '.join('face:' + name for name in LABELERS)}")
+        raise ValueError(
+            f"labeler: face:{attribute} is not a face labeler; the face labelers are "
+            f"{', '.join('face:' + name for name in LABELERS)}"
+        )
     fn, values = LABELERS[attribute]
     return Labeler(fn, f"face:{attribute}", values=list(values))

@@ -45,7 +45,9 @@ def load_model_labeler(path: Path, device="cpu") -> Labeler:
     if config["kind"] == "classifier":
         fn = _classifier_fn(config, values, local("weights"), path, device)
     else:
-        fn = _clip_fn(config, values, local("weights"), local("model_config", required=False), path, device)
+        fn = _clip_fn(
+            config, values, local("weights"), local("model_config", required=False), path, device
+        )
     return Labeler(fn, str(path), values=values, sha256=sha256_file(path))
 
 
@@ -54,21 +56,36 @@ def _classifier_fn(config, values, weights, path, device):
 
     mapping = config.get("classes")
     if not isinstance(mapping, dict) or sorted(mapping) != sorted(map(str, values)):
-        raise ValueError(f"labeler config {path}: 'classes' must map every value in 'values' to a list of class indices")
+        raise ValueError(
+            f"labeler config {path}: 'classes' must map every value in 'values' to a list of class indices"
+        )
     for key, high in (("num_classes", 100_000), ("image_size", 4096)):
         value = config.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high):
-            raise ValueError(f"labeler config {path}: {key!r} must be an integer in [1, {high}], got {value!r}")
-    model = load_image_model(config.get("library", "torchvision"), config.get("arch", ""), weights,
-                             num_classes=config.get("num_classes"), image_size=config.get("image_size", 224),
-                             device=device)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high
+        ):
+            raise ValueError(
+                f"labeler config {path}: {key!r} must be an integer in [1, {high}], got {value!r}"
+            )
+    model = load_image_model(
+        config.get("library", "torchvision"),
+        config.get("arch", ""),
+        weights,
+        num_classes=config.get("num_classes"),
+        image_size=config.get("image_size", 224),
+        device=device,
+    )
     groups = [torch.as_tensor(mapping[str(v)], dtype=torch.int64) for v in values]
 
     def label(images: torch.Tensor) -> torch.Tensor:
         probs = model(images.to(next(model.parameters()).device)).softmax(dim=1)
         if any(int(g.max()) >= probs.shape[1] for g in groups):
-            raise ValueError(f"labeler config {path}: a class index in 'classes' exceeds the model's {probs.shape[1]} classes")
-        return torch.stack([probs[:, g.to(probs.device)].sum(dim=1) for g in groups], dim=1).argmax(dim=1)
+            raise ValueError(
+                f"labeler config {path}: a class index in 'classes' exceeds the model's {probs.shape[1]} classes"
+            )
+        return torch.stack([probs[:, g.to(probs.device)].sum(dim=1) for g in groups], dim=1).argmax(
+            dim=1
+        )
 
     return label
 
@@ -78,17 +95,29 @@ def _clip_fn(config, values, weights, model_config, path, device):
 
     prompts = config.get("prompts")
     if not isinstance(prompts, list) or len(prompts) != len(values):
-        raise ValueError(f"labeler config {path}: 'prompts' must give one prompt per value ({len(values)})")
+        raise ValueError(
+            f"labeler config {path}: 'prompts' must give one prompt per value ({len(values)})"
+        )
     model, tokenizer = load_clip(config.get("arch", ""), weights, model_config, device)
     with torch.no_grad():
         text = F.normalize(model.encode_text(tokenizer(prompts).to(device)), dim=-1)
     visual = model.visual
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
-    mean = torch.tensor(getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
-    std = torch.tensor(getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
+    mean = torch.tensor(
+        getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+    ).view(1, 3, 1, 1)
+    std = torch.tensor(
+        getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+    ).view(1, 3, 1, 1)
 
     def label(images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.to(device), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        x = F.interpolate(
+            images.to(device),
+            size=(size, size),
+            mode="bicubic",
+            antialias=True,
+            align_corners=False,
+        )
         x = (x.clamp(0, 1) - mean.to(device)) / std.to(device)
         features = F.normalize(model.encode_image(x), dim=-1)
         return (features @ text.T).argmax(dim=1)

@@ -13,9 +13,11 @@ _SCHEMES: dict[str, Callable[..., Labeler]] = {}
 
 def register_labeler_scheme(scheme: str):
     """Decorator: ``factory(rest, generator=..., force=..., device=...)`` handles ``scheme:rest``."""
+
     def wrap(factory):
         _SCHEMES[scheme] = factory
         return factory
+
     return wrap
 
 
@@ -30,8 +32,10 @@ def load_labeler(spec: str, *, generator=None, force: bool = False, device="cpu"
     if isinstance(spec, Labeler):
         return spec
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"labeler: expected a name such as world:texture, package.module:callable or "
-                         f"labeler.json, got {spec!r}")
+        raise ValueError(
+            f"labeler: expected a name such as world:texture, package.module:callable or "
+            f"labeler.json, got {spec!r}"
+        )
     scheme, _, rest = spec.partition(":")
     if rest and scheme in _SCHEMES:
         return _SCHEMES[scheme](rest, generator=generator, force=force, device=device)
@@ -42,5 +46,7 @@ def load_labeler(spec: str, *, generator=None, force: bool = False, device="cpu"
     if is_entry_point(spec):
         fn = import_object(spec, "labeler")
         return Labeler(fn, spec)
-    raise ValueError(f"labeler: {spec!r} is none of {sorted(s + ':...' for s in _SCHEMES)}, "
-                     f"package.module:callable or a labeler .json file")
+    raise ValueError(
+        f"labeler: {spec!r} is none of {sorted(s + ':...' for s in _SCHEMES)}, "
+        f"package.module:callable or a labeler .json file"
+    )

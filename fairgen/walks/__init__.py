@@ -9,6 +9,15 @@ from .fidelity import image_fidelity
 from .learn import WalkLearner, check_differentiable
 
 __all__ = [
-    "DEFAULT_ALPHAS", "TRANSFORMATIONS", "LatentWalks", "WalkLearner", "apply_edit", "check_differentiable",
-    "image_fidelity", "load_walks", "read_walk_card", "save_walks", "walk_card_paths",
+    "DEFAULT_ALPHAS",
+    "TRANSFORMATIONS",
+    "LatentWalks",
+    "WalkLearner",
+    "apply_edit",
+    "check_differentiable",
+    "image_fidelity",
+    "load_walks",
+    "read_walk_card",
+    "save_walks",
+    "walk_card_paths",
 ]

@@ -49,7 +49,9 @@ def _plain(value):
     return value
 
 
-def save_walks(walks: LatentWalks, path: str | Path, generator, provenance: dict | None = None) -> Path:
+def save_walks(
+    walks: LatentWalks, path: str | Path, generator, provenance: dict | None = None
+) -> Path:
     """Write ``<stem>.safetensors`` and ``<stem>.json`` for walks learned on ``generator``; returns the JSON path."""
     if not isinstance(walks, LatentWalks):
         raise ValueError(f"walks must be a LatentWalks, got {type(walks).__name__}")
@@ -68,9 +70,14 @@ def save_walks(walks: LatentWalks, path: str | Path, generator, provenance: dict
         **_plain(provenance or {}),
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    with staged_files([json_path, tensor_path]) as stage:  # JSON and tensors replace an older card together
+    with staged_files(
+        [json_path, tensor_path]
+    ) as stage:  # JSON and tensors replace an older card together
         write_new(stage / tensor_path.name, payload)
-        write_new(stage / json_path.name, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
+        write_new(
+            stage / json_path.name,
+            json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode(),
+        )
     return json_path
 
 
@@ -82,15 +89,21 @@ def read_walk_card(path: str | Path) -> dict:
     if not isinstance(card, dict) or card.get("fairgen_card") != CARD_KIND:
         raise ValueError(f"{json_path} is not a fairgen walk card")
     if card.get("version") != CARD_VERSION:
-        raise ValueError(f"walk card {json_path} has version {printable(repr(card.get('version')))}; this fairgen reads version {CARD_VERSION}")
+        raise ValueError(
+            f"walk card {json_path} has version {printable(repr(card.get('version')))}; this fairgen reads version {CARD_VERSION}"
+        )
     return card
 
 
-def load_walks(path: str | Path, generator=None, sha256: str | None = None) -> tuple[LatentWalks, dict]:
+def load_walks(
+    path: str | Path, generator=None, sha256: str | None = None
+) -> tuple[LatentWalks, dict]:
     """Rebuild the walks; ``sha256`` pins the JSON, ``generator`` refuses walks learned on other weights."""
     json_path, _ = walk_card_paths(path)
     if sha256 is not None and json_path.is_file() and sha256_file(json_path) != sha256:
-        raise ValueError(f"walk card {json_path} does not match the SHA-256 pinned for it ({sha256})")
+        raise ValueError(
+            f"walk card {json_path} does not match the SHA-256 pinned for it ({sha256})"
+        )
     card = read_walk_card(json_path)
     learned_on = card.get("generator") if isinstance(card.get("generator"), dict) else {}
     if generator is not None and learned_on.get("sha256") != generator.checksum:
@@ -99,13 +112,21 @@ def load_walks(path: str | Path, generator=None, sha256: str | None = None) -> t
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
     tensors_entry = card.get("tensors") if isinstance(card.get("tensors"), dict) else {}
-    tensor_path = resolve_inside(json_path.parent, tensors_entry.get("file"), f"walk card {json_path.name} tensors")
+    tensor_path = resolve_inside(
+        json_path.parent, tensors_entry.get("file"), f"walk card {json_path.name} tensors"
+    )
     if not tensor_path.is_file():
-        raise FileNotFoundError(f"walk card tensors {tensor_path} do not exist (next to {json_path.name})")
+        raise FileNotFoundError(
+            f"walk card tensors {tensor_path} do not exist (next to {json_path.name})"
+        )
     if sha256_file(tensor_path) != tensors_entry.get("sha256"):
         raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
-    tensors = load_safetensors(tensor_path, "walk card tensors", # any float dtype, converted on purpose
-                               expect={"directions": ("F16", "BF16", "F32", "F64")}, finite=True)
+    tensors = load_safetensors(
+        tensor_path,
+        "walk card tensors",  # any float dtype, converted on purpose
+        expect={"directions": ("F16", "BF16", "F32", "F64")},
+        finite=True,
+    )
     try:
         walks = LatentWalks(tensors["directions"], card["transformations"], card["alpha_ranges"])
     except KeyError as error:
@@ -113,5 +134,7 @@ def load_walks(path: str | Path, generator=None, sha256: str | None = None) -> t
     except (TypeError, ValueError) as error:
         raise ValueError(f"walk card {json_path}: {error}") from None
     if generator is not None and walks.latent_dim != generator.latent_dim:
-        raise ValueError(f"walk card {json_path.name} has latent size {walks.latent_dim}, the generator {generator.latent_dim}")
+        raise ValueError(
+            f"walk card {json_path.name} has latent size {walks.latent_dim}, the generator {generator.latent_dim}"
+        )
     return walks, card

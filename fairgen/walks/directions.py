@@ -17,13 +17,21 @@ from .edits import check_alpha_range, check_transformation
 class LatentWalks(nn.Module):
     def __init__(self, directions: torch.Tensor, transformations, alpha_ranges: dict):
         super().__init__()
-        if not isinstance(directions, torch.Tensor) or directions.ndim != 3 or not directions.is_floating_point():
-            raise ValueError("directions must be a floating tensor [transformations, classes or 1, latent_dim]")
+        if (
+            not isinstance(directions, torch.Tensor)
+            or directions.ndim != 3
+            or not directions.is_floating_point()
+        ):
+            raise ValueError(
+                "directions must be a floating tensor [transformations, classes or 1, latent_dim]"
+            )
         if not torch.isfinite(directions).all():
             raise ValueError("directions contain NaN or infinite values")
         names = tuple(check_transformation(t, "transformations") for t in transformations)
         if len(names) != len(directions) or len(set(names)) != len(names):
-            raise ValueError(f"transformations must name each of the {len(directions)} directions once, got {list(names)}")
+            raise ValueError(
+                f"transformations must name each of the {len(directions)} directions once, got {list(names)}"
+            )
         missing = [t for t in names if t not in alpha_ranges]
         if missing:
             raise ValueError(f"alpha_ranges has no range for {missing}")
@@ -41,7 +49,9 @@ class LatentWalks(nn.Module):
 
     def index(self, transformation: str) -> int:
         if transformation not in self.transformations:
-            raise ValueError(f"transformation must be one of the walks {list(self.transformations)}, got {transformation!r}")
+            raise ValueError(
+                f"transformation must be one of the walks {list(self.transformations)}, got {transformation!r}"
+            )
         return self.transformations.index(transformation)
 
     def _rows(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -52,17 +62,27 @@ class LatentWalks(nn.Module):
             raise ValueError("these walks were learned per class: y (class indices) is required")
         return self.directions[t, y.to(self.directions.device)]
 
-    def move(self, z: torch.Tensor, y: torch.Tensor | None, transformation: str, alpha: torch.Tensor) -> torch.Tensor:
+    def move(
+        self, z: torch.Tensor, y: torch.Tensor | None, transformation: str, alpha: torch.Tensor
+    ) -> torch.Tensor:
         """``z + alpha * w`` along the named walk (one alpha per row of ``z``)."""
         self._check_latents(z)
-        t = torch.full((len(z),), self.index(transformation), dtype=torch.long, device=self.directions.device)
+        t = torch.full(
+            (len(z),), self.index(transformation), dtype=torch.long, device=self.directions.device
+        )
         step = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1, 1)
         if len(step) != len(z):
             raise ValueError(f"alpha must hold one step per latent ({len(z)}), got {len(step)}")
         return z + (step.to(self.directions) * self._rows(t, y)).to(z)
 
-    def random_walk(self, z: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator, compose: int = 1,
-                    among: tuple[str, ...] | None = None) -> torch.Tensor:
+    def random_walk(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None,
+        generator: torch.Generator,
+        compose: int = 1,
+        among: tuple[str, ...] | None = None,
+    ) -> torch.Tensor:
         """Each latent moved along ``compose`` distinct random walks with uniform random alphas.
 
         ``among`` restricts the walks to a subset of the transformations. All draws come from
@@ -72,22 +92,31 @@ class LatentWalks(nn.Module):
         names = self.transformations if among is None else tuple(among)
         choices = torch.tensor([self.index(t) for t in names])
         if not 1 <= compose <= len(choices):
-            raise ValueError(f"compose must lie in [1, {len(choices)}] (the walks to choose from), got {compose}")
+            raise ValueError(
+                f"compose must lie in [1, {len(choices)}] (the walks to choose from), got {compose}"
+            )
         n = len(z)
-        picks = torch.rand(n, len(choices), generator=generator).argsort(dim=1)[:, :compose]  # distinct per row
+        picks = torch.rand(n, len(choices), generator=generator).argsort(dim=1)[
+            :, :compose
+        ]  # distinct per row
         t = choices[picks]  # [n, compose]
         low = torch.tensor([self.alpha_ranges[name][0] for name in self.transformations])
         high = torch.tensor([self.alpha_ranges[name][1] for name in self.transformations])
         alpha = low[t] + (high[t] - low[t]) * torch.rand(n, compose, generator=generator)
         moved = z
         for k in range(compose):
-            moved = moved + (alpha[:, k : k + 1].to(self.directions) * self._rows(t[:, k].to(self.directions.device), y)).to(z)
+            moved = moved + (
+                alpha[:, k : k + 1].to(self.directions)
+                * self._rows(t[:, k].to(self.directions.device), y)
+            ).to(z)
         return moved
 
     def _check_latents(self, z) -> None:
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
             shape = list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"z must be a tensor [n, {self.latent_dim}] (the walks' latent size), got {shape}")
+            raise ValueError(
+                f"z must be a tensor [n, {self.latent_dim}] (the walks' latent size), got {shape}"
+            )
 
     def extra_repr(self) -> str:
         return f"transformations={list(self.transformations)}, per_class={self.per_class}, latent_dim={self.latent_dim}"

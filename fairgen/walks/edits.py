@@ -31,14 +31,22 @@ DEFAULT_ALPHAS = {
     "brightness": (-0.2, 0.2),
 }
 TRANSFORMATIONS = tuple(DEFAULT_ALPHAS)
-_VALID = 0.999  # a pixel counts as inside the frame when at least this much of it was sampled inside
+_VALID = (
+    0.999  # a pixel counts as inside the frame when at least this much of it was sampled inside
+)
 
 
 def _geometric(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample ``images`` through affine maps ``theta [N, 2, 3]`` (output -> input, normalised)."""
     grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
     edited = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    inside = F.grid_sample(torch.ones_like(images[:, :1]), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = F.grid_sample(
+        torch.ones_like(images[:, :1]),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )
     return edited, (inside > _VALID).to(images)
 
 
@@ -54,7 +62,9 @@ def zoom(images, alpha):
 
 def shift_x(images, alpha):
     one, zero = torch.ones_like(alpha), torch.zeros_like(alpha)
-    return _geometric(images, _affine(one, zero, zero, one, -2 * alpha, zero))  # normalised coords span 2
+    return _geometric(
+        images, _affine(one, zero, zero, one, -2 * alpha, zero)
+    )  # normalised coords span 2
 
 
 def shift_y(images, alpha):
@@ -74,7 +84,11 @@ def hue(images, alpha):
     angle = 2 * math.pi * alpha
     cos, sin = rearrange(torch.cos(angle), "n -> n 1 1"), rearrange(torch.sin(angle), "n -> n 1 1")
     axis = torch.full((3,), 1 / math.sqrt(3), dtype=images.dtype, device=images.device)
-    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=images.dtype, device=images.device) / math.sqrt(3)
+    cross = torch.tensor(
+        [[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]],
+        dtype=images.dtype,
+        device=images.device,
+    ) / math.sqrt(3)
     eye = torch.eye(3, dtype=images.dtype, device=images.device)
     matrix = cos * eye + sin * cross + (1 - cos) * torch.outer(axis, axis)
     edited = torch.einsum("nij,njhw->nihw", matrix, images).clamp(0, 1)
@@ -85,7 +99,14 @@ def brightness(images, alpha):
     return (images + rearrange(alpha, "n -> n 1 1 1")).clamp(0, 1), torch.ones_like(images[:, :1])
 
 
-EDITS = {"zoom": zoom, "shift_x": shift_x, "shift_y": shift_y, "rotate": rotate, "hue": hue, "brightness": brightness}
+EDITS = {
+    "zoom": zoom,
+    "shift_x": shift_x,
+    "shift_y": shift_y,
+    "rotate": rotate,
+    "hue": hue,
+    "brightness": brightness,
+}
 
 
 def check_transformation(name, argument: str = "transformation") -> str:
@@ -99,7 +120,9 @@ def check_alpha_range(name: str, bounds) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in bounds)
     except (TypeError, ValueError):
-        raise ValueError(f"alpha range of {name!r} must be a pair (low, high) of numbers, got {bounds!r}") from None
+        raise ValueError(
+            f"alpha range of {name!r} must be a pair (low, high) of numbers, got {bounds!r}"
+        ) from None
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"alpha range of {name!r} must be finite, got ({low}, {high})")
     if not low < high:
@@ -107,11 +130,15 @@ def check_alpha_range(name: str, bounds) -> tuple[float, float]:
     return low, high
 
 
-def apply_edit(name: str, images: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_edit(
+    name: str, images: torch.Tensor, alpha: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(edited, mask)`` for transformation ``name`` with one step per image (see module docstring)."""
     check_transformation(name)
     check_images(images, "images")
     alpha = torch.as_tensor(alpha, dtype=images.dtype, device=images.device)
     if alpha.shape != (len(images),):
-        raise ValueError(f"alpha must have shape [{len(images)}] (one step per image), got {list(alpha.shape)}")
+        raise ValueError(
+            f"alpha must have shape [{len(images)}] (one step per image), got {list(alpha.shape)}"
+        )
     return EDITS[name](images, alpha)

@@ -17,14 +17,20 @@ def draw_walk_batch(generator, walks, transformation: str, n: int, seed: int):
     """Anchors ``z``, classes ``y``, alphas uniform in the walk's range, and walked latents."""
     rng = step_generator(seed, 0, purpose=7)
     z = generator.sample_latents(n, generator=rng).float()
-    y = torch.randint(generator.num_classes, (n,), generator=rng).to(z.device) if generator.num_classes else None
+    y = (
+        torch.randint(generator.num_classes, (n,), generator=rng).to(z.device)
+        if generator.num_classes
+        else None
+    )
     low, high = walks.alpha_ranges[transformation]
     alpha = (low + (high - low) * torch.rand(n, generator=rng)).to(z.device)
     return z, y, alpha, walks.to(z.device).move(z, y, transformation, alpha)
 
 
 @torch.no_grad()
-def image_fidelity(generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250) -> dict[str, dict]:
+def image_fidelity(
+    generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250
+) -> dict[str, dict]:
     """``{transformation: {"error", "no_walk_error", "relative_error"}}`` (masked MSE, see module docstring)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -40,5 +46,9 @@ def image_fidelity(generator, walks, n: int = 1000, seed: int = 0, batch_size: i
             errors.append(masked_error(generator.synthesize(walked[part], yp), target, mask))
             baseline.append(masked_error(anchors, target, mask))
         error, no_walk = float(torch.cat(errors).mean()), float(torch.cat(baseline).mean())
-        results[t] = {"error": error, "no_walk_error": no_walk, "relative_error": error / no_walk if no_walk > 0 else float("nan")}
+        results[t] = {
+            "error": error,
+            "no_walk_error": no_walk,
+            "relative_error": error / no_walk if no_walk > 0 else float("nan"),
+        }
     return results

@@ -38,7 +38,12 @@ CHECKPOINT_FORMAT = "fairgen-walk-checkpoint-1"
 def check_differentiable(generator) -> None:
     """Raise a ValueError unless ``generator.synthesize`` carries gradients back to ``z``."""
     name = getattr(generator, "name", type(generator).__name__)
-    z = generator.sample_latents(2, generator=torch.Generator().manual_seed(0)).detach().float().requires_grad_(True)
+    z = (
+        generator.sample_latents(2, generator=torch.Generator().manual_seed(0))
+        .detach()
+        .float()
+        .requires_grad_(True)
+    )
     y = torch.zeros(2, dtype=torch.long, device=z.device) if generator.num_classes else None
     with torch.enable_grad():
         images = generator.synthesize(z, y)
@@ -50,8 +55,10 @@ def check_differentiable(generator) -> None:
             )
         (grad,) = torch.autograd.grad(images.sum(), z, allow_unused=True)
     if grad is None or not torch.isfinite(grad).all() or not grad.abs().sum() > 0:
-        raise ValueError(f"generator {name!r} is not differentiable in its latent: the gradient of its images "
-                         "with respect to z is missing, zero or not finite")
+        raise ValueError(
+            f"generator {name!r} is not differentiable in its latent: the gradient of its images "
+            "with respect to z is missing, zero or not finite"
+        )
 
 
 class IsotropicAdam:
@@ -101,9 +108,20 @@ class WalkLearner:
     With ``checkpoint`` set, an existing checkpoint of the same settings and generator is resumed.
     """
 
-    def __init__(self, transformations=TRANSFORMATIONS, alpha_ranges: dict | None = None, *, per_class: bool = False,
-                 steps: int = 200, batch_size: int = 32, lr: float = 0.1, seed: int = 0,
-                 checkpoint: str | Path | None = None, checkpoint_every: int = 50, progress: bool = True):
+    def __init__(
+        self,
+        transformations=TRANSFORMATIONS,
+        alpha_ranges: dict | None = None,
+        *,
+        per_class: bool = False,
+        steps: int = 200,
+        batch_size: int = 32,
+        lr: float = 0.1,
+        seed: int = 0,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 50,
+        progress: bool = True,
+    ):
         self.transformations = transformations
         self.alpha_ranges = alpha_ranges
         self.per_class = per_class
@@ -120,7 +138,9 @@ class WalkLearner:
     def _settings(self) -> dict:
         """Checked settings, as plain data (recorded in checkpoints and cards)."""
         if isinstance(self.transformations, str) or not self.transformations:
-            raise ValueError(f"transformations must be a non-empty list among {list(TRANSFORMATIONS)}, got {self.transformations!r}")
+            raise ValueError(
+                f"transformations must be a non-empty list among {list(TRANSFORMATIONS)}, got {self.transformations!r}"
+            )
         names = [check_transformation(t, "transformations") for t in self.transformations]
         if len(set(names)) != len(names):
             raise ValueError(f"transformations must not repeat, got {names}")
@@ -133,10 +153,21 @@ class WalkLearner:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not 0 < self.lr < math.inf:
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, int | float)
+            or not 0 < self.lr < math.inf
+        ):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        return {"transformations": names, "alpha_ranges": ranges, "per_class": bool(self.per_class),
-                "steps": self.steps, "batch_size": self.batch_size, "lr": float(self.lr), "seed": self.seed}
+        return {
+            "transformations": names,
+            "alpha_ranges": ranges,
+            "per_class": bool(self.per_class),
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lr": float(self.lr),
+            "seed": self.seed,
+        }
 
     # ------------------------------------------------------------ training
 
@@ -155,15 +186,27 @@ class WalkLearner:
         low = torch.tensor([ranges[t][0] for t in names])
         high = torch.tensor([ranges[t][1] for t in names])
         tic = time.perf_counter()
-        bar = tqdm(range(start, self.steps), desc="learning walks", disable=not self.progress, initial=start, total=self.steps)
+        bar = tqdm(
+            range(start, self.steps),
+            desc="learning walks",
+            disable=not self.progress,
+            initial=start,
+            total=self.steps,
+        )
         for step in bar:
-            optimizer.lr = settings["lr"] * 0.5 * (1 + math.cos(math.pi * step / self.steps))  # a function of the step alone
-            losses = self._losses(generator, w, names, low, high, step_generator(self.seed, step), classes)
+            optimizer.lr = (
+                settings["lr"] * 0.5 * (1 + math.cos(math.pi * step / self.steps))
+            )  # a function of the step alone
+            losses = self._losses(
+                generator, w, names, low, high, step_generator(self.seed, step), classes
+            )
             w.grad = None
             losses.mean().backward()
             optimizer.step()
             history[step] = losses.detach().cpu()
-            if self.checkpoint is not None and ((step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps):
+            if self.checkpoint is not None and (
+                (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps
+            ):
                 self._save_checkpoint(generator, settings, w, optimizer, history, step + 1)
             if self.progress:
                 bar.set_postfix(loss=f"{float(history[step].mean()):.4f}")
@@ -180,7 +223,9 @@ class WalkLearner:
         n, t = self.batch_size, len(names)
         z = generator.sample_latents(n, generator=rng).float()
         y = torch.randint(classes, (n,), generator=rng).to(z.device) if classes else None
-        alpha = (low[:, None] + (high - low)[:, None] * torch.rand(t, n, generator=rng)).to(z.device)
+        alpha = (low[:, None] + (high - low)[:, None] * torch.rand(t, n, generator=rng)).to(
+            z.device
+        )
         with torch.no_grad():
             anchors = generator.synthesize(z, y)
             edited = [apply_edit(name, anchors, alpha[i]) for i, name in enumerate(names)]
@@ -195,10 +240,19 @@ class WalkLearner:
     # ------------------------------------------------------------ checkpoints
 
     def _save_checkpoint(self, generator, settings, w, optimizer, history, step: int) -> None:
-        tensors = {"directions": w.detach(), "loss_history": history, "exp_avg": optimizer.exp_avg,
-                   "exp_avg_sq": optimizer.exp_avg_sq}
-        metadata = {"format": CHECKPOINT_FORMAT, "step": step, "optimizer_steps": optimizer.steps, "settings": settings,
-                    "generator": {"name": generator.name, "sha256": generator.checksum}}
+        tensors = {
+            "directions": w.detach(),
+            "loss_history": history,
+            "exp_avg": optimizer.exp_avg,
+            "exp_avg_sq": optimizer.exp_avg_sq,
+        }
+        metadata = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "optimizer_steps": optimizer.steps,
+            "settings": settings,
+            "generator": {"name": generator.name, "sha256": generator.checksum},
+        }
         save_safetensors(tensors, self.checkpoint, metadata)
 
     def _resume(self, generator, settings, w, optimizer, history) -> int:
@@ -210,11 +264,15 @@ class WalkLearner:
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"walk checkpoint {path} is not a fairgen walk checkpoint")
         if meta.get("generator", {}).get("sha256") != generator.checksum:
-            raise ValueError(f"walk checkpoint {path} was written for generator {meta.get('generator')}, "
-                             f"not {generator.name!r} with SHA-256 {generator.checksum}; remove it or pick another path")
+            raise ValueError(
+                f"walk checkpoint {path} was written for generator {meta.get('generator')}, "
+                f"not {generator.name!r} with SHA-256 {generator.checksum}; remove it or pick another path"
+            )
         if meta.get("settings") != settings:
-            raise ValueError(f"walk checkpoint {path} was written with other settings {meta.get('settings')}; "
-                             "remove it or pick another checkpoint path")
+            raise ValueError(
+                f"walk checkpoint {path} was written with other settings {meta.get('settings')}; "
+                "remove it or pick another checkpoint path"
+            )
         tensors = load_safetensors(path, "walk checkpoint")
         step = int(meta["step"])
         with torch.no_grad():

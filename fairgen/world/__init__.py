@@ -27,11 +27,23 @@ DEFAULT_PROTECTED = "texture"  # the protected factor of the embedded default's 
 def captions(sample: WorldSample) -> list[str]:
     """One ``class/protected`` caption per image of a world sample, for grids."""
     classes, protected = CATEGORICAL[CLASS_FACTOR], CATEGORICAL[DEFAULT_PROTECTED]
-    pairs = zip(sample.labels(CLASS_FACTOR).tolist(), sample.labels(DEFAULT_PROTECTED).tolist(), strict=True)
+    pairs = zip(
+        sample.labels(CLASS_FACTOR).tolist(), sample.labels(DEFAULT_PROTECTED).tolist(), strict=True
+    )
     return [f"{classes[c]}/{protected[p]}" for c, p in pairs]
 
 
 __all__ = [
-    "CATEGORICAL", "CLASS_FACTOR", "CONTINUOUS", "DEFAULT_PROTECTED", "FACTORS", "RESOLUTIONS", "World",
-    "WorldSample", "captions", "load_judges", "render", "sample_factors",
+    "CATEGORICAL",
+    "CLASS_FACTOR",
+    "CONTINUOUS",
+    "DEFAULT_PROTECTED",
+    "FACTORS",
+    "RESOLUTIONS",
+    "World",
+    "WorldSample",
+    "captions",
+    "load_judges",
+    "render",
+    "sample_factors",
 ]

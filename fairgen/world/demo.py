@@ -53,20 +53,39 @@ class DemoConfig:
     stream_audit_n: int = 4000
     n_permutations: int = 99
     n_bootstrap: int = 300
-    leakage_pca: int | None = 32  # fitted inside each CV fold; keeps 200 permutation refits cheap on a CPU
+    leakage_pca: int | None = (
+        32  # fitted inside each CV fold; keeps 200 permutation refits cheap on a CPU
+    )
     leakage_max_iter: int = 100  # the same budget for the observed and every permuted refit
     eraser_n: int = 4096  # steered generator images the feature eraser is fitted on
     erased_permutations: int = 0  # erased features' leakage gets CIs; its p-value only in --full
-    arms: tuple[str, ...] | None = ("a_real_biased", "c_generator_raw", "d_generator_steered")  # None: all five
+    arms: tuple[str, ...] | None = (
+        "a_real_biased",
+        "c_generator_raw",
+        "d_generator_steered",
+    )  # None: all five
     seed: int = 0
 
 
 PRESETS = {
     "quick": DemoConfig(),
-    "full": DemoConfig(steps=2000, batch_size=256, encoder="resnet18", n_real=50_000, n_probe=10_000,
-                       n_test=10_000, steer_n=50_000, stream_audit_n=10_000, n_permutations=199, n_bootstrap=1000,
-                       leakage_pca=None, leakage_max_iter=1000, eraser_n=16_384,
-                       erased_permutations=199, arms=None),
+    "full": DemoConfig(
+        steps=2000,
+        batch_size=256,
+        encoder="resnet18",
+        n_real=50_000,
+        n_probe=10_000,
+        n_test=10_000,
+        steer_n=50_000,
+        stream_audit_n=10_000,
+        n_permutations=199,
+        n_bootstrap=1000,
+        leakage_pca=None,
+        leakage_max_iter=1000,
+        eraser_n=16_384,
+        erased_permutations=199,
+        arms=None,
+    ),
 }
 ARMS = {
     "a_real_biased": "real biased data",
@@ -88,7 +107,10 @@ class RealViews:
         while True:
             index = torch.randint(len(self.sample), (self.batch_size,), generator=self.rng)
             images = self.sample.images[index]
-            yield {"views": torch.stack([images] * self.views, 1), "labels": self.sample.labels("shape")[index]}
+            yield {
+                "views": torch.stack([images] * self.views, 1),
+                "labels": self.sample.labels("shape")[index],
+            }
 
 
 def _stream_sources(generator, card, config: DemoConfig, device):
@@ -98,10 +120,17 @@ def _stream_sources(generator, card, config: DemoConfig, device):
     counterfactual = {"kinds": ["anchor", "flip"], "sigma": 0.5, "truncate": 2.0}
     specs = {
         "c_generator_raw": make_spec(generator, views=neighbours, augment="none", seed=config.seed),
-        "d_generator_steered": make_spec(generator, eraser=card, views=neighbours, augment="none", seed=config.seed),
-        "e_steered_counterfactual": make_spec(generator, eraser=card, views=counterfactual, augment="none", seed=config.seed),
+        "d_generator_steered": make_spec(
+            generator, eraser=card, views=neighbours, augment="none", seed=config.seed
+        ),
+        "e_steered_counterfactual": make_spec(
+            generator, eraser=card, views=counterfactual, augment="none", seed=config.seed
+        ),
     }
-    return {name: (spec, Stream(spec, config.batch_size, device, generator=generator)) for name, spec in specs.items()}
+    return {
+        name: (spec, Stream(spec, config.batch_size, device, generator=generator))
+        for name, spec in specs.items()
+    }
 
 
 def _stream_cramers_v(stream, judge, n: int) -> tuple[float, float]:
@@ -116,8 +145,14 @@ def _stream_cramers_v(stream, judge, n: int) -> tuple[float, float]:
     return cramers_v(classes, textures), cramers_v_corrected(classes, textures)
 
 
-def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", arms=None, progress=True,
-             config: DemoConfig | None = None) -> pd.DataFrame:
+def run_demo(
+    preset: str = "quick",
+    out: str | Path = "demo_out",
+    device="cpu",
+    arms=None,
+    progress=True,
+    config: DemoConfig | None = None,
+) -> pd.DataFrame:
     """Train and audit every arm; write the table and reports under ``out``; return the table.
 
     ``config`` overrides the preset's settings (the preset name is still recorded).
@@ -148,33 +183,66 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
     judges = load_judges(device=device)
     world = World(32)
     biased = training_split(RecipeConfig())  # what the generator learned from
-    sources = {"a_real_biased": biased, "b_real_balanced": world.sample(config.n_real, seed=config.seed + 11, bias=0.0)}
-    probe_split, test_split = world_audit_splits(config.n_probe, config.n_test, config.seed)  # shared with `fairgen audit`
+    sources = {
+        "a_real_biased": biased,
+        "b_real_balanced": world.sample(config.n_real, seed=config.seed + 11, bias=0.0),
+    }
+    probe_split, test_split = world_audit_splits(
+        config.n_probe, config.n_test, config.seed
+    )  # shared with `fairgen audit`
 
     print(f"[demo] fitting the balance steerer on {config.steer_n} judged samples ...", flush=True)
-    steerer, _ = steering.fit_steerer(generator, judges["texture"].predict, n=config.steer_n, seed=config.seed, progress=progress)
-    card = steering.save_card(steerer, out / "eraser_card", {
-        "generator": {"name": generator.name, "sha256": generator.checksum}, "protected": "texture",
-        "labeler": "fairgen.judges:texture", "n": config.steer_n, "seed": config.seed,
-    })
+    steerer, _ = steering.fit_steerer(
+        generator, judges["texture"].predict, n=config.steer_n, seed=config.seed, progress=progress
+    )
+    card = steering.save_card(
+        steerer,
+        out / "eraser_card",
+        {
+            "generator": {"name": generator.name, "sha256": generator.checksum},
+            "protected": "texture",
+            "labeler": "fairgen.judges:texture",
+            "n": config.steer_n,
+            "seed": config.seed,
+        },
+    )
     streams = _stream_sources(generator, card, config, device)
     eraser_images = _eraser_images(streams["d_generator_steered"][0], generator, config, device)
     memo = _memorisation(generator, biased, world, config, out)
-    print(f"[demo] memorisation: near-copy share {memo.near_copy_share:.4f} (held-out real {memo.heldout_near_copy_share:.4f}), "
-          f"Mann-Whitney p {memo.mann_whitney_p:.3g}, memorised: {memo.memorised}", flush=True)
+    print(
+        f"[demo] memorisation: near-copy share {memo.near_copy_share:.4f} (held-out real {memo.heldout_near_copy_share:.4f}), "
+        f"Mann-Whitney p {memo.mann_whitney_p:.3g}, memorised: {memo.memorised}",
+        flush=True,
+    )
 
     rows = []
     for arm in arms:
-        print(f"[demo] {arm}: {ARMS[arm]} - {config.steps} SupCon steps, batch {config.batch_size}", flush=True)
+        print(
+            f"[demo] {arm}: {ARMS[arm]} - {config.steps} SupCon steps, batch {config.batch_size}",
+            flush=True,
+        )
         train_config = TrainConfig(
-            encoder=config.encoder, small_images=True, supervised=True, optimizer=config.optimizer, lr=config.lr,
+            encoder=config.encoder,
+            small_images=True,
+            supervised=True,
+            optimizer=config.optimizer,
+            lr=config.lr,
             total_steps=config.steps,
-            warmup_steps=min(10, config.steps), augment=config.augment, seed=config.seed, progress=progress, log_every=0,
+            warmup_steps=min(10, config.steps),
+            augment=config.augment,
+            seed=config.seed,
+            progress=progress,
+            log_every=0,
         )
         trainer = Trainer(train_config, device)
         if arm in sources:
-            batches, stream_v = RealViews(sources[arm], config.batch_size, seed=config.seed), sources[arm].cramers_v()
-            stream_v_corrected = cramers_v_corrected(sources[arm].factors["shape"].numpy(), sources[arm].factors["texture"].numpy())
+            batches, stream_v = (
+                RealViews(sources[arm], config.batch_size, seed=config.seed),
+                sources[arm].cramers_v(),
+            )
+            stream_v_corrected = cramers_v_corrected(
+                sources[arm].factors["shape"].numpy(), sources[arm].factors["texture"].numpy()
+            )
         else:
             spec, stream = streams[arm]
             spec.save(out / f"{arm}.stream.json")
@@ -183,39 +251,83 @@ def run_demo(preset: str = "quick", out: str | Path = "demo_out", device="cpu", 
         trainer.fit(batches, steps=config.steps)
         train_seconds = time.time() - tic
         if arm not in sources:
-            audit_stream = streams[arm][1].__class__(streams[arm][0], config.batch_size, device, generator=generator, start_step=10**6)
-            stream_v, stream_v_corrected = _stream_cramers_v(audit_stream, judges["texture"], config.stream_audit_n)
+            audit_stream = streams[arm][1].__class__(
+                streams[arm][0], config.batch_size, device, generator=generator, start_step=10**6
+            )
+            stream_v, stream_v_corrected = _stream_cramers_v(
+                audit_stream, judges["texture"], config.stream_audit_n
+            )
         trainer.save_encoder(out / f"{arm}.encoder.safetensors")
-        eraser = fit_feature_eraser(trainer.encoder, eraser_images.split(512), judges["texture"].predict,
-                                    num_classes=len(TEXTURES), n=len(eraser_images), progress=progress)
-        save_feature_eraser(eraser, out / f"{arm}.feature_eraser.safetensors", {
-            "encoder": f"{arm}.encoder.safetensors", "protected": "texture", "labeler": "fairgen.judges:texture",
-            "fitted_on": f"{len(eraser_images)} anchors of the steered stream d_generator_steered, start step {ERASER_START_STEP}",
-        })
+        eraser = fit_feature_eraser(
+            trainer.encoder,
+            eraser_images.split(512),
+            judges["texture"].predict,
+            num_classes=len(TEXTURES),
+            n=len(eraser_images),
+            progress=progress,
+        )
+        save_feature_eraser(
+            eraser,
+            out / f"{arm}.feature_eraser.safetensors",
+            {
+                "encoder": f"{arm}.encoder.safetensors",
+                "protected": "texture",
+                "labeler": "fairgen.judges:texture",
+                "fitted_on": f"{len(eraser_images)} anchors of the steered stream d_generator_steered, start step {ERASER_START_STEP}",
+            },
+        )
         row = {"arm": arm}
-        features = [extract_features(trainer.encoder.eval(), s.images.to(device)) for s in (probe_split, test_split)]
-        spaces = {"backbone": features, "erased": [eraser(f) for f in features]}  # = ErasedEncoder's output
+        features = [
+            extract_features(trainer.encoder.eval(), s.images.to(device))
+            for s in (probe_split, test_split)
+        ]
+        spaces = {
+            "backbone": features,
+            "erased": [eraser(f) for f in features],
+        }  # = ErasedEncoder's output
         for space, (train_x, test_x) in spaces.items():
             train_x, test_x = train_x.cpu().numpy(), test_x.cpu().numpy()
             report = audit_world_features(
-                train_x, test_x, probe_split, test_split, seed=config.seed,
-                n_permutations=config.n_permutations if space == "backbone" else config.erased_permutations,
-                n_bootstrap=config.n_bootstrap, title=f"{arm}: {ARMS[arm]} ({space})",
-                probe="linear", pca=config.leakage_pca, n_repeats=1, max_iter=config.leakage_max_iter,
+                train_x,
+                test_x,
+                probe_split,
+                test_split,
+                seed=config.seed,
+                n_permutations=config.n_permutations
+                if space == "backbone"
+                else config.erased_permutations,
+                n_bootstrap=config.n_bootstrap,
+                title=f"{arm}: {ARMS[arm]} ({space})",
+                probe="linear",
+                pca=config.leakage_pca,
+                n_repeats=1,
+                max_iter=config.leakage_max_iter,
             )
             report.save(out / arm / space)
             row.update(_row(space, report.to_dict()))
-        row.update(stream_cramers_v=float(stream_v), stream_cramers_v_corrected=float(stream_v_corrected),
-                   train_seconds=float(train_seconds))
+        row.update(
+            stream_cramers_v=float(stream_v),
+            stream_cramers_v_corrected=float(stream_v_corrected),
+            train_seconds=float(train_seconds),
+        )
         rows.append(row)
-        print(f"[demo] {arm}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+        print(
+            f"[demo] {arm}: "
+            + ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)),
+            flush=True,
+        )
 
     table = pd.DataFrame(rows).set_index("arm")
     from steering.outputs import replace_file
 
     replace_file(out / "table.csv", table.to_csv().encode())  # each file new and renamed into place
-    replace_file(out / "table.md", (_markdown(table, config, preset, time.time() - started) + _memo_line(memo)).encode())
-    replace_file(out / "config.json", json.dumps({"preset": preset, **asdict(config)}, indent=2).encode())
+    replace_file(
+        out / "table.md",
+        (_markdown(table, config, preset, time.time() - started) + _memo_line(memo)).encode(),
+    )
+    replace_file(
+        out / "config.json", json.dumps({"preset": preset, **asdict(config)}, indent=2).encode()
+    )
     _plot(table, out / "table.png")
     return table
 
@@ -239,7 +351,9 @@ def _memorisation(generator, train_split, world, config: DemoConfig, out: Path):
     z = generator.sample_latents(n, generator=rng)
     y = torch.randint(generator.num_classes, (n,), generator=rng).to(generator.device)
     generated = generator.synthesize(z, y).flatten(1).cpu().numpy()
-    heldout = world.sample(n, seed=config.seed + 22, bias=train_split.bias).images.flatten(1).numpy()
+    heldout = (
+        world.sample(n, seed=config.seed + 22, bias=train_split.bias).images.flatten(1).numpy()
+    )
     result = audits.memorisation(generated, train_split.images.flatten(1).numpy(), heldout)
     report = audits.AuditReport("world-sprites-z128 against its training split (pixel space)")
     report.add("generator memorisation", result)
@@ -286,12 +400,17 @@ def _markdown(table: pd.DataFrame, config: DemoConfig, preset: str, seconds: flo
         "Target: shape (linear probe fitted on a biased labelled split, tested on a balanced split). "
         "Protected: background texture. Chance for texture leakage: 0.25.",
     ]
-    erased = (f"backbone features after the texture eraser (LEACE fitted on {config.eraser_n:,} steered generator "
-              "images, texture judge labels)")
-    for prefix, space in (("", "backbone features as trained (what downstream users keep)"), ("erased_", erased)):
+    erased = (
+        f"backbone features after the texture eraser (LEACE fitted on {config.eraser_n:,} steered generator "
+        "images, texture judge labels)"
+    )
+    for prefix, space in (
+        ("", "backbone features as trained (what downstream users keep)"),
+        ("erased_", erased),
+    ):
         lines += ["", f"**{space}**", "", *_table_header()]
         for arm, r in table.iterrows():
-            g = {k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)} if prefix else r
+            g = {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)} if prefix else r
             lines.append(
                 f"| {ARMS[arm]} | {g['target_acc']:.3f} | {g['leakage_bacc']:.3f} [{g['leakage_ci_low']:.3f}, {g['leakage_ci_high']:.3f}] "
                 f"| {g['leakage_p']:.3f} | {g['eo_diff']:.3f} [{g['eo_ci_low']:.3f}, {g['eo_ci_high']:.3f}] "
@@ -307,7 +426,10 @@ def _table_header() -> list[str]:
     ]
 
 
-CI_COLUMNS = {"leakage_bacc": "leakage", "eo_diff": "eo"}  # plotted statistic -> prefix of its CI columns
+CI_COLUMNS = {
+    "leakage_bacc": "leakage",
+    "eo_diff": "eo",
+}  # plotted statistic -> prefix of its CI columns
 
 
 def _error_bars(table: pd.DataFrame, prefix: str, column: str):
@@ -328,14 +450,31 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     fig = Figure(figsize=(11, 3.4))
     labels = [a.split("_", 1)[0] for a in table.index]
     x, width = torch.arange(len(labels)).numpy(), 0.38
-    panels = [("target_acc", "target accuracy (balanced test)"), ("leakage_bacc", "texture leakage (bal. acc)"),
-              ("eo_diff", "equalized-odds difference")]
+    panels = [
+        ("target_acc", "target accuracy (balanced test)"),
+        ("leakage_bacc", "texture leakage (bal. acc)"),
+        ("eo_diff", "equalized-odds difference"),
+    ]
     for i, (column, title) in enumerate(panels):
         ax = fig.add_subplot(1, 3, i + 1)
-        ax.bar(x - width / 2, table[column], width, yerr=_error_bars(table, "", column), capsize=3,
-               color="tab:blue", label="as trained")
-        ax.bar(x + width / 2, table["erased_" + column], width, yerr=_error_bars(table, "erased_", column), capsize=3,
-               color="tab:orange", label="texture erased")
+        ax.bar(
+            x - width / 2,
+            table[column],
+            width,
+            yerr=_error_bars(table, "", column),
+            capsize=3,
+            color="tab:blue",
+            label="as trained",
+        )
+        ax.bar(
+            x + width / 2,
+            table["erased_" + column],
+            width,
+            yerr=_error_bars(table, "erased_", column),
+            capsize=3,
+            color="tab:orange",
+            label="texture erased",
+        )
         if column == "leakage_bacc":
             ax.axhline(table["chance"].iloc[0], color="grey", ls="--", lw=1, label="chance")
         ax.set_xticks(x, labels)

@@ -48,12 +48,29 @@ from .render import CATEGORICAL
 NAME = "world-sprites-z128"
 WEIGHTS = Path(__file__).resolve().parent / "weights" / f"{NAME}.safetensors"
 LATENT_DIM = 128
-MODELLED = ("texture", "colour")  # categorical factors the prior reads from a code (and can tie to the class)
-SMOOTH = ("hue", "size", "x", "y", "rotation")  # continuous factors (hue: the offset inside its colour bin)
+MODELLED = (
+    "texture",
+    "colour",
+)  # categorical factors the prior reads from a code (and can tie to the class)
+SMOOTH = (
+    "hue",
+    "size",
+    "x",
+    "y",
+    "rotation",
+)  # continuous factors (hue: the offset inside its colour bin)
 CODE_NAMES = MODELLED + SMOOTH
 N_QUANTILES = 257
 
-__all__ = ["CODE_NAMES", "LATENT_DIM", "MODELLED", "MappedSpriteGenerator", "NAME", "SPRITE_EXTENT", "WEIGHTS"]
+__all__ = [
+    "CODE_NAMES",
+    "LATENT_DIM",
+    "MODELLED",
+    "MappedSpriteGenerator",
+    "NAME",
+    "SPRITE_EXTENT",
+    "WEIGHTS",
+]
 
 
 class MappedSpriteGenerator(SpriteDecoding, nn.Module):
@@ -61,8 +78,14 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
 
     latent_space = "z"
 
-    def __init__(self, resolution: int = 32, sprite_size: int = 64, supersample: int = 2,
-                 latent_dim: int = LATENT_DIM, seed: int = 0):
+    def __init__(
+        self,
+        resolution: int = 32,
+        sprite_size: int = 64,
+        supersample: int = 2,
+        latent_dim: int = LATENT_DIM,
+        seed: int = 0,
+    ):
         super().__init__()
         self.name = NAME
         self.resolution = resolution
@@ -75,12 +98,16 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
         # learned decoder pieces
         self.sprites = nn.Parameter(_disk_logits(self.num_classes, sprite_size))
         self.backgrounds = nn.Parameter(torch.zeros(self.num_textures, 3, canvas, canvas))
-        self.palette = nn.Parameter(torch.zeros(24, 3))  # colour vs hue; 24 knots: every knot sees data
+        self.palette = nn.Parameter(
+            torch.zeros(24, 3)
+        )  # colour vs hue; 24 knots: every knot sees data
         # mapping network and learned prior (``fit_prior`` fills the tables from a training split)
         self.mapping = MappingNetwork(latent_dim, len(CODE_NAMES), seed=seed)
         for name in MODELLED:
             k = len(CATEGORICAL[name])
-            self.register_buffer(f"cdf_{name}", torch.linspace(0, 1, k + 1)[1:].repeat(self.num_classes, 1))
+            self.register_buffer(
+                f"cdf_{name}", torch.linspace(0, 1, k + 1)[1:].repeat(self.num_classes, 1)
+            )
         self.register_buffer("quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(SMOOTH), 1))
         self.protected: tuple[str, ...] = ()
         self.checksum = ""
@@ -92,13 +119,17 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
         """Fit the categorical tables (class-conditional for ``protected``) and the continuous quantiles."""
         unknown = [name for name in protected if name not in MODELLED]
         if unknown:
-            raise ValueError(f"protected must be among {MODELLED} (the categorical factors the prior models), got {unknown}")
+            raise ValueError(
+                f"protected must be among {MODELLED} (the categorical factors the prior models), got {unknown}"
+            )
         shape = factors["shape"]
         for name in MODELLED:
             k = len(CATEGORICAL[name])
             counts = torch.zeros(self.num_classes, k)
             counts.index_put_((shape, factors[name]), torch.ones(len(shape)), accumulate=True)
-            if name not in protected:  # independent of the class: the pooled distribution for every class
+            if (
+                name not in protected
+            ):  # independent of the class: the pooled distribution for every class
                 counts = counts.sum(0, keepdim=True).expand(self.num_classes, k)
             probs = (counts + 0.5) / (counts + 0.5).sum(1, keepdim=True)
             getattr(self, f"cdf_{name}").copy_(probs.cumsum(1))
@@ -139,8 +170,14 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
 
     def save(self, path: str | Path, metadata: dict | None = None) -> str:
         """Write the weights as safetensors (reproducible bytes, atomic); returns the SHA-256."""
-        info = {"name": NAME, "resolution": self.resolution, "supersample": self.supersample,
-                "latent_dim": self.latent_dim, "protected": list(self.protected), **(metadata or {})}
+        info = {
+            "name": NAME,
+            "resolution": self.resolution,
+            "supersample": self.supersample,
+            "latent_dim": self.latent_dim,
+            "protected": list(self.protected),
+            **(metadata or {}),
+        }
         self.checksum = save_safetensors(self.state_dict(), path, info)
         return self.checksum
 
@@ -148,15 +185,22 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
     def load(cls, path: str | Path, device="cpu") -> MappedSpriteGenerator:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo train {NAME}`")
+            raise FileNotFoundError(
+                f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo train {NAME}`"
+            )
         state = load_safetensors(path, "embedded generator weights")
         info = read_safetensors_metadata(path, "embedded generator weights")
         try:
-            model = cls(sprite_size=state["sprites"].shape[-1], supersample=int(info["supersample"]),
-                        latent_dim=state["mapping.projection"].shape[2])
+            model = cls(
+                sprite_size=state["sprites"].shape[-1],
+                supersample=int(info["supersample"]),
+                latent_dim=state["mapping.projection"].shape[2],
+            )
             model.load_state_dict(state)
         except (KeyError, RuntimeError) as error:
-            raise ValueError(f"embedded generator weights {path} do not fit {NAME}: {error}") from None
+            raise ValueError(
+                f"embedded generator weights {path} do not fit {NAME}: {error}"
+            ) from None
         model.protected = tuple(info.get("protected", ()))
         model.checksum = sha256_file(path)
         return model.to(device).eval().requires_grad_(False)

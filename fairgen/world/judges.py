@@ -277,7 +277,9 @@ def save_judges(
 
     from steering.files import atomic_write_bytes
 
-    atomic_write_bytes(path, save(tensors, metadata={"fairgen": json.dumps(header)}))  # new file, renamed into place
+    atomic_write_bytes(
+        path, save(tensors, metadata={"fairgen": json.dumps(header)})
+    )  # new file, renamed into place
     return path
 
 

@@ -14,12 +14,16 @@ def world_labeler(factor: str, generator=None, force: bool = False, device="cpu"
 
     judges = load_judges(device=device)
     if factor not in judges:
-        raise ValueError(f"labeler: world:{factor} is not a world judge; the judges are "
-                         f"{', '.join('world:' + f for f in sorted(judges))}")
+        raise ValueError(
+            f"labeler: world:{factor} is not a world judge; the judges are "
+            f"{', '.join('world:' + f for f in sorted(judges))}"
+        )
     if generator is not None and getattr(generator, "name", None) != NAME and not force:
         raise ValueError(
             f"labeler: world:{factor} judges images of the embedded world only, and {generator.name!r} is not "
             f"{NAME!r}; its labels on other images mean nothing. Bring your own labeler "
             "(--labeler package.module:callable or a labeler .json), or pass --force-labeler to use it anyway"
         )
-    return Labeler(judges[factor].predict, f"world:{factor}", values=list(CATEGORICAL.get(factor, [])) or None)
+    return Labeler(
+        judges[factor].predict, f"world:{factor}", values=list(CATEGORICAL.get(factor, [])) or None
+    )

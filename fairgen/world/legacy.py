@@ -66,7 +66,9 @@ class SpriteDecoding:
 
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = _generator_device(generator, self.device)
-        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
+        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(
+            self.device
+        )
 
     def decode(self, factors: dict[str, torch.Tensor]) -> torch.Tensor:
         """Compose the learned sprite, background and colour for given factors."""
@@ -74,9 +76,13 @@ class SpriteDecoding:
         canvas = self.resolution * self.supersample
         theta = _pose_to_affine(factors["x"], factors["y"], factors["size"], factors["rotation"])
         grid = F.affine_grid(theta, [n, 1, canvas, canvas], align_corners=False)
-        alpha = F.grid_sample(torch.sigmoid(self.sprites)[factors["shape"]], grid, align_corners=False)
+        alpha = F.grid_sample(
+            torch.sigmoid(self.sprites)[factors["shape"]], grid, align_corners=False
+        )
         background = torch.sigmoid(self.backgrounds)[factors["texture"]]
-        colour = rearrange(torch.sigmoid(_circular_lookup(self.palette, factors["hue"])), "n c -> n c 1 1")
+        colour = rearrange(
+            torch.sigmoid(_circular_lookup(self.palette, factors["hue"])), "n c -> n c 1 1"
+        )
         image = background * (1 - alpha) + colour * alpha
         return F.avg_pool2d(image, self.supersample)
 
@@ -85,7 +91,9 @@ class SpriteDecoding:
         check_latents(z, self.latent_dim)
         check_classes(y, len(z), self.num_classes)
         with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
-            return self.decode(self.factors_from_latents(z.to(self.device), y.to(self.device))).clamp(0, 1)
+            return self.decode(
+                self.factors_from_latents(z.to(self.device), y.to(self.device))
+            ).clamp(0, 1)
 
     def forward(self, z, y):
         return self.synthesize(z, y)
@@ -96,7 +104,9 @@ class SpriteWorldGenerator(SpriteDecoding, nn.Module):
 
     latent_space = "z"
 
-    def __init__(self, resolution: int = 32, sprite_size: int = 64, supersample: int = 2, seed: int = 0):
+    def __init__(
+        self, resolution: int = 32, sprite_size: int = 64, supersample: int = 2, seed: int = 0
+    ):
         super().__init__()
         self.name = NAME
         self.resolution = resolution
@@ -108,12 +118,23 @@ class SpriteWorldGenerator(SpriteDecoding, nn.Module):
         # learned decoder pieces
         self.sprites = nn.Parameter(_disk_logits(self.num_classes, sprite_size))
         self.backgrounds = nn.Parameter(torch.zeros(self.num_textures, 3, canvas, canvas))
-        self.palette = nn.Parameter(torch.zeros(24, 3))  # colour vs hue; 24 knots: every knot sees data
+        self.palette = nn.Parameter(
+            torch.zeros(24, 3)
+        )  # colour vs hue; 24 knots: every knot sees data
         # learned prior (fitted from the training split by ``fit_prior``)
-        mixing = torch.linalg.qr(torch.randn(self.latent_dim, self.latent_dim, generator=torch.Generator().manual_seed(seed)))[0].contiguous()
+        mixing = torch.linalg.qr(
+            torch.randn(
+                self.latent_dim, self.latent_dim, generator=torch.Generator().manual_seed(seed)
+            )
+        )[0].contiguous()
         self.register_buffer("mixing", mixing)
-        self.register_buffer("texture_cdf", torch.linspace(0, 1, self.num_textures + 1)[1:].repeat(self.num_classes, 1))
-        self.register_buffer("quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(CONTINUOUS), 1))
+        self.register_buffer(
+            "texture_cdf",
+            torch.linspace(0, 1, self.num_textures + 1)[1:].repeat(self.num_classes, 1),
+        )
+        self.register_buffer(
+            "quantiles", torch.linspace(0, 1, N_QUANTILES).repeat(len(CONTINUOUS), 1)
+        )
         self.checksum = ""
 
     # ------------------------------------------------------------ prior
@@ -146,7 +167,12 @@ class SpriteWorldGenerator(SpriteDecoding, nn.Module):
         """Write the weights as safetensors (metadata as JSON strings); returns the SHA-256."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = {"name": NAME, "resolution": self.resolution, "supersample": self.supersample, **(metadata or {})}
+        info = {
+            "name": NAME,
+            "resolution": self.resolution,
+            "supersample": self.supersample,
+            **(metadata or {}),
+        }
         self.checksum = save_safetensors(self.state_dict(), path, info)
         return self.checksum
 
@@ -158,7 +184,9 @@ class SpriteWorldGenerator(SpriteDecoding, nn.Module):
                 f"embedded generator weights not found at {path} (the {NAME} weights ship with fairgen)"
             )
         state = load_safetensors(path, "embedded generator weights")
-        model = cls(sprite_size=state["sprites"].shape[-1], supersample=state["backgrounds"].shape[-1] // 32)
+        model = cls(
+            sprite_size=state["sprites"].shape[-1], supersample=state["backgrounds"].shape[-1] // 32
+        )
         model.load_state_dict(state)
         model.checksum = sha256_file(path)
         return model.to(device).eval().requires_grad_(False)

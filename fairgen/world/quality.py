@@ -10,8 +10,15 @@ from audits.stats import contingency_table, cramers_v, cramers_v_corrected
 from .render import CATEGORICAL
 
 
-def judge_generator(generator, n: int = 10_000, seed: int = 0, judges=None, transform=None, progress=False,
-                    protected: tuple[str, ...] | None = None) -> dict:
+def judge_generator(
+    generator,
+    n: int = 10_000,
+    seed: int = 0,
+    judges=None,
+    transform=None,
+    progress=False,
+    protected: tuple[str, ...] | None = None,
+) -> dict:
     """Sample ``n`` images, label them with the world's judges and summarise.
 
     Returns class fidelity (judged shape == conditioning class) and, per protected factor (the
@@ -28,10 +35,16 @@ def judge_generator(generator, n: int = 10_000, seed: int = 0, judges=None, tran
     judges = judges or load_judges(device=generator.device)
     labelers = {name: judges[name].predict for name in ("shape", *protected)}
     samples = sample_and_label(generator, labelers, n, seed, transform=transform, progress=progress)
-    return summarise(samples.classes.numpy(), samples.numpy("shape"), {name: samples.numpy(name) for name in protected})
+    return summarise(
+        samples.classes.numpy(),
+        samples.numpy("shape"),
+        {name: samples.numpy(name) for name in protected},
+    )
 
 
-def summarise(classes: np.ndarray, judged_shape: np.ndarray, judged: dict[str, np.ndarray] | np.ndarray) -> dict:
+def summarise(
+    classes: np.ndarray, judged_shape: np.ndarray, judged: dict[str, np.ndarray] | np.ndarray
+) -> dict:
     """Fidelity, Cramér's V and histograms from labelled samples (``judged``: {factor: labels}, or texture)."""
     judged = judged if isinstance(judged, dict) else {"texture": judged}
     k_shape = len(CATEGORICAL["shape"])
@@ -44,7 +57,9 @@ def summarise(classes: np.ndarray, judged_shape: np.ndarray, judged: dict[str, n
             "cramers_v": cramers_v(classes, labels),
             "cramers_v_corrected": cramers_v_corrected(classes, labels),
             "own_share": float(np.mean(labels == classes % k)),
-            "histogram": pd.DataFrame(shares, index=list(CATEGORICAL["shape"]), columns=list(CATEGORICAL[name])),
+            "histogram": pd.DataFrame(
+                shares, index=list(CATEGORICAL["shape"]), columns=list(CATEGORICAL[name])
+            ),
         }
     first = next(iter(by_factor))
     out = {
@@ -58,7 +73,9 @@ def summarise(classes: np.ndarray, judged_shape: np.ndarray, judged: dict[str, n
         "texture_histogram": by_factor[first]["histogram"],
     }
     if len(judged) > 1:
-        joint = np.ravel_multi_index(tuple(judged.values()), tuple(len(CATEGORICAL[k]) for k in judged))
+        joint = np.ravel_multi_index(
+            tuple(judged.values()), tuple(len(CATEGORICAL[k]) for k in judged)
+        )
         out["joint_cramers_v"] = cramers_v(classes, joint)
         out["joint_cramers_v_corrected"] = cramers_v_corrected(classes, joint)
     return out

@@ -51,7 +51,9 @@ class RecipeConfig:
                 f"(one learned sprite per shape), got {self.target!r}"
             )
         if not protected or len(set(protected)) != len(protected):
-            raise ValueError(f"protected must name one or more distinct factors, got {self.protected!r}")
+            raise ValueError(
+                f"protected must name one or more distinct factors, got {self.protected!r}"
+            )
         for name in protected:
             if name == CLASS_FACTOR:
                 raise ValueError(f"protected {name!r} is the class itself; pick among {MODELLED}")
@@ -91,7 +93,10 @@ def training_split(config: RecipeConfig) -> WorldSample:
 
 def split_cramers_v(split: WorldSample, protected: tuple[str, ...]) -> dict[str, float]:
     """V(class, protected) of a split, per protected factor."""
-    return {name: cramers_v(split.factors[split.target].numpy(), split.factors[name].numpy()) for name in protected}
+    return {
+        name: cramers_v(split.factors[split.target].numpy(), split.factors[name].numpy())
+        for name in protected
+    }
 
 
 def _tie(factors: dict, target: str, name: str, bias: float, rng: torch.Generator) -> dict:
@@ -108,7 +113,10 @@ def _tie(factors: dict, target: str, name: str, bias: float, rng: torch.Generato
 
 
 def train_embedded(
-    out: str | Path, config: RecipeConfig | None = None, progress: bool = True, max_steps: int | None = None
+    out: str | Path,
+    config: RecipeConfig | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
 ) -> MappedSpriteGenerator:
     """Train (or resume) the embedded generator; writes ``out`` (safetensors) and returns the model.
 
@@ -143,7 +151,13 @@ def train_embedded(
     model.eval().requires_grad_(False)
     if stop < config.steps:
         return model
-    model.save(out, metadata={"recipe": config.to_dict(), "train_split_cramers_v": split_cramers_v(split, config.protected)})
+    model.save(
+        out,
+        metadata={
+            "recipe": config.to_dict(),
+            "train_split_cramers_v": split_cramers_v(split, config.protected),
+        },
+    )
     checkpoint.unlink(missing_ok=True)
     return model
 
@@ -159,11 +173,17 @@ def _checkpoint(path: Path, model, optimizer, step: int, config: RecipeConfig) -
 def _resume(path: Path, model, optimizer, config: RecipeConfig) -> int:
     meta = read_safetensors_metadata(path, "training checkpoint")
     if json.loads(json.dumps(meta.get("config"))) != config.to_dict():
-        raise ValueError(f"checkpoint {path} was written with another recipe; delete it or match the config")
+        raise ValueError(
+            f"checkpoint {path} was written with another recipe; delete it or match the config"
+        )
     tensors = load_safetensors(path, "training checkpoint")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimizer.state_dict()
     for i, _ in enumerate(state["param_groups"][0]["params"]):
-        state["state"][i] = {key.split(".", 2)[2]: value for key, value in tensors.items() if key.startswith(f"adam.{i}.")}
+        state["state"][i] = {
+            key.split(".", 2)[2]: value
+            for key, value in tensors.items()
+            if key.startswith(f"adam.{i}.")
+        }
     optimizer.load_state_dict(state)
     return int(meta["step"])

@@ -125,8 +125,12 @@ def _background(texture, u, v, pixel):
     du = torch.remainder(u / dot_period, 1.0) - 0.5
     dv = torch.remainder(v / dot_period, 1.0) - 0.5
     dots = _coverage(torch.sqrt(du**2 + dv**2) - 0.28, pixel / dot_period)
-    cu = _coverage((torch.remainder(u / checker_period, 1.0) - 0.5).abs() - 0.25, pixel / checker_period)
-    cv = _coverage((torch.remainder(v / checker_period, 1.0) - 0.5).abs() - 0.25, pixel / checker_period)
+    cu = _coverage(
+        (torch.remainder(u / checker_period, 1.0) - 0.5).abs() - 0.25, pixel / checker_period
+    )
+    cv = _coverage(
+        (torch.remainder(v / checker_period, 1.0) - 0.5).abs() - 0.25, pixel / checker_period
+    )
     checker = cu * (1 - cv) + cv * (1 - cu)
     plain = torch.full_like(stripes, 0.5)
     patterns = torch.stack([plain, 0.3 + 0.4 * stripes, 0.3 + 0.4 * dots, 0.3 + 0.4 * checker])
@@ -173,7 +177,11 @@ def _render_chunk(f, resolution, device):
     index = repeat(f["shape"], "n -> 1 n h w", h=resolution, w=resolution)
     alpha = _coverage(distances.gather(0, index)[0], pixel)
     grey = _background(f["texture"], u, v, pixel)
-    colour = hsv_to_rgb(f["hue"].float(), torch.full_like(f["hue"], 0.85).float(), torch.full_like(f["hue"], 0.95).float())
+    colour = hsv_to_rgb(
+        f["hue"].float(),
+        torch.full_like(f["hue"], 0.85).float(),
+        torch.full_like(f["hue"], 0.95).float(),
+    )
     colour = rearrange(colour, "n c -> n c 1 1")
     alpha, grey = rearrange(alpha, "n h w -> n 1 h w"), rearrange(grey, "n h w -> n 1 h w")
     return (grey * (1 - alpha) + colour * alpha).clamp(0, 1).contiguous()

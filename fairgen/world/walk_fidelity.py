@@ -29,8 +29,14 @@ from ..walks.edits import apply_edit
 from ..walks.fidelity import draw_walk_batch, image_fidelity
 from .judges import load_judges
 
-MEASURED = {"zoom": "log2 object scale", "shift_x": "object x (image sides)", "shift_y": "object y (image sides)",
-            "hue": "object chroma angle (turns)", "brightness": "mean pixel value", "rotate": "object rotation (rad)"}
+MEASURED = {
+    "zoom": "log2 object scale",
+    "shift_x": "object x (image sides)",
+    "shift_y": "object y (image sides)",
+    "hue": "object chroma angle (turns)",
+    "brightness": "mean pixel value",
+    "rotate": "object rotation (rad)",
+}
 _FACTOR = {"zoom": "size", "shift_x": "x", "shift_y": "y", "rotate": "rotation", "hue": "hue"}
 
 
@@ -50,9 +56,17 @@ def object_moments(images: torch.Tensor) -> dict[str, torch.Tensor]:
     x = (mask * cols).sum(dim=(1, 2)) / area
     y = (mask * rows[:, None]).sum(dim=(1, 2)) / area
     r, g, b = images.unbind(dim=1)
-    chroma_a, chroma_b = ((2 * r - g - b) * mask).sum(dim=(1, 2)), (math.sqrt(3) * (g - b) * mask).sum(dim=(1, 2))
-    return {"scale": torch.sqrt(area / (h * w)), "x": x, "y": y, "angle": torch.atan2(chroma_b, chroma_a),
-            "mean": images.mean(dim=(1, 2, 3))}
+    chroma_a, chroma_b = (
+        ((2 * r - g - b) * mask).sum(dim=(1, 2)),
+        (math.sqrt(3) * (g - b) * mask).sum(dim=(1, 2)),
+    )
+    return {
+        "scale": torch.sqrt(area / (h * w)),
+        "x": x,
+        "y": y,
+        "angle": torch.atan2(chroma_b, chroma_a),
+        "mean": images.mean(dim=(1, 2, 3)),
+    }
 
 
 def _wrap(delta: torch.Tensor, period: float) -> torch.Tensor:
@@ -95,11 +109,17 @@ def fit_line(alpha, achieved) -> tuple[float, float, float]:
     slope, intercept = np.polyfit(alpha[keep], achieved[keep], 1)
     residual = achieved[keep] - (slope * alpha[keep] + intercept)
     total = ((achieved[keep] - achieved[keep].mean()) ** 2).sum()
-    return float(slope), float(intercept), float(1 - (residual**2).sum() / total) if total > 0 else math.nan
+    return (
+        float(slope),
+        float(intercept),
+        float(1 - (residual**2).sum() / total) if total > 0 else math.nan,
+    )
 
 
 @torch.no_grad()
-def walk_fidelity(generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250) -> pd.DataFrame:
+def walk_fidelity(
+    generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250
+) -> pd.DataFrame:
     """One row per walk: what was measured, slope / intercept / R^2 of achieved on requested alpha,
     the same on the target edit and on the generator's factors, judged class / texture kept, image error."""
     judges = load_judges(device=generator.device)
@@ -112,12 +132,21 @@ def walk_fidelity(generator, walks, n: int = 1000, seed: int = 0, batch_size: in
         for start in range(0, n, batch_size):
             part = slice(start, start + batch_size)
             yp = y[part] if y is not None else None
-            anchors, moved = generator.synthesize(z[part], yp), generator.synthesize(walked[part], yp)
+            anchors, moved = (
+                generator.synthesize(z[part], yp),
+                generator.synthesize(walked[part], yp),
+            )
             before = object_moments(anchors)
             achieved.append(_achieved(t, before, object_moments(moved)))
-            edit_achieved.append(_achieved(t, before, object_moments(apply_edit(t, anchors, alpha[part])[0])))
+            edit_achieved.append(
+                _achieved(t, before, object_moments(apply_edit(t, anchors, alpha[part])[0]))
+            )
             if has_factors:
-                change = _factor_change(t, generator.factors_from_latents(z[part], yp), generator.factors_from_latents(walked[part], yp))
+                change = _factor_change(
+                    t,
+                    generator.factors_from_latents(z[part], yp),
+                    generator.factors_from_latents(walked[part], yp),
+                )
                 if change is not None:
                     factor.append(change.float())
             for name, kept in (("shape", class_kept), ("texture", texture_kept)):
@@ -125,10 +154,25 @@ def walk_fidelity(generator, walks, n: int = 1000, seed: int = 0, batch_size: in
         a = alpha.cpu().numpy()
         slope, intercept, r2 = fit_line(a, torch.cat(achieved).cpu().numpy())
         edit_slope, _, edit_r2 = fit_line(a, torch.cat(edit_achieved).cpu().numpy())
-        factor_slope, _, factor_r2 = fit_line(a, torch.cat(factor).cpu().numpy()) if factor else (math.nan,) * 3
-        rows.append({"transformation": t, "measured": MEASURED[t], "alpha_low": walks.alpha_ranges[t][0],
-                     "alpha_high": walks.alpha_ranges[t][1], "slope": slope, "intercept": intercept, "r2": r2,
-                     "edit_slope": edit_slope, "edit_r2": edit_r2, "factor_slope": factor_slope, "factor_r2": factor_r2,
-                     "class_kept": float(torch.cat(class_kept).float().mean()),
-                     "texture_kept": float(torch.cat(texture_kept).float().mean()), **errors[t]})
+        factor_slope, _, factor_r2 = (
+            fit_line(a, torch.cat(factor).cpu().numpy()) if factor else (math.nan,) * 3
+        )
+        rows.append(
+            {
+                "transformation": t,
+                "measured": MEASURED[t],
+                "alpha_low": walks.alpha_ranges[t][0],
+                "alpha_high": walks.alpha_ranges[t][1],
+                "slope": slope,
+                "intercept": intercept,
+                "r2": r2,
+                "edit_slope": edit_slope,
+                "edit_r2": edit_r2,
+                "factor_slope": factor_slope,
+                "factor_r2": factor_r2,
+                "class_kept": float(torch.cat(class_kept).float().mean()),
+                "texture_kept": float(torch.cat(texture_kept).float().mean()),
+                **errors[t],
+            }
+        )
     return pd.DataFrame(rows).set_index("transformation")
