@@ -118,7 +118,7 @@ def _import_builtin() -> None:
 
     import fairgen
 
-    from . import biggan, face_gan  # noqa: F401
+    from . import biggan, diffusion, face_gan  # noqa: F401
 
     for module in fairgen.PLUGINS:
         import_module(module)
