@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[dev,biggan,tensorboard]"
+	$(BIN)/pip install -q -e ".[dev,biggan,tensorboard,diffusion]"
 	$(BIN)/pip install -q --no-deps gan-face-generate==1.1.1  # the face GAN; its declared deps (wandb, matplotlib) are not needed
 	touch $(STAMP)
 
