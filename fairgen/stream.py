@@ -242,6 +242,8 @@ PATH_OPTIONS = {
     "root",
 }
 
+TEXT_OPTIONS = {"prompts"}  # option names whose strings are text, never paths ("a cat/dog")
+
 
 def _received(data: dict, folder, allow_entry_points) -> dict:
     """``data`` with its entry point checked and (given ``folder``) its file names resolved inside ``folder``."""
@@ -288,6 +290,8 @@ def _options_inside(options: dict, folder, where: str) -> dict:
             return {k: fix(str(k), v) for k, v in value.items()}
         if isinstance(value, list):
             return [fix(key, v) for v in value]
+        if key in TEXT_OPTIONS:
+            return value
         if isinstance(value, str) and (
             key in PATH_OPTIONS
             or key.endswith(("_dir", "_path", "_file"))

@@ -7,6 +7,11 @@ Kinds of view (any mix, at least two):
   truncated to ``[-truncate, truncate]`` (the paper's multiview positives; sigma 0.2–1.0);
 * ``"flip"``: the anchor's counterfactual twin from an eraser card — protected value changed,
   class kept — so the positive pair disagrees exactly on the protected attribute;
+* ``"sibling"``: a fresh, independent latent from N(0, I) with the anchor's class: another image
+  of the same class or prompt (StableRep's multi-positives: several images of one caption);
+* ``"renoise"``: a partial re-noising ``sqrt(1 - a) z + sqrt(a) e`` of the anchor with ``e`` from
+  N(0, I) and ``a = renoise`` in (0, 1] (the diffusion analogue of a gaussian neighbour: for an
+  initial noise ``z`` from N(0, I) the view stays exactly N(0, I), where ``z + sigma w`` grows);
 * ``"walk"``: the anchor moved along ``walk_compose`` distinct learned walks from a walk card
   (zoom, shifts, rotation, hue, brightness), each with a uniform random alpha in its range (the
   paper's steered views); ``walk_transformations`` restricts the walks drawn from.
@@ -24,18 +29,20 @@ from einops import rearrange
 
 from .records import from_plain_dict
 
-VIEW_KINDS = ("anchor", "neighbour", "flip", "walk")
+VIEW_KINDS = ("anchor", "neighbour", "sibling", "renoise", "flip", "walk")
 
 
 @dataclass(frozen=True)
 class ViewRecipe:
-    """Which views to make (one entry per view), the neighbour noise and the walks composed per walk view."""
+    """Which views to make (one entry per view), the neighbour noise, the re-noised share and the
+    walks composed per walk view."""
 
     kinds: tuple[str, ...] = ("neighbour", "neighbour")
     sigma: float = 0.5
     truncate: float = 2.0
     walk_compose: int = 1
     walk_transformations: tuple[str, ...] | None = None
+    renoise: float = 0.25
 
     def __post_init__(self):
         if isinstance(self.kinds, str):
@@ -55,6 +62,12 @@ class ViewRecipe:
                 or not (0 < value < math.inf)
             ):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if (
+            isinstance(self.renoise, bool)
+            or not isinstance(self.renoise, int | float)
+            or not 0 < self.renoise <= 1
+        ):
+            raise ValueError(f"renoise must be a number in (0, 1], got {self.renoise!r}")
         if (
             isinstance(self.walk_compose, bool)
             or not isinstance(self.walk_compose, int)
@@ -88,7 +101,10 @@ class ViewRecipe:
 
     def to_dict(self) -> dict:
         walks = None if self.walk_transformations is None else list(self.walk_transformations)
-        return {**asdict(self), "kinds": list(self.kinds), "walk_transformations": walks}
+        data = {**asdict(self), "kinds": list(self.kinds), "walk_transformations": walks}
+        if "renoise" not in self.kinds:  # cards without renoise views read as they always did
+            del data["renoise"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ViewRecipe:
@@ -163,6 +179,12 @@ def make_views(
         elif kind == "neighbour":
             noise = truncated_normal(z.shape, recipe.truncate, generator).to(z)
             views.append(z + recipe.sigma * noise)
+        elif kind == "sibling":
+            views.append(torch.randn(z.shape, generator=generator).to(z))
+        elif kind == "renoise":
+            noise = torch.randn(z.shape, generator=generator).to(z)
+            a = recipe.renoise
+            views.append(math.sqrt(1 - a) * z + math.sqrt(a) * noise)
         elif kind == "walk":
             views.append(
                 walks.random_walk(z, y, generator, recipe.walk_compose, recipe.walk_transformations)

@@ -169,7 +169,31 @@ def add_generator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--classes",
         default=None,
-        help="comma list of the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids)",
+        help="comma list of the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids); "
+        "with --prompt-template, the class names to fill it with",
+    )
+    parser.add_argument(
+        "--prompts",
+        metavar="FILE",
+        default=None,
+        help="text-to-image pipelines: a text file with one prompt per line, one class each",
+    )
+    parser.add_argument(
+        "--prompt-template",
+        default=None,
+        help="text-to-image pipelines: e.g. 'a photo of a {}', filled with each of --classes a,b,c",
+    )
+    parser.add_argument(
+        "--sampler-steps",
+        type=positive_int,
+        default=None,
+        help="text-to-image pipelines: DDIM steps (default 20; pinned in the stream card)",
+    )
+    parser.add_argument(
+        "--guidance-scale",
+        type=finite_float,
+        default=None,
+        help="text-to-image pipelines: classifier-free guidance scale (default 7.5; pinned)",
     )
 
 
@@ -178,7 +202,14 @@ def generator_options(args) -> dict:
     options = {}
     if getattr(args, "truncation", None) is not None:
         options["truncation"] = args.truncation
-    if getattr(args, "classes", None):
+    prompts = prompt_options(args)
+    if prompts is not None:
+        options["prompts"] = prompts
+    if getattr(args, "sampler_steps", None) is not None:
+        options["steps"] = args.sampler_steps
+    if getattr(args, "guidance_scale", None) is not None:
+        options["guidance_scale"] = args.guidance_scale
+    if getattr(args, "classes", None) and not getattr(args, "prompt_template", None):
         try:
             options["classes"] = [int(c) for c in args.classes.split(",") if c.strip()]
         except ValueError:
@@ -186,6 +217,32 @@ def generator_options(args) -> dict:
                 f"--classes must be a comma list of integers, got {args.classes!r}"
             ) from None
     return options
+
+
+def prompt_options(args) -> list[str] | None:
+    """The prompts of --prompts FILE (one per non-empty line) or --prompt-template with --classes."""
+    from pathlib import Path
+
+    file, template = getattr(args, "prompts", None), getattr(args, "prompt_template", None)
+    if file is not None and template is not None:
+        raise ValueError("give --prompts FILE or --prompt-template with --classes, not both")
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--prompts {file}: no such file (one prompt per line)")
+        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        prompts = [p for p in prompts if p]
+        if not prompts:
+            raise ValueError(f"--prompts {file} holds no prompt (one per line)")
+        return prompts
+    if template is None:
+        return None
+    if template.count("{}") != 1:
+        raise ValueError(f"--prompt-template must hold one '{{}}' for the class, got {template!r}")
+    names = [c.strip() for c in (getattr(args, "classes", None) or "").split(",") if c.strip()]
+    if not names:
+        raise ValueError("--prompt-template needs --classes: the comma list of class names")
+    return [template.replace("{}", name) for name in names]
 
 
 # ---------------------------------------------------------------- argument types

@@ -33,9 +33,15 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--views",
         default="anchor,neighbour",
-        help="comma list of anchor|neighbour|flip|walk (>= 2)",
+        help="comma list of anchor|neighbour|sibling|renoise|flip|walk (>= 2)",
     )
     p.add_argument("--sigma", type=float, default=0.5, help="latent-neighbour noise scale")
+    p.add_argument(
+        "--renoise",
+        type=float,
+        default=0.25,
+        help="renoise views: the share a in (0, 1] of fresh noise, sqrt(1-a) z + sqrt(a) e",
+    )
     p.add_argument("--augment", default="light", help="augmentation preset: simclr, light, none")
     p.add_argument(
         "--refresh", type=float, default=1.0, help="share of each batch freshly generated, (0, 1]"
@@ -65,7 +71,10 @@ def run(args) -> None:
     if args.new:
         options = generator_options(args)
         generator = load_generator(args.generator, device=args.device, **options)
+        if hasattr(generator, "card_options"):  # a sampler's every setting, pinned in the card
+            options = generator.card_options()
         views = {"kinds": args.views.split(","), "sigma": args.sigma, "truncate": 2.0}
+        views["renoise"] = args.renoise
         spec = make_spec(
             generator,
             eraser=args.eraser,
