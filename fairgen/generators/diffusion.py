@@ -191,8 +191,9 @@ class DiffusionGenerator:
         self.num_classes = len(self.prompts)
         self.chunk = chunk
         memory = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.unet = unet.to(self.device, self.dtype, memory_format=memory).eval()
-        self.vae = vae.to(self.device, self.dtype, memory_format=memory).eval()
+        # a dtype cast only where needed (load_diffusion builds them in it: diffusers warns on casts)
+        self.unet = _to(unet, self.device, self.dtype, memory).eval()
+        self.vae = _to(vae, self.device, self.dtype, memory).eval()
         self.unet.requires_grad_(False), self.vae.requires_grad_(False)
         self.scheduler = scheduler
         self.scheduler.set_timesteps(steps)
@@ -272,6 +273,11 @@ class DiffusionGenerator:
             f"prompts={len(self.prompts)}, steps={self.steps}, "
             f"guidance_scale={self.guidance_scale}, device={self.device}, dtype={self.dtype})"
         )
+
+
+def _to(model, device, dtype, memory_format):
+    model = model.to(device, memory_format=memory_format)
+    return model if model.dtype == dtype else model.to(dtype)
 
 
 def load_diffusion(
