@@ -15,7 +15,11 @@ Sections run in order and each writes its rows as it finishes, so a run cut shor
              model-FLOP utilisation against the same trainer fed pre-made tensors, a GenRep-style
              pipeline (fp32 eager generator, per-image CPU augmentation) and a DataLoader of
              PNGs; the replay buffer at refresh 1.0 / 0.25 / 0.05;
-4. demo      ``fairgen demo --preset full`` (the dry run: a tiny in-process demo) with its table.
+4. demo      ``fairgen demo --preset full`` (the dry run: a tiny in-process demo) with its table;
+5. diffusion a text-to-image pipeline with a Stable-Diffusion-1.5-sized UNet (random weights,
+             512 px, DDIM 20 steps, guidance 7.5): images/s in fp32 and bf16 + channels_last,
+             and the online step (stream of anchor + renoise views + ResNet-50 step at 112 px).
+             Skipped with a note where diffusers/transformers are not installed.
 
 Every speed row is measured in the same run as its baseline. The dry run exercises every code
 path on the CPU in a few minutes; its numbers mean nothing.
@@ -598,6 +602,90 @@ def _tiny_demo() -> dict:
 # ---------------------------------------------------------------- driver
 
 
+# ---------------------------------------------------------------- 5. diffusion
+
+
+def diffusion_rows(device, dry: bool, batch: int, iters: int) -> tuple[list[dict], str]:
+    """Images/s of a random SD-1.5-sized pipeline in fp32 and bf16, and the online step on it."""
+    try:
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as error:
+        return [], f"skipped: {error} (pip install 'fairgen[diffusion]', or bring its wheels)"
+    from fairgen.contrastive import TrainConfig, Trainer
+    from fairgen.generators.diffusion import load_diffusion, save_random_pipeline
+    from fairgen.stream import Stream, make_spec
+
+    steps = 2 if dry else 20
+    prompts = ["a photo of a cat", "a photo of a dog"]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_random_pipeline(Path(folder) / "sd", size="tiny" if dry else "sd15")
+        by_dtype = {}
+        for name, dtype in (("fp32", torch.float32), ("bf16 + channels_last", torch.bfloat16)):
+            if dtype == torch.bfloat16 and torch.device(device).type != "cuda" and not dry:
+                continue
+            g = load_diffusion(path, prompts=prompts, steps=steps, device=device, dtype=dtype)
+            g.chunk = batch
+            z = g.sample_latents(batch, torch.Generator().manual_seed(0))
+            y = torch.arange(batch) % len(prompts)
+            per_s = rate(lambda g=g, z=z, y=y: g.synthesize(z, y), batch, device, 1, iters)
+            by_dtype[name] = g
+            rows.append(
+                {
+                    "run": f"synthesize, {name}",
+                    "resolution": g.resolution,
+                    "steps": steps,
+                    "batch": batch,
+                    "images/s": per_s,
+                }
+            )
+        generator = by_dtype.get("bf16 + channels_last") or by_dtype["fp32"]
+        crop, view = (28, 32) if dry else (112, 128)
+        trainer = Trainer(
+            TrainConfig(
+                encoder="small_cnn" if dry else "resnet50",
+                small_images=dry,
+                projection_hidden_dim=128 if dry else 2048,
+                augment="simclr",
+                crop_size=crop,
+                total_steps=100_000,
+                progress=False,
+                log_every=0,
+                bf16=True,
+                channels_last=True,
+            ),
+            device,
+        )
+        spec = make_spec(
+            generator,
+            views={"kinds": ["anchor", "renoise"], "renoise": 0.25},
+            augment="none",
+            resolution=view,
+        )
+        stream = Stream(spec, batch, device, generator=generator)
+        per_s = rate(lambda: trainer.train_step(stream.next_batch()), 2 * batch, device, 1, iters)
+        rows.append(
+            {
+                "run": f"online: stream (anchor + renoise) + {trainer.config.encoder} step",
+                "resolution": generator.resolution,
+                "steps": steps,
+                "batch": batch,
+                "images/s": per_s,
+            }
+        )
+    fp32 = rows[0]["images/s"]
+    for row in rows:
+        row["/ fp32 synthesize"] = row["images/s"] / fp32
+    note = (
+        "Random weights; UNet of Stable Diffusion 1.5's shape (VAE and text encoder smaller); "
+        "classifier-free guidance doubles the UNet batch. Online: one view = one image."
+    )
+    if dry:
+        note = "Dry run: the tiny pipeline (32 px, 2 steps); numbers mean nothing. " + note
+    return rows, note
+
+
 def _default_generator() -> str:
     from fairgen.cli.common import add_generator
 
@@ -624,7 +712,7 @@ def main(argv=None) -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["checks", "biggan", "online", "demo"],
+        choices=["checks", "biggan", "online", "demo", "diffusion"],
         help="sections to leave out",
     )
     args = parser.parse_args(argv)
@@ -697,6 +785,10 @@ def main(argv=None) -> int:
         rows, table = demo_rows(device, out, dry, timeout_s=max(60.0, left() - 10))
         results.add("demo", rows, table)
         print(f"[{time.perf_counter() - t0:.0f} s] demo done", flush=True)
+    if "diffusion" not in args.skip:
+        rows, note = diffusion_rows(device, dry, batch=2 if dry else 8, iters=1 if dry else 3)
+        results.add("diffusion", rows, note)
+        print(f"[{time.perf_counter() - t0:.0f} s] diffusion done", flush=True)
     print((out / "results.md").read_text())
     print(
         f"wrote {out / 'results.json'} and {out / 'results.md'} in {time.perf_counter() - t0:.0f} s"
