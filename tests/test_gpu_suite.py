@@ -19,7 +19,7 @@ def test_the_gpu_suite_dry_run_writes_every_section(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())

@@ -304,14 +304,12 @@ def load_diffusion(
     checksum = folder_sha256(path)
     device = torch.device(device)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    # low_cpu_mem_usage needs accelerate, which fairgen does not require: said, not warned about
     local = {"local_files_only": True}
+    models = {**local, "use_safetensors": True, "torch_dtype": dtype, "low_cpu_mem_usage": False}
     try:
-        unet = diffusers.UNet2DConditionModel.from_pretrained(
-            path, subfolder="unet", use_safetensors=True, torch_dtype=dtype, **local
-        )
-        vae = diffusers.AutoencoderKL.from_pretrained(
-            path, subfolder="vae", use_safetensors=True, torch_dtype=dtype, **local
-        )
+        unet = diffusers.UNet2DConditionModel.from_pretrained(path, subfolder="unet", **models)
+        vae = diffusers.AutoencoderKL.from_pretrained(path, subfolder="vae", **models)
         encoder = transformers.CLIPTextModel.from_pretrained(
             path, subfolder="text_encoder", use_safetensors=True, **local
         )
