@@ -1,7 +1,7 @@
 """Steering a text-to-image pipeline: what labeler-confirmed balance costs, and whether the initial
 noise alone predicts the label (a latent classifier is worth trying only if it does).
 
-    python benchmarks/diffusion_steering.py            # tiny random pipeline, 3 prompts, 4 DDIM steps
+    python benchmarks/diffusion_steering.py     # tiny random pipeline, 3 prompts, 4 DDIM steps
 
 On a tiny random pipeline written to a temporary folder (``save_random_pipeline``), the protected
 label is a pixel rule: dark = mean luma below the 30% quantile of the pipeline's own images (its
@@ -96,7 +96,8 @@ def main(argv=None) -> dict:
         return (images.mean(dim=(1, 2, 3)) < threshold).long()
 
     print(
-        f"tiny pipeline: {generator}, latent_dim {generator.latent_dim}; dark = luma < {threshold:.5f}"
+        f"tiny pipeline: {generator}, latent_dim {generator.latent_dim}; "
+        f"dark = luma < {threshold:.5f}"
     )
     accuracy = latent_classifier(generator, dark, 2000, 1000, args.seed + 1)
     print(
@@ -140,7 +141,8 @@ def main(argv=None) -> dict:
         f"(plain rejection {result['rejection_syntheses_per_kept']:.2f})"
     )
     print(
-        f"stream, batch {args.batch_size} x {args.batches}, anchor + renoise, {args.steps} DDIM steps: "
+        f"stream, batch {args.batch_size} x {args.batches}, anchor + renoise, "
+        f"{args.steps} DDIM steps: "
         f"plain {plain_rate:.1f} images/s, confirmed {steered_rate:.1f} images/s "
         f"(ratio {result['ratio_plain_over_confirmed']:.2f}); confirmed anchors cost "
         f"{result['stream_syntheses_per_kept']:.2f} syntheses per kept"

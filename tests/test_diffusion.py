@@ -1,5 +1,6 @@
 """A text-to-image diffusers folder as a generator: a tiny random pipeline written by the test (its
-tokenizer vocabulary too), loaded back through the same path as a real folder; nothing downloaded."""
+tokenizer vocabulary too), loaded back through the same path as a real folder; nothing downloaded.
+"""
 
 from __future__ import annotations
 

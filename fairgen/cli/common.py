@@ -220,7 +220,7 @@ def generator_options(args) -> dict:
 
 
 def prompt_options(args) -> list[str] | None:
-    """The prompts of --prompts FILE (one per non-empty line) or --prompt-template with --classes."""
+    """The prompts of --prompts FILE (one per line), or --prompt-template with --classes."""
     from pathlib import Path
 
     file, template = getattr(args, "prompts", None), getattr(args, "prompt_template", None)

@@ -58,7 +58,7 @@ def is_pipeline_folder(path: Path) -> bool:
 
 def folder_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of the pipeline: of ``model_index.json`` and every JSON, text and safetensors file in
-    the component folders, each named by its relative path (what cards pin; nothing else is read)."""
+    the component folders, each named by its relative path (cards pin it; nothing else is read)."""
     import hashlib
 
     from steering.files import sha256_file
@@ -116,7 +116,8 @@ def _check_prompts(prompts, classes) -> list[str]:
         or not all(isinstance(p, str) and p.strip() for p in prompts)
     ):
         raise ValueError(
-            f"prompts must be a non-empty list of non-empty strings (one per class), got {prompts!r}"
+            f"prompts must be a non-empty list of non-empty strings (one per class), "
+            f"got {prompts!r}"
         )
     if len(set(prompts)) != len(prompts):
         raise ValueError(f"prompts must be distinct (each is a class), got {list(prompts)}")
@@ -191,7 +192,7 @@ class DiffusionGenerator:
         self.num_classes = len(self.prompts)
         self.chunk = chunk
         memory = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        # a dtype cast only where needed (load_diffusion builds them in it: diffusers warns on casts)
+        # cast only where needed (load_diffusion builds them in this dtype: diffusers warns)
         self.unet = _to(unet, self.device, self.dtype, memory).eval()
         self.vae = _to(vae, self.device, self.dtype, memory).eval()
         self.unet.requires_grad_(False), self.vae.requires_grad_(False)
@@ -218,7 +219,7 @@ class DiffusionGenerator:
         }
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` initial noises ``[n, C*h*w]`` from N(0, I), drawn on the random generator's device."""
+        """``n`` initial noises ``[n, C*h*w]`` from N(0, I), drawn with the random generator."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         where = generator.device if generator is not None else torch.device("cpu")
@@ -232,7 +233,8 @@ class DiffusionGenerator:
         if z.requires_grad and torch.is_grad_enabled():
             raise ValueError(
                 f"generator {self.name!r} (text-to-image diffusion) is not differentiable in its "
-                f"latent here: a gradient through {self.steps} UNet passes is not offered, so latent "
+                f"latent here: a gradient through {self.steps} UNet passes is not offered, "
+                "so latent "
                 "walks are not supported; use neighbour, renoise or sibling views instead"
             )
         y = y.to(self.device)
@@ -335,7 +337,7 @@ def load_diffusion(
 
 @torch.no_grad()
 def encode_prompts(encoder, tokenizer, prompts: list[str], device) -> torch.Tensor:
-    """CLIP text embeddings ``[1 + P, seq, dim]`` of the empty prompt then each prompt, in one batch."""
+    """CLIP text embeddings ``[1 + P, seq, dim]``: the empty prompt, then each prompt; one batch."""
     tokens = tokenizer(
         ["", *prompts],
         padding="max_length",
