@@ -190,6 +190,7 @@ torch.save([b["views"] for b in batches], sys.argv[2])
 """
 
 
+@pytest.mark.slow  # ~30 s on a busy CPU, most of it the fresh process importing diffusers
 def test_a_stream_card_replays_the_same_batches_in_a_fresh_process(folder, tmp_path):
     from fairgen.cli import main
     from fairgen.stream import Stream, StreamSpec

@@ -66,7 +66,11 @@ def write_images(generator, root, n: int = 90):
     return folder
 
 
-def test_steer_stream_train_audit_on_a_tiny_text_to_image_pipeline(pipeline, tmp_path):
+def test_steer_stream_train_audit_on_a_tiny_text_to_image_pipeline(pipeline, tmp_path, monkeypatch):
+    import fairgen.stream
+
+    # a confirmed stream fills ~2048 anchors at its first batch; a small block keeps the test short
+    monkeypatch.setattr(fairgen.stream, "CONFIRMED_BLOCK", 60)
     root, folder, generator = pipeline
     work = tmp_path
     steer = ["steer", "--generator", str(folder), *OPTIONS, *LABELS, "--method", "confirmed"]
