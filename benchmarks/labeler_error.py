@@ -134,9 +134,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--accuracies", default="95,85,75")
     parser.add_argument("--quick", action="store_true", help="pool 16,000, 40 repetitions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--default-draw", type=int, default=20_000, metavar="N",
+        help="also fit the uncorrected default confirmed steerer on N labels and judge its draw "
+        "(0: skip; --quick skips it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
-        args.pool, args.reps = 16_000, 40
+        args.pool, args.reps, args.default_draw = 16_000, 40, 0
     torch.set_num_threads(1)
     accuracies = [int(a) for a in args.accuracies.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -193,8 +198,32 @@ def main(argv=None) -> dict:
     except ValueError as error:
         refusal = str(error)
     print(f"\nuniform target, 85% labeler, 300 verified: {refusal or 'reachable'}")
+    default = None
+    if args.default_draw:
+        default = default_draw(85, args.default_draw, args.draw_n, args.minority, args.seed)
+        print(f"\nuncorrected default confirmed steerer (fit_steerer, {args.default_draw} labels, "
+              f"proposal {default['proposal']}), 85% labeler, draw of {args.draw_n} judged: true V "
+              f"{default['v']:.3f}, minority share {default['minority']:.3f} "
+              f"({default['syntheses_per_kept']:.2f} syntheses per kept)")  # fmt: skip
     print(f"\n{time.time() - tic:.0f} s in all")
-    return {"rows": rows, "coverage": coverage, "refusal": refusal}
+    return {"rows": rows, "coverage": coverage, "refusal": refusal, "default": default}
+
+
+def default_draw(accuracy: int, n_fit: int, n_draw: int, minority: float, seed: int = 0) -> dict:
+    """The uncorrected confirmed steerer as a user runs it (``fit_steerer``'s defaults: classifier
+    proposal, cap 1.25), fitted and drawn with the labeler, its draw judged by the exact judge."""
+    from steering import fit_steerer
+
+    generator = load_generator("world-sprites-z128")
+    labeler, judge = load_labeler(f"world:texture~sym{accuracy}"), load_judges()["texture"]
+    steerer, _ = fit_steerer(generator, labeler, n_fit, method="confirmed", seed=seed,
+                             progress=False)  # fmt: skip
+    steerer.cell_target = torch.as_tensor(target_table(minority), dtype=torch.float32)
+    draw = steerer.draw(generator, labeler, n_draw, seed=seed + 1)
+    truth, classes = judge.predict(draw.images).numpy(), draw.classes.numpy()
+    table = np.stack([np.bincount(truth[classes == g], minlength=K) for g in range(G)])
+    return {"v": v_of(table.astype(float)), "minority": minority_share(table.astype(float)),
+            "proposal": draw.proposal, "syntheses_per_kept": draw.syntheses_per_kept}  # fmt: skip
 
 
 def shares(data: dict, a: int) -> np.ndarray:

@@ -212,7 +212,7 @@ def unreachable_message(model, t, available, misses, values=None, output_shares=
     draws = np.where(available[None, :, :, None], model.draws(DRAWS, seed=1), -np.inf)
     upper = np.quantile(draws.max(2), 0.5 + LEVEL / 2, axis=0)  # [G, T]: best share, upper bound
     name = (lambda v: f"value {v}") if values is None else (lambda v: f"{values}={v}")
-    parts, more = [], []
+    parts, more = [], {}
     for g, gap in misses:
         out = [v for v in range(t.shape[1]) if not low[g, v] - 1e-9 <= t[g, v] <= high[g, v] + 1e-9]
         for v in out or range(t.shape[1]):
@@ -223,13 +223,16 @@ def unreachable_message(model, t, available, misses, values=None, output_shares=
             if t[g, v] > high[g, v] and t[g, v] <= upper[g, v]:
                 n = int(model.counts[g].sum())
                 factor = ((upper[g, v] - high[g, v]) / (t[g, v] - high[g, v])) ** 2
-                more.append(f"class {g}: about {int(np.ceil(n * max(factor, 1.0)))}, now {n}")
+                more[g] = max(more.get(g, 0), int(np.ceil(n * max(factor, 1.0))))
         if not out:
             parts[-1] += f" (each value is reachable alone, not all together: L1 gap {gap:.3f})"
     accuracy = needed_accuracy(model, t, output_shares)
     help_ = (
         "more verified labels could settle whether it is (verified labels in the class's cells: "
-        f"{'; '.join(dict.fromkeys(more))})"
+        + "; ".join(
+            f"class {g}: about {m}, now {int(model.counts[g].sum())}" for g, m in more.items()
+        )
+        + ")"
         if more
         else "more verified labels will not help (the target lies beyond the "
         f"{LEVEL:.0%} upper bound of what this labeler's cells hold)"
