@@ -866,9 +866,7 @@ class ConfirmedSteerer(nn.Module):
         )
         steerer.conditional_, steerer.dim_ = bool(config["conditional"]), int(config["latent_dim"])
         steerer.costs_ = dict(config.get("costs") or {})
-        if config.get(
-            "truth"
-        ):  # aimed at true values: the error model and the mix (steering.truth)
+        if config.get("truth"):  # aimed at true values: error model and mix (steering.truth)
             steerer.truth_ = dict(config["truth"])
         for name in ("cell_target", "counts", "prior_counts", "mass", "precision"):
             if name not in tensors:

@@ -328,12 +328,16 @@ def cramers_v_table(table: np.ndarray) -> np.ndarray:
     return np.sqrt(chi2.sum((-1, -2)) / (n[..., 0, 0] * np.maximum(k, 1))) * (k > 0)
 
 
-def truth_report(
-    model: ErrorModel, quota, draws: int = DRAWS, seed: int = 0, level: float = LEVEL
-) -> dict:
+def truth_report(model, quota, draws: int = DRAWS, seed: int = 0, level: float = LEVEL) -> dict:
     """Estimated true shares ``[G, T]`` and Cramér's V (class x true value) of a draw with labeler
     cell quotas ``quota [G, K]`` (``steerer.quotas(n)``), each with a central ``level`` interval
-    over posterior draws of the error model times the draw's own multinomial sampling."""
+    over posterior draws of the error model times the draw's own multinomial sampling.
+    ``model``: an ``ErrorModel``, or a steerer aimed at the truth (its recorded error model)."""
+    if not isinstance(model, ErrorModel):
+        truth = getattr(model, "truth_", None)
+        if not truth:
+            raise ValueError("model must be an ErrorModel or a steerer aimed at the truth")
+        model = ErrorModel.from_config(truth["error_model"])
     quota = np.asarray(quota, dtype=np.int64)
     G, K, T = model.shape
     if quota.shape != (G, K):

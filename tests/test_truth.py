@@ -142,6 +142,9 @@ def test_world_85_labeler_corrected_lands_closer_to_the_true_target(tmp_path):
         return np.mean([np.mean(true[classes == g] != g) for g in range(4)]) / 3
 
     assert corrected.truth_["labeler_mix"] and corrected.cell_target.shape == (4, 4)
+    report = truth_report(corrected, corrected.quotas(400), draws=200)
+    low, high = report["shares_interval"]
+    assert np.all(low <= target + 1e-9) and np.all(target - 1e-9 <= high)  # the model meets it
     got, uncorrected = minority_share(corrected), minority_share(plain)
     print(f"true minority share: corrected {got:.3f}, uncorrected {uncorrected:.3f}, target 0.06")
     assert abs(got - 0.06) < abs(uncorrected - 0.06)
