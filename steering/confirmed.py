@@ -396,7 +396,7 @@ class ConfirmedSteerer(nn.Module):
         g = torch.multinomial(per_class, m, replacement=True, generator=rng)
         z = None
         s = torch.ones(m, dtype=torch.float64)
-        core = torch.ones(m, self.cell_target.numel(), dtype=torch.float64)
+        core = torch.ones(m, self.cell_target.shape[-1], dtype=torch.float64)
         e_of = torch.ones(m, dtype=torch.float64)
         draws = 0
         for gi in torch.unique(g).tolist():
@@ -461,7 +461,8 @@ class ConfirmedSteerer(nn.Module):
                     f"class_probs must be {G} non-negative weights with a positive sum, got {probs.tolist()}"
                 )
             probs = probs / probs.sum()
-        return probs[:, None] * self.cell_target.double()[None, :]
+        target = self.cell_target.double()  # [J], or [G, J] per class (steering.truth)
+        return probs[:, None] * (target if target.dim() == 2 else target[None, :])
 
     def draw(
         self,
@@ -592,6 +593,11 @@ class ConfirmedSteerer(nn.Module):
             raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
         if proposal == "auto":
             proposal = self.costs_.get("proposal", "classifier")
+        if getattr(self, "truth_", None) and proposal != "prior":
+            raise ValueError(
+                "this steerer aims at true values (steering.truth): only proposal='prior' keeps "
+                f"each cell's samples as the error model expects, got proposal={proposal!r}"
+            )
         return proposal, self._labelers(labeler, keep_labeler)
 
     def _as_draw(self, z, g, j, images, cost: dict, proposal: str, quota) -> Draw:
@@ -828,6 +834,7 @@ class ConfirmedSteerer(nn.Module):
             "seed": self.seed,
             "target_distribution": _plain(self.target_distribution),
             "costs": dict(self.costs_),
+            **({"truth": self.truth_} if getattr(self, "truth_", None) else {}),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -859,6 +866,8 @@ class ConfirmedSteerer(nn.Module):
         )
         steerer.conditional_, steerer.dim_ = bool(config["conditional"]), int(config["latent_dim"])
         steerer.costs_ = dict(config.get("costs") or {})
+        if config.get("truth"):  # aimed at true values: error model and mix (steering.truth)
+            steerer.truth_ = dict(config["truth"])
         for name in ("cell_target", "counts", "prior_counts", "mass", "precision"):
             if name not in tensors:
                 raise ValueError(f"confirmed steerer tensors lack {name!r}")

@@ -37,6 +37,7 @@ def fit_steerer(
     progress: bool = True,
     active: bool = True,
     keep_labeler=None,
+    verified=None,
 ):
     """Label ``n`` samples and fit a per-class steerer; returns ``(steerer, labelled samples)``.
 
@@ -59,6 +60,9 @@ def fit_steerer(
     Unconditional generators (``num_classes == 0``) are steered to a target marginal; with
     ``keep_labeler`` (confirmed only) its label plays the class: the protected attributes are balanced
     within each keep-label value, whose own marginal stays the generator's.
+    With ``verified`` (confirmed only: a verified set ``{"classes", "outputs", "truth"}`` or a
+    ``steering.truth.ErrorModel``) ``target_distribution`` is a target of *true* values: the draw
+    mixes the labeler's cells so that their true values meet it (``steering.truth.aim_at_truth``).
     """
     check_generator_protocol(generator)
     if method is None:
@@ -73,9 +77,17 @@ def fit_steerer(
             "labeler must be a callable images -> labels, or a non-empty dict {name: callable}"
         )
     if method == "confirmed":
-        return _fit_confirmed(
-            generator, labelers, n, mode, seed, target_distribution, progress, active, keep_labeler
+        labeler_target = None if verified is not None else target_distribution  # truth: aimed below
+        steerer, samples = _fit_confirmed(
+            generator, labelers, n, mode, seed, labeler_target, progress, active, keep_labeler
         )
+        if verified is not None:
+            from .truth import aim_at_truth
+
+            aim_at_truth(steerer, verified, target_distribution)
+        return steerer, samples
+    if verified is not None:
+        raise ValueError(f"verified needs method='confirmed' (got method={method!r})")
     if keep_labeler is not None:
         raise ValueError(f"keep_labeler needs method='confirmed' (got method={method!r})")
     linear = mode == "erase" or method != "resample"
