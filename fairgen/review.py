@@ -226,7 +226,7 @@ def verified_from_labels(review_folder, labels_csv):
 
 def _card_labeler(info: dict, card_json: Path) -> str:
     """The labeler a card names, when it names one by a scheme (no code of its own to run)."""
-    from .labelers import names_registered_scheme
+    from .labelers.registry import names_registered_scheme
 
     spec = (info.get("labelers") or {}).get("protected")
     if spec is None or not names_registered_scheme(spec):
