@@ -294,7 +294,7 @@ def estimated_leakage(
 
 
 def out_of_fold_predictions(features, labels, probe: str = "lda", n_splits: int = 5, seed: int = 0):
-    """A leakage probe's out-of-fold predictions of ``labels`` (codes 0..k-1) from ``features``:
+    """A leakage probe's out-of-fold predictions of ``labels`` (as given) from ``features``:
     the same probes and folds as ``audits.leakage`` (one repetition), for ``estimated_leakage``."""
     import warnings
 
@@ -306,14 +306,14 @@ def out_of_fold_predictions(features, labels, probe: str = "lda", n_splits: int 
     from .leakage import _FoldCache, _LdaFolds, _make_probe
 
     x = as_features(features, "features")
-    _, y = encode(as_labels(labels, "labels", n=len(x)), "labels", min_count=n_splits)
+    values, y = encode(as_labels(labels, "labels", n=len(x)), "labels", min_count=n_splits)
     k = int(y.max()) + 1
     model = _make_probe(probe, None, seed, len(y), int(np.bincount(y).min()))
     folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, y))
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         cache = (_LdaFolds if probe == "lda" else _FoldCache)(model, x, folds, k)
-        return cache.predict([y])[0]
+        return values[cache.predict([y])[0]]
 
 
 def _balanced_accuracy(table: np.ndarray) -> np.ndarray:
