@@ -86,9 +86,11 @@ def misclassification(truth, output, k: int, weights=None) -> np.ndarray:
 
 
 def unmix(counts: np.ndarray, matrix: np.ndarray, axis: int = 0) -> np.ndarray:
-    """True-value counts from counts by labeler output along ``axis``: ``observed M^-1``, clipped
-    at 0 (noise can push a small cell below 0); NaN where ``matrix`` cannot be inverted. With a
-    stack of matrices [B, k, k], ``counts`` is [B, ...] and ``axis`` counts within one replicate."""
+    """True-value counts from counts by labeler output along ``axis``: ``observed M^-1``; NaN where
+    ``matrix`` cannot be inverted. With a stack of matrices [B, k, k], ``counts`` is [B, ...] and
+    ``axis`` counts within one replicate. A small cell may come out below 0: it is kept (clipping
+    it at 0 would bias every rate near 0 or 1 and the intervals with it); the rates made from
+    these counts are clipped to [0, 1] instead."""
     stacked = matrix.ndim == 3
     matrices = matrix if stacked else matrix[None]
     ok = np.isfinite(matrices).all(axis=(1, 2))
@@ -99,7 +101,7 @@ def unmix(counts: np.ndarray, matrix: np.ndarray, axis: int = 0) -> np.ndarray:
     moved = np.moveaxis(batch, axis + 1, -1)  # [B, ..., k]
     shape = moved.shape
     flat = moved.reshape(shape[0], -1, shape[-1]) @ inverse  # [B, cells, k]
-    out = np.moveaxis(np.clip(flat.reshape(shape), 0, None), -1, axis + 1)
+    out = np.moveaxis(flat.reshape(shape), -1, axis + 1)
     return out if stacked else out[0]
 
 
@@ -193,7 +195,7 @@ def estimated_fairness(
         ("uncorrected", counts, boot_counts),
         ("corrected", unmix(counts, matrix), unmix(boot_counts, boot_matrix)),
     ):
-        point, samples = _rates(point_counts), _rates(boot)
+        point, samples = _unit_rates(point_counts), _unit_rates(boot)
         dp, eo = _gaps(*(r[..., audited] for r in point))
         pairs = [_pairwise(r[..., audited]) for r in point]
         boot_pairs = [_pairwise(r[..., audited]) for r in samples]
@@ -316,12 +318,18 @@ def out_of_fold_predictions(features, labels, probe: str = "lda", n_splits: int 
         return values[cache.predict([y])[0]]
 
 
+def _unit_rates(counts: np.ndarray):
+    """``audits.fairness._rates`` clipped to [0, 1] (unmixed counts may be slightly negative)."""
+    return tuple(np.clip(r, 0.0, 1.0) for r in _rates(counts))
+
+
 def _balanced_accuracy(table: np.ndarray) -> np.ndarray:
     """Mean over true values (last axis) of the share predicted right, from [..., pred, true]."""
     hits = np.diagonal(table, axis1=-2, axis2=-1)
     totals = table.sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nanmean(np.where(totals > 0, hits / totals, np.nan), axis=-1)
+        recall = np.clip(np.where(totals > 0, hits / totals, np.nan), 0.0, 1.0)
+        return np.nanmean(recall, axis=-1)
 
 
 def _checked_matrix(verified: Verified, k: int) -> np.ndarray:
