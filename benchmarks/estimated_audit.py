@@ -141,15 +141,18 @@ def main() -> None:
     eo_exact = exact_eo(y_test, pred, truth, k)
     leak_exact_probe = balanced_accuracy(truth, out_of_fold_predictions(x_test, truth), k)
     print(
-        f"world 32 px, {args.n_test} audit rows, target probe accuracy {(pred == y_test).mean():.3f}; "
-        f"judges agree with the world's factors on {agree:.1%}; labeler accuracy {args.accuracy:.0%}"
+        f"world 32 px, {args.n_test} audit rows, target probe accuracy "
+        f"{(pred == y_test).mean():.3f}; judges agree with the world's factors on {agree:.1%}; "
+        f"labeler accuracy {args.accuracy:.0%}"
     )
     print(
-        f"exact labels: EO difference {eo_exact:.4f}; leakage (LDA on exact labels) {leak_exact_probe:.4f}"
+        f"exact labels: EO difference {eo_exact:.4f}; "
+        f"leakage (LDA on exact labels) {leak_exact_probe:.4f}"
     )
     header = (
-        f"{'verified':>8} {'EO uncorr':>10} {'EO corr':>9} {'EO exact':>9} {'cover':>6} {'width':>6} "
-        f"{'cover unc':>9} | {'leak unc':>8} {'leak corr':>9} {'leak exact':>10} {'cover':>6} {'width':>6}"
+        f"{'verified':>8} {'EO uncorr':>10} {'EO corr':>9} {'EO exact':>9} {'cover':>6} "
+        f"{'width':>6} {'cover unc':>9} | {'leak unc':>8} {'leak corr':>9} {'leak exact':>10} "
+        f"{'cover':>6} {'width':>6}"
     )
     print(header)
     rows = []
@@ -209,7 +212,8 @@ def main() -> None:
         mean = {key: float(np.mean(v)) for key, v in out.items()}
         rows.append((m, mean))
         print(
-            f"{m:>8} {mean['eo_u']:>10.4f} {mean['eo_c']:>9.4f} {eo_exact:>9.4f} {mean['cov']:>6.3f} "
+            f"{m:>8} {mean['eo_u']:>10.4f} {mean['eo_c']:>9.4f} {eo_exact:>9.4f} "
+            f"{mean['cov']:>6.3f} "
             f"{mean['w']:>6.3f} {mean['cov_u']:>9.3f} | {mean['lk_u']:>8.4f} {mean['lk_c']:>9.4f} "
             f"{mean['lk_x']:>10.4f} {mean['lk_cov']:>6.3f} {mean['lk_w']:>6.3f}"
         )

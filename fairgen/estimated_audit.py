@@ -56,7 +56,8 @@ def add_estimated_sections(
     seed,
     n_bootstrap,
 ):
-    """Add corrected fairness and leakage sections for the verified set's attribute to ``report``."""
+    """Add the corrected fairness and leakage sections of the verified set's attribute to
+    ``report``."""
     from audits.estimated import estimated_fairness, estimated_leakage, out_of_fold_predictions
 
     name, k = verified.attribute, len(verified.values)

@@ -98,14 +98,14 @@ def write_review(
 
     if generator is None and is_entry_point(str(name)) and not Path(str(name)).exists():
         raise ValueError(
-            f"--card {card_json} names the entry point {name!r} as its generator; a card never runs "
-            "code: give --generator to run it"
+            f"--card {card_json} names the entry point {name!r} as its generator; a card never "
+            "runs code: give --generator to run it"
         )
     gen = load_generator(name, device=device, **(gen_info.get("options") or {}))
     if gen_info.get("sha256") and gen.checksum != gen_info["sha256"]:
         raise ValueError(
-            f"--card {card_json} was fitted on generator weights with SHA-256 {gen_info['sha256']}, "
-            f"but {name} has {gen.checksum}"
+            f"--card {card_json} was fitted on generator weights with SHA-256 "
+            f"{gen_info['sha256']}, but {name} has {gen.checksum}"
         )
     spec = labeler or _card_labeler(info, card_json)
     lab = load_labeler(spec, generator=gen, device=device)
@@ -188,7 +188,8 @@ def read_review(folder) -> dict:
 
 
 def verified_from_labels(review_folder, labels_csv):
-    """The verified set from a review folder and the person's labels CSV (unlabelled items left out)."""
+    """The verified set from a review folder and the person's labels CSV (unlabelled items are
+    left out)."""
     from .verified import VerifiedSet, read_label_csv
 
     review = read_review(review_folder)
@@ -327,16 +328,27 @@ function show() {
   const item = DATA.items[at];
   $("image").src = item.file;
   $("image").dataset.id = item.id;
-  $("position").textContent = "image " + (at + 1) + " of " + DATA.items.length + " (id " + item.id + ")";
+  $("position").textContent =
+    "image " + (at + 1) + " of " + DATA.items.length + " (id " + item.id + ")";
   $("done").textContent = Object.keys(labels).length;
-  for (const b of $("values").children) b.classList.toggle("chosen", labels[item.id] === b.dataset.value);
+  for (const b of $("values").children) {
+    b.classList.toggle("chosen", labels[item.id] === b.dataset.value);
+  }
 }
 function move(step) { at = Math.min(DATA.items.length - 1, Math.max(0, at + step)); show(); }
-function choose(value) { labels[DATA.items[at].id] = value; keep(); if (at < DATA.items.length - 1) move(1); else show(); }
-function csvCell(text) { return /[",\\r\\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text; }
+function choose(value) {
+  labels[DATA.items[at].id] = value;
+  keep();
+  if (at < DATA.items.length - 1) move(1); else show();
+}
+function csvCell(text) {
+  return /[",\\r\\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
 function save() {
   const rows = ["id,value"];
-  for (const item of DATA.items) if (item.id in labels) rows.push(csvCell(item.id) + "," + csvCell(labels[item.id]));
+  for (const item of DATA.items) {
+    if (item.id in labels) rows.push(csvCell(item.id) + "," + csvCell(labels[item.id]));
+  }
   const blob = new Blob([rows.join("\\n") + "\\n"], {type: "text/csv"});
   const link = $("download");
   link.href = URL.createObjectURL(blob);

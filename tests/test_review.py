@@ -1,4 +1,5 @@
-"""`fairgen review` and the verified set: stratified draws, strict files, the page in a real browser."""
+"""`fairgen review` and the verified set: stratified draws, strict files, and the page in a
+real browser."""
 
 from __future__ import annotations
 
