@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
 
 setup: $(STAMP)
 
@@ -14,7 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e ".[dev,biggan,tensorboard,diffusion]"
 	$(BIN)/pip install -q --no-deps gan-face-generate==1.1.1  # the face GAN; its declared deps (wandb, matplotlib) are not needed
+	$(MAKE) browser
 	touch $(STAMP)
+
+# tests/test_review.py drives the review page in headless Chromium; install it where apt can (root)
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -q && apt-get install -y -q chromium chromium-driver; } || \
+	  echo "chromium not installed: tests/test_review.py will skip its browser test"
 
 demo: $(STAMP)
 	$(BIN)/fairgen demo

@@ -79,9 +79,12 @@ def audit_encoder_on_data(
     device="cpu",
     progress: bool = True,
     max_pixels: int | None = None,
+    verified=None,
 ):
     """Split ``data`` (stratified by ``target``), fit the target probe on one part, audit the other.
-    ``out`` is locked from the start (one writer) and replaced whole at the end."""
+    ``out`` is locked from the start (one writer) and replaced whole at the end. ``verified``: a
+    verified set file (``fairgen review``) whose attribute is one of ``protected``, a column of
+    labeler outputs; its sections are added corrected for the labeler's error."""
     from audits.report import REPLACEABLE
     from steering.outputs import check_replaceable, output_lock
 
@@ -107,6 +110,7 @@ def audit_encoder_on_data(
             device,
             progress,
             max_pixels,
+            verified,
         )
 
 
@@ -130,6 +134,7 @@ def _audit_on_data(
     device,
     progress,
     max_pixels,
+    verified=None,
 ):
     from sklearn.model_selection import train_test_split
 
@@ -146,6 +151,7 @@ def _audit_on_data(
         )
     if not 0 < test_fraction < 1:
         raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+    verified_set = _verified_for(verified, protected)
     from .data.images import MAX_PIXELS
 
     table = load_data(
@@ -198,8 +204,39 @@ def _audit_on_data(
         title=f"audit of {encoder} on {data}",
         provenance=provenance,
     )
+    if verified_set is not None:
+        from .estimated_audit import add_estimated_sections
+
+        add_estimated_sections(
+            report,
+            verified_set,
+            verified,
+            x[train],
+            y[train],
+            x[test],
+            y[test],
+            groups[verified_set.attribute][test],
+            probe=probe,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+        )
     report.save(out)
     return report
+
+
+def _verified_for(path, protected: list[str]):
+    """The verified set at ``path`` (None without one); its attribute must be a protected column."""
+    if path is None:
+        return None
+    from .verified import read_verified
+
+    verified = read_verified(path)
+    if verified.attribute not in protected:
+        raise ValueError(
+            f"--verified {path} verifies {verified.attribute!r}, which is not among the --protected "
+            f"columns {protected}"
+        )
+    return verified
 
 
 def memorisation_in_feature_space(

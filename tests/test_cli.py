@@ -16,6 +16,7 @@ COMMANDS = [
     "zoo",
     "judges",
     "steer",
+    "review",
     "stream",
     "train",
     "audit",

@@ -6,7 +6,20 @@ import argparse
 import errno
 import sys
 
-from . import audit, demo, judges, memorisation, sample, steer, stream, train, walks, world, zoo
+from . import (
+    audit,
+    demo,
+    judges,
+    memorisation,
+    review,
+    sample,
+    steer,
+    stream,
+    train,
+    walks,
+    world,
+    zoo,
+)
 from .common import progress_enabled, resolve_device
 
 DESCRIPTION = """\
@@ -18,7 +31,20 @@ and remove a protected attribute (`fairgen steer`), write a stream card and trai
 everything end to end on the embedded default generator, offline.
 """
 
-COMMANDS = (demo, world, sample, zoo, judges, steer, stream, train, audit, memorisation, walks)
+COMMANDS = (
+    demo,
+    world,
+    sample,
+    zoo,
+    judges,
+    steer,
+    review,
+    stream,
+    train,
+    audit,
+    memorisation,
+    walks,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,13 @@ def add_parser(sub) -> None:
         help="protected column(s); each is audited, and their intersection when there are several",
     )
     p.add_argument(
+        "--verified",
+        default=None,
+        metavar="FILE",
+        help="a verified set (`fairgen review`) for the --protected column of its attribute, which "
+        "a labeler filled in: adds its fairness and leakage corrected for the labeler's error",
+    )
+    p.add_argument(
         "--test-fraction", type=float, default=0.5, help="share of your data held out for the audit"
     )
     p.add_argument(
@@ -138,6 +145,11 @@ def run(args) -> None:
     if args.data == "world":
         from ..world.audit import WORLD_AUDIT_DEFAULTS, audit_encoder_on_world
 
+        if args.verified:
+            raise ValueError(
+                "--verified corrects a protected column a labeler filled in, on your own --data; "
+                "the world audits with its exact judges"
+            )
         if args.target or args.protected:
             raise ValueError(
                 "--target/--protected name columns of your own --data; the world audits its class and protected factor"
@@ -179,6 +191,7 @@ def run(args) -> None:
         test_fraction=args.test_fraction,
         seed=args.seed,
         max_pixels=args.max_pixels,
+        verified=args.verified,
         n_jobs=args.jobs,
         device=args.device,
         progress=not args.quiet,
