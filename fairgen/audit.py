@@ -1,5 +1,6 @@
 """Audit any encoder on any labelled images: leakage of each protected column (and of their
-intersection) and group fairness of a target probe, with the report's provenance."""
+intersection) and group fairness of a target probe, with the report's provenance.
+``audit_encoder`` returns the results as objects; ``audit_encoder_on_data`` writes them."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def audit_encoder_on_data(
 
     check_replaceable(out, REPLACEABLE)
     with output_lock(out):
-        return _audit_on_data(
+        result = _audit_on_data(
             encoder,
             data,
             target,
@@ -108,6 +109,56 @@ def audit_encoder_on_data(
             progress,
             max_pixels,
         )
+        report = result.to_report(f"audit of {encoder} on {data}")
+        report.save(out)
+        return report
+
+
+def audit_encoder(
+    encoder: str,
+    data: str,
+    target: str,
+    protected: list[str],
+    *,
+    encoder_weights=None,
+    image_size: int = 224,
+    resolution: int | None = None,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    probe: str = "lda",
+    n_permutations: int = 199,
+    n_bootstrap: int = 500,
+    n_repeats: int = 1,
+    pca: int | None = None,
+    n_jobs: int = 1,
+    device="cpu",
+    progress: bool = False,
+    max_pixels: int | None = None,
+):
+    """``audit_encoder_on_data`` without touching the disk: an ``audits.AuditResult`` whose
+    ``leakage`` and ``fairness`` are keyed by column name (``"hair"``, ``("hair", "gender")``);
+    ``.to_report(title).save(dir)`` writes the same files as the command line."""
+    return _audit_on_data(
+        encoder,
+        data,
+        target,
+        list(protected),
+        None,
+        encoder_weights,
+        image_size,
+        resolution,
+        test_fraction,
+        seed,
+        probe,
+        n_permutations,
+        n_bootstrap,
+        n_repeats,
+        pca,
+        n_jobs,
+        device,
+        progress,
+        max_pixels,
+    )
 
 
 def _audit_on_data(
@@ -181,7 +232,7 @@ def _audit_on_data(
         "n_repeats": n_repeats,
         "pca": pca,
     }
-    report = audits.audit_representation(
+    return audits.audit(
         x[train],
         y[train],
         x[test],
@@ -195,11 +246,8 @@ def _audit_on_data(
         n_repeats=n_repeats,
         n_jobs=n_jobs,
         progress=progress,
-        title=f"audit of {encoder} on {data}",
         provenance=provenance,
     )
-    report.save(out)
-    return report
 
 
 def memorisation_in_feature_space(
