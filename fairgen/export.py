@@ -110,11 +110,12 @@ def protected_labelers(stream, given: dict | None = None) -> dict:
 
 def card_labeler_names(stream) -> dict[str, str]:
     """``{column: labeler name}`` the stream's eraser card was fitted with ({} without a card)."""
-    if getattr(stream.spec, "eraser", None) is None:
+    eraser = getattr(getattr(stream, "spec", None), "eraser", None)
+    if eraser is None:
         return {}
     from steering.card import read_card
 
-    card = read_card(stream.spec.eraser)
+    card = read_card(eraser)
     labelers = card.get("labelers") or {}
     protected = card.get("protected")
     names = {}
