@@ -132,7 +132,8 @@ def audit(
         for name in attributes:
             if not isinstance(name, str) or JOIN in name:
                 raise ValueError(
-                    f"test_protected: attribute names must be strings without {JOIN!r}, got {name!r}"
+                    f"test_protected: attribute names must be strings without {JOIN!r}, "
+                    f"got {name!r}"
                 )
         if len(attributes) > 1:
             joined = np.array(
