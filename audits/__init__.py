@@ -8,6 +8,7 @@ stream_balance   per-class attribute histograms of a stream and Cramér's V with
 stream_balance_joint  the same for several attributes and their joint value
 memorisation     whether generated samples sit closer to training data than held-out real ones
 cramers_v        association of two categorical labelings (also used by steering)
+audit            leakage + fairness per attribute, as objects keyed by name (nothing written)
 AuditReport      named results -> report.json, report.md and PNG plots
 """
 
@@ -17,11 +18,15 @@ from .leakage import LeakageResult, leakage
 from .memorisation import MemorisationResult, memorisation, nearest_distances
 from .report import AuditReport
 from .representation import audit_representation
+from .results import AuditResult, ByAttribute, audit
 from .stats import contingency_table, cramers_v, cramers_v_corrected
 from .stream import StreamBalance, compare_streams, stream_balance, stream_balance_joint
 
 __all__ = [
     "AuditReport",
+    "AuditResult",
+    "ByAttribute",
+    "audit",
     "EstimatedFairness",
     "EstimatedLeakage",
     "FairnessResult",

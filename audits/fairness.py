@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 from ._checks import as_features, as_labels, check_positive_int, encode
 from .intervals import max_abs_interval
 
+RATES = ("accuracy", "selection_rate", "tpr", "fpr")  # by_group columns that are rates
 MIN_COUNT = (
     10  # positives / negatives below which a group's TPR / FPR is flagged as resting on few rows
 )
@@ -53,10 +54,31 @@ class FairnessResult:
 
     by_group: pd.DataFrame
     summary: dict
+    overall: pd.Series | None = None  # the same metrics over all test rows
 
     def to_dict(self) -> dict:
         rows = self.by_group.reset_index().to_dict(orient="records")
-        return {"summary": dict(self.summary), "by_group": rows}
+        out = {"summary": dict(self.summary), "by_group": rows}
+        if self.overall is not None:
+            out["overall"] = self.overall.to_dict()
+        return out
+
+    @property
+    def rates(self) -> pd.DataFrame:
+        """The rate columns of ``by_group`` (accuracy, selection rate, TPR, FPR), no counts."""
+        keep = [c for c in self.by_group.columns if c.startswith(RATES)]
+        return self.by_group[keep].astype(float)
+
+    def difference(self) -> pd.Series:
+        """Per rate, the largest minus the smallest group value (NaN rates left out), as
+        fairlearn's ``MetricFrame.difference()``."""
+        return self.rates.max() - self.rates.min()
+
+    def ratio(self) -> pd.Series:
+        """Per rate, the smallest over the largest group value (1 = every group alike), as
+        fairlearn's ``MetricFrame.ratio()``; NaN where the largest is 0."""
+        high = self.rates.max()
+        return (self.rates.min() / high.where(high > 0)).astype(float)
 
     def to_frame(self) -> pd.DataFrame:
         return self.by_group
@@ -120,7 +142,7 @@ def group_fairness(
     p = np.searchsorted(classes, pred)
     audited = [len(classes) - 1] if len(classes) == 2 else list(range(len(classes)))
 
-    by_group = _by_group(t, p, pd.Series(groups[g], name="group"), classes, audited)
+    by_group, overall = _by_group(t, p, pd.Series(groups[g], name="group"), classes, audited)
     sel, tpr, fpr = (
         by_group[[f"{rate}[{classes[c]}]" for c in audited]].to_numpy(dtype=float)
         for rate in ("selection_rate", "tpr", "fpr")
@@ -168,7 +190,7 @@ def group_fairness(
         "min_count": MIN_COUNT,
         "small_groups": _small_groups(by_group, classes, audited),
     }
-    return FairnessResult(by_group=by_group, summary=summary)
+    return FairnessResult(by_group=by_group, summary=summary, overall=overall)
 
 
 def _count(y_true, y_pred) -> int:
@@ -209,8 +231,8 @@ def _by_group(t, p, group: pd.Series, classes, audited) -> pd.DataFrame:
     """The per-group table, every number from a MetricFrame, each rate next to its denominator."""
     frame = MetricFrame(
         metrics={"n": _count, "accuracy": _accuracy}, y_true=t, y_pred=p, sensitive_features=group
-    ).by_group
-    parts = [frame]
+    )
+    parts, overall = [frame.by_group], [frame.overall]
     for c in audited:
         mf = MetricFrame(
             metrics={
@@ -223,14 +245,15 @@ def _by_group(t, p, group: pd.Series, classes, audited) -> pd.DataFrame:
             y_true=t == c,
             y_pred=p == c,
             sensitive_features=group,
-        ).by_group
-        parts.append(mf.rename(columns=lambda name, c=c: f"{name}[{classes[c]}]"))
+        )
+        parts.append(mf.by_group.rename(columns=lambda name, c=c: f"{name}[{classes[c]}]"))
+        overall.append(mf.overall.rename(lambda name, c=c: f"{name}[{classes[c]}]"))
     table = pd.concat(parts, axis=1)
     for col in table.columns:
         if col == "n" or col.startswith(("n_pos", "n_neg")):
             table[col] = table[col].astype(int)
     table["note"] = [_undefined(row, classes, audited) for _, row in table.iterrows()]
-    return table
+    return table, pd.concat(overall)
 
 
 def _undefined(row: pd.Series, classes, audited) -> str:

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,7 @@ class AuditReport:
         for name, result in self.sections.items():
             if type(result) in plotters:
                 prefix, plot = plotters[type(result)]
-                path = out / f"{prefix}_{_slug(name)}.png"
+                path = out / _file_name(prefix, name, written)
                 _save(plot(name, result), path)
                 written[path.name] = path
                 images[name] = path.name
@@ -263,21 +264,75 @@ def _jsonable(obj):
 
 # ---------------------------------------------------------------- plots
 
+# what the interval around each plotted statistic is, said once on the plot
+LEAKAGE_CI = "95% CI (cross-validation, corrected resampled t)"
+GAP_CI = "95% simultaneous bootstrap bands (max-t over every pair of groups)"
+RATES = (  # by_group column -> axis label, spelled out once
+    ("selection_rate", "selection rate\n(share predicted as the class)"),
+    ("tpr", "true positive rate (TPR)"),
+    ("fpr", "false positive rate (FPR)"),
+)
+GAPS = (
+    ("demographic_parity", "demographic parity\ndifference"),
+    ("equalized_odds", "equalized odds\ndifference"),
+)
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "section"
 
 
+def _file_name(kind: str, name: str, taken) -> str:
+    """``<kind>_<section>.png`` without saying a word twice: "target fairness by hair" ->
+    fairness_by_hair.png, "memorisation" -> memorisation.png, "world stream" -> world_stream.png;
+    numbered if already taken."""
+    words = [w for w in _slug(name).split("_") if w]
+    if kind in words:
+        words = words[1:] if words[:2] == ["target", kind] else words
+    else:
+        words = [kind, *words]
+    stem = "_".join(words)
+    name, i = f"{stem}.png", 2
+    while name in taken:
+        name, i = f"{stem}_{i}.png", i + 1
+    return name
+
+
 def _save(fig: Figure, path: Path) -> None:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=100, format="png")
     write_new(path, buffer.getvalue())
 
 
+def _ticks(ax, labels, width_per_label: float) -> None:
+    """Category labels that never overlap: turned when they would not fit side by side."""
+    longest = max((len(str(label)) for label in labels), default=0)
+    turn = longest * 0.075 > width_per_label  # inches per character at the default size
+    ax.set_xticks(
+        range(len(labels)),
+        [str(label) for label in labels],
+        rotation=30 if turn else 0,
+        ha="right" if turn else "center",
+        rotation_mode="anchor",
+    )
+
+
+def _wrap(text: str, inches: float) -> str:
+    """``text`` broken into lines that fit ``inches`` at the default title size."""
+    return textwrap.fill(text, max(20, int(inches * 10)))
+
+
+def _attribute(name: str) -> str:
+    """A leakage section's attribute: "hair leakage" -> "hair"."""
+    return name[: -len(" leakage")] if name.endswith(" leakage") else name
+
+
 def _plot_leakage(results: dict[str, LeakageResult]):
     """Balanced accuracy per attribute as points with CI bars (visible even at 1.0), chance dashed."""
-    fig = Figure(figsize=(max(4.5, 2.0 + 1.3 * len(results)), 3.8))
+    width = max(5.0, 1.6 + 1.4 * len(results))
+    fig = Figure(figsize=(width, 4.2), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(results))
     acc = np.array([r.balanced_accuracy for r in results.values()])
@@ -295,7 +350,7 @@ def _plot_leakage(results: dict[str, LeakageResult]):
         elinewidth=2.5,
         capsize=8,
         capthick=2.5,
-        label="balanced accuracy, 95% CI",
+        label=f"balanced accuracy of a probe, {LEAKAGE_CI}",
     )
     for i, r in enumerate(results.values()):
         ax.hlines(
@@ -304,68 +359,66 @@ def _plot_leakage(results: dict[str, LeakageResult]):
             i + 0.35,
             colors="black",
             linestyles="--",
-            label="chance" if i == 0 else None,
+            label="chance (1 / number of values)" if i == 0 else None,
         )
         ax.annotate(
-            f"{r.balanced_accuracy:.3f}\n[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+            f"{r.balanced_accuracy:.2f}\n[{r.ci_low:.2f}, {r.ci_high:.2f}]",
             (i, min(r.ci_high, 1.0)),
             xytext=(0, 6),
             textcoords="offset points",
             ha="center",
             fontsize="small",
         )
-    ax.set_xticks(x, list(results), rotation=15, ha="right")
+    _ticks(ax, [_attribute(name) for name in results], (width - 1.2) / len(results))
     ax.set_xlim(-0.6, len(results) - 0.4)
     ax.set_ylim(0, 1.25)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_xlabel("protected attribute")
-    ax.set_ylabel("balanced accuracy of a probe")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title("leakage")
+    ax.set_ylabel("balanced accuracy")
+    ax.set_title(
+        _wrap("leakage: how well a probe reads each protected attribute from the features", width)
+    )
+    fig.legend(loc="outside lower center", fontsize="small", frameon=False)
     return fig
 
 
 def _plot_fairness(name: str, result: FairnessResult):
-    """Per-group rates per target class (legend outside the axes) and the two gaps with BCa CIs."""
+    """Per-group rates per target class, and the two gaps with their simultaneous bands; the
+    legend below the panels, every rate spelled out once."""
     table, s = result.long_table(), result.summary
-    rates = ("selection_rate", "tpr", "fpr")
-    fig = Figure(figsize=(14, 3.8))
-    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 3, 3, 1.6]})
     groups = list(dict.fromkeys(table["group"]))
     classes = list(dict.fromkeys(table["class"]))
+    panel = max(3.6, 0.35 + 0.16 * len(groups) * len(classes))  # inches per rate panel
+    fig = Figure(figsize=(2 * panel + 1.2, 7.6), layout="constrained")
+    axes = fig.subplots(2, 2).flat  # selection rate, TPR / FPR, the two gaps
     width = 0.8 / max(1, len(groups))
     x = np.arange(len(classes))
-    for ax, rate in zip(axes[:3], rates, strict=True):
+    for ax, (rate, label) in zip(axes[:3], RATES, strict=True):
         for j, group in enumerate(groups):
             rows = table[table["group"] == group].set_index("class").loc[classes]
             ax.bar(
-                x + j * width,
+                x - 0.4 + width * (j + 0.5),
                 rows[rate].to_numpy(float),
                 width,
-                label=f"{group} (n={rows['n'].iloc[0]})",
+                label=f"{group} (n={rows['n'].iloc[0]})" if rate == "tpr" else None,
             )
-        ax.set_xticks(
-            x + width * (len(groups) - 1) / 2,
-            [str(c) for c in classes],
-            rotation=30 if len(classes) > 4 else 0,
-            ha="right" if len(classes) > 4 else "center",
-        )
-        ax.set_xlabel("target class")
-        ax.set_ylabel(rate.replace("_", " "))
+        _ticks(ax, classes, panel / len(classes))
+        ax.set_xlabel("target class (one-vs-rest)")
+        ax.set_ylabel(label)
         ax.set_ylim(0, 1.05)
-    gaps = [("DP", "demographic_parity"), ("EO", "equalized_odds")]
-    values = np.array([s[f"{key}_difference"] for _, key in gaps], dtype=float)
+    gap = axes[3]
+    values = np.array([s[f"{key}_difference"] for key, _ in GAPS], dtype=float)
     err = np.nan_to_num(
         np.array(
             [
                 [v - s[f"{key}_ci_low"], s[f"{key}_ci_high"] - v]
-                for v, (_, key) in zip(values, gaps, strict=True)
+                for v, (key, _) in zip(values, GAPS, strict=True)
             ],
             dtype=float,
         ).T.clip(min=0)
     )
-    axes[3].bar(range(2), values, width=0.5, color="tab:gray", alpha=0.5)
-    axes[3].errorbar(
+    gap.bar(range(2), values, width=0.5, color="tab:gray", alpha=0.5)
+    gap.errorbar(
         range(2),
         values,
         yerr=err,
@@ -375,45 +428,58 @@ def _plot_fairness(name: str, result: FairnessResult):
         elinewidth=2.5,
         capsize=8,
     )
-    axes[3].set_xticks(range(2), [g for g, _ in gaps])
-    axes[3].set_ylim(0, 1.05)
-    axes[3].set_ylabel("difference (95% BCa CI)")
-    axes[3].set_title("gaps")
-    axes[2].legend(
-        title="protected group", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1)
+    gap.set_xticks(range(2), [label for _, label in GAPS])
+    gap.set_xlim(-0.8, 1.8)
+    gap.set_ylim(0, 1.05)
+    gap.set_ylabel("largest gap between groups")
+    gap.set_title(_wrap(f"largest gaps, with {GAP_CI}", panel), fontsize="medium")
+    fig.legend(
+        title=f"protected group ({len(groups)}); n = test rows",
+        loc="outside lower center",
+        ncol=min(len(groups), 4),
+        fontsize="small",
     )
-    fig.suptitle(f"{name}: rates by protected group")
+    fig.suptitle(f"{name}: rates of the target probe per protected group")
     return fig
 
 
 def _plot_stream(name: str, result: StreamBalance):
     shares = result.shares
-    fig = Figure(figsize=(2 + 0.5 * len(shares), 3.5))
+    width = max(4.5, 2.5 + 0.6 * len(shares))
+    fig = Figure(figsize=(width, 4.0), layout="constrained")
     ax = fig.subplots()
     bottom = np.zeros(len(shares))
     x = np.arange(len(shares))
     for value in shares.columns:
         ax.bar(x, shares[value].to_numpy(), bottom=bottom, label=str(value))
         bottom += shares[value].to_numpy()
-    ax.set_xticks(x, [str(c) for c in shares.index])
+    _ticks(ax, list(shares.index), (width - 2.5) / len(shares))
     ax.set_xlabel("class")
-    ax.set_ylabel("attribute share")
+    ax.set_ylabel("share of each protected value")
     ax.set_ylim(0, 1)
-    ax.legend(title="attribute", fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.set_title(f"{name}: V = {_fmt(result.cramers_v)}")
+    ax.legend(title="protected value", fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.set_title(
+        f"{name}: Cramér's V(class, protected) = {result.cramers_v:.3f}\n"
+        f"95% bootstrap CI [{result.ci_low:.3f}, {result.ci_high:.3f}]; 0 = independent",
+        fontsize="medium",
+    )
     return fig
 
 
 def _plot_memorisation(name: str, result: MemorisationResult):
-    fig = Figure(figsize=(6, 3.5))
+    fig = Figure(figsize=(6.5, 4.0), layout="constrained")
     ax = fig.subplots()
     both = np.concatenate([result.generated_distances, result.heldout_distances])
     bins = np.linspace(0, both.max() if both.max() > 0 else 1.0, 40)
     ax.hist(result.heldout_distances, bins=bins, alpha=0.6, density=True, label="held-out real")
     ax.hist(result.generated_distances, bins=bins, alpha=0.6, density=True, label="generated")
     ax.axvline(result.threshold, color="black", linestyle="--", label="near-copy threshold")
-    ax.set_xlabel("distance to nearest training sample")
+    ax.set_xlabel("distance to the nearest training image")
     ax.set_ylabel("density")
-    ax.legend(fontsize="small")
-    ax.set_title(name)
+    fig.legend(loc="outside lower center", ncol=3, fontsize="small", frameon=False)
+    ax.set_title(
+        f"{name}: near copies {result.near_copy_share:.1%} of generated vs "
+        f"{result.heldout_near_copy_share:.1%} of held-out",
+        fontsize="medium",
+    )
     return fig

@@ -1,13 +1,10 @@
-"""One call that audits a learned representation: protected leakage plus target-probe fairness."""
+"""One call that audits a learned representation into a report: ``audits.audit``'s results in
+their file form (see ``audits.results``)."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from ._checks import as_labels
-from .fairness import group_fairness
-from .leakage import leakage
 from .report import AuditReport
+from .results import audit
 
 
 def audit_representation(
@@ -38,49 +35,21 @@ def audit_representation(
     features (use a balanced test split, so leakage is not just the target showing through a
     biased attribute). With one unnamed array the sections are "protected leakage" and "target
     fairness". ``pca``, ``n_repeats``, ``max_iter`` and ``n_jobs`` go to ``leakage``.
+    For the results as objects, without a report, call ``audits.audit``.
     """
-    report = AuditReport(title, provenance)
-    if isinstance(test_protected, dict):
-        attributes = {
-            name: as_labels(v, f"test_protected[{name!r}]") for name, v in test_protected.items()
-        }
-        if not attributes:
-            raise ValueError("test_protected must name at least one attribute")
-        if len(attributes) > 1:
-            joined = np.array(
-                [" & ".join(map(str, row)) for row in zip(*attributes.values(), strict=True)]
-            )
-            attributes[" & ".join(attributes)] = joined
-        named = True
-    else:
-        attributes, named = {"protected": test_protected}, False
-    for name, labels in attributes.items():
-        report.add(
-            f"{name} leakage",
-            leakage(
-                test_features,
-                labels,
-                probe,
-                n_permutations=n_permutations,
-                seed=seed,
-                pca=pca,
-                n_repeats=n_repeats,
-                max_iter=max_iter,
-                n_jobs=n_jobs,
-                progress=progress,
-            ),
-        )
-    for name, labels in attributes.items():
-        report.add(
-            f"target fairness by {name}" if named else "target fairness",
-            group_fairness(
-                train_features,
-                train_target,
-                test_features,
-                test_target,
-                labels,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-            ),
-        )
-    return report
+    return audit(
+        train_features,
+        train_target,
+        test_features,
+        test_target,
+        test_protected,
+        probe=probe,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        pca=pca,
+        n_repeats=n_repeats,
+        max_iter=max_iter,
+        n_jobs=n_jobs,
+        progress=progress,
+    ).to_report(title, provenance)

@@ -27,6 +27,7 @@ _EXPORTS = {
     "World": "fairgen.world",
     "WorldSample": "fairgen.world",
     "load_judges": "fairgen.world",
+    "audit_encoder": "fairgen.audit",
     "cramers_v": "audits.stats",
     "cramers_v_corrected": "audits.stats",
 }

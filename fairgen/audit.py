@@ -1,5 +1,6 @@
 """Audit any encoder on any labelled images: leakage of each protected column (and of their
-intersection) and group fairness of a target probe, with the report's provenance."""
+intersection) and group fairness of a target probe, with the report's provenance.
+``audit_encoder`` returns the results as objects; ``audit_encoder_on_data`` writes them."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def audit_encoder_on_data(
 
     check_replaceable(out, REPLACEABLE)
     with output_lock(out):
-        return _audit_on_data(
+        result = _audit_on_data(
             encoder,
             data,
             target,
@@ -112,6 +113,60 @@ def audit_encoder_on_data(
             max_pixels,
             verified,
         )
+        result, add_estimated = result
+        report = result.to_report(f"audit of {encoder} on {data}")
+        if add_estimated is not None:
+            add_estimated(report)
+        report.save(out)
+        return report
+
+
+def audit_encoder(
+    encoder: str,
+    data: str,
+    target: str,
+    protected: list[str],
+    *,
+    encoder_weights=None,
+    image_size: int = 224,
+    resolution: int | None = None,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    probe: str = "lda",
+    n_permutations: int = 199,
+    n_bootstrap: int = 500,
+    n_repeats: int = 1,
+    pca: int | None = None,
+    n_jobs: int = 1,
+    device="cpu",
+    progress: bool = False,
+    max_pixels: int | None = None,
+):
+    """``audit_encoder_on_data`` without touching the disk: an ``audits.AuditResult`` whose
+    ``leakage`` and ``fairness`` are keyed by column name (``"hair"``, ``("hair", "gender")``);
+    ``.to_report(title).save(dir)`` writes the same files as the command line."""
+    result, _ = _audit_on_data(
+        encoder,
+        data,
+        target,
+        list(protected),
+        None,
+        encoder_weights,
+        image_size,
+        resolution,
+        test_fraction,
+        seed,
+        probe,
+        n_permutations,
+        n_bootstrap,
+        n_repeats,
+        pca,
+        n_jobs,
+        device,
+        progress,
+        max_pixels,
+    )
+    return result
 
 
 def _audit_on_data(
@@ -187,7 +242,7 @@ def _audit_on_data(
         "n_repeats": n_repeats,
         "pca": pca,
     }
-    report = audits.audit_representation(
+    result = audits.audit(
         x[train],
         y[train],
         x[test],
@@ -201,27 +256,29 @@ def _audit_on_data(
         n_repeats=n_repeats,
         n_jobs=n_jobs,
         progress=progress,
-        title=f"audit of {encoder} on {data}",
         provenance=provenance,
     )
-    if verified_set is not None:
-        from .estimated_audit import add_estimated_sections
+    if verified_set is None:
+        return result, None
+    from functools import partial
 
-        add_estimated_sections(
-            report,
-            verified_set,
-            verified,
-            x[train],
-            y[train],
-            x[test],
-            y[test],
-            groups[verified_set.attribute][test],
-            probe=probe,
-            seed=seed,
-            n_bootstrap=n_bootstrap,
-        )
-    report.save(out)
-    return report
+    from .estimated_audit import add_estimated_sections
+
+    # the corrected sections of the labeler-estimated column, added to the file form
+    add_estimated = partial(
+        add_estimated_sections,
+        verified=verified_set,
+        verified_path=verified,
+        x_train=x[train],
+        y_train=y[train],
+        x_test=x[test],
+        y_test=y[test],
+        column=groups[verified_set.attribute][test],
+        probe=probe,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+    )
+    return result, add_estimated
 
 
 def _verified_for(path, protected: list[str]):

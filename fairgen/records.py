@@ -12,8 +12,7 @@ def from_plain_dict(cls, data, what: str):
     """
     if not isinstance(data, dict):
         raise ValueError(f"a {what} must be a dict (a JSON object), got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} keys {unknown}; allowed: {sorted(known)}")
+    from .keys import refuse_unknown_keys
+
+    refuse_unknown_keys(data, {f.name for f in fields(cls)}, what)
     return cls(**data)

@@ -59,8 +59,8 @@ def test_save_writes_json_markdown_and_one_png_per_plotted_section(report, tmp_p
             "report.json",
             "report.md",
             "leakage.png",
-            "fairness_fairness_odd_name.png",
-            "stream_stream.png",
+            "fairness_odd_name.png",
+            "stream.png",
             "memorisation_memo.png",
         ]
     )
@@ -68,6 +68,23 @@ def test_save_writes_json_markdown_and_one_png_per_plotted_section(report, tmp_p
     for name in names:
         if name.endswith(".png"):
             assert (tmp_path / "out" / name).read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    "kind, section, expected",
+    [
+        ("fairness", "target fairness by hair", "fairness_by_hair.png"),
+        ("fairness", "target fairness", "fairness.png"),
+        ("memorisation", "memorisation", "memorisation.png"),
+        ("stream", "world stream", "world_stream.png"),
+        ("memorisation", "memo", "memorisation_memo.png"),
+    ],
+)
+def test_plot_file_names_say_each_word_once(kind, section, expected):
+    from audits.report import _file_name
+
+    assert _file_name(kind, section, {}) == expected
+    assert _file_name(kind, section, {expected: None}) == expected.replace(".png", "_2.png")
 
 
 def test_json_is_strict_and_keeps_every_section(report, tmp_path):

@@ -245,7 +245,24 @@ def _run(args) -> None:
             f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}"
         )
         print("  (erase is latent-only: a stream refuses an erase card)")
+    _say_misses(report, args, names, labelers, target, steerer)
     print(f"wrote {path}")
+
+
+def _say_misses(report, args, names, labelers, target, steerer) -> None:
+    """Print, after the numbers, where the steer missed its target and what would help."""
+    from steering.misses import steer_misses
+
+    for line in steer_misses(
+        report,
+        mode=args.mode,
+        names=names,
+        labeler_names={name: lab.name for name, lab in zip(names, labelers, strict=True)},
+        target=target,
+        n=args.n,
+        method=getattr(steerer, "method", args.method),
+    ):
+        print(f"  WARNING: {line}")
 
 
 def _target(text: str | None, names: list[str]):

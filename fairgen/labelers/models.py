@@ -13,7 +13,8 @@ prompt per value::
      "values": ["man", "woman"], "prompts": ["a photo of a man", "a photo of a woman"]}
 
 File names inside are relative to the JSON and must stay inside its folder; the labeler's
-provenance records the JSON's SHA-256.
+provenance records the JSON's SHA-256. Every key is documented in docs/plugin-files.md with a JSON
+Schema (docs/schemas/labeler.schema.json); an unknown key is refused with the closest known one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ import torch.nn.functional as F
 
 from .base import Labeler
 
+COMMON_KEYS = ("$schema", "kind", "values", "weights")
+KEYS = {  # every key a labeler.json of each kind may hold
+    "classifier": (*COMMON_KEYS, "library", "arch", "num_classes", "image_size", "classes"),
+    "clip": (*COMMON_KEYS, "arch", "prompts", "model_config"),
+}
+
 
 def load_model_labeler(path: Path, device="cpu") -> Labeler:
     from steering.files import read_json, resolve_inside, sha256_file
@@ -35,6 +42,9 @@ def load_model_labeler(path: Path, device="cpu") -> Labeler:
     values = config.get("values")
     if not isinstance(values, list) or len(values) < 2:
         raise ValueError(f"labeler config {path}: 'values' must list at least two protected values")
+    from ..keys import refuse_unknown_keys
+
+    refuse_unknown_keys(config, KEYS[config["kind"]], f"{config['kind']} labeler", str(path))
 
     def local(key, required=True):
         name = config.get(key)

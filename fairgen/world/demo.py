@@ -328,7 +328,9 @@ def run_demo(
     replace_file(
         out / "config.json", json.dumps({"preset": preset, **asdict(config)}, indent=2).encode()
     )
-    _plot(table, out / "table.png")
+    from ..plotting import plot_arms
+
+    plot_arms(table, out / "table.png", ARMS, protected="texture")
     return table
 
 
@@ -424,73 +426,6 @@ def _table_header() -> list[str]:
         "| arm | target acc | texture leakage (bal. acc, 95% CI) | p | EO difference (95% CI) | stream V (bias-corrected) |",
         "|---|---|---|---|---|---|",
     ]
-
-
-CI_COLUMNS = {
-    "leakage_bacc": "leakage",
-    "eo_diff": "eo",
-}  # plotted statistic -> prefix of its CI columns
-
-
-def _error_bars(table: pd.DataFrame, prefix: str, column: str):
-    """``[below, above]`` distances to the 95% CI for ``ax.bar(yerr=...)``, or None without a CI."""
-    key = CI_COLUMNS.get(column)
-    if key is None or f"{prefix}{key}_ci_low" not in table:
-        return None
-    value = table[prefix + column]
-    below = (value - table[f"{prefix}{key}_ci_low"]).clip(lower=0).fillna(0)
-    above = (table[f"{prefix}{key}_ci_high"] - value).clip(lower=0).fillna(0)
-    return [below.to_numpy(), above.to_numpy()]
-
-
-def _plot(table: pd.DataFrame, path: Path) -> None:
-    """Three panels (accuracy, leakage, EO difference), each arm's features as trained and erased."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 3.4))
-    labels = [a.split("_", 1)[0] for a in table.index]
-    x, width = torch.arange(len(labels)).numpy(), 0.38
-    panels = [
-        ("target_acc", "target accuracy (balanced test)"),
-        ("leakage_bacc", "texture leakage (bal. acc)"),
-        ("eo_diff", "equalized-odds difference"),
-    ]
-    for i, (column, title) in enumerate(panels):
-        ax = fig.add_subplot(1, 3, i + 1)
-        ax.bar(
-            x - width / 2,
-            table[column],
-            width,
-            yerr=_error_bars(table, "", column),
-            capsize=3,
-            color="tab:blue",
-            label="as trained",
-        )
-        ax.bar(
-            x + width / 2,
-            table["erased_" + column],
-            width,
-            yerr=_error_bars(table, "erased_", column),
-            capsize=3,
-            color="tab:orange",
-            label="texture erased",
-        )
-        if column == "leakage_bacc":
-            ax.axhline(table["chance"].iloc[0], color="grey", ls="--", lw=1, label="chance")
-        ax.set_xticks(x, labels)
-        ax.set_ylim(0, 1.05)
-        ax.set_xlabel("arm (names in table.md)", fontsize=8)
-        ax.set_ylabel(title.split(" (")[0], fontsize=8)
-        ax.set_title(title + (", 95% CI" if column in CI_COLUMNS else ""), fontsize=9)
-    fig.axes[0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    import io
-
-    from steering.outputs import replace_file
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
-    replace_file(path, buffer.getvalue())
 
 
 def replace_preset(preset: str, **changes) -> DemoConfig:
