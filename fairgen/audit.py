@@ -91,7 +91,7 @@ def audit_encoder_on_data(
 
     check_replaceable(out, REPLACEABLE)
     with output_lock(out):
-        result = _audit_on_data(
+        result, add_estimated = _audit_on_data(
             encoder,
             data,
             target,
@@ -113,7 +113,6 @@ def audit_encoder_on_data(
             max_pixels,
             verified,
         )
-        result, add_estimated = result
         report = result.to_report(f"audit of {encoder} on {data}")
         if add_estimated is not None:
             add_estimated(report)
