@@ -7,7 +7,7 @@ import errno
 import sys
 
 from . import audit, demo, judges, memorisation, sample, steer, stream, train, walks, world, zoo
-from .common import progress_enabled, resolve_device
+from .common import progress_enabled, resolve_device, typed_flags
 
 DESCRIPTION = """\
 fairgen turns a pretrained generative model into a fair, shareable source of training data.
@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fairgen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="`fairgen COMMAND --help` lists its options",
+    )
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
@@ -39,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input (ValueError, FileNotFoundError, a missing extra) exits 2 with one line."""
     args = build_parser().parse_args(argv)
+    args.typed = typed_flags(build_parser, argv)  # flags a mode would ignore are refused
     from ..checks import MissingExtraError
 
     args.quiet = not progress_enabled(args)  # TQDM_DISABLE=1 means --quiet, for every command
