@@ -1721,7 +1721,7 @@ CASES += [
             "--n",
             "100",
             "--out",
-            lambda lab: _locked("busy-card.json")(lab).with_suffix(""),
+            lambda lab: _locked("eraser_card.json")(lab).parent,  # --out is the card's folder
         ),
         "being written by pid 1",
     ),

@@ -7,7 +7,7 @@ import errno
 import sys
 
 from . import audit, demo, judges, memorisation, sample, steer, stream, train, walks, world, zoo
-from .common import progress_enabled, resolve_device, typed_flags
+from .common import in_flags, progress_enabled, resolve_device, typed_flags
 
 DESCRIPTION = """\
 fairgen turns a pretrained generative model into a fair, shareable source of training data.
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         from steering.files import printable
 
         # a message may quote a received file; escaped, it cannot drive the terminal
-        print(f"fairgen {args.command}: error: {printable(error)}", file=sys.stderr)
+        message = in_flags(printable(error))  # the flags the user typed, not Python arguments
+        print(f"fairgen {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):

@@ -207,6 +207,17 @@ def refuse_with(args, mode: str, flags, why: str) -> None:
         raise ValueError(f"{mode} cannot be combined with {', '.join(clash)}: {why}")
 
 
+# library phrasings that name a Python argument, and what a command-line user types instead
+IN_FLAGS = {"pass weights_dir=...": "give that folder as --generator FOLDER"}
+
+
+def in_flags(message: str) -> str:
+    """An error message from the library, with Python arguments it names put in flag terms."""
+    for variable, flag in IN_FLAGS.items():
+        message = message.replace(variable, flag)
+    return message
+
+
 def out_folder(args) -> Path:
     """The ``--out`` folder, created; a path that exists and is not a folder is a clear error."""
     out = Path(args.out).expanduser()

@@ -97,8 +97,15 @@ def _run(args, card) -> None:
 
     from ..generators import load_generator
     from ..labelers import load_labeler
-    from ..world import CLASS_FACTOR, DEFAULT_PROTECTED
+    from ..world import CATEGORICAL, CLASS_FACTOR, DEFAULT_PROTECTED
 
+    factors = sorted(set(CATEGORICAL) - {CLASS_FACTOR})
+    for name in (args.protected or []) if args.labeler is None else []:
+        if name not in CATEGORICAL:
+            raise ValueError(
+                f"--protected {name}: without --labeler, name world factors ({', '.join(factors)});"
+                " for another attribute give its --labeler"
+            )
     if args.labeler is not None and args.protected and len(args.protected) > 1:
         raise ValueError(
             f"--protected {','.join(args.protected)}: a --labeler labels one attribute; steer "
@@ -162,11 +169,8 @@ def _run(args, card) -> None:
             target_distribution=target,
             keep_labeler=None if keep is None else keep.predict,
         )
-    except ValueError as error:  # one attribute is fitted as "protected": say the user's name
-        if len(names) > 1:
-            raise
-        mine = f"protected attribute {names[0]!r} (--protected {names[0]})"
-        raise ValueError(str(error).replace("protected attribute 'protected'", mine)) from None
+    except ValueError as error:
+        raise ValueError(_in_flags(str(error), names)) from None
     attributes = dict(zip(["protected"] if len(names) == 1 else names, specs, strict=True))
     if keep is not None:
         attributes["keep"] = args.keep_labeler
@@ -288,6 +292,17 @@ def _target(text: str | None, names: list[str]):
             )
         out[name.strip()] = shares(values)
     return out if len(names) > 1 else out[names[0]]
+
+
+def _in_flags(message: str, names: list[str]) -> str:
+    """A fitting error in the command line's words: the flags, and the attribute's own name (a
+    single attribute is fitted under the name "protected")."""
+    if len(names) == 1:
+        mine = f"protected attribute {names[0]!r} (--protected {names[0]})"
+        message = message.replace("protected attribute 'protected'", mine)
+    message = message.replace("target_distribution", "--target")
+    message = message.replace("samples (n)", "samples (--n)")
+    return "--" + message if message.startswith("n must be") else message
 
 
 def _shares(values: list[float]) -> str:

@@ -109,6 +109,12 @@ def run(args) -> None:
             raise ValueError(
                 f"--views needs at least 2 views (a contrastive pair), got {','.join(args.views)}"
             )
+        for kind, flag, source in (
+            ("flip", "--eraser", "steer"),
+            ("walk", "--walks", "walks learn"),
+        ):
+            if kind in args.views and not getattr(args, flag[2:]):
+                raise ValueError(f"--views {kind} needs {flag} CARD (from `fairgen {source}`)")
         options = generator_options(args)
         generator = load_generator(args.generator, device=args.device, **options)
         views = {"kinds": list(args.views), "sigma": args.sigma, "truncate": 2.0}

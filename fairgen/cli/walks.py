@@ -156,6 +156,7 @@ def _run(args) -> None:
     used = {"learn": LEARN_ONLY + FIDELITY, "fidelity": FIDELITY, "show": SHOW_ONLY}[args.action]
     ignored = [flag for flag in LEARN_ONLY + FIDELITY + SHOW_ONLY if flag not in used]
     refuse_with(args, f"walks {args.action}", ignored, f"{args.action} does not use them")
+    out = out_folder(args) if args.action == "show" else None  # checked before any work
     from ..walks import WalkLearner, load_walks, save_walks
 
     generator = load_generator(args.generator, device=args.device)
@@ -201,7 +202,7 @@ def _run(args) -> None:
     if args.action == "fidelity":
         print(_fidelity(generator, walks, args).round(3).to_string())
     else:
-        print(f"wrote {show_walks(generator, walks, out_folder(args) / 'walks.png', args.seed)}")
+        print(f"wrote {show_walks(generator, walks, out / 'walks.png', args.seed)}")
 
 
 def show_walks(generator, walks, out, seed: int, columns: int = 7):
