@@ -123,6 +123,23 @@ def test_the_flags_a_mode_does_use_are_accepted(tmp_path, capsys):
         (["steer", "--protected", "shape"], "--protected shape labels the generator's class"),
         (["walks", "show", "--out", "{tmp}/walks.png"], "--out is a folder"),
         (
+            ["walks", "learn", "--card", "{tmp}/w", "--transformations", "hue,zoom,hue"],
+            "--transformations names hue ",
+        ),
+        (
+            [
+                "walks",
+                "learn",
+                "--card",
+                "{tmp}/w",
+                "--transformations",
+                "hue",
+                "--alpha",
+                "zoom=0:1",
+            ],
+            "--alpha zoom: not",
+        ),
+        (
             ["sample", "--generator", "biggan-deep-128", "--out", "{tmp}"],
             "give that folder as --generator FOLDER",
         ),
@@ -132,6 +149,8 @@ def test_errors_name_the_flag_and_value_typed(argv, message, tmp_path, capsys):
     import re
 
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] == "steer":  # its card (and lock) go to a fresh folder, not the working directory
+        argv += ["--out", str(tmp_path / "card")]
     try:
         code = main(argv)
     except SystemExit as exit:  # argparse's own errors

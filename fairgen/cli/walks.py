@@ -11,7 +11,6 @@ from .common import (
     add_out,
     add_seed,
     finite_float,
-    int_at_least,
     out_folder,
     positive_int,
     refuse_with,
@@ -81,7 +80,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=200, help="learn: optimiser steps")
     p.add_argument(
         "--batch-size",
-        type=int_at_least(2),
+        type=positive_int,
         default=32,
         help="learn: anchors per step (each walked once per transformation)",
     )
@@ -125,6 +124,21 @@ def parse_alphas(items: list[str]) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def _checked_alphas(args) -> dict[str, tuple[float, float]]:
+    """``--alpha`` ranges, each of a transformation in ``--transformations`` (named once each)."""
+    twice = sorted({t for t in args.transformations if args.transformations.count(t) > 1})
+    if twice:
+        raise ValueError(f"--transformations names {', '.join(twice)} more than once")
+    alphas = parse_alphas(args.alpha)
+    unused = sorted(set(alphas) - set(args.transformations))
+    if unused:
+        raise ValueError(
+            f"--alpha {', '.join(unused)}: not among --transformations "
+            f"{','.join(args.transformations)}"
+        )
+    return alphas
+
+
 def _fidelity(generator, walks, args):
     from ..walks import image_fidelity
     from ..world.walk_fidelity import is_world_generator, walk_fidelity
@@ -161,9 +175,10 @@ def _run(args) -> None:
 
     generator = load_generator(args.generator, device=args.device)
     if args.action == "learn":
+        alphas = _checked_alphas(args)
         learner = WalkLearner(
             args.transformations,
-            parse_alphas(args.alpha),
+            alphas,
             per_class=args.per_class,
             steps=args.steps,
             batch_size=args.batch_size,
