@@ -123,6 +123,18 @@ def test_the_flags_a_mode_does_use_are_accepted(tmp_path, capsys):
         (["steer", "--protected", "shape"], "--protected shape labels the generator's class"),
         (["walks", "show", "--out", "{tmp}/walks.png"], "--out is a folder"),
         (
+            [
+                "sample",
+                "--generator",
+                "test_confirmed_stream:make_tiny",
+                "--class",
+                "1",
+                "--out",
+                "{tmp}",
+            ],
+            "--class 1: .* is unconditional",
+        ),
+        (
             ["walks", "learn", "--card", "{tmp}/w", "--transformations", "hue,zoom,hue"],
             "--transformations names hue ",
         ),
