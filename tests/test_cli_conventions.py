@@ -184,3 +184,38 @@ def test_a_fitting_error_names_the_attribute_the_user_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "protected attribute 'species' (--protected species) takes a single value" in err
     assert "'protected'" not in err
+
+
+# ---------------------------------------------------------------- what audit prints
+
+
+def _report():
+    import numpy as np
+
+    from audits import AuditReport, group_fairness, leakage
+
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 2, 200)
+    target = rng.integers(0, 2, 200)
+    x = rng.normal(size=(200, 4)) + group[:, None] + 2 * target[:, None]
+    report = AuditReport("audit of tiny", {"encoder": "tiny"})
+    report.add("hair leakage", leakage(x, group, n_repeats=1, n_permutations=19))
+    report.add(
+        "hair fairness",
+        group_fairness(x[:100], target[:100], x[100:], target[100:], group[100:], n_bootstrap=20),
+    )
+    return report
+
+
+def test_audit_prints_the_verdicts_and_where_the_report_is(capsys):
+    from fairgen.cli.audit import _print
+
+    report = _report()
+    _print(report, "out", verbose=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "audit of tiny" and len(lines) == 4
+    assert lines[1].startswith("  hair leakage: leaks (balanced accuracy")
+    assert lines[2].startswith("  hair fairness: demographic-parity difference")
+    assert lines[3] == "full report: out/report.md (report.json and PNGs beside it)"
+    _print(report, "out", verbose=True)  # --verbose: the whole report.md
+    assert capsys.readouterr().out.startswith(report.to_markdown())
