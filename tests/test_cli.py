@@ -1,5 +1,5 @@
-"""The `fairgen` command: every subcommand has --help (tests/test_cli_help.py checks each flag's), the
-shared options mean one thing everywhere, and the everyday commands work end to end."""
+"""The `fairgen` command: every subcommand has --help (tests/test_cli_help.py checks each
+flag's), the shared options mean one thing everywhere, and the everyday commands work end to end."""
 
 import json
 import subprocess

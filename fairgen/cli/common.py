@@ -1,4 +1,6 @@
-"""Options shared by every command (device, seed, output folder, generator, quiet) and how they are read.
+"""Options shared by every command (device, seed, --n, output folder, generator, quiet, lists)
+and how they are read: one spelling and one meaning on every command, flags a mode would ignore
+refused, defaults shown once in --help.
 
 Kept free of heavy imports: ``fairgen --help`` builds every parser and must not import torch.
 """

@@ -55,6 +55,11 @@ def add_parser(sub) -> None:
     add_seed(p)
     add_device(p)
     add_out(p, "memorisation", "report.json, report.md and near_copies.png")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the whole report (report.md) rather than the verdict",
+    )
     p.set_defaults(func=run)
 
 
@@ -76,7 +81,6 @@ def run(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
-    from steering.files import printable
+    from .audit import _print
 
-    print(printable(report.to_markdown()))  # column names and paths come from the user's files
-    print(f"wrote {args.out} (near_copies.png: the closest pairs)")
+    _print(report, args.out, args.verbose)  # near_copies.png, the closest pairs, is beside it
