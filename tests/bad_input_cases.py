@@ -1802,7 +1802,7 @@ CASES += [
             "--out",
             OUT,
         ),
-        "max_pixels must be a positive integer",
+        "argument --max-pixels: expected a positive integer",
     ),
     (
         "cli: audit --max-pixels below the images' size",
