@@ -1721,7 +1721,7 @@ CASES += [
             "--n",
             "100",
             "--out",
-            lambda lab: _locked("busy-card.json")(lab).with_suffix(""),
+            lambda lab: _locked("eraser_card.json")(lab).parent,  # --out is the card's folder
         ),
         "being written by pid 1",
     ),
@@ -1802,7 +1802,7 @@ CASES += [
             "--out",
             OUT,
         ),
-        "max_pixels must be a positive integer",
+        "argument --max-pixels: expected a positive integer",
     ),
     (
         "cli: audit --max-pixels below the images' size",

@@ -272,14 +272,17 @@ def test_a_card_with_missing_or_altered_neighbours_is_refused(tmp_path):
 
     copy = shutil.copytree(work, tmp_path / "copy")
     Stream(StreamSpec.load(copy / "stream.json"), 4)  # a copied folder works
-    tensors = copy / "card.safetensors"
+    tensors = copy / "card" / "eraser_card.safetensors"
     tensors.write_bytes(tensors.read_bytes()[:-1] + b"\x00")
     with pytest.raises(ValueError, match="does not match the SHA-256"):
         Stream(StreamSpec.load(copy / "stream.json"), 4)
     tensors.unlink()
-    with pytest.raises(FileNotFoundError, match="card.safetensors named by card.json do not exist"):
+    with pytest.raises(
+        FileNotFoundError, match="eraser_card.safetensors named by eraser_card.json do not exist"
+    ):
         Stream(StreamSpec.load(copy / "stream.json"), 4)
-    (copy / "card.json").write_text((copy / "card.json").read_text().replace("balance", "erase"))
+    card = copy / "card" / "eraser_card.json"
+    card.write_text(card.read_text().replace("balance", "erase"))
     with pytest.raises(ValueError, match="does not match the SHA-256 pinned"):
         Stream(StreamSpec.load(copy / "stream.json"), 4)
 

@@ -117,7 +117,7 @@ def steered(twin, tmp_path_factory):
 def test_steer_stream_train_audit_on_the_tiny_face_twin(twin, steered, capsys):
     root, weights = twin
     work = steered
-    report = json.loads((work / "card.json").read_text())["report"]
+    report = json.loads((work / "card" / "eraser_card.json").read_text())["report"]
     assert (
         report["raw"]["shares_by"]["protected"][1] < 0.3
     )  # the minority the twin's threshold made

@@ -74,10 +74,11 @@ def test_steer_stream_train_audit_on_a_tiny_biggan_and_an_image_folder(own_world
         )
         == 0
     )
-    card = json.loads((work / "card.json").read_text())
+    text = (work / "card" / "eraser_card.json").read_text()  # steer --out is the card's folder
+    card = json.loads(text)
     assert card["labeler"] == {"name": "mylabels:brightness"}
     assert card["generator"]["name"] == "biggan" and len(card["generator"]["sha256"]) == 64
-    assert str(own_world) not in (work / "card.json").read_text()  # no absolute path in a card
+    assert str(own_world) not in text  # no absolute path in a card
 
     assert (
         main(
@@ -98,7 +99,7 @@ def test_steer_stream_train_audit_on_a_tiny_biggan_and_an_image_folder(own_world
         == 0
     )
     spec = json.loads((work / "stream.json").read_text())
-    assert spec["generator"] == "biggan" and spec["eraser"] == "card.json"
+    assert spec["generator"] == "biggan" and spec["eraser"] == "card/eraser_card.json"
     assert spec["resolution"] == 32 and spec["generator_options"] == {"truncation": 0.5}
     assert (work / "biggan" / "pytorch_model.bin").is_file()  # brought beside the spec
 
@@ -244,7 +245,10 @@ def test_the_embedded_world_chain_with_a_named_world_labeler(tmp_path):
         )
         == 0
     )
-    assert json.loads((work / "card.json").read_text())["labeler"]["name"] == "world:texture"
+    assert (
+        json.loads((work / "card" / "eraser_card.json").read_text())["labeler"]["name"]
+        == "world:texture"
+    )
     assert main(["stream", "--new", str(work / "stream.json"), "--eraser", str(work / "card")]) == 0
     assert (
         main(

@@ -488,8 +488,9 @@ def test_the_walks_command_learns_measures_and_draws(tmp_path, capsys):
     assert data["alpha_ranges"]["hue"] == [-0.05, 0.05] and len(data["fidelity"]["table"]) == 2
     assert main(["walks", "fidelity", *common, "--fidelity-n", "40"]) == 0
     assert "shift_x" in capsys.readouterr().out
-    assert main(["walks", "show", *common, "--out", str(tmp_path / "walks.png")]) == 0
-    assert (tmp_path / "walks.png").stat().st_size > 0
+    assert main(["walks", "show", *common, "--out", str(tmp_path / "grids")]) == 0
+    assert (tmp_path / "grids" / "walks.png").stat().st_size > 0  # --out is a folder
+    assert f"wrote {tmp_path / 'grids' / 'walks.png'}" in capsys.readouterr().out
     assert main(["walks", "learn", *common, "--alpha", "zoom=0.3"]) == 2
     assert main(["walks", "learn", *common, "--alpha", "zoom=0.3:0.1", "--steps", "1"]) == 2
 

@@ -20,7 +20,7 @@ from . import (
     world,
     zoo,
 )
-from .common import progress_enabled, resolve_device
+from .common import in_flags, progress_enabled, resolve_device, typed_flags
 
 DESCRIPTION = """\
 fairgen turns a pretrained generative model into a fair, shareable source of training data.
@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fairgen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="`fairgen COMMAND --help` lists its options",
+    )
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
@@ -65,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input (ValueError, FileNotFoundError, a missing extra) exits 2 with one line."""
     args = build_parser().parse_args(argv)
+    args.typed = typed_flags(build_parser, argv)  # flags a mode would ignore are refused
     from ..checks import MissingExtraError
 
     args.quiet = not progress_enabled(args)  # TQDM_DISABLE=1 means --quiet, for every command
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         from steering.files import printable
 
         # a message may quote a received file; escaped, it cannot drive the terminal
-        print(f"fairgen {args.command}: error: {printable(error)}", file=sys.stderr)
+        message = in_flags(printable(error))  # the flags the user typed, not Python arguments
+        print(f"fairgen {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):

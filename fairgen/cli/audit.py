@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_list,
+    add_out,
+    add_seed,
+    int_at_least,
+    non_negative_int,
+    positive_int,
+    refuse_with,
+    unit_float,
+)
+
+WORLD_ONLY = ("--bias", "--n-probe", "--n-test", "--max-iter", "--erase-with", "--eraser-n")
+DATA_ONLY = (
+    "--target",
+    "--protected",
+    "--test-fraction",
+    "--resolution",
+    "--max-pixels",
+    "--encoder-weights",
+    "--image-size",
+)
 
 DATA_DEFAULTS = dict(
     probe="lda", n_permutations=199, n_bootstrap=500, pca=None, n_repeats=1, max_iter=1000
@@ -27,7 +49,10 @@ def add_parser(sub) -> None:
         "--encoder-weights", default=None, help="local weights file for a torchvision/timm encoder"
     )
     p.add_argument(
-        "--image-size", type=int, default=224, help="input side of a torchvision/timm encoder"
+        "--image-size",
+        type=positive_int,
+        default=224,
+        help="input side of a torchvision/timm encoder",
     )
     p.add_argument(
         "--data",
@@ -35,12 +60,12 @@ def add_parser(sub) -> None:
         help="'world', an image folder, a .csv/.parquet manifest, or WebDataset shards",
     )
     p.add_argument("--target", default=None, help="column the target probe predicts (your data)")
-    p.add_argument(
+    add_list(
+        p,
         "--protected",
-        nargs="+",
-        default=None,
+        "protected column(s) of your data; each is audited, and their intersection when there "
+        "are several",
         metavar="COL",
-        help="protected column(s); each is audited, and their intersection when there are several",
     )
     p.add_argument(
         "--verified",
@@ -50,17 +75,20 @@ def add_parser(sub) -> None:
         "a labeler filled in: adds its fairness and leakage corrected for the labeler's error",
     )
     p.add_argument(
-        "--test-fraction", type=float, default=0.5, help="share of your data held out for the audit"
+        "--test-fraction",
+        type=unit_float,
+        default=0.5,
+        help="share of your data held out for the audit",
     )
     p.add_argument(
         "--resolution",
-        type=int,
+        type=positive_int,
         default=None,
         help="resize your images to this side (default: the first image's)",
     )
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=positive_int,
         default=None,
         help="refuse (before decoding) an image declaring more pixels than this (default 40,000,000)",
     )
@@ -72,45 +100,52 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--permutations",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="permutation refits for the leakage p-value (default 199)",
     )
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=positive_int,
         default=None,
-        help="bootstrap resamples for the fairness CIs (world 300, data 500)",
+        help="bootstrap resamples for the fairness CIs (default: world 300, data 500)",
     )
     p.add_argument(
         "--repeats",
-        type=int,
+        type=positive_int,
         default=None,
         help="repeats of 5-fold cross-validation for leakage (default 1)",
     )
     p.add_argument(
-        "--pca", type=int, default=None, help="PCA components inside each fold (world default 32)"
+        "--pca",
+        type=positive_int,
+        default=None,
+        help="PCA components inside each fold (default: 32 on the world, none on your data)",
     )
     p.add_argument(
         "--max-iter",
-        type=int,
+        type=positive_int,
         default=None,
-        help="iteration budget of the linear/mlp probe (world default 100)",
+        help="world: iteration budget of the linear/mlp probe (default: 100)",
     )
-    p.add_argument("--jobs", type=int, default=1, help="threads for the permutation refits")
+    p.add_argument(
+        "--jobs", type=positive_int, default=1, help="threads for the permutation refits"
+    )
     p.add_argument(
         "--bias",
-        type=float,
+        type=unit_float,
         default=0.9,
         help="world: bias of the split the target probe is fitted on",
     )
     p.add_argument(
         "--n-probe",
-        type=int,
+        type=int_at_least(2),
         default=4000,
         help="world: labelled images the target probe is fitted on",
     )
-    p.add_argument("--n-test", type=int, default=4000, help="world: balanced test images")
+    p.add_argument(
+        "--n-test", type=int_at_least(2), default=4000, help="world: balanced test images"
+    )
     add_seed(p)
     add_device(p)
     p.add_argument(
@@ -119,13 +154,17 @@ def add_parser(sub) -> None:
         help="world: also audit the features after an eraser fitted on this (steered) stream's images",
     )
     p.add_argument(
-        "--eraser-n", type=int, default=4096, help="images the feature eraser is fitted on"
+        "--eraser-n",
+        type=int_at_least(2),
+        default=4096,
+        help="world, with --erase-with: images the feature eraser is fitted on",
     )
     p.add_argument(
-        "--out",
-        default="audit",
-        help="report folder (report.json, report.md, PNGs; erased/ with --erase-with)",
+        "--verbose",
+        action="store_true",
+        help="print the whole report (report.md) rather than the verdicts",
     )
+    add_out(p, "audit", "report.json, report.md and PNGs (erased/ as well with --erase-with)")
     p.set_defaults(func=run)
 
 
@@ -152,9 +191,13 @@ def run(args) -> None:
             )
         if args.target or args.protected:
             raise ValueError(
-                "--target/--protected name columns of your own --data; the world audits its class and protected factor"
+                "--target/--protected name columns of your own --data; the world audits its "
+                "class and protected factor"
             )
-        audit_encoder_on_world(
+        refuse_with(args, "--data world", DATA_ONLY, "they are for your own --data")
+        if "--eraser-n" in getattr(args, "typed", ()) and not args.erase_with:
+            raise ValueError("--eraser-n sizes the eraser of --erase-with; give --erase-with too")
+        reports = audit_encoder_on_world(
             args.encoder,
             args.out,
             device=args.device,
@@ -168,9 +211,13 @@ def run(args) -> None:
             progress=not args.quiet,
             **_settings(args, WORLD_AUDIT_DEFAULTS),
         )
+        for space, report in reports.items():
+            folder = f"{args.out}/erased" if space == "erased" else args.out
+            _print(report, folder, args.verbose)
         return
     if args.erase_with:
         raise ValueError("--erase-with is available on --data world only")
+    refuse_with(args, f"--data {args.data}", WORLD_ONLY, "they are for --data world")
     if not args.target or not args.protected:
         raise ValueError(
             f"--data {args.data}: name the --target column and at least one --protected column"
@@ -197,7 +244,43 @@ def run(args) -> None:
         progress=not args.quiet,
         **settings,
     )
+    _print(report, args.out, args.verbose)
+
+
+def _print(report, folder: str, verbose: bool) -> None:
+    """The verdicts, one line a section, and where the whole report is (all of it: --verbose)."""
     from steering.files import printable
 
-    print(printable(report.to_markdown()))  # column names and paths come from the user's files
-    print(f"wrote {args.out}")
+    # column names and paths come from the user's files: escaped, they cannot drive the terminal
+    if verbose:
+        print(printable(report.to_markdown()))
+    else:
+        print(printable(report.title))
+        for line in summary(report):
+            print(printable(f"  {line}"))
+    print(f"full report: {folder}/report.md (report.json and PNGs beside it)")
+
+
+def summary(report) -> list[str]:
+    """One line per section of an ``audits.AuditReport``: its verdict or headline numbers."""
+    from audits import FairnessResult, LeakageResult, MemorisationResult, StreamBalance
+
+    lines = []
+    for name, result in report.sections.items():
+        if isinstance(result, LeakageResult):
+            lines.append(
+                f"{name}: {result.verdict} (balanced accuracy {result.balanced_accuracy:.3f} vs "
+                f"chance {result.chance:.3f}, p = {result.p_value:.3g})"
+            )
+        elif isinstance(result, FairnessResult):
+            s = result.summary
+            lines.append(
+                f"{name}: demographic-parity difference {s['demographic_parity_difference']:.3f}, "
+                f"equalized-odds difference {s['equalized_odds_difference']:.3f}"
+            )
+        elif isinstance(result, StreamBalance):
+            lines.append(f"{name}: Cramér's V {result.cramers_v:.3f}")
+        elif isinstance(result, MemorisationResult):
+            verdict = "near-copies of training images" if result.memorised else "no memorisation"
+            lines.append(f"{name}: {verdict} (near-copy share {result.near_copy_share:.3f})")
+    return lines

@@ -1,4 +1,6 @@
-"""Options shared by every command (device, seed, output folder, generator, quiet) and how they are read.
+"""Options shared by every command (device, seed, --n, output folder, generator, quiet, lists)
+and how they are read: one spelling and one meaning on every command, flags a mode would ignore
+refused, defaults shown once in --help.
 
 Kept free of heavy imports: ``fairgen --help`` builds every parser and must not import torch.
 """
@@ -14,8 +16,24 @@ _FALSE = {"", "0", "false", "no", "off"}
 _FILE_SUFFIXES = {".png", ".jpg", ".json", ".pt", ".safetensors", ".yaml", ".md"}
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps descriptions as written and appends each option's default to its help."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and appends "(default: X)" once: only where the help does not
+    already speak of its default, and never for None, SUPPRESS, an empty list or an on/off flag."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text.lower()
+            or default is None
+            or default is argparse.SUPPRESS
+            or default == []
+            or action.nargs == 0  # --flag (store_true/store_const): present or not
+            or not action.option_strings
+        ):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else "%(default)s"
+        return f"{text} (default: {shown})"
 
 
 def add_command(
@@ -39,6 +57,13 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no progress bars (also when the environment sets TQDM_DISABLE=1)",
     )
+
+
+def add_n(
+    parser: argparse.ArgumentParser, default: int, what: str, minimum: int = 1, flag: str = "--n"
+) -> None:
+    """``--n``: a count of samples or images, an integer >= ``minimum`` checked before any work."""
+    parser.add_argument(flag, type=int_at_least(minimum), default=default, help=what)
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
@@ -99,6 +124,100 @@ def add_out(parser: argparse.ArgumentParser, default: str, what: str) -> None:
         metavar="DIR",
         help=f"output folder (created when missing): {what}",
     )
+
+
+def add_list(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    help: str,
+    default=None,
+    choices=None,
+    item=str,
+    metavar: str = "NAME",
+    dest: str | None = None,
+) -> None:
+    """A list option read one way on every command: ``a,b``, ``a b`` and ``a,b c`` all give
+    ``[a, b(, c)]``; ``choices`` are checked item by item, ``item`` converts each (e.g. int)."""
+    if choices:
+        help = f"{help}; any of {','.join(map(str, choices))}"
+    parser.add_argument(
+        flag,
+        action=ListAction,
+        nargs="+",
+        default=default,
+        metavar=metavar,
+        allowed=choices,
+        item=item,
+        help=f"{help} (comma- or space-separated)",
+        **({"dest": dest} if dest else {}),
+    )
+
+
+class ListAction(argparse.Action):
+    """Splits every value on commas and checks each item: see ``add_list``."""
+
+    def __init__(self, option_strings, dest, allowed=None, item=str, **kwargs):
+        self.allowed, self.item = allowed, item
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parts = [part.strip() for value in values for part in value.split(",")]
+        items = []
+        for part in parts:
+            if not part:
+                continue
+            try:
+                value = self.item(part)
+            except (ValueError, argparse.ArgumentTypeError) as error:
+                raise argparse.ArgumentError(self, f"item {part!r}: {error}") from None
+            if self.allowed is not None and value not in self.allowed:
+                known = ", ".join(map(str, self.allowed))
+                raise argparse.ArgumentError(self, f"{part!r} is not one of {known}")
+            items.append(value)
+        if not items:
+            raise argparse.ArgumentError(self, "expected at least one item")
+        setattr(namespace, self.dest, items)
+
+
+def typed_flags(build_parser, argv) -> set[str]:
+    """The options the user typed (long spelling), found by parsing ``argv`` again with every
+    default suppressed: what a command needs to refuse flags that would otherwise be ignored."""
+    parser = build_parser()
+    option_of: dict[str, str] = {}
+
+    def suppress(p: argparse.ArgumentParser) -> None:
+        p._defaults.clear()  # set_defaults(func=...) as well: only typed values remain
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+            if action.option_strings:
+                option_of.setdefault(action.dest, max(action.option_strings, key=len))
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    suppress(child)
+
+    suppress(parser)
+    typed = vars(parser.parse_args(argv))
+    return {option_of[dest] for dest in typed if dest in option_of}
+
+
+def refuse_with(args, mode: str, flags, why: str) -> None:
+    """A ValueError when ``mode`` (a flag or action the user chose) meets any of ``flags`` they
+    typed, which that mode would ignore; a no-op when the command was not run from argv."""
+    typed = getattr(args, "typed", None) or set()
+    clash = [flag for flag in flags if flag in typed]
+    if clash:
+        raise ValueError(f"{mode} cannot be combined with {', '.join(clash)}: {why}")
+
+
+# library phrasings that name a Python argument, and what a command-line user types instead
+IN_FLAGS = {"pass weights_dir=...": "give that folder as --generator FOLDER"}
+
+
+def in_flags(message: str) -> str:
+    """An error message from the library, with Python arguments it names put in flag terms."""
+    for variable, flag in IN_FLAGS.items():
+        message = message.replace(variable, flag)
+    return message
 
 
 def out_folder(args) -> Path:
@@ -166,11 +285,12 @@ def add_generator_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="BigGAN truncation in (0, 1] (default: the generator's own, 0.5 for BigGAN)",
     )
-    parser.add_argument(
+    add_list(
+        parser,
         "--classes",
-        default=None,
-        help="comma list of the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids); "
+        "the model's class indices to use, e.g. 207,208 (BigGAN: ImageNet ids; default: all); "
         "with --prompt-template, the class names to fill it with",
+        metavar="CLASS",
     )
     parser.add_argument(
         "--prompts",
@@ -209,13 +329,14 @@ def generator_options(args) -> dict:
         options["steps"] = args.sampler_steps
     if getattr(args, "guidance_scale", None) is not None:
         options["guidance_scale"] = args.guidance_scale
-    if getattr(args, "classes", None) and not getattr(args, "prompt_template", None):
+    classes = getattr(args, "classes", None)
+    if classes and not getattr(args, "prompt_template", None):
+        if isinstance(classes, str):  # a Namespace built in Python, not by the parser
+            classes = classes.split(",")
         try:
-            options["classes"] = [int(c) for c in args.classes.split(",") if c.strip()]
+            options["classes"] = [int(c) for c in classes if str(c).strip()]
         except ValueError:
-            raise ValueError(
-                f"--classes must be a comma list of integers, got {args.classes!r}"
-            ) from None
+            raise ValueError(f"--classes must be a list of integers, got {classes!r}") from None
     return options
 
 
@@ -239,7 +360,10 @@ def prompt_options(args) -> list[str] | None:
         return None
     if template.count("{}") != 1:
         raise ValueError(f"--prompt-template must hold one '{{}}' for the class, got {template!r}")
-    names = [c.strip() for c in (getattr(args, "classes", None) or "").split(",") if c.strip()]
+    classes = getattr(args, "classes", None) or []
+    if isinstance(classes, str):  # a Namespace built in Python, not by the parser
+        classes = classes.split(",")
+    names = [c.strip() for c in classes if c.strip()]
     if not names:
         raise ValueError("--prompt-template needs --classes: the comma list of class names")
     return [template.replace("{}", name) for name in names]
@@ -281,6 +405,23 @@ def finite_float(text: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def int_at_least(low: int):
+    """argparse type factory: an integer >= ``low`` (messages name the bound, argparse the flag)."""
+    if low == 1:
+        return positive_int
+    if low == 0:
+        return non_negative_int
+
+    def at_least(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    at_least.__name__ = f"integer >= {low}"
+    return at_least
 
 
 def _int(text: str) -> int:

@@ -1,4 +1,4 @@
-"""``fairgen demo``: the five-arm comparison on the embedded world, audited."""
+"""``fairgen demo``: training arms on the embedded world, each audited (three quick, five full)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,22 @@ from .common import add_command, add_device, add_out, add_seed, out_folder, prog
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "demo", "end to end on the embedded default: five training arms, audited")
+    p = add_command(
+        sub,
+        "demo",
+        "end to end on the embedded default: training arms, each audited",
+        "End to end on the embedded default generator, offline: train encoders on the biased\n"
+        "world and on generator streams, and audit each.\n\n"
+        "quick (the default, CPU <= 10 min) runs three arms: a real biased data, c the raw\n"
+        "generator stream, d the steered stream.\n"
+        "--full (GPU minutes) adds b real balanced data (an oracle) and e the steered stream\n"
+        "with counterfactual views, and trains a resnet18 longer on more images.",
+    )
     p.add_argument(
         "--preset",
         default="quick",
         choices=["quick", "full"],
-        help="quick: CPU <= 10 min; full: GPU minutes",
+        help="quick: three arms, CPU <= 10 min; full: five arms, GPU minutes",
     )
     p.add_argument(
         "--full", dest="preset", action="store_const", const="full", help="same as --preset full"

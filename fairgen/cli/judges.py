@@ -5,11 +5,13 @@ from __future__ import annotations
 from .common import (
     add_command,
     add_device,
+    add_n,
     add_out,
     add_seed,
     out_folder,
     positive_int,
     progress_enabled,
+    refuse_with,
 )
 
 
@@ -22,20 +24,15 @@ def add_parser(sub) -> None:
         "--steps",
         type=positive_int,
         default=None,
-        help="training steps (default: the recipe's, 500)",
+        help="train: training steps (default: the recipe's, 500)",
     )
+    add_n(p, 10_000, "held-out images per resolution for evaluation")
     p.add_argument(
-        "--n",
-        type=positive_int,
-        default=10_000,
-        help="held-out images per resolution for evaluation",
-    )
-    p.add_argument(
-        "--weights", default=None, help="judges file to evaluate (default: the packaged one)"
+        "--weights", default=None, help="eval: judges file to evaluate (default: the packaged one)"
     )
     add_seed(p)
     add_device(p)
-    add_out(p, "judges", "judges.safetensors (load it with load_judges(path=...))")
+    add_out(p, "judges", "train: judges.safetensors (load it with load_judges(path=...))")
     p.set_defaults(func=run)
 
 
@@ -43,10 +40,12 @@ def run(args) -> None:
     from ..world import judges
 
     if args.action == "eval":
+        refuse_with(args, "judges eval", ["--steps", "--out"], "they are for judges train")
         judges.eval_main(
             n=args.n, seed=args.seed, device=args.device, path=args.weights or judges.WEIGHTS
         )
         return
+    refuse_with(args, "judges train", ["--weights"], "it is for judges eval")
     out = out_folder(args)
     steps = args.steps or judges.DEFAULT_STEPS
     trained = judges.train_judges(

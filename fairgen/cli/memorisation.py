@@ -7,8 +7,11 @@ from .common import (
     add_device,
     add_generator,
     add_generator_options,
+    add_n,
+    add_out,
     add_seed,
     generator_options,
+    positive_int,
 )
 
 
@@ -32,7 +35,10 @@ def add_parser(sub) -> None:
         "--encoder-weights", default=None, help="local weights file for a torchvision/timm encoder"
     )
     p.add_argument(
-        "--image-size", type=int, default=224, help="input side of a torchvision/timm encoder"
+        "--image-size",
+        type=positive_int,
+        default=224,
+        help="input side of a torchvision/timm encoder",
     )
     p.add_argument(
         "--train-data",
@@ -42,11 +48,18 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--heldout-data", required=True, help="real images the generator never saw, same kinds"
     )
-    p.add_argument("--n", type=int, default=1000, help="generated samples")
-    p.add_argument("--pairs", type=int, default=16, help="closest pairs shown in near_copies.png")
+    add_n(p, 1000, "generated samples")
+    p.add_argument(
+        "--pairs", type=positive_int, default=16, help="closest pairs shown in near_copies.png"
+    )
     add_seed(p)
     add_device(p)
-    p.add_argument("--out", default="memorisation", help="report folder")
+    add_out(p, "memorisation", "report.json, report.md and near_copies.png")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the whole report (report.md) rather than the verdict",
+    )
     p.set_defaults(func=run)
 
 
@@ -68,7 +81,6 @@ def run(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
-    from steering.files import printable
+    from .audit import _print
 
-    print(printable(report.to_markdown()))  # column names and paths come from the user's files
-    print(f"wrote {args.out} (near_copies.png: the closest pairs)")
+    _print(report, args.out, args.verbose)  # near_copies.png, the closest pairs, is beside it

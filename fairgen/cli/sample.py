@@ -52,6 +52,10 @@ def run(args) -> None:
     rng = torch.Generator().manual_seed(args.seed)
     z = generator.sample_latents(args.n, generator=rng)
     y = None
+    if args.cls is not None and not generator.num_classes:
+        raise ValueError(
+            f"--class {args.cls}: {generator.name} is unconditional (it has no classes)"
+        )
     if generator.num_classes:
         if args.cls is not None and args.cls >= generator.num_classes:
             raise ValueError(

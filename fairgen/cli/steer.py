@@ -7,8 +7,16 @@ from .common import (
     add_device,
     add_generator,
     add_generator_options,
+    add_list,
+    add_n,
+    add_out,
     add_seed,
     generator_options,
+    out_folder,
+)
+
+CARD = (
+    "eraser_card"  # the card's fixed name inside --out: eraser_card.json, eraser_card.safetensors
 )
 
 
@@ -22,11 +30,11 @@ def add_parser(sub) -> None:
         help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
         "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>",
     )
-    p.add_argument(
+    add_list(
+        p,
         "--protected",
-        default=None,
-        help="name of the protected attribute (default: the labeler's factor); without --labeler, "
-        "comma-separated world factors (texture,colour) steer several at once, jointly",
+        "name of the protected attribute (default: the labeler's factor); without --labeler, "
+        "several world factors (texture,colour) steer several at once, jointly",
     )
     p.add_argument(
         "--class-labeler",
@@ -66,13 +74,11 @@ def add_parser(sub) -> None:
         help="target shares of the protected values (default uniform): 0.3,0.7 for one attribute, "
         "texture=0.25,0.25,0.25,0.25;colour=... for several (marginals)",
     )
-    p.add_argument("--n", type=int, default=20_000, help="labelled samples to fit on")
-    p.add_argument("--eval-n", type=int, default=10_000, help="samples judged before/after")
+    add_n(p, 20_000, "labelled samples to fit on (at least 100)", minimum=100)
+    add_n(p, 10_000, "samples judged before/after", flag="--eval-n")
     add_seed(p)
     add_device(p)
-    p.add_argument(
-        "--out", default="eraser_card", help="card stem: writes STEM.json and STEM.safetensors"
-    )
+    add_out(p, ".", f"the eraser card, {CARD}.json and {CARD}.safetensors")
     p.set_defaults(func=run)
 
 
@@ -81,24 +87,34 @@ def run(args) -> None:
     from steering.card import card_paths
     from steering.outputs import output_lock
 
-    with output_lock(card_paths(args.out)[0]):
-        _run(args)
+    card = out_folder(args) / CARD
+    with output_lock(card_paths(card)[0]):
+        _run(args, card)
 
 
-def _run(args) -> None:
+def _run(args, card) -> None:
     import steering
 
     from ..generators import load_generator
     from ..labelers import load_labeler
-    from ..world import CLASS_FACTOR, DEFAULT_PROTECTED
+    from ..world import CATEGORICAL, CLASS_FACTOR, DEFAULT_PROTECTED
 
+    factors = sorted(set(CATEGORICAL) - {CLASS_FACTOR})
+    for name in (args.protected or []) if args.labeler is None else []:
+        if name not in CATEGORICAL:
+            raise ValueError(
+                f"--protected {name}: without --labeler, name world factors ({', '.join(factors)});"
+                " for another attribute give its --labeler"
+            )
+    if args.labeler is not None and args.protected and len(args.protected) > 1:
+        raise ValueError(
+            f"--protected {','.join(args.protected)}: a --labeler labels one attribute; steer "
+            "several world factors without --labeler"
+        )
     options = generator_options(args)
     generator = load_generator(args.generator, device=args.device, **options)
-    names = (
-        (args.protected or DEFAULT_PROTECTED).split(",")
-        if args.labeler is None
-        else [args.protected]
-    )
+    protected_name = args.protected[0] if args.labeler is not None and args.protected else None
+    names = (args.protected or DEFAULT_PROTECTED.split(",")) if args.labeler is None else [None]
     specs = [f"world:{name}" for name in names] if args.labeler is None else [args.labeler]
     labelers = [
         load_labeler(spec, generator=generator, force=args.force_labeler, device=args.device)
@@ -106,12 +122,11 @@ def _run(args) -> None:
     ]
     for spec in specs:
         if spec == f"world:{CLASS_FACTOR}":
-            raise ValueError(
-                f"--labeler {spec!r} labels the generator's class itself; pick another attribute"
-            )
+            typed = f"--labeler {spec}" if args.labeler else f"--protected {CLASS_FACTOR}"
+            raise ValueError(f"{typed} labels the generator's class itself; pick another attribute")
     if args.labeler is not None:
         names = [
-            args.protected
+            protected_name
             or (
                 args.labeler.split(":", 1)[1] if args.labeler.startswith("world:") else args.labeler
             )
@@ -142,17 +157,20 @@ def _run(args) -> None:
             args.keep_labeler, generator=generator, force=args.force_labeler, device=args.device
         )
     target = _target(args.target, names)
-    steerer, _ = steering.fit_steerer(
-        generator,
-        fit_labelers,
-        n=args.n,
-        mode=args.mode,
-        method=args.method,
-        seed=args.seed,
-        progress=not args.quiet,
-        target_distribution=target,
-        keep_labeler=None if keep is None else keep.predict,
-    )
+    try:
+        steerer, _ = steering.fit_steerer(
+            generator,
+            fit_labelers,
+            n=args.n,
+            mode=args.mode,
+            method=args.method,
+            seed=args.seed,
+            progress=not args.quiet,
+            target_distribution=target,
+            keep_labeler=None if keep is None else keep.predict,
+        )
+    except ValueError as error:
+        raise ValueError(_in_flags(str(error), names)) from None
     attributes = dict(zip(["protected"] if len(names) == 1 else names, specs, strict=True))
     if keep is not None:
         attributes["keep"] = args.keep_labeler
@@ -193,7 +211,7 @@ def _run(args) -> None:
         "fairgen_version": __version__,
         "report": report,
     }
-    path = steering.save_card(steerer, args.out, provenance)
+    path = steering.save_card(steerer, card, provenance)
     print(
         f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
         f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples"
@@ -291,6 +309,17 @@ def _target(text: str | None, names: list[str]):
             )
         out[name.strip()] = shares(values)
     return out if len(names) > 1 else out[names[0]]
+
+
+def _in_flags(message: str, names: list[str]) -> str:
+    """A fitting error in the command line's words: the flags, and the attribute's own name (a
+    single attribute is fitted under the name "protected")."""
+    if len(names) == 1:
+        mine = f"protected attribute {names[0]!r} (--protected {names[0]})"
+        message = message.replace("protected attribute 'protected'", mine)
+    message = message.replace("target_distribution", "--target")
+    message = message.replace("samples (n)", "samples (--n)")
+    return "--" + message if message.startswith("n must be") else message
 
 
 def _shares(values: list[float]) -> str:

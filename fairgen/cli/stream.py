@@ -9,10 +9,48 @@ from .common import (
     add_entry_point_trust,
     add_generator,
     add_generator_options,
+    add_list,
+    add_n,
     add_seed,
     allowed_entry_points,
     confirming_labelers,
     generator_options,
+    positive_int,
+    refuse_with,
+)
+
+VIEW_KINDS = (
+    "anchor",
+    "neighbour",
+    "sibling",
+    "renoise",
+    "flip",
+    "walk",
+)  # fairgen.views.VIEW_KINDS, without torch
+# flags that only shape a new card (--new), and those that only export one (--spec --export)
+CARD_FLAGS = (
+    "--generator",
+    "--truncation",
+    "--classes",
+    "--eraser",
+    "--walks",
+    "--views",
+    "--sigma",
+    "--augment",
+    "--refresh",
+    "--resolution",
+    "--seed",
+)
+EXPORT_FLAGS = (
+    "--spec",
+    "--export",
+    "--n",
+    "--format",
+    "--batch-size",
+    "--labeler",
+    "--keep-labeler",
+    "--allow-entry-point",
+    "--trust-entry-points",
 )
 
 
@@ -26,14 +64,22 @@ def add_parser(sub) -> None:
     )
     add_generator(p)
     add_generator_options(p)
-    p.add_argument("--eraser", default=None, help="eraser card from `fairgen steer` (optional)")
+    p.add_argument(
+        "--eraser",
+        default=None,
+        help="eraser card from `fairgen steer`: its .json, or the --out folder holding "
+        "eraser_card.json (optional)",
+    )
     p.add_argument(
         "--walks", default=None, help="walk card from `fairgen walks learn` (needed by walk views)"
     )
-    p.add_argument(
+    add_list(
+        p,
         "--views",
-        default="anchor,neighbour",
-        help="comma list of anchor|neighbour|sibling|renoise|flip|walk (>= 2)",
+        "views of each sample, at least 2",
+        default=["anchor", "neighbour"],
+        choices=VIEW_KINDS,
+        metavar="VIEW",
     )
     p.add_argument("--sigma", type=float, default=0.5, help="latent-neighbour noise scale")
     p.add_argument(
@@ -54,9 +100,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--spec", help="stream card to read")
     p.add_argument("--export", metavar="DIR", help="write samples here")
-    p.add_argument("--n", type=int, default=1000, help="samples to export")
+    add_n(p, 1000, "samples to export")
     p.add_argument("--format", default="png", choices=["png", "webdataset"], help="export format")
-    p.add_argument("--batch-size", type=int, default=256, help="samples generated per step")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=256, help="samples generated per step"
+    )
     add_confirming_labelers(p)
     add_seed(p)
     add_device(p)
@@ -69,15 +117,26 @@ def run(args) -> None:
     from ..stream import Stream, StreamSpec, make_spec
 
     if args.new:
+        refuse_with(args, "--new", EXPORT_FLAGS, "--new writes a card; export with --spec CARD")
+        if len(args.views) < 2:
+            raise ValueError(
+                f"--views needs at least 2 views (a contrastive pair), got {','.join(args.views)}"
+            )
+        for kind, flag, source in (
+            ("flip", "--eraser", "steer"),
+            ("walk", "--walks", "walks learn"),
+        ):
+            if kind in args.views and not getattr(args, flag[2:]):
+                raise ValueError(f"--views {kind} needs {flag} CARD (from `fairgen {source}`)")
         options = generator_options(args)
         generator = load_generator(args.generator, device=args.device, **options)
         if hasattr(generator, "card_options"):  # a sampler's every setting, pinned in the card
             options = generator.card_options()
-        views = {"kinds": args.views.split(","), "sigma": args.sigma, "truncate": 2.0}
+        views = {"kinds": list(args.views), "sigma": args.sigma, "truncate": 2.0}
         views["renoise"] = args.renoise
         spec = make_spec(
             generator,
-            eraser=args.eraser,
+            eraser=_eraser(args.eraser),
             walks=args.walks,
             views=views,
             augment=args.augment,
@@ -93,6 +152,7 @@ def run(args) -> None:
         raise ValueError(
             "give --new OUT to write a spec, or --spec CARD --export DIR to write samples"
         )
+    refuse_with(args, "--spec", CARD_FLAGS, "the card already fixes these; write a new one")
     from ..export import export_stream
 
     spec = StreamSpec.load(args.spec, allow_entry_points=allowed_entry_points(args))
@@ -100,3 +160,14 @@ def run(args) -> None:
     print(
         f"wrote {export_stream(stream, args.export, args.n, args.format, progress=not args.quiet)}"
     )
+
+
+def _eraser(path: str | None) -> str | None:
+    """``--eraser``: a card's .json (or stem), or the folder `fairgen steer --out` wrote it into."""
+    from pathlib import Path
+
+    from .steer import CARD
+
+    if path is not None and Path(path).is_dir():
+        return str(Path(path) / f"{CARD}.json")
+    return path

@@ -145,7 +145,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not MISSING else f.default_factory()
         flag = "--" + ALIASES.get(f.name, f.name).replace("_", "-")
         kind = type(default)
-        help_text = f"{text} (default: {default})"
+        help_text = text if "default" in text else f"{text} (default: {default})"
         if kind is bool:
             p.add_argument(
                 flag,

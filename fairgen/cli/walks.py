@@ -3,7 +3,18 @@ measure their fidelity, or draw a grid of what a card's walks do."""
 
 from __future__ import annotations
 
-from .common import add_command, add_device, add_generator, add_seed
+from .common import (
+    add_command,
+    add_device,
+    add_generator,
+    add_list,
+    add_out,
+    add_seed,
+    finite_float,
+    out_folder,
+    positive_int,
+    refuse_with,
+)
 
 ACTIONS = {
     "learn": "learn one walk per transformation through the generator and write a walk card",
@@ -14,6 +25,18 @@ ACTIONS = {
 
 # fairgen.walks.TRANSFORMATIONS, named here so that `fairgen --help` imports no torch (tests/test_cli.py checks)
 TRANSFORMATIONS = ("zoom", "shift_x", "shift_y", "rotate", "hue", "brightness")
+# the flags each action reads; any other typed is refused
+LEARN_ONLY = (
+    "--transformations",
+    "--alpha",
+    "--per-class",
+    "--steps",
+    "--batch-size",
+    "--lr",
+    "--checkpoint",
+)
+FIDELITY = ("--fidelity-n", "--image-only")  # learn measures fidelity too
+SHOW_ONLY = ("--out",)
 
 
 def add_parser(sub) -> None:
@@ -34,48 +57,53 @@ def add_parser(sub) -> None:
         default="walks",
         help="walk card stem (writes/reads STEM.json and STEM.safetensors)",
     )
-    p.add_argument(
+    add_list(
+        p,
         "--transformations",
-        nargs="+",
+        "learn: walks to learn (default: all)",
         default=list(TRANSFORMATIONS),
-        choices=list(TRANSFORMATIONS),
-        help="walks to learn",
+        choices=TRANSFORMATIONS,
     )
-    p.add_argument(
+    add_list(
+        p,
         "--alpha",
-        nargs="*",
+        "learn: alpha range of a transformation, e.g. zoom=-0.3:0.3 "
+        "(default: fairgen.walks.DEFAULT_ALPHAS)",
         default=[],
         metavar="NAME=LOW:HIGH",
-        help="alpha range of a transformation, e.g. zoom=-0.3:0.3 (default: fairgen.walks.DEFAULT_ALPHAS)",
     )
     p.add_argument(
-        "--per-class", action="store_true", help="one walk per class instead of one shared walk"
+        "--per-class",
+        action="store_true",
+        help="learn: one walk per class instead of one shared walk",
     )
-    p.add_argument("--steps", type=int, default=200, help="optimiser steps")
+    p.add_argument("--steps", type=positive_int, default=200, help="learn: optimiser steps")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=32,
-        help="anchors per step (each walked once per transformation)",
+        help="learn: anchors per step (each walked once per transformation)",
     )
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine decay)")
+    p.add_argument(
+        "--lr", type=finite_float, default=0.1, help="learn: peak learning rate (cosine decay)"
+    )
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="safetensors checkpoint: written during learning, resumed if present",
+        help="learn: safetensors checkpoint, written during learning, resumed if present",
     )
     p.add_argument(
         "--fidelity-n",
-        type=int,
+        type=positive_int,
         default=1000,
-        help="walked samples per transformation for fidelity",
+        help="learn, fidelity: walked samples per transformation",
     )
     p.add_argument(
         "--image-only",
         action="store_true",
-        help="fidelity as image error only, even on a world generator",
+        help="learn, fidelity: fidelity as image error only, even on a world generator",
     )
-    p.add_argument("--out", default="walks.png", help="PNG written by show")
+    add_out(p, ".", "show: walks.png")
     add_seed(p)
     add_device(p)
     p.set_defaults(func=run)
@@ -94,6 +122,21 @@ def parse_alphas(items: list[str]) -> dict[str, tuple[float, float]]:
         except ValueError:
             raise ValueError(f"--alpha {item!r}: LOW and HIGH must be numbers") from None
     return ranges
+
+
+def _checked_alphas(args) -> dict[str, tuple[float, float]]:
+    """``--alpha`` ranges, each of a transformation in ``--transformations`` (named once each)."""
+    twice = sorted({t for t in args.transformations if args.transformations.count(t) > 1})
+    if twice:
+        raise ValueError(f"--transformations names {', '.join(twice)} more than once")
+    alphas = parse_alphas(args.alpha)
+    unused = sorted(set(alphas) - set(args.transformations))
+    if unused:
+        raise ValueError(
+            f"--alpha {', '.join(unused)}: not among --transformations "
+            f"{','.join(args.transformations)}"
+        )
+    return alphas
 
 
 def _fidelity(generator, walks, args):
@@ -123,13 +166,19 @@ def run(args) -> None:
 
 def _run(args) -> None:
     from ..generators import load_generator
+
+    used = {"learn": LEARN_ONLY + FIDELITY, "fidelity": FIDELITY, "show": SHOW_ONLY}[args.action]
+    ignored = [flag for flag in LEARN_ONLY + FIDELITY + SHOW_ONLY if flag not in used]
+    refuse_with(args, f"walks {args.action}", ignored, f"{args.action} does not use them")
+    out = out_folder(args) if args.action == "show" else None  # checked before any work
     from ..walks import WalkLearner, load_walks, save_walks
 
     generator = load_generator(args.generator, device=args.device)
     if args.action == "learn":
+        alphas = _checked_alphas(args)
         learner = WalkLearner(
             args.transformations,
-            parse_alphas(args.alpha),
+            alphas,
             per_class=args.per_class,
             steps=args.steps,
             batch_size=args.batch_size,
@@ -168,7 +217,7 @@ def _run(args) -> None:
     if args.action == "fidelity":
         print(_fidelity(generator, walks, args).round(3).to_string())
     else:
-        print(f"wrote {show_walks(generator, walks, args.out, args.seed)}")
+        print(f"wrote {show_walks(generator, walks, out / 'walks.png', args.seed)}")
 
 
 def show_walks(generator, walks, out, seed: int, columns: int = 7):

@@ -6,6 +6,7 @@ import argparse
 
 from .common import (
     add_command,
+    add_list,
     add_out,
     add_seed,
     out_folder,
@@ -23,10 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--bias", type=unit_float, default=0.9, help="bias of the training split, in [0, 1]"
     )
-    p.add_argument(
+    add_list(
+        p,
         "--protected",
-        default="texture",
-        help="factor(s) tied to the class in the training split, comma-separated (texture, colour)",
+        "factor(s) tied to the class in the training split (texture, colour)",
+        default=["texture"],
     )
     add_seed(p)
     p.add_argument(
@@ -57,7 +59,7 @@ def _train(args, out) -> None:
     from .sample import run as sample
 
     config = RecipeConfig(
-        steps=args.steps, seed=args.seed, bias=args.bias, protected=tuple(args.protected.split(","))
+        steps=args.steps, seed=args.seed, bias=args.bias, protected=tuple(args.protected)
     )
     weights = out / f"{NAME}.safetensors"
     model = train_embedded(weights, config, progress=progress_enabled(args))

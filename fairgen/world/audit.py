@@ -206,7 +206,6 @@ def _audit_into(
             provenance={**provenance, **extra},
             **settings,
         )
-        report.write_into(Path(out) / space)
-        print(report.to_markdown())
+        report.write_into(Path(out) / space)  # the command line prints a summary of it
         reports[space or "trained"] = report
     return reports
