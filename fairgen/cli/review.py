@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="write: the review folder (default review); read: the verified set (default "
-        "verified.json)",
+        help="the review folder when writing (default: review), the verified set when reading "
+        "with --read (verified.json)",
     )
     add_seed(p)
     add_device(p)
