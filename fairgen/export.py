@@ -5,7 +5,7 @@ PNG folder: ``DIR/<class>/<index>_v<view>.png`` plus ``DIR/labels.csv``. WebData
 group by key, the layout the ``webdataset`` package reads. PNGs are encoded with torchvision.
 
 The export is all or nothing: it is written in a temporary folder beside ``DIR`` that then replaces
-``DIR`` whole (``steering.outputs.staged_folder``), so an interrupted export leaves the previous one
+``DIR`` whole (``plumbing.outputs.staged_folder``), so an interrupted export leaves the previous one
 as it was, and a ``DIR`` holding files an export does not write is refused.
 """
 
@@ -20,7 +20,7 @@ import torch
 from torchvision.io import encode_png
 from tqdm.auto import tqdm
 
-from steering.outputs import check_replaceable, staged_folder, write_new
+from plumbing.outputs import check_replaceable, staged_folder, write_new
 
 FORMATS = ("png", "webdataset")
 REPLACEABLE = (

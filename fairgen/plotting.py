@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from steering.outputs import replace_file
+from plumbing.outputs import replace_file
 
 
 def save_grid(

@@ -168,7 +168,7 @@ class StreamSpec:
         """Write the spec as JSON. Local files it names (the eraser card, a generator folder or file)
         are written as paths relative to the spec's folder; one lying outside that folder is first
         copied beside the spec (hard-linked where possible), so the folder travels as a whole."""
-        from steering.files import atomic_write_text
+        from plumbing.files import atomic_write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ class StreamSpec:
     def load(cls, path: str | Path, allow_entry_points=()) -> StreamSpec:
         """Read a spec (strict, bounded JSON); the files it names resolve inside its folder, never outside,
         and an entry point it names runs only when ``allow_entry_points`` allows it."""
-        from steering.files import read_json
+        from plumbing.files import read_json
 
         path = Path(path)
         data = read_json(path, "stream spec")
@@ -245,7 +245,7 @@ PATH_OPTIONS = {
 
 def _received(data: dict, folder, allow_entry_points) -> dict:
     """``data`` with its entry point checked and (given ``folder``) its file names resolved inside ``folder``."""
-    from steering.files import resolve_inside
+    from plumbing.files import resolve_inside
 
     from .entry_points import check_allowed
     from .generators import list_generators
@@ -281,7 +281,7 @@ def _received(data: dict, folder, allow_entry_points) -> dict:
 
 def _options_inside(options: dict, folder, where: str) -> dict:
     """Generator options from a card, with every path-like string resolved inside ``folder``."""
-    from steering.files import resolve_inside
+    from plumbing.files import resolve_inside
 
     def fix(key, value):
         if isinstance(value, dict):
@@ -301,7 +301,7 @@ def _options_inside(options: dict, folder, where: str) -> dict:
 
 
 def _warn_about_origin(data: dict) -> None:
-    from steering.files import printable
+    from plumbing.files import printable
 
     here = _fairgen_version()
     written = data.get("fairgen_version")
@@ -358,7 +358,7 @@ def _options_relative(options: dict, folder: Path) -> dict:
 
 def _placed_name(source: Path, folder: Path) -> str:
     """How a spec in ``folder`` names ``source`` once ``_bring`` has placed it there."""
-    from steering.files import relative_to_card
+    from plumbing.files import relative_to_card
 
     source, folder = Path(source).resolve(), Path(folder).resolve()
     return relative_to_card(source, folder) if folder in source.parents else source.name
@@ -368,7 +368,7 @@ def _bring(source: Path, folder: Path) -> str:
     """``source`` as a path relative to ``folder``; copied (or hard-linked) in first if it lies outside."""
     import shutil
 
-    from steering.files import relative_to_card, sha256_file
+    from plumbing.files import relative_to_card, sha256_file
 
     source, folder = source.resolve(), folder.resolve()
     if folder in source.parents:
@@ -419,7 +419,7 @@ def _bring_card(eraser: str, folder: Path) -> str:
 
 def _bring_walk_card(walks: str, folder: Path) -> str:
     """The walk card's JSON (and the tensors file it names) beside the spec; its relative name."""
-    from steering.files import resolve_inside
+    from plumbing.files import resolve_inside
 
     from .walks import read_walk_card, walk_card_paths
 
@@ -464,7 +464,7 @@ def make_spec(
 
     ``source`` is how the spec names the generator (a registry name, an entry point or a local
     path, as given to ``load_generator``); by default the generator's own name."""
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     if eraser is not None:
         from steering.card import card_paths, read_card
@@ -590,7 +590,7 @@ class Stream:
         if self.spec.eraser is None:
             return None
         from steering.card import load_card
-        from steering.files import sha256_file
+        from plumbing.files import sha256_file
 
         path = Path(self.spec.eraser)
         if not path.is_file():

@@ -3,7 +3,7 @@
 ``card.json`` holds the mode, the protected attribute, the generator it was fitted on (name and
 SHA-256), the labeler, the sample count, probe accuracies before/after, and the SHA-256 of
 ``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch. A card
-is data from someone else: its JSON is read strictly (``steering.files.read_json``), its tensors
+is data from someone else: its JSON is read strictly (``plumbing.files.read_json``), its tensors
 file must sit in its folder, and the tensors' names, dtypes and values are checked before use.
 
 Kinds: linear (no ``kind`` key), ``"classifier"`` (its config under ``"classifier"``) and
@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save
 
 from .confirmed import ConfirmedSteerer
-from .files import (
+from plumbing.files import (
     load_safetensors,
     printable,
     read_json,
@@ -34,7 +34,7 @@ from .files import (
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
-from .outputs import finish_pending, staged_files, write_new
+from plumbing.outputs import finish_pending, staged_files, write_new
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
@@ -61,7 +61,7 @@ def card_paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Path:
     """Write ``<stem>.safetensors`` and ``<stem>.json`` together (both or neither replace an older
-    card: ``steering.outputs.staged_files``); returns the JSON path."""
+    card: ``plumbing.outputs.staged_files``); returns the JSON path."""
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)

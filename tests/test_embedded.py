@@ -13,7 +13,7 @@ from fairgen.world.generator import LATENT_DIM, NAME, WEIGHTS, MappedSpriteGener
 from fairgen.world.judges import load_judges
 from fairgen.world.quality import judge_generator
 from fairgen.world.recipe import RecipeConfig, split_cramers_v, train_embedded, training_split
-from steering.files import read_safetensors_metadata, sha256_file
+from plumbing.files import read_safetensors_metadata, sha256_file
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Guarantees of steering.files: content-only hashes, atomic readable writes, paths kept inside a card."""
+"""Guarantees of plumbing.files: content-only hashes, atomic readable writes, paths kept inside a card."""
 
 import os
 import stat
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from steering.files import (
+from plumbing.files import (
     atomic_write_text,
     read_safetensors_metadata,
     resolve_inside,
@@ -17,7 +17,7 @@ from steering.files import (
 
 SAVE_IN_A_FRESH_PROCESS = """
 import sys, torch
-from steering.files import save_safetensors
+from plumbing.files import save_safetensors
 tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(4)}
 print(save_safetensors(tensors, sys.argv[1], {"name": "x", "resolution": 32, "recipe": {"steps": 3, "bias": 0.9}}))
 """
@@ -84,7 +84,7 @@ def test_a_link_pointing_out_of_the_card_folder_is_refused(tmp_path):
 
 
 def test_received_json_is_strict_and_bounded(tmp_path):
-    from steering.files import read_json
+    from plumbing.files import read_json
 
     def json_file(text, name="card.json"):
         path = tmp_path / name
@@ -112,7 +112,7 @@ def test_a_safetensors_header_is_checked_before_anything_is_loaded(tmp_path):
     import json
     import struct
 
-    from steering.files import load_safetensors
+    from plumbing.files import load_safetensors
 
     def raw(header: dict, data: bytes) -> bytes:
         text = json.dumps(header).encode()
@@ -157,7 +157,7 @@ def test_a_safetensors_header_is_checked_before_anything_is_loaded(tmp_path):
 
 
 def test_strings_from_files_are_escaped_before_they_reach_a_terminal():
-    from steering.files import printable
+    from plumbing.files import printable
 
     assert printable("fairgen \x1b[2J\x1b[31m0.1\u202e") == "fairgen \\x1b[2J\\x1b[31m0.1\\u202e"
     assert printable("two\nlines\tand é") == "two\nlines\tand é"

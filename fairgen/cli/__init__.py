@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device = resolve_device(args.device)
         args.func(args)
     except (ValueError, FileNotFoundError, MissingExtraError) as error:
-        from steering.files import printable
+        from plumbing.files import printable
 
         # a message may quote a received file; escaped, it cannot drive the terminal
         print(f"fairgen {args.command}: error: {printable(error)}", file=sys.stderr)

@@ -184,7 +184,7 @@ def run(args) -> None:
         progress=not args.quiet,
         **settings,
     )
-    from steering.files import printable
+    from plumbing.files import printable
 
     print(printable(report.to_markdown()))  # column names and paths come from the user's files
     print(f"wrote {args.out}")

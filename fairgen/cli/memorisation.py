@@ -68,7 +68,7 @@ def run(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
-    from steering.files import printable
+    from plumbing.files import printable
 
     print(printable(report.to_markdown()))  # column names and paths come from the user's files
     print(f"wrote {args.out} (near_copies.png: the closest pairs)")

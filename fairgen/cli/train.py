@@ -297,11 +297,11 @@ def differences(stored: dict, requested: dict) -> list[str]:
 
 def run(args) -> None:
     """One writer per run folder: a second ``fairgen train`` into the same ``--out`` is refused, naming
-    the first (``steering.outputs.output_lock``; under torchrun, rank 0 holds it)."""
+    the first (``plumbing.outputs.output_lock``; under torchrun, rank 0 holds it)."""
     import os
     from contextlib import nullcontext
 
-    from steering.outputs import output_lock
+    from plumbing.outputs import output_lock
 
     out = out_folder(args)
     with output_lock(out) if os.environ.get("RANK", "0") == "0" else nullcontext():
@@ -385,7 +385,7 @@ def _run(args) -> None:
         trainer.run_info = record
         start = trainer.step
         if rank == 0:
-            from steering.files import atomic_write_text
+            from plumbing.files import atomic_write_text
 
             spec.save(
                 out / "stream.json"

@@ -157,7 +157,7 @@ class ImageTable:
 def load_data(source, columns: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> ImageTable:
     """An ImageTable for a folder, a manifest or WebDataset shards; ``columns`` must all be present.
     Images declaring more than ``max_pixels`` pixels are refused (before decoding) when read."""
-    from steering.outputs import finish_pending
+    from plumbing.outputs import finish_pending
 
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")

@@ -21,6 +21,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from plumbing.files import sha256_file
+
 from ..checks import MissingExtraError
 from .base import check_classes, check_latents
 from .registry import register_generator, register_path_loader
@@ -177,7 +179,7 @@ class BigGANGenerator:
     @cached_property
     def checksum(self) -> str:
         """SHA-256 of the weights file, streamed once on first use."""
-        return _file_sha256(self._weights_file)
+        return sha256_file(self._weights_file)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` latents from BigGAN's prior: a normal truncated to [-2, 2], times truncation.
@@ -441,14 +443,6 @@ def _normal_cdf(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _state_dict_sha256(model: nn.Module) -> str:
     """Checksum of an in-memory model: its tensor names, shapes, dtypes and bytes, in order."""
     digest = hashlib.sha256()
@@ -488,7 +482,7 @@ for _name in NAMES:
 
 @register_path_loader(
     lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file(),
-    checksum=lambda path: _file_sha256(path / WEIGHTS_NAME),
+    checksum=lambda path: sha256_file(path / WEIGHTS_NAME),
 )
 def _load_path(path: Path, device="cpu", truncation=0.5, classes=None) -> BigGANGenerator:
     return load_biggan_dir(path, device=device, truncation=truncation, classes=classes)

@@ -10,7 +10,6 @@ needs only torch): ``pip install --no-deps gan-face-generate==1.1.1``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from torch import nn
+
+from plumbing.files import sha256_file
 
 from ..checks import MissingExtraError
 from .base import check_classes, check_latents
@@ -81,11 +82,7 @@ class FaceGANGenerator:
     @cached_property
     def checksum(self) -> str:
         """SHA-256 of the weights file, streamed once on first use."""
-        digest = hashlib.sha256()
-        with open(self._weights_file, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return sha256_file(self._weights_file)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latents from the prior N(0, I), drawn on the generator's device, returned on the model's."""

@@ -27,11 +27,11 @@ from .base import Labeler
 
 
 def load_model_labeler(path: Path, device="cpu") -> Labeler:
-    from steering.files import read_json, resolve_inside, sha256_file
+    from plumbing.files import read_card, resolve_inside, sha256_file
 
-    config = read_json(path, "labeler config")
-    if not isinstance(config, dict) or config.get("kind") not in ("classifier", "clip"):
-        raise ValueError(f"labeler config {path}: 'kind' must be 'classifier' or 'clip'")
+    config, _ = read_card(
+        path, "labeler config", ("classifier", "clip"), kind_key="kind", tensors=False
+    )
     values = config.get("values")
     if not isinstance(values, list) or len(values) < 2:
         raise ValueError(f"labeler config {path}: 'values' must list at least two protected values")

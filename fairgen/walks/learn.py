@@ -21,7 +21,7 @@ import torch
 from einops import rearrange, repeat
 from tqdm.auto import tqdm
 
-from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors
+from plumbing.files import load_safetensors, read_safetensors_metadata, save_safetensors
 
 from .directions import LatentWalks
 from .edits import (

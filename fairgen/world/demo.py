@@ -318,7 +318,7 @@ def run_demo(
         )
 
     table = pd.DataFrame(rows).set_index("arm")
-    from steering.outputs import replace_file
+    from plumbing.outputs import replace_file
 
     replace_file(out / "table.csv", table.to_csv().encode())  # each file new and renamed into place
     replace_file(
@@ -486,7 +486,7 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     import io
 
-    from steering.outputs import replace_file
+    from plumbing.outputs import replace_file
 
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=110, format="png")

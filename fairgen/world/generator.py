@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from steering.files import (
+from plumbing.files import (
     load_safetensors,
     read_safetensors_metadata,
     save_safetensors,

@@ -275,7 +275,7 @@ def save_judges(
     path.parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save
 
-    from steering.files import atomic_write_bytes
+    from plumbing.files import atomic_write_bytes
 
     atomic_write_bytes(
         path, save(tensors, metadata={"fairgen": json.dumps(header)})

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from steering.files import (
+from plumbing.files import (
     load_safetensors,
     read_safetensors_metadata,
     save_safetensors,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from audits.stats import cramers_v
-from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors
+from plumbing.files import load_safetensors, read_safetensors_metadata, save_safetensors
 
 from .generator import MODELLED, NAME, MappedSpriteGenerator
 from .render import CATEGORICAL, CONTINUOUS, World, WorldSample
