@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_labels
+from plumbing.validation import as_labels
+
 from .fairness import group_fairness
 from .leakage import leakage
 from .report import AuditReport

@@ -21,6 +21,7 @@ from torchvision.io import encode_png
 from tqdm.auto import tqdm
 
 from plumbing.outputs import check_replaceable, staged_folder, write_new
+from plumbing.validation import check_int
 
 FORMATS = ("png", "webdataset")
 REPLACEABLE = (
@@ -42,10 +43,7 @@ def export_stream(
     for a fresh stream); ``shard_size`` samples per WebDataset shard."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
-        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
+    n, shard_size = check_int(n, "n", 1), check_int(shard_size, "shard_size", 1)
     out = Path(out)
     check_replaceable(out, REPLACEABLE)
     with staged_folder(out, REPLACEABLE) as stage:

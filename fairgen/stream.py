@@ -22,7 +22,6 @@ stream is the same on every device; images are made, augmented and consumed on t
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import rearrange
+
+from plumbing.validation import check_int, is_int, is_number
 
 from .augment import augment, get_recipe
 from .entry_points import is_entry_point
@@ -87,15 +88,15 @@ class StreamSpec:
             raise ValueError(
                 f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}"
             )
-        if not _is_number(self.refresh) or not 0 < self.refresh <= 1:
+        if not is_number(self.refresh) or not 0 < self.refresh <= 1:
             raise ValueError(f"refresh must be a number in (0, 1], got {self.refresh!r}")
         for name, low, high in (("seed", 0, 2**63 - 1), ("resolution", 1, MAX_RESOLUTION)):
             value = getattr(self, name)
-            if not _is_int(value) or not low <= value <= high:
+            if not is_int(value) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
             setattr(self, name, int(value))  # plain ints, so that the spec stays JSON
         if self.buffer_size is not None:
-            if not _is_int(self.buffer_size) or self.buffer_size < 1:
+            if not is_int(self.buffer_size) or self.buffer_size < 1:
                 raise ValueError(
                     f"buffer_size must be None or a positive integer, got {self.buffer_size!r}"
                 )
@@ -104,7 +105,7 @@ class StreamSpec:
             if (
                 isinstance(self.classes, str)
                 or not self.classes
-                or not all(_is_int(c) for c in self.classes)
+                or not all(is_int(c) for c in self.classes)
             ):
                 raise ValueError(
                     f"classes must be None or a non-empty list of class indices, got {self.classes!r}"
@@ -114,7 +115,7 @@ class StreamSpec:
             if self.classes is None or len(self.class_weights) != len(self.classes):
                 raise ValueError("class_weights needs classes of the same length")
             if isinstance(self.class_weights, str) or not all(
-                _is_number(w) for w in self.class_weights
+                is_number(w) for w in self.class_weights
             ):
                 raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
             if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
@@ -326,12 +327,6 @@ def _warn_about_origin(data: dict) -> None:
         )
 
 
-def _is_number(value) -> bool:
-    return (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
-    )
-
-
 def _names_local_file(generator: str) -> bool:
     return isinstance(generator, str) and not is_entry_point(generator) and Path(generator).exists()
 
@@ -449,10 +444,6 @@ def _check_pin_before_loading(spec: StreamSpec) -> None:
         )
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def make_spec(
     generator,
     eraser: str | Path | None = None,
@@ -545,8 +536,7 @@ class Stream:
             ("world_size", world_size),
             ("start_step", start_step),
         ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+            check_int(value, name)
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
         if batch_size <= 0 or batch_size % world_size:
@@ -589,8 +579,8 @@ class Stream:
     def _load_steerer(self):
         if self.spec.eraser is None:
             return None
-        from steering.card import load_card
         from plumbing.files import sha256_file
+        from steering.card import load_card
 
         path = Path(self.spec.eraser)
         if not path.is_file():

@@ -16,11 +16,12 @@ Views start from the (possibly steered) anchor, so steering and walks compose.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from einops import rearrange
+
+from plumbing.validation import check_int, is_number
 
 from .records import from_plain_dict
 
@@ -49,18 +50,9 @@ class ViewRecipe:
             raise ValueError(f"kinds must be among {VIEW_KINDS}, got {unknown}")
         for name in ("sigma", "truncate"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (0 < value < math.inf)
-            ):
+            if not is_number(value) or not value > 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if (
-            isinstance(self.walk_compose, bool)
-            or not isinstance(self.walk_compose, int)
-            or self.walk_compose < 1
-        ):
-            raise ValueError(f"walk_compose must be an integer >= 1, got {self.walk_compose!r}")
+        check_int(self.walk_compose, "walk_compose", 1)
         if self.walk_transformations is not None:
             names = self.walk_transformations
             if isinstance(names, str) or not names or not all(isinstance(t, str) for t in names):

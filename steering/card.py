@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 
-from .confirmed import ConfirmedSteerer
 from plumbing.files import (
     load_safetensors,
     printable,
@@ -31,10 +29,13 @@ from plumbing.files import (
     resolve_inside,
     sha256_file,
 )
+from plumbing.outputs import finish_pending, staged_files, write_new
+from plumbing.validation import is_int
+
+from .confirmed import ConfirmedSteerer
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
-from plumbing.outputs import finish_pending, staged_files, write_new
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
@@ -242,11 +243,7 @@ def _checked_config(config: dict, json_path: Path, classifier: bool) -> dict:
 
     def count(key, high, value=None):
         value = config[key] if value is None else value
-        if (
-            not isinstance(value, numbers.Integral)
-            or isinstance(value, bool)
-            or not 1 <= value <= high
-        ):
+        if not is_int(value) or not 1 <= value <= high:
             raise ValueError(
                 f"{where}: {key!r} must be an integer in [1, {high}], got {printable(repr(value))}"
             )
@@ -314,11 +311,7 @@ def _load_confirmed(card: dict, json_path: Path, tensor_path: Path) -> Confirmed
         )
     for key, high in (("num_classes", MAX_CLASSES), ("latent_dim", MAX_LATENT_DIM)):
         value = config[key]
-        if (
-            not isinstance(value, numbers.Integral)
-            or isinstance(value, bool)
-            or not 1 <= value <= high
-        ):
+        if not is_int(value) or not 1 <= value <= high:
             raise ValueError(
                 f"eraser card {json_path}: {key!r} must be an integer in [1, {high}], got {printable(repr(value))}"
             )
@@ -326,10 +319,7 @@ def _load_confirmed(card: dict, json_path: Path, tensor_path: Path) -> Confirmed
     if (
         not isinstance(values, list)
         or not values
-        or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= MAX_VALUES
-            for v in values
-        )
+        or not all(is_int(v) and 1 <= v <= MAX_VALUES for v in values)
     ):
         raise ValueError(
             f"eraser card {json_path}: 'num_values' must list each attribute's number of values "

@@ -50,10 +50,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from plumbing.validation import check_labeler_output, is_int
+
 from .classifier import LatentClassifier, one_thread
-from .labelling import check_labeler_output, generator_device
+from .labelling import generator_device
 from .nonlinear import _plain, fit_classifiers, target_table
 
 GUARANTEE = "confirmed"
@@ -346,7 +349,7 @@ class ConfirmedSteerer(nn.Module):
 
     def _check_fitted(self):
         if not hasattr(self, "cell_target"):
-            raise ValueError(
+            raise NotFittedError(
                 "this ConfirmedSteerer is not fitted yet: call fit(...) or steering.fit_steerer(..., method='confirmed')"
             )
 
@@ -525,7 +528,7 @@ class ConfirmedSteerer(nn.Module):
         keep little); a block pays that once for ``k`` batches. Same ``seed``, same ``k`` batches; ranks as in ``draw``.
         Every draw reports the block's cost, shared evenly (``stats["block"]``: ``k``).
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if not is_int(k) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         proposal, labelers = self._check_draw(
             labeler, keep_labeler, batch, rank, world_size, proposal
@@ -575,11 +578,10 @@ class ConfirmedSteerer(nn.Module):
 
     def _check_draw(self, labeler, keep_labeler, n, rank, world_size, proposal):
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if (
-            isinstance(world_size, bool)
-            or not isinstance(world_size, int)
+            not is_int(world_size)
             or world_size < 1
             or not isinstance(rank, int)
             or not 0 <= rank < world_size
@@ -715,7 +717,7 @@ class ConfirmedSteerer(nn.Module):
             gb = g[start : start + batch_size].to(device) if self.conditional_ else None
             with torch.no_grad():
                 im = generator.synthesize(zb, gb)
-            labels = {a: check_labeler_output(f(im), len(im), a) for a, f in labelers.items()}
+            labels = {a: check_labeler_output(f(im), len(im), a).cpu() for a, f in labelers.items()}
             inside = torch.ones(len(im), dtype=torch.bool)
             for a, k in zip(self.attrs_, self.num_values_, strict=True):
                 inside &= labels[a] < k

@@ -1,5 +1,6 @@
 """Guarantees of plumbing.files: content-only hashes, atomic readable writes, paths kept inside a card."""
 
+import json
 import os
 import stat
 import subprocess
@@ -161,3 +162,69 @@ def test_strings_from_files_are_escaped_before_they_reach_a_terminal():
 
     assert printable("fairgen \x1b[2J\x1b[31m0.1\u202e") == "fairgen \\x1b[2J\\x1b[31m0.1\\u202e"
     assert printable("two\nlines\tand é") == "two\nlines\tand é"
+
+
+def _card(folder, name="card", kind="walks", tensors=None, **fields):
+    """A card ``<name>.json`` pinning ``<name>.safetensors`` (written through save_safetensors)."""
+    tensor_name = f"{name}.safetensors"
+    digest = save_safetensors(tensors or {"w": torch.ones(2, 3)}, folder / tensor_name)
+    card = {"fairgen_card": kind, "version": 1, "tensors": {"file": tensor_name, "sha256": digest}}
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({**card, **fields}))
+    return path
+
+
+def test_read_card_returns_the_json_and_the_pinned_tensors(tmp_path):
+    from plumbing.files import read_card, sha256_file
+
+    path = _card(tmp_path, extra=3)
+    card, tensors = read_card(path.with_suffix(""), "walk card", "walks", version=1)
+    assert card["extra"] == 3 and torch.equal(tensors["w"], torch.ones(2, 3))
+    pinned, _ = read_card(path, "walk card", ("walks", "eraser"), sha256=sha256_file(path))
+    assert pinned == card
+    assert read_card(path, "walk card", "walks", tensors=False) == (card, {})
+
+
+def test_read_card_refuses_each_broken_part_by_name(tmp_path):
+    from plumbing.files import read_card
+
+    path = _card(tmp_path)
+    with pytest.raises(
+        ValueError, match=r"is not a fairgen eraser card \('fairgen_card' is 'walks'"
+    ):
+        read_card(path, "eraser card", "eraser")
+    with pytest.raises(ValueError, match="has version 1; this fairgen reads version 2"):
+        read_card(path, "walk card", "walks", version=2)
+    with pytest.raises(ValueError, match="does not match the SHA-256 pinned for it"):
+        read_card(path, "walk card", "walks", sha256="0" * 64)
+    with pytest.raises(ValueError, match="tensor 'v'"):
+        read_card(path, "walk card", "walks", expect={"v": "F32"})
+    with pytest.raises(ValueError, match="tensor 'w' has dtype F32, expected I64"):
+        read_card(path, "walk card", "walks", expect=lambda card: {"w": "I64"})
+    (tmp_path / "card.safetensors").write_bytes(b"changed")
+    with pytest.raises(ValueError, match="does not match the SHA-256 recorded in card.json"):
+        read_card(path, "walk card", "walks")
+    (tmp_path / "card.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="card.safetensors named by card.json do not exist"):
+        read_card(path, "walk card", "walks")
+    outside = _card(tmp_path, "out", tensors={"w": torch.zeros(1)})
+    data = json.loads(outside.read_text())
+    data["tensors"]["file"] = "../out.safetensors"
+    outside.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="must be a path inside"):
+        read_card(outside, "walk card", "walks")
+
+
+def test_read_card_can_find_tensors_renamed_with_their_card(tmp_path):
+    from plumbing.files import read_card
+
+    path = _card(tmp_path, "old")
+    (tmp_path / "old.json").rename(tmp_path / "new.json")
+    (tmp_path / "old.safetensors").rename(tmp_path / "new.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"old.safetensors named by new.json"):
+        read_card(tmp_path / "new.json", "eraser card", "walks")
+    card, tensors = read_card(tmp_path / "new.json", "eraser card", "walks", renamed_ok=True)
+    assert card["tensors"]["file"] == path.with_suffix(".safetensors").name and "w" in tensors
+    (tmp_path / "new.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"old.safetensors \(or new.safetensors\)"):
+        read_card(tmp_path / "new.json", "eraser card", "walks", renamed_ok=True)

@@ -78,8 +78,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> None:
     """Fit and save a card; ``--out`` is locked from the start, so a second steer into it is refused."""
-    from steering.card import card_paths
     from plumbing.outputs import output_lock
+    from steering.card import card_paths
 
     with output_lock(card_paths(args.out)[0]):
         _run(args)

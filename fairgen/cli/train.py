@@ -16,6 +16,8 @@ import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from plumbing.validation import is_int
+
 from .common import (
     add_command,
     add_confirming_labelers,
@@ -238,17 +240,13 @@ def resolve(args, base: dict | None = None) -> dict:
             "give the stream: --spec CARD (or `spec:` / an inline `stream:` in --config), one of them"
         )
     batch = settings["batch_size"]
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
+    if not is_int(batch) or batch < 2:
         raise ValueError(
             f"batch_size must be an integer >= 2 (a contrastive batch needs negatives), got {batch!r}"
         )
     for name in ("knn_every", "knn_n"):
         value = settings[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < (0 if name == "knn_every" else 1)
-        ):
+        if not is_int(value) or value < (0 if name == "knn_every" else 1):
             raise ValueError(
                 f"{name} must be an integer >= {0 if name == 'knn_every' else 1}, got {value!r}"
             )

@@ -10,6 +10,8 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 
+from plumbing.validation import is_int
+
 from ..records import from_plain_dict
 
 __all__ = ["TrainConfig"]
@@ -92,7 +94,7 @@ def _check_types(config: TrainConfig) -> None:
         if kind is bool:
             ok = isinstance(value, bool)
         elif kind is int:
-            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            ok = is_int(value)
         elif kind is float:
             ok = (
                 isinstance(value, numbers.Real)

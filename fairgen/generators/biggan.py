@@ -22,9 +22,9 @@ from einops import rearrange
 from torch import nn
 
 from plumbing.files import sha256_file
+from plumbing.validation import check_classes, check_int, check_latents, is_number
 
 from ..checks import MissingExtraError
-from .base import check_classes, check_latents
 from .registry import register_generator, register_path_loader
 
 CONFIG_NAME = "config.json"
@@ -188,8 +188,7 @@ class BigGANGenerator:
         generator's state. Values are drawn on the generator's device (the model's device when
         none is given) and returned on the model's device.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         low = _normal_cdf(-_TRUNC_BOUND)
         u = torch.rand(n, self.latent_dim, generator=generator, device=device)
@@ -200,15 +199,14 @@ class BigGANGenerator:
 
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` class ids uniformly from ``0..num_classes-1`` (int64, on the model's device)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         y = torch.randint(self.num_classes, (n,), generator=generator, device=device)
         return y.to(self.device)
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``[n, 3, R, R]`` float32 in [0, 1] for latents ``z`` and class ids ``y``."""
-        check_latents(z, self.latent_dim)
+        check_latents(z, "z", self.latent_dim, tensor=True, allow_empty=True)
         check_classes(y, z.shape[0], self.num_classes)
         z = z.to(self.device, torch.float32)
         with torch.set_grad_enabled(
@@ -411,7 +409,7 @@ def _load_files(name, config_file, weights_file, device, truncation, classes) ->
 
 
 def _check_truncation(truncation) -> float:
-    if isinstance(truncation, bool) or not isinstance(truncation, int | float):
+    if not is_number(truncation):
         raise ValueError(f"truncation must be a number in (0, 1], got {truncation!r}")
     if not (0 < truncation <= 1):
         raise ValueError(f"truncation must be in (0, 1], got {truncation}")

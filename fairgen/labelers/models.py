@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from plumbing.validation import check_int
+
 from .base import Labeler
 
 
@@ -60,13 +62,8 @@ def _classifier_fn(config, values, weights, path, device):
             f"labeler config {path}: 'classes' must map every value in 'values' to a list of class indices"
         )
     for key, high in (("num_classes", 100_000), ("image_size", 4096)):
-        value = config.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high
-        ):
-            raise ValueError(
-                f"labeler config {path}: {key!r} must be an integer in [1, {high}], got {value!r}"
-            )
+        if config.get(key) is not None:
+            check_int(config[key], f"labeler config {path}: {key!r}", 1, high)
     model = load_image_model(
         config.get("library", "torchvision"),
         config.get("arch", ""),

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from audits.stats import cramers_v, cramers_v_corrected
+from plumbing.tables import cramers_v, cramers_v_corrected
 
 from .render import TEXTURES, World
 

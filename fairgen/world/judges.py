@@ -21,7 +21,8 @@ from einops import rearrange, reduce
 from safetensors import safe_open
 from torch import nn
 
-from ..checks import check_images
+from plumbing.validation import check_images
+
 from .render import CATEGORICAL, World, render, sample_factors
 
 JUDGE_RESOLUTION = 32
