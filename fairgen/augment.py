@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
-from plumbing.validation import check_images, is_number
+from plumbing.validation import check_images, is_int, is_number
 
 from .records import from_plain_dict
 
@@ -270,7 +270,7 @@ def _crop_flip_grid(u: torch.Tensor, recipe: AugmentRecipe, in_hw, out_hw) -> to
 def _out_hw(out_size, images: torch.Tensor) -> tuple[int, int]:
     if out_size is None:
         return tuple(images.shape[-2:])
-    if isinstance(out_size, int) and not isinstance(out_size, bool):
+    if is_int(out_size):
         out_size = (out_size, out_size)
     if (
         not isinstance(out_size, tuple | list)

@@ -17,6 +17,8 @@ import re
 import struct
 from pathlib import Path
 
+from .validation import is_int
+
 METADATA_KEY = "fairgen"
 MAX_JSON_BYTES = 16 << 20  # a card is a few kilobytes; 16 MiB leaves room and refuses a 200 MB one
 MAX_JSON_DEPTH = 64  # nesting a card never needs, far below Python's recursion limit
@@ -259,7 +261,7 @@ def read_safetensors_header(
 
 
 def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 def read_safetensors_metadata(path: str | os.PathLike, what: str = "file") -> dict:

@@ -1,4 +1,5 @@
-"""Latent steering: label samples, learn where protected values live, and balance, flip (or erase) them.
+"""Latent steering: label samples, learn where protected values live, and balance, flip (or
+erase) them.
 
 Modules not re-exported here are internals, and ``steering.baselines`` holds the estimators the
 tests measure steering against (projection eraser, linear probe).

@@ -53,7 +53,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from plumbing.validation import check_labeler_output, is_int
+from plumbing.validation import check_labeler_output, is_int, is_number
 
 from .classifier import LatentClassifier, one_thread
 from .labelling import generator_device
@@ -152,9 +152,9 @@ class ConfirmedSteerer(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if cap is not None and (not _is_real(cap) or cap < 1):
+        if cap is not None and (not is_number(cap) or cap < 1):
             raise ValueError(f"cap must be a number >= 1 (or None: exact), got {cap!r}")
-        if not _is_real(defensive) or not 0 < defensive <= 1:
+        if not is_number(defensive) or not 0 < defensive <= 1:
             raise ValueError(f"defensive must be a share in (0, 1], got {defensive!r}")
         if proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
@@ -879,7 +879,3 @@ class ConfirmedSteerer(nn.Module):
 def _seeded(seed: int, rank: int, purpose: int) -> torch.Generator:
     state = np.random.SeedSequence([int(seed), int(rank), purpose]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,4 +1,5 @@
-"""Guarantees of plumbing.files: content-only hashes, atomic readable writes, paths kept inside a card."""
+"""Guarantees of plumbing.files: content-only hashes, atomic readable writes, paths kept inside
+a card, one card reader."""
 
 import json
 import os

@@ -18,7 +18,8 @@ from .probes import PROBE_KINDS, LinearProbe
 
 
 def mean_difference_subspace(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Orthonormal basis [k - 1, d] of the class-mean differences (the span of Cov(x, onehot(y)))."""
+    """Orthonormal basis [k - 1, d] of the class-mean differences (the span of
+    Cov(x, onehot(y)))."""
     classes = np.unique(y)
     centroids = np.stack([X[y == c].mean(axis=0) for c in classes])
     return orthonormal_rows(centroids - X.mean(axis=0), rtol=1e-10)
