@@ -231,8 +231,8 @@ def check_labeler_output(out, n: int, name: str) -> torch.Tensor:
         labels = torch.as_tensor(out).detach()
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(
-            f"labeler {name!r} returned {type(out).__name__}, "
-            f"expected a tensor of {n} integer labels"
+            f"labeler {name!r} returned {type(out).__name__}; "
+            f"it must return a tensor of {n} integer labels"
         ) from None
     if labels.ndim == 2 and labels.shape[0] == n and labels.shape[1] > 1:
         if labels.is_floating_point():
