@@ -33,7 +33,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-LINTED := fairgen steering audits tests benchmarks examples
+LINTED := fairgen steering audits plumbing tests benchmarks examples
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._checks import as_labels, check_positive_int, percentile_ci
+from plumbing.validation import as_labels, check_int
+
 from .fairness import _confusion, _gaps, _pairwise, _rates
-from .intervals import max_abs_interval
+from .intervals import max_abs_interval, percentile_ci
 
 ASSUMPTION = (
     "labeler error independent of the target and of the predictions given the true value; "
@@ -157,7 +158,7 @@ def estimated_fairness(
     labeler's error. ``protected_estimate`` and the verified arrays hold value codes 0..k-1;
     ``target`` and ``prediction`` any labels (a binary target's positive class is its larger one;
     a multiclass target is one-vs-rest, max over classes, as in ``audits.group_fairness``)."""
-    n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", 1)
     target = as_labels(target, "target")
     prediction = as_labels(prediction, "prediction", n=len(target))
     k = _value_count(n_values, protected_estimate, verified_truth, verified_output)
@@ -265,7 +266,7 @@ def estimated_leakage(
     """Balanced accuracy of a leakage probe's out-of-fold predictions (value codes, fitted on the
     labeler's outputs: ``out_of_fold_predictions``) against the true values, estimated by unmixing
     the (prediction, labeler output) table with the verified misclassification matrix."""
-    n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", 1)
     k = _value_count(n_values, protected_estimate, verified_truth, verified_output)
     observed = _codes(protected_estimate, "protected_estimate", k)
     pred = _codes(probe_prediction, "probe_prediction", k, n=len(observed))
@@ -304,7 +305,8 @@ def out_of_fold_predictions(features, labels, probe: str = "lda", n_splits: int 
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
-    from ._checks import as_features, encode
+    from plumbing.validation import as_features, encode
+
     from .leakage import _FoldCache, _LdaFolds, _make_probe
 
     x = as_features(features, "features")
@@ -350,7 +352,7 @@ def _checked_matrix(verified: Verified, k: int) -> np.ndarray:
 
 def _value_count(n_values, *arrays) -> int:
     if n_values is not None:
-        return check_positive_int(n_values, "n_values", minimum=2)
+        return check_int(n_values, "n_values", 2)
     return max(2, max(int(np.max(np.asarray(a))) + 1 for a in arrays))
 
 

@@ -39,7 +39,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ._checks import as_features, as_labels, check_positive_int, encode
+from plumbing.validation import as_features, as_labels, check_int, encode
+
 from .intervals import max_abs_interval
 
 RATES = ("accuracy", "selection_rate", "tpr", "fpr")  # by_group columns that are rates
@@ -128,7 +129,7 @@ def group_fairness(
     y_train = as_labels(train_target, "train_target", n=x_train.shape[0])
     y_test = as_labels(test_target, "test_target", n=x_test.shape[0])
     protected = as_labels(test_protected, "test_protected", n=x_test.shape[0])
-    n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", 1)
     encode(y_train, "train_target")
     groups, g = encode(protected, "test_protected", min_count=2)
 

@@ -9,6 +9,7 @@
   fold scores of repeated k-fold cross-validation. Fold scores share training rows, so their plain
   variance understates the variance of the CV mean; the correction (1/J + n_test/n_train) accounts
   for the probe being refitted on overlapping data, not only for the sampling of evaluated rows.
+* ``percentile_ci``: the plain percentile bootstrap (stream balance, where V is not a maximum).
 """
 
 from __future__ import annotations
@@ -106,3 +107,14 @@ def max_abs_interval(point, boot, level: float = 0.95, upper: float = 1.0) -> tu
     low = max(0.0, float(np.max(np.abs(point) - c * se)))
     high = min(float(upper), float(np.max(np.abs(point) + c * se)))
     return low, high
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval over the finite samples (NaN, NaN when there are none)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)

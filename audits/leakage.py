@@ -37,7 +37,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ._checks import as_features, as_labels, check_positive_int, encode
+from plumbing.validation import as_features, as_labels, check_int, encode
+
 from .intervals import corrected_cv_interval
 
 PROBES = ("linear", "lda", "mlp")
@@ -150,10 +151,10 @@ def leakage(
     """
     x = as_features(features, "features")
     y_raw = as_labels(protected, "protected", n=x.shape[0])
-    n_splits = check_positive_int(n_splits, "n_splits", minimum=2)
-    n_repeats = check_positive_int(n_repeats, "n_repeats")
-    n_permutations = check_positive_int(n_permutations, "n_permutations", minimum=0)
-    n_jobs = check_positive_int(n_jobs, "n_jobs")
+    n_splits = check_int(n_splits, "n_splits", 2)
+    n_repeats = check_int(n_repeats, "n_repeats", 1)
+    n_permutations = check_int(n_permutations, "n_permutations", 0)
+    n_jobs = check_int(n_jobs, "n_jobs", 1)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     values, y = encode(y_raw, "protected", min_count=max(2, n_splits))

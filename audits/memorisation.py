@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from scipy.stats import fisher_exact, mannwhitneyu
 
-from ._checks import as_features
+from plumbing.validation import as_features
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from steering.outputs import replace_file, staged_folder, write_new
+from plumbing.outputs import replace_file, staged_folder, write_new
 
 from .fairness import FairnessResult
 from .leakage import LeakageResult
@@ -103,7 +103,7 @@ class AuditReport:
 
     def save(self, directory) -> dict[str, Path]:
         """Write report.json, report.md and the plots into `directory`, all or nothing: they are
-        written in a temporary folder that then replaces `directory` whole (``steering.outputs``;
+        written in a temporary folder that then replaces `directory` whole (``plumbing.outputs``;
         a `directory` holding other files is refused). Returns what was written, by final path."""
         directory = Path(directory)
         with staged_folder(directory, REPLACEABLE) as stage:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_labels
+from plumbing.validation import as_labels
+
 from .fairness import FairnessResult, group_fairness
 from .leakage import LeakageResult, leakage
 from .report import AuditReport

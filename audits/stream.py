@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._checks import as_labels, check_positive_int, encode, percentile_ci
-from .stats import contingency_table, cramers_v, cramers_v_corrected
+from plumbing.tables import contingency_table, cramers_v, cramers_v_corrected
+from plumbing.validation import as_labels, check_int, encode
+
+from .intervals import percentile_ci
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==
@@ -67,7 +69,7 @@ def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0)
     """Per-class attribute histograms of a stream sample and Cramér's V between class and attribute."""
     cls_raw = as_labels(classes, "classes")
     attr_raw = as_labels(attribute, "attribute", n=cls_raw.shape[0])
-    n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", 1)
     cls_values, cls = encode(cls_raw, "classes")
     attr_values, attr = encode(attr_raw, "attribute")
 

@@ -29,10 +29,10 @@ import torch
 from scipy.stats import ks_2samp
 
 import steering
-from audits.stats import cramers_v
 from fairgen.generators import load_generator
 from fairgen.world import CATEGORICAL, CLASS_FACTOR, CONTINUOUS
 from fairgen.world.judges import load_judges
+from plumbing.tables import cramers_v
 from steering.classifier import one_thread
 
 

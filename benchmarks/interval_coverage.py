@@ -15,9 +15,8 @@ import numpy as np
 from scipy.stats import norm
 
 from audits import leakage
-from audits._checks import percentile_ci
 from audits.fairness import _bootstrap_confusion, _confusion, _gaps, _pairwise, _rates
-from audits.intervals import bca_interval, max_abs_interval
+from audits.intervals import bca_interval, max_abs_interval, percentile_ci
 
 TPR = np.array([0.80, 0.78, 0.70, 0.75])
 FPR = np.array([0.10, 0.12, 0.15, 0.10])

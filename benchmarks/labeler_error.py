@@ -90,7 +90,7 @@ def population(data: dict, outputs: np.ndarray, mix: np.ndarray) -> np.ndarray:
 
 
 def v_of(table: np.ndarray) -> float:
-    """Cramér's V of a (possibly fractional) class x value table (``audits.stats.cramers_v``'s)."""
+    """Cramér's V of a (possibly fractional) class x value table (``plumbing.tables.cramers_v``'s)."""
     return float(cramers_v_table(table))
 
 

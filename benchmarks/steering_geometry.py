@@ -48,12 +48,12 @@ import torch
 
 import steering
 from audits import stream_balance
-from audits.stats import cramers_v_corrected
 from fairgen.generators import load_generator
 from fairgen.world.generator import CODE_NAMES
 from fairgen.world.judges import load_judges
 from fairgen.world.recipe import RecipeConfig, training_split
 from fairgen.world.render import CATEGORICAL
+from plumbing.tables import cramers_v_corrected
 from steering import LatentPrior
 from steering.prior import prior_mix
 

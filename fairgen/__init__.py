@@ -15,23 +15,27 @@ __version__ = "0.1.0"
 PLUGINS = ("fairgen.world",)
 
 _EXPORTS = {
-    "AugmentRecipe": "fairgen.augment",
-    "augment": "fairgen.augment",
+    # generators: one protocol and a registry (``load_generator("name")``, ``list_generators()``)
     "Generator": "fairgen.generators",
     "list_generators": "fairgen.generators",
     "load_generator": "fairgen.generators",
-    "Stream": "fairgen.stream",
+    # the stream: a shareable spec (the card) and the player of its batches
     "StreamSpec": "fairgen.stream",
     "make_spec": "fairgen.stream",
+    "Stream": "fairgen.stream",
     "ViewRecipe": "fairgen.views",
+    "AugmentRecipe": "fairgen.augment",
+    "augment": "fairgen.augment",
+    # the embedded world: ground truth for every claim
     "World": "fairgen.world",
     "WorldSample": "fairgen.world",
     "load_judges": "fairgen.world",
     "audit_encoder": "fairgen.audit",
-    "cramers_v": "audits.stats",
-    "cramers_v_corrected": "audits.stats",
+    # association of two categorical labelings
+    "cramers_v": "plumbing.tables",
+    "cramers_v_corrected": "plumbing.tables",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -14,7 +14,7 @@ def load_audit_encoder(
     spec: str, weights=None, image_size: int = 224, device="cpu"
 ) -> tuple[torch.nn.Module, dict]:
     """A fairgen encoder file, or ``torchvision:ARCH`` / ``timm:ARCH`` with local ``weights``; and its provenance."""
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     from .models import LIBRARIES, load_encoder_by_name
 
@@ -36,7 +36,7 @@ def load_audit_encoder(
             f"encoder: {spec} is neither an encoder file from `fairgen train` nor "
             f"{' / '.join(lib + ':ARCH' for lib in LIBRARIES)}"
         )
-    from steering.files import read_safetensors_metadata
+    from plumbing.files import read_safetensors_metadata
 
     from .contrastive import load_encoder
 
@@ -87,7 +87,7 @@ def audit_encoder_on_data(
     verified set file (``fairgen review``) whose attribute is one of ``protected``, a column of
     labeler outputs; its sections are added corrected for the labeler's error."""
     from audits.report import REPLACEABLE
-    from steering.outputs import check_replaceable, output_lock
+    from plumbing.outputs import check_replaceable, output_lock
 
     check_replaceable(out, REPLACEABLE)
     with output_lock(out):
@@ -316,7 +316,7 @@ def memorisation_in_feature_space(
     (each generated sample beside its nearest training image, closest first)."""
     import audits
     from audits.report import REPLACEABLE
-    from steering.outputs import staged_folder
+    from plumbing.outputs import staged_folder
 
     from . import __version__
     from .data import load_data

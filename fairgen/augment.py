@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
-from .checks import check_images
+from plumbing.validation import check_images, is_int, is_number
+
 from .records import from_plain_dict
 
 __all__ = [
@@ -52,10 +53,6 @@ __all__ = [
 _SCALE, _RATIO, _CX, _CY, _FLIP, _JITTER, _B, _C, _S, _H, _GREY, _BLUR, _SIGMA = range(13)
 _NUM_DRAWS = 13
 _LUMA = (0.2989, 0.587, 0.114)  # the weights torchvision uses
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ class AugmentRecipe:
                 continue
             pair = f.name in ("crop_scale", "crop_ratio", "blur_sigma")
             numbers = value if pair and isinstance(value, tuple | list) else [value]
-            if (pair and len(numbers) != 2) or not all(_is_number(x) for x in numbers):
+            if (pair and len(numbers) != 2) or not all(is_number(x) for x in numbers):
                 expected = "a pair of numbers (low, high)" if pair else "a number"
                 raise ValueError(f"{f.name} must be {expected}, got {value!r}")
         for name in ("crop_scale", "crop_ratio", "blur_sigma"):
@@ -273,7 +270,7 @@ def _crop_flip_grid(u: torch.Tensor, recipe: AugmentRecipe, in_hw, out_hw) -> to
 def _out_hw(out_size, images: torch.Tensor) -> tuple[int, int]:
     if out_size is None:
         return tuple(images.shape[-2:])
-    if isinstance(out_size, int) and not isinstance(out_size, bool):
+    if is_int(out_size):
         out_size = (out_size, out_size)
     if (
         not isinstance(out_size, tuple | list)

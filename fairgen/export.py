@@ -14,7 +14,7 @@ names when the labeler has them. A card never runs code it names: labelers by a 
 scheme (``world:texture``) are loaded, others must be passed as ``labelers={column: callable}``.
 
 The export is all or nothing: it is written in a temporary folder beside ``DIR`` that then replaces
-``DIR`` whole (``steering.outputs.staged_folder``), so an interrupted export leaves the previous one
+``DIR`` whole (``plumbing.outputs.staged_folder``), so an interrupted export leaves the previous one
 as it was, and a ``DIR`` holding files an export does not write is refused.
 """
 
@@ -31,7 +31,8 @@ import torch
 from torchvision.io import encode_png
 from tqdm.auto import tqdm
 
-from steering.outputs import check_replaceable, staged_folder, write_new
+from plumbing.outputs import check_replaceable, staged_folder, write_new
+from plumbing.validation import check_int
 
 FORMATS = ("png", "webdataset")
 RESERVED = ("path", "key", "class", "step", "latent")  # columns the export writes itself
@@ -62,10 +63,7 @@ def export_stream(
     ``{column: callable}`` for protected columns (default: those the eraser card names)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
-        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
+    n, shard_size = check_int(n, "n", 1), check_int(shard_size, "shard_size", 1)
     out = Path(out)
     check_replaceable(out, REPLACEABLE)
     columns = protected_labelers(stream, labelers)

@@ -21,7 +21,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def load_state_file(path, what: str) -> dict:
     """A state dict from safetensors or a weights-only torch file, with a clear error naming it."""
-    from steering.files import load_safetensors
+    from plumbing.files import load_safetensors
 
     path = Path(path)
     if not path.is_file():

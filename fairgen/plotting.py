@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from steering.outputs import replace_file
+from plumbing.outputs import replace_file
 
 
 def _png(fig, path: Path, dpi: int = 110) -> Path:

@@ -70,8 +70,8 @@ def write_review(
 ) -> dict:
     """Draw, label and pick the images to review for ``card``; write ``out/`` whole. Returns the
     review's description (what ``items.json`` holds)."""
+    from plumbing.outputs import staged_folder
     from steering.card import card_paths, read_card
-    from steering.outputs import staged_folder
 
     from .generators import load_generator
     from .labelers import load_labeler
@@ -172,7 +172,7 @@ def write_review(
 
 def read_review(folder) -> dict:
     """``items.json`` of a review folder, read strictly, with its structure checked."""
-    from steering.files import read_json
+    from plumbing.files import read_json
 
     path = Path(folder) / "items.json"
     review = read_json(path, "--review: items file")

@@ -22,7 +22,6 @@ stream is the same on every device; images are made, augmented and consumed on t
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import rearrange
+
+from plumbing.validation import check_int, is_int, is_number
 
 from .augment import augment, get_recipe
 from .entry_points import is_entry_point
@@ -87,15 +88,15 @@ class StreamSpec:
             raise ValueError(
                 f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}"
             )
-        if not _is_number(self.refresh) or not 0 < self.refresh <= 1:
+        if not is_number(self.refresh) or not 0 < self.refresh <= 1:
             raise ValueError(f"refresh must be a number in (0, 1], got {self.refresh!r}")
         for name, low, high in (("seed", 0, 2**63 - 1), ("resolution", 1, MAX_RESOLUTION)):
             value = getattr(self, name)
-            if not _is_int(value) or not low <= value <= high:
+            if not is_int(value) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
             setattr(self, name, int(value))  # plain ints, so that the spec stays JSON
         if self.buffer_size is not None:
-            if not _is_int(self.buffer_size) or self.buffer_size < 1:
+            if not is_int(self.buffer_size) or self.buffer_size < 1:
                 raise ValueError(
                     f"buffer_size must be None or a positive integer, got {self.buffer_size!r}"
                 )
@@ -104,7 +105,7 @@ class StreamSpec:
             if (
                 isinstance(self.classes, str)
                 or not self.classes
-                or not all(_is_int(c) for c in self.classes)
+                or not all(is_int(c) for c in self.classes)
             ):
                 raise ValueError(
                     f"classes must be None or a non-empty list of class indices, got {self.classes!r}"
@@ -114,7 +115,7 @@ class StreamSpec:
             if self.classes is None or len(self.class_weights) != len(self.classes):
                 raise ValueError("class_weights needs classes of the same length")
             if isinstance(self.class_weights, str) or not all(
-                _is_number(w) for w in self.class_weights
+                is_number(w) for w in self.class_weights
             ):
                 raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
             if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
@@ -168,7 +169,7 @@ class StreamSpec:
         """Write the spec as JSON. Local files it names (the eraser card, a generator folder or file)
         are written as paths relative to the spec's folder; one lying outside that folder is first
         copied beside the spec (hard-linked where possible), so the folder travels as a whole."""
-        from steering.files import atomic_write_text
+        from plumbing.files import atomic_write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +223,7 @@ class StreamSpec:
     def load(cls, path: str | Path, allow_entry_points=()) -> StreamSpec:
         """Read a spec (strict, bounded JSON); the files it names resolve inside its folder, never outside,
         and an entry point it names runs only when ``allow_entry_points`` allows it."""
-        from steering.files import read_json
+        from plumbing.files import read_json
 
         path = Path(path)
         data = read_json(path, "stream spec")
@@ -247,7 +248,7 @@ TEXT_OPTIONS = {"prompts"}  # option names whose strings are text, never paths (
 
 def _received(data: dict, folder, allow_entry_points) -> dict:
     """``data`` with its entry point checked and (given ``folder``) its file names resolved inside ``folder``."""
-    from steering.files import resolve_inside
+    from plumbing.files import resolve_inside
 
     from .entry_points import check_allowed
     from .generators import list_generators
@@ -283,7 +284,7 @@ def _received(data: dict, folder, allow_entry_points) -> dict:
 
 def _options_inside(options: dict, folder, where: str) -> dict:
     """Generator options from a card, with every path-like string resolved inside ``folder``."""
-    from steering.files import resolve_inside
+    from plumbing.files import resolve_inside
 
     def fix(key, value):
         if isinstance(value, dict):
@@ -305,7 +306,7 @@ def _options_inside(options: dict, folder, where: str) -> dict:
 
 
 def _warn_about_origin(data: dict) -> None:
-    from steering.files import printable
+    from plumbing.files import printable
 
     here = _fairgen_version()
     written = data.get("fairgen_version")
@@ -328,12 +329,6 @@ def _warn_about_origin(data: dict) -> None:
             StreamVersionWarning,
             stacklevel=3,
         )
-
-
-def _is_number(value) -> bool:
-    return (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
-    )
 
 
 def _names_local_file(generator: str) -> bool:
@@ -362,7 +357,7 @@ def _options_relative(options: dict, folder: Path) -> dict:
 
 def _placed_name(source: Path, folder: Path) -> str:
     """How a spec in ``folder`` names ``source`` once ``_bring`` has placed it there."""
-    from steering.files import relative_to_card
+    from plumbing.files import relative_to_card
 
     source, folder = Path(source).resolve(), Path(folder).resolve()
     return relative_to_card(source, folder) if folder in source.parents else source.name
@@ -372,7 +367,7 @@ def _bring(source: Path, folder: Path) -> str:
     """``source`` as a path relative to ``folder``; copied (or hard-linked) in first if it lies outside."""
     import shutil
 
-    from steering.files import relative_to_card, sha256_file
+    from plumbing.files import relative_to_card, sha256_file
 
     source, folder = source.resolve(), folder.resolve()
     if folder in source.parents:
@@ -423,7 +418,7 @@ def _bring_card(eraser: str, folder: Path) -> str:
 
 def _bring_walk_card(walks: str, folder: Path) -> str:
     """The walk card's JSON (and the tensors file it names) beside the spec; its relative name."""
-    from steering.files import resolve_inside
+    from plumbing.files import resolve_inside
 
     from .walks import read_walk_card, walk_card_paths
 
@@ -453,10 +448,6 @@ def _check_pin_before_loading(spec: StreamSpec) -> None:
         )
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def make_spec(
     generator,
     eraser: str | Path | None = None,
@@ -468,7 +459,7 @@ def make_spec(
 
     ``source`` is how the spec names the generator (a registry name, an entry point or a local
     path, as given to ``load_generator``); by default the generator's own name."""
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     if eraser is not None:
         from steering.card import card_paths, read_card
@@ -549,8 +540,7 @@ class Stream:
             ("world_size", world_size),
             ("start_step", start_step),
         ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+            check_int(value, name)
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
         if batch_size <= 0 or batch_size % world_size:
@@ -593,8 +583,8 @@ class Stream:
     def _load_steerer(self):
         if self.spec.eraser is None:
             return None
+        from plumbing.files import sha256_file
         from steering.card import load_card
-        from steering.files import sha256_file
 
         path = Path(self.spec.eraser)
         if not path.is_file():

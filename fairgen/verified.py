@@ -6,7 +6,7 @@ so the image can be regenerated. The set belongs to the steering card whose SHA-
 reading it for another card is refused with both hashes named. The error model (P(labeler output |
 true value, class)) and the audits with estimated labels read it as arrays (``VerifiedSet.arrays``).
 
-Files are data from someone else: JSON is read strictly and bounded (``steering.files.read_json``),
+Files are data from someone else: JSON is read strictly and bounded (``plumbing.files.read_json``),
 CSV through ``read_label_csv`` (size capped, header fixed, each row checked and named on error).
 """
 
@@ -110,7 +110,7 @@ def write_verified(verified: VerifiedSet, path) -> Path:
     """Write ``verified`` as strict JSON, whole (a temporary file renamed over ``path``)."""
     import json
 
-    from steering.files import atomic_write_text
+    from plumbing.files import atomic_write_text
 
     items = []
     for i, item_id in enumerate(verified.ids):
@@ -142,7 +142,7 @@ def write_verified(verified: VerifiedSet, path) -> Path:
 def read_verified(path, card=None) -> VerifiedSet:
     """The verified set in ``path``; with ``card`` (a card file or its SHA-256), refuse a set made
     for another card, naming both hashes."""
-    from steering.files import read_json
+    from plumbing.files import read_json
 
     path = Path(path)
     data = read_json(path, "verified set")
@@ -202,8 +202,8 @@ def read_verified(path, card=None) -> VerifiedSet:
 
 def card_sha256(card) -> str:
     """The SHA-256 of a card: its JSON file's bytes (``card`` is its path or stem, or a hash)."""
+    from plumbing.files import sha256_file
     from steering.card import card_paths
-    from steering.files import sha256_file
 
     if isinstance(card, str) and len(card) == 64 and not Path(card).exists():
         return card.lower()

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 import torch
 from einops import rearrange
 
+from plumbing.validation import check_int, is_number
+
 from .records import from_plain_dict
 
 VIEW_KINDS = ("anchor", "neighbour", "sibling", "renoise", "flip", "walk")
@@ -56,24 +58,11 @@ class ViewRecipe:
             raise ValueError(f"kinds must be among {VIEW_KINDS}, got {unknown}")
         for name in ("sigma", "truncate"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (0 < value < math.inf)
-            ):
+            if not is_number(value) or not value > 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if (
-            isinstance(self.renoise, bool)
-            or not isinstance(self.renoise, int | float)
-            or not 0 < self.renoise <= 1
-        ):
+        if not is_number(self.renoise) or not 0 < self.renoise <= 1:
             raise ValueError(f"renoise must be a number in (0, 1], got {self.renoise!r}")
-        if (
-            isinstance(self.walk_compose, bool)
-            or not isinstance(self.walk_compose, int)
-            or self.walk_compose < 1
-        ):
-            raise ValueError(f"walk_compose must be an integer >= 1, got {self.walk_compose!r}")
+        check_int(self.walk_compose, "walk_compose", 1)
         if self.walk_transformations is not None:
             names = self.walk_transformations
             if isinstance(names, str) or not names or not all(isinstance(t, str) for t in names):

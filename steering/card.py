@@ -3,7 +3,7 @@
 ``card.json`` holds the mode, the protected attribute, the generator it was fitted on (name and
 SHA-256), the labeler, the sample count, probe accuracies before/after, and the SHA-256 of
 ``card.safetensors`` (the tensors). Loading verifies both checksums and refuses a mismatch. A card
-is data from someone else: its JSON is read strictly (``steering.files.read_json``), its tensors
+is data from someone else: its JSON is read strictly (``plumbing.files.read_json``), its tensors
 file must sit in its folder, and the tensors' names, dtypes and values are checked before use.
 
 Kinds: linear (no ``kind`` key), ``"classifier"`` (its config under ``"classifier"``) and
@@ -17,24 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 
-from .confirmed import ConfirmedSteerer
-from .files import (
+from plumbing.files import (
     load_safetensors,
     printable,
     read_json,
     resolve_inside,
     sha256_file,
 )
+from plumbing.outputs import finish_pending, staged_files, write_new
+from plumbing.validation import is_int
+
+from .confirmed import ConfirmedSteerer
 from .leace import LeaceEraser
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
-from .outputs import finish_pending, staged_files, write_new
 
 CARD_VERSION = 1
 _BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
@@ -61,7 +62,7 @@ def card_paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_card(steerer: LatentSteerer, path: str | Path, provenance: dict) -> Path:
     """Write ``<stem>.safetensors`` and ``<stem>.json`` together (both or neither replace an older
-    card: ``steering.outputs.staged_files``); returns the JSON path."""
+    card: ``plumbing.outputs.staged_files``); returns the JSON path."""
     steerer._check_fitted()
     json_path, tensor_path = card_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,11 +243,7 @@ def _checked_config(config: dict, json_path: Path, classifier: bool) -> dict:
 
     def count(key, high, value=None):
         value = config[key] if value is None else value
-        if (
-            not isinstance(value, numbers.Integral)
-            or isinstance(value, bool)
-            or not 1 <= value <= high
-        ):
+        if not is_int(value) or not 1 <= value <= high:
             raise ValueError(
                 f"{where}: {key!r} must be an integer in [1, {high}], got {printable(repr(value))}"
             )
@@ -314,11 +311,7 @@ def _load_confirmed(card: dict, json_path: Path, tensor_path: Path) -> Confirmed
         )
     for key, high in (("num_classes", MAX_CLASSES), ("latent_dim", MAX_LATENT_DIM)):
         value = config[key]
-        if (
-            not isinstance(value, numbers.Integral)
-            or isinstance(value, bool)
-            or not 1 <= value <= high
-        ):
+        if not is_int(value) or not 1 <= value <= high:
             raise ValueError(
                 f"eraser card {json_path}: {key!r} must be an integer in [1, {high}], got {printable(repr(value))}"
             )
@@ -326,10 +319,7 @@ def _load_confirmed(card: dict, json_path: Path, tensor_path: Path) -> Confirmed
     if (
         not isinstance(values, list)
         or not values
-        or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= MAX_VALUES
-            for v in values
-        )
+        or not all(is_int(v) and 1 <= v <= MAX_VALUES for v in values)
     ):
         raise ValueError(
             f"eraser card {json_path}: 'num_values' must list each attribute's number of values "

@@ -50,10 +50,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from plumbing.validation import check_labeler_output, is_int, is_number
+
 from .classifier import LatentClassifier, one_thread
-from .labelling import check_labeler_output, generator_device
+from .labelling import generator_device
 from .nonlinear import _plain, fit_classifiers, target_table
 
 GUARANTEE = "confirmed"
@@ -149,9 +152,9 @@ class ConfirmedSteerer(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if cap is not None and (not _is_real(cap) or cap < 1):
+        if cap is not None and (not is_number(cap) or cap < 1):
             raise ValueError(f"cap must be a number >= 1 (or None: exact), got {cap!r}")
-        if not _is_real(defensive) or not 0 < defensive <= 1:
+        if not is_number(defensive) or not 0 < defensive <= 1:
             raise ValueError(f"defensive must be a share in (0, 1], got {defensive!r}")
         if proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
@@ -346,7 +349,7 @@ class ConfirmedSteerer(nn.Module):
 
     def _check_fitted(self):
         if not hasattr(self, "cell_target"):
-            raise ValueError(
+            raise NotFittedError(
                 "this ConfirmedSteerer is not fitted yet: call fit(...) or steering.fit_steerer(..., method='confirmed')"
             )
 
@@ -526,7 +529,7 @@ class ConfirmedSteerer(nn.Module):
         keep little); a block pays that once for ``k`` batches. Same ``seed``, same ``k`` batches; ranks as in ``draw``.
         Every draw reports the block's cost, shared evenly (``stats["block"]``: ``k``).
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if not is_int(k) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         proposal, labelers = self._check_draw(
             labeler, keep_labeler, batch, rank, world_size, proposal
@@ -576,11 +579,10 @@ class ConfirmedSteerer(nn.Module):
 
     def _check_draw(self, labeler, keep_labeler, n, rank, world_size, proposal):
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if (
-            isinstance(world_size, bool)
-            or not isinstance(world_size, int)
+            not is_int(world_size)
             or world_size < 1
             or not isinstance(rank, int)
             or not 0 <= rank < world_size
@@ -721,7 +723,7 @@ class ConfirmedSteerer(nn.Module):
             gb = g[start : start + batch_size].to(device) if self.conditional_ else None
             with torch.no_grad():
                 im = generator.synthesize(zb, gb)
-            labels = {a: check_labeler_output(f(im), len(im), a) for a, f in labelers.items()}
+            labels = {a: check_labeler_output(f(im), len(im), a).cpu() for a, f in labelers.items()}
             inside = torch.ones(len(im), dtype=torch.bool)
             for a, k in zip(self.attrs_, self.num_values_, strict=True):
                 inside &= labels[a] < k
@@ -886,7 +888,3 @@ class ConfirmedSteerer(nn.Module):
 def _seeded(seed: int, rank: int, purpose: int) -> torch.Generator:
     state = np.random.SeedSequence([int(seed), int(rank), purpose]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

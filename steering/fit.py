@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audits.stats import cramers_v, cramers_v_corrected
+from plumbing.tables import cramers_v, cramers_v_corrected
+from plumbing.validation import check_labeler_output, is_int
 
 from .confirmed import ConfirmedSteerer
 from .labelling import (
     LabelledLatents,
     check_generator_protocol,
-    check_labeler_output,
     label_latents,
     sample_and_label,
 )
@@ -69,7 +69,7 @@ def fit_steerer(
         method = "quantile" if mode == "flip" and not isinstance(labeler, dict) else "resample"
     if method not in STEERING_METHODS:
         raise ValueError(f"method must be one of {STEERING_METHODS}, got {method!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 100:
+    if not is_int(n) or n < 100:
         raise ValueError(f"n must be an integer >= 100 (labelled samples), got {n!r}")
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
     if not labelers or not all(callable(f) for f in labelers.values()):
@@ -330,7 +330,8 @@ def confirmed_report(
     )
     draw = steerer.draw(generator, labelers, n, seed=seed)
     steered = {
-        name: check_labeler_output(f(draw.images), len(draw), name) for name, f in judges.items()
+        name: check_labeler_output(f(draw.images), len(draw), name).cpu()
+        for name, f in judges.items()
     }
     raw_groups = raw.labels[keep] if keep else raw.classes
     out = {

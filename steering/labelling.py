@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from plumbing.validation import check_int, check_labeler_output, is_int
+
 Labeler = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -54,7 +56,7 @@ def label_latents(
             zb = transform(zb, yb)
         images = generator.synthesize(zb, yb)
         for name, labeler in labelers.items():
-            out[name].append(check_labeler_output(labeler(images), len(images), name))
+            out[name].append(check_labeler_output(labeler(images), len(images), name).cpu())
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 
@@ -78,48 +80,10 @@ def check_generator_protocol(generator) -> None:
             f"generator ({type(generator).__name__}) lacks {missing}: steering needs num_classes "
             "(0: unconditional), sample_latents(n, generator=torch.Generator) and synthesize(z, y)"
         )
-    if (
-        isinstance(generator.num_classes, bool)
-        or not isinstance(generator.num_classes, int)
-        or generator.num_classes < 0
-    ):
+    if not is_int(generator.num_classes) or generator.num_classes < 0:
         raise ValueError(
             f"generator.num_classes must be an integer >= 0 (0: unconditional), got {generator.num_classes!r}"
         )
-
-
-def check_labeler_output(labels, n: int, name: str) -> torch.Tensor:
-    """Labels ``[n]`` int64 (CPU) from what a labeler returned, or a clear error naming the labeler.
-
-    Accepted: integer class indices ``[n]``, whole-number floats ``[n]``, or scores ``[n, k]``
-    (their argmax). Refused: another length, non-integer values, negative values.
-    """
-    try:
-        t = torch.as_tensor(labels).detach().cpu()
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(
-            f"labeler {name!r} must return a tensor of labels [N], got {type(labels).__name__}"
-        ) from None
-    if t.ndim == 2 and t.is_floating_point():
-        t = t.argmax(1)
-    if t.ndim != 1 or len(t) != n:
-        raise ValueError(
-            f"labeler {name!r} returned shape {list(t.shape)} for {n} images; expected [{n}] labels (or [{n}, k] scores)"
-        )
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(
-            f"labeler {name!r} returned dtype {t.dtype}; expected integer class indices"
-        )
-    if t.is_floating_point():
-        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
-            raise ValueError(
-                f"labeler {name!r} returned non-integer values; expected class indices 0..k-1 (or [N, k] scores)"
-            )
-    if len(t) and int(t.min()) < 0:
-        raise ValueError(
-            f"labeler {name!r} returned a negative label ({int(t.min())}); expected class indices 0..k-1"
-        )
-    return t.long()
 
 
 def sample_and_label(
@@ -137,8 +101,7 @@ def sample_and_label(
     Latents (from the generator's own prior) and classes come from a CPU ``torch.Generator``
     seeded with ``seed``, so the same seed gives the same samples on every device.
     """
-    if not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int(n, "n", 1)
     if not labelers:
         raise ValueError("labelers must name at least one labeler")
     rng = torch.Generator().manual_seed(int(seed))

@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .probes import check_labels, check_latents
-from .projection import AffineEraser
+from plumbing.validation import check_labels, check_latents
+
+from .affine import AffineEraser
 
 
 def _default_rtol(d: int, k: int, dtype: torch.dtype) -> float:
@@ -166,6 +167,3 @@ class LeaceEraser(AffineEraser):
         self.classes_ = classes
         self.n_samples_ = Xt.shape[0]
         return self
-
-    def fit_transform(self, X, y):
-        return self.fit(X, y).transform(X)

@@ -20,8 +20,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from einops import rearrange
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from torch import nn
+
+from plumbing.validation import check_probabilities
 
 from .leace import LeaceEraser
 from .ot import gaussian_ot_map
@@ -118,17 +121,12 @@ class LatentSteerer(nn.Module):
         return self
 
     def _check_target_distribution(self, K: int) -> None:
-        p = self.target_distribution
-        if p is None:
-            return
-        if len(p) != K or min(p) < 0 or not np.isclose(sum(p), 1.0):
-            raise ValueError(
-                f"target_distribution must be {K} non-negative probabilities summing to 1, got {p}"
-            )
+        if self.target_distribution is not None:
+            check_probabilities(self.target_distribution, "target_distribution", K)
 
     def _check_fitted(self):
         if not hasattr(self, "present"):
-            raise ValueError(
+            raise NotFittedError(
                 "this LatentSteerer is not fitted yet: call fit(latents, classes, protected)"
             )
 

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from .classifier import LatentClassifier, one_thread
@@ -195,7 +196,7 @@ class ClassifierSteerer(nn.Module):
 
     def _check_fitted(self):
         if not hasattr(self, "accept"):
-            raise ValueError(
+            raise NotFittedError(
                 "this ClassifierSteerer is not fitted yet: call fit(latents, classes, protected)"
             )
 

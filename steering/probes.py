@@ -1,13 +1,9 @@
-"""Linear (and small nonlinear) probes on latents: where does an attribute live?
+"""A small nonlinear probe on latents (what a fitted steerer leaves for a classifier to read),
+and the numeric helpers probes and erasers share.
 
-A probe is a classifier trained on raw latents to predict a label. Its accuracy says how much
-of the attribute is linearly readable; its normals (`directions_`) say *where* it is read from,
-and the erasers in this package remove those directions. No `StandardScaler` is used for the
-linear probes, so the normals live in the latent space itself (not a rescaled copy of it), and
-an intercept is always fitted because latent spaces need not be centred.
-
-The input checks shared by every estimator in `steering` live here too: they turn numpy or
-torch input into a validated array and raise a `ValueError` naming the argument otherwise.
+A probe is a classifier trained on raw latents to predict a label; its accuracy says how much of
+the attribute is readable. The linear probe, whose normals say *where*, is a baseline
+(`steering.baselines.LinearProbe`).
 """
 
 from __future__ import annotations
@@ -17,83 +13,12 @@ import warnings
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 
-PROBE_KINDS = ("logreg", "svm")
-
-
-# ---------------------------------------------------------------------------------------------
-# input checks shared by probes and erasers
-
-
-def check_latents(X, name: str = "X", d: int | None = None) -> torch.Tensor:
-    """Validate latents `[N, d]` (numpy or torch) and return them as a floating torch tensor.
-
-    The tensor keeps its device; integer input becomes float64; float16/bfloat16 stay as given.
-    Raises `ValueError` for wrong rank, empty input, a dimension other than `d`, or NaN/inf.
-    """
-    if isinstance(X, torch.Tensor):
-        t = X
-    else:
-        try:
-            t = torch.from_numpy(np.ascontiguousarray(np.asarray(X)))
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"{name} must be a numeric array or tensor [N, d]; got {type(X).__name__}"
-            ) from err
-    if t.is_complex() or t.dtype == torch.bool:
-        raise ValueError(f"{name} must be real-valued, got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.to(torch.float64)
-    if t.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D [N, d] (one latent per row), got shape {tuple(t.shape)}"
-        )
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(
-            f"{name} must have at least one row and one column, got shape {tuple(t.shape)}"
-        )
-    if d is not None and t.shape[1] != d:
-        raise ValueError(f"{name} has {t.shape[1]} columns but this estimator was fitted on d={d}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return t
-
-
-def check_labels(y, n: int, name: str = "y", min_classes: int = 2) -> np.ndarray:
-    """Validate integer class labels `[n]` (numpy, torch or list) and return them as int64 numpy.
-
-    Float labels are accepted when every value is a whole number (some labelers emit floats).
-    Raises `ValueError` for a wrong shape or length, non-integral values, or fewer than
-    `min_classes` distinct classes.
-    """
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer class labels [N], got shape {y.shape}")
-    if y.shape[0] != n:
-        raise ValueError(f"X has {n} rows but {name} has {y.shape[0]} labels; they must match")
-    if y.dtype == bool:
-        y = y.astype(np.int64)
-    elif np.issubdtype(y.dtype, np.floating):
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise ValueError(f"{name} must hold integer class labels, got non-integral values")
-        y = y.astype(np.int64)
-    elif not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    y = y.astype(np.int64, copy=False)
-    n_classes = np.unique(y).size
-    if n_classes < min_classes:
-        raise ValueError(
-            f"{name} has {n_classes} distinct class(es); at least {min_classes} are needed to fit"
-        )
-    return y
+from plumbing.validation import check_labels, check_latents
 
 
 def to_numpy64(t: torch.Tensor) -> np.ndarray:
@@ -129,85 +54,6 @@ def _classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
 
 # ---------------------------------------------------------------------------------------------
 # probes
-
-
-class LinearProbe:
-    """A linear classifier on raw latents whose normals are the attribute's directions.
-
-    kind: "logreg" (multinomial logistic regression, L2) or "svm" (linear SVM, one-vs-rest).
-    C: inverse regularisation strength. max_iter: solver iterations.
-
-    After `fit`: `classes_`, `coef_` [k or 1, d], `intercept_`, `directions_` (unit-norm
-    probe normals [r, d]: one row for two classes; k rows for k > 2, mean-removed for the
-    multinomial logreg whose k normals are only defined up to a shared vector, so they span
-    k - 1 dimensions), and `subspace_`, an orthonormal basis of their span.
-    """
-
-    def __init__(
-        self, kind: str = "logreg", C: float = 1.0, max_iter: int = 1000, random_state: int = 0
-    ):
-        if kind not in PROBE_KINDS:
-            raise ValueError(f"kind must be one of {PROBE_KINDS}, got {kind!r}")
-        if not C > 0:
-            raise ValueError(f"C must be > 0, got {C}")
-        if int(max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-        self.kind = kind
-        self.C = float(C)
-        self.max_iter = int(max_iter)
-        self.random_state = random_state
-
-    def _make(self):
-        if self.kind == "logreg":
-            return LogisticRegression(
-                C=self.C, max_iter=self.max_iter, random_state=self.random_state
-            )
-        return LinearSVC(
-            C=self.C, max_iter=self.max_iter, dual="auto", random_state=self.random_state
-        )
-
-    def fit(self, X, y) -> LinearProbe:
-        Xt = check_latents(X)
-        y = check_labels(y, Xt.shape[0])
-        X = to_numpy64(Xt)
-        model = self._make()
-        with warnings.catch_warnings():
-            # Near-separable latents make the solvers run to max_iter; the normal is still usable.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X, y)
-        self.model_ = model
-        self.classes_ = model.classes_
-        self.n_features_in_ = X.shape[1]
-        self.coef_ = np.asarray(model.coef_, dtype=np.float64)
-        self.intercept_ = np.asarray(model.intercept_, dtype=np.float64)
-        D = self.coef_
-        if D.shape[0] > 1 and self.kind == "logreg":
-            D = D - D.mean(axis=0, keepdims=True)
-        norms = np.linalg.norm(D, axis=1, keepdims=True)
-        self.directions_ = D / np.where(norms > 0, norms, 1.0)
-        self.subspace_ = orthonormal_rows(self.directions_)
-        return self
-
-    def _check_fitted(self):
-        if not hasattr(self, "model_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet; call fit(X, y) first"
-            )
-
-    def decision_function(self, X) -> np.ndarray:
-        self._check_fitted()
-        return self.model_.decision_function(to_numpy64(check_latents(X, d=self.n_features_in_)))
-
-    def predict(self, X) -> np.ndarray:
-        self._check_fitted()
-        return self.model_.predict(to_numpy64(check_latents(X, d=self.n_features_in_)))
-
-    def score(self, X, y) -> dict[str, float]:
-        """accuracy, balanced_accuracy and the majority-class rate of `y` (the trivial baseline)."""
-        self._check_fitted()
-        Xt = check_latents(X, d=self.n_features_in_)
-        y = check_labels(y, Xt.shape[0], min_classes=1)
-        return _classification_scores(y, self.model_.predict(to_numpy64(Xt)))
 
 
 class MLPProbe:
@@ -261,26 +107,3 @@ class MLPProbe:
     def score(self, X, y) -> dict[str, float]:
         pred = self.predict(X)
         return _classification_scores(check_labels(y, pred.shape[0], min_classes=1), pred)
-
-
-def probe_report(X_train, y_train, X_test, y_test, kind: str = "logreg", **probe_kwargs) -> dict:
-    """Fit a probe on the training split and score it on both splits, as one flat dict.
-
-    kind: "logreg", "svm" (a `LinearProbe`) or "mlp" (an `MLPProbe`). The test scores are the
-    headline (accuracy, balanced_accuracy, majority); `train_accuracy` shows overfitting.
-    """
-    if kind in PROBE_KINDS:
-        probe = LinearProbe(kind=kind, **probe_kwargs)
-    elif kind == "mlp":
-        probe = MLPProbe(**probe_kwargs)
-    else:
-        raise ValueError(f"kind must be one of {PROBE_KINDS + ('mlp',)}, got {kind!r}")
-    probe.fit(X_train, y_train)
-    test = probe.score(X_test, y_test)
-    return {
-        "kind": kind,
-        **test,
-        "train_accuracy": probe.score(X_train, y_train)["accuracy"],
-        "n_train": int(len(y_train)),
-        "n_test": int(len(y_test)),
-    }

@@ -318,7 +318,7 @@ def aim_at_truth(steerer, verified, target_distribution=None):
 
 def cramers_v_table(table: np.ndarray) -> np.ndarray:
     """Plain Cramér's V of contingency tables ``[..., G, T]`` (rows/columns never seen dropped
-    by giving them no weight; as ``audits.stats.cramers_v``)."""
+    by giving them no weight; as ``plumbing.tables.cramers_v``)."""
     table = np.asarray(table, float)
     n = table.sum((-1, -2), keepdims=True)
     rows, cols = table.sum(-1, keepdims=True), table.sum(-2, keepdims=True)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from plumbing.validation import check_labeler_output
+
 from .classifier import one_thread
-from .labelling import check_labeler_output
 from .prior import PriorSupport, latent_prior, prior_mix, prior_support
 
 BATCH = 512  # images synthesized and labelled at once
@@ -150,13 +151,16 @@ def confirmed_flips(
                 torch.zeros(len(zb), dtype=torch.bool),
             )
             for name, k in zip(names, proposal.num_values_, strict=True):
-                labels = check_labeler_output(labelers[name](images), len(zb), name)
+                labels = check_labeler_output(labelers[name](images), len(zb), name).cpu()
                 unknown |= labels >= k
                 joint = joint * k + labels.clamp(max=k - 1)
             out.append(torch.where(unknown, -1, joint))
             kept.append(
                 torch.stack(
-                    [check_labeler_output(f(images), len(zb), name) for name, f in keepers.items()],
+                    [
+                        check_labeler_output(f(images), len(zb), name).cpu()
+                        for name, f in keepers.items()
+                    ],
                     1,
                 )
                 if keepers

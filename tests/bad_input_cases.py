@@ -104,7 +104,7 @@ def mismatched_encoder(lab: Lab) -> Path:
     """An encoder file whose config names resnet18 but whose weights are a small_cnn's."""
     from fairgen.contrastive import TrainConfig
     from fairgen.contrastive.encoders import build_encoder
-    from steering.files import save_safetensors
+    from plumbing.files import save_safetensors
 
     backbone, _ = build_encoder("small_cnn", True)
     path = lab.folder / "mismatched.safetensors"
@@ -1508,7 +1508,7 @@ def _tiny_encoder(lab: Lab) -> Path:
     if not path.exists():
         from fairgen.contrastive import TrainConfig
         from fairgen.contrastive.encoders import build_encoder
-        from steering.files import save_safetensors
+        from plumbing.files import save_safetensors
 
         config = TrainConfig(encoder="small_cnn")
         backbone, _ = build_encoder(config.encoder, config.small_images)
@@ -1595,7 +1595,7 @@ def _disk_full(run):
         import errno
         import os
 
-        from steering import outputs
+        from plumbing import outputs
 
         def full(*args):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -12,8 +12,7 @@ import pytest
 from scipy.stats import norm
 
 from audits import group_fairness, leakage
-from audits._checks import percentile_ci
-from audits.intervals import bca_interval, corrected_cv_interval, max_abs_interval
+from audits.intervals import bca_interval, corrected_cv_interval, max_abs_interval, percentile_ci
 
 SIMS = 150
 FAIRNESS_SIMS = 100

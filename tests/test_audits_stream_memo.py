@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audits import compare_streams, memorisation, nearest_distances, stream_balance
+from audits import compare_streams, memorisation, stream_balance
+from audits.memorisation import nearest_distances
 
 
 def _rho_stream(k, rho, per_class):

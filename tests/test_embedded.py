@@ -7,13 +7,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from audits.stats import cramers_v
 from fairgen.generators import list_generators, load_generator
 from fairgen.world.generator import LATENT_DIM, NAME, WEIGHTS, MappedSpriteGenerator
 from fairgen.world.judges import load_judges
 from fairgen.world.quality import judge_generator
 from fairgen.world.recipe import RecipeConfig, split_cramers_v, train_embedded, training_split
-from steering.files import read_safetensors_metadata, sha256_file
+from plumbing.files import read_safetensors_metadata, sha256_file
+from plumbing.tables import cramers_v
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
-"""Guarantees of steering.files: content-only hashes, atomic readable writes, paths kept inside a card."""
+"""Guarantees of plumbing.files: content-only hashes, atomic readable writes, paths kept inside
+a card, one card reader."""
 
+import json
 import os
 import stat
 import subprocess
@@ -8,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from steering.files import (
+from plumbing.files import (
     atomic_write_text,
     read_safetensors_metadata,
     resolve_inside,
@@ -17,7 +19,7 @@ from steering.files import (
 
 SAVE_IN_A_FRESH_PROCESS = """
 import sys, torch
-from steering.files import save_safetensors
+from plumbing.files import save_safetensors
 tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(4)}
 print(save_safetensors(tensors, sys.argv[1], {"name": "x", "resolution": 32, "recipe": {"steps": 3, "bias": 0.9}}))
 """
@@ -84,7 +86,7 @@ def test_a_link_pointing_out_of_the_card_folder_is_refused(tmp_path):
 
 
 def test_received_json_is_strict_and_bounded(tmp_path):
-    from steering.files import read_json
+    from plumbing.files import read_json
 
     def json_file(text, name="card.json"):
         path = tmp_path / name
@@ -112,7 +114,7 @@ def test_a_safetensors_header_is_checked_before_anything_is_loaded(tmp_path):
     import json
     import struct
 
-    from steering.files import load_safetensors
+    from plumbing.files import load_safetensors
 
     def raw(header: dict, data: bytes) -> bytes:
         text = json.dumps(header).encode()
@@ -157,7 +159,73 @@ def test_a_safetensors_header_is_checked_before_anything_is_loaded(tmp_path):
 
 
 def test_strings_from_files_are_escaped_before_they_reach_a_terminal():
-    from steering.files import printable
+    from plumbing.files import printable
 
     assert printable("fairgen \x1b[2J\x1b[31m0.1\u202e") == "fairgen \\x1b[2J\\x1b[31m0.1\\u202e"
     assert printable("two\nlines\tand é") == "two\nlines\tand é"
+
+
+def _card(folder, name="card", kind="walks", tensors=None, **fields):
+    """A card ``<name>.json`` pinning ``<name>.safetensors`` (written through save_safetensors)."""
+    tensor_name = f"{name}.safetensors"
+    digest = save_safetensors(tensors or {"w": torch.ones(2, 3)}, folder / tensor_name)
+    card = {"fairgen_card": kind, "version": 1, "tensors": {"file": tensor_name, "sha256": digest}}
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({**card, **fields}))
+    return path
+
+
+def test_read_card_returns_the_json_and_the_pinned_tensors(tmp_path):
+    from plumbing.files import read_card, sha256_file
+
+    path = _card(tmp_path, extra=3)
+    card, tensors = read_card(path.with_suffix(""), "walk card", "walks", version=1)
+    assert card["extra"] == 3 and torch.equal(tensors["w"], torch.ones(2, 3))
+    pinned, _ = read_card(path, "walk card", ("walks", "eraser"), sha256=sha256_file(path))
+    assert pinned == card
+    assert read_card(path, "walk card", "walks", tensors=False) == (card, {})
+
+
+def test_read_card_refuses_each_broken_part_by_name(tmp_path):
+    from plumbing.files import read_card
+
+    path = _card(tmp_path)
+    with pytest.raises(
+        ValueError, match=r"is not a fairgen eraser card \('fairgen_card' is 'walks'"
+    ):
+        read_card(path, "eraser card", "eraser")
+    with pytest.raises(ValueError, match="has version 1; this fairgen reads version 2"):
+        read_card(path, "walk card", "walks", version=2)
+    with pytest.raises(ValueError, match="does not match the SHA-256 pinned for it"):
+        read_card(path, "walk card", "walks", sha256="0" * 64)
+    with pytest.raises(ValueError, match="tensor 'v'"):
+        read_card(path, "walk card", "walks", expect={"v": "F32"})
+    with pytest.raises(ValueError, match="tensor 'w' has dtype F32, expected I64"):
+        read_card(path, "walk card", "walks", expect=lambda card: {"w": "I64"})
+    (tmp_path / "card.safetensors").write_bytes(b"changed")
+    with pytest.raises(ValueError, match="does not match the SHA-256 recorded in card.json"):
+        read_card(path, "walk card", "walks")
+    (tmp_path / "card.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="card.safetensors named by card.json do not exist"):
+        read_card(path, "walk card", "walks")
+    outside = _card(tmp_path, "out", tensors={"w": torch.zeros(1)})
+    data = json.loads(outside.read_text())
+    data["tensors"]["file"] = "../out.safetensors"
+    outside.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="must be a path inside"):
+        read_card(outside, "walk card", "walks")
+
+
+def test_read_card_can_find_tensors_renamed_with_their_card(tmp_path):
+    from plumbing.files import read_card
+
+    path = _card(tmp_path, "old")
+    (tmp_path / "old.json").rename(tmp_path / "new.json")
+    (tmp_path / "old.safetensors").rename(tmp_path / "new.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"old.safetensors named by new.json"):
+        read_card(tmp_path / "new.json", "eraser card", "walks")
+    card, tensors = read_card(tmp_path / "new.json", "eraser card", "walks", renamed_ok=True)
+    assert card["tensors"]["file"] == path.with_suffix(".safetensors").name and "w" in tensors
+    (tmp_path / "new.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"old.safetensors \(or new.safetensors\)"):
+        read_card(tmp_path / "new.json", "eraser card", "walks", renamed_ok=True)

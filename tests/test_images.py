@@ -129,7 +129,7 @@ def test_corrupt_and_float_images_are_refused_by_name(rgb):
 def _tiny_encoder(path):
     from fairgen.contrastive import TrainConfig
     from fairgen.contrastive.encoders import build_encoder
-    from steering.files import save_safetensors
+    from plumbing.files import save_safetensors
 
     torch.manual_seed(0)
     config = TrainConfig(encoder="small_cnn")

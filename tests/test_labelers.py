@@ -9,18 +9,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fairgen.labelers import Labeler, check_labels, load_labeler
+from fairgen.labelers import Labeler, load_labeler
+from plumbing.validation import check_labeler_output
 
 
 def test_the_contract_turns_scores_into_labels_and_refuses_the_rest():
-    assert check_labels(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), 2, "x").tolist() == [1, 0]
-    assert check_labels([0, 2, 1], 3, "x").dtype == torch.int64
+    assert check_labeler_output(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), 2, "x").tolist() == [1, 0]
+    assert check_labeler_output([0, 2, 1], 3, "x").dtype == torch.int64
     with pytest.raises(ValueError, match=r"returned shape \[2\] for 3 images"):
-        check_labels([0, 1], 3, "x")
+        check_labeler_output([0, 1], 3, "x")
     with pytest.raises(ValueError, match="non-integer"):
-        check_labels(torch.tensor([0.5, 1.0]), 2, "x")
+        check_labeler_output(torch.tensor([0.5, 1.0]), 2, "x")
     with pytest.raises(ValueError, match="negative"):
-        check_labels([-1, 0], 2, "x")
+        check_labeler_output([-1, 0], 2, "x")
     with pytest.raises(ValueError, match="not a callable"):
         Labeler(3, "three")
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from steering import outputs
-from steering.outputs import DiskFullError, OutputLockedError, output_lock
+from plumbing import outputs
+from plumbing.outputs import DiskFullError, OutputLockedError, output_lock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill test forks a writer")
 
@@ -45,7 +45,7 @@ def snapshot(paths) -> dict:
 
 def _in_child(write, die_at: int | None, count_file: Path) -> int:
     """Run ``write`` in a forked process that dies (``os._exit``, no cleanup) before its ``die_at``-th
-    write point: every chunk written, every rename and every removal in ``steering.outputs``."""
+    write point: every chunk written, every rename and every removal in ``plumbing.outputs``."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 0

@@ -144,7 +144,7 @@ def test_an_entry_point_the_user_types_runs_and_the_card_it_writes_asks_again(
 
 def test_the_same_encoder_weights_hash_the_same_wherever_they_are_saved(tmp_path):
     from fairgen.contrastive import TrainConfig, Trainer
-    from steering.files import read_safetensors_metadata
+    from plumbing.files import read_safetensors_metadata
 
     digests = []
     for name in ("a", "some/other/folder"):

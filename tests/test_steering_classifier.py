@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.stats import chi2, chisquare
 
-from audits.stats import cramers_v
+from plumbing.tables import cramers_v
 from steering import ClassifierSteerer, checked_flips, fit_steerer, load_card, save_card
 from steering.resample import corrected_acceptance, rejection_sample
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from audits.stats import cramers_v
+from plumbing.tables import cramers_v
 from steering import LatentSteerer, latent_probe_accuracy, load_card, save_card
 from steering.modes import MODES
 

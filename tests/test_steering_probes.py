@@ -6,15 +6,10 @@ import torch
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
+from plumbing.validation import check_labels, check_latents
+from steering.baselines import LinearProbe, probe_report
 from steering.leace import LeaceEraser
-from steering.probes import (
-    LinearProbe,
-    MLPProbe,
-    check_labels,
-    check_latents,
-    orthonormal_rows,
-    probe_report,
-)
+from steering.probes import MLPProbe, orthonormal_rows
 
 
 @pytest.fixture(autouse=True, scope="module")

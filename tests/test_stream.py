@@ -194,7 +194,7 @@ def test_stream_refuses_an_eraser_card_fitted_on_another_generator(
     shutil.copy(balance_card.with_suffix(".safetensors"), tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="fitted on a generator with SHA-256 1111"):
         make_spec(generator, eraser=tmp_path / "other.json")  # refused when the card is made
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     spec = StreamSpec(
         generator_sha256=generator.checksum,
@@ -206,7 +206,7 @@ def test_stream_refuses_an_eraser_card_fitted_on_another_generator(
 
 
 def test_missing_or_unreadable_eraser_card_gives_a_clear_error(generator, balance_card, tmp_path):
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     def spec_for(path):
         pin = sha256_file(path) if path.is_file() else "0" * 64

@@ -20,7 +20,7 @@ import torch
 
 from fairgen.contrastive import TrainConfig, Trainer
 from fairgen.stream import Stream, make_spec
-from steering.files import load_safetensors
+from plumbing.files import load_safetensors
 
 WORLD, BATCH = 2, 8
 FLAGS = [

@@ -84,7 +84,7 @@ def test_an_unreachable_target_is_refused_with_the_reachable_range():
 
 
 def test_truth_report_interval_holds_the_model_and_v_matches_audits():
-    from audits.stats import cramers_v
+    from plumbing.tables import cramers_v
 
     model = exact_model(exact_posterior())
     quota = np.array([[300, 100, 100], [100, 300, 100]])

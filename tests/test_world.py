@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audits.stats import cramers_v
 from fairgen.world.render import CATEGORICAL, RESOLUTIONS, World, render, sample_factors
+from plumbing.tables import cramers_v
 
 
 def test_same_seed_gives_same_pixels():

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device = resolve_device(args.device)
         args.func(args)
     except (ValueError, FileNotFoundError, MissingExtraError) as error:
-        from steering.files import printable
+        from plumbing.files import printable
 
         # a message may quote a received file; escaped, it cannot drive the terminal
         message = in_flags(printable(error))  # the flags the user typed, not Python arguments

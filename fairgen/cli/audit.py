@@ -249,7 +249,7 @@ def run(args) -> None:
 
 def _print(report, folder: str, verbose: bool) -> None:
     """The verdicts, one line a section, and where the whole report is (all of it: --verbose)."""
-    from steering.files import printable
+    from plumbing.files import printable
 
     # column names and paths come from the user's files: escaped, they cannot drive the terminal
     if verbose:

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args):
-    from steering.outputs import output_lock
+    from plumbing.outputs import output_lock
 
     out = out_folder(args)
     with output_lock(out):  # one demo per --out folder

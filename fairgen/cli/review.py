@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    from steering.files import printable
+    from plumbing.files import printable
 
     if args.read is not None:
         if args.card is not None or args.review is None:

@@ -84,8 +84,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> None:
     """Fit and save a card; ``--out`` is locked from the start, so a second steer into it is refused."""
+    from plumbing.outputs import output_lock
     from steering.card import card_paths
-    from steering.outputs import output_lock
 
     card = out_folder(args) / CARD
     with output_lock(card_paths(card)[0]):

@@ -16,6 +16,8 @@ import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from plumbing.validation import is_int
+
 from .common import (
     add_command,
     add_confirming_labelers,
@@ -238,17 +240,13 @@ def resolve(args, base: dict | None = None) -> dict:
             "give the stream: --spec CARD (or `spec:` / an inline `stream:` in --config), one of them"
         )
     batch = settings["batch_size"]
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
+    if not is_int(batch) or batch < 2:
         raise ValueError(
             f"batch_size must be an integer >= 2 (a contrastive batch needs negatives), got {batch!r}"
         )
     for name in ("knn_every", "knn_n"):
         value = settings[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < (0 if name == "knn_every" else 1)
-        ):
+        if not is_int(value) or value < (0 if name == "knn_every" else 1):
             raise ValueError(
                 f"{name} must be an integer >= {0 if name == 'knn_every' else 1}, got {value!r}"
             )
@@ -297,11 +295,11 @@ def differences(stored: dict, requested: dict) -> list[str]:
 
 def run(args) -> None:
     """One writer per run folder: a second ``fairgen train`` into the same ``--out`` is refused, naming
-    the first (``steering.outputs.output_lock``; under torchrun, rank 0 holds it)."""
+    the first (``plumbing.outputs.output_lock``; under torchrun, rank 0 holds it)."""
     import os
     from contextlib import nullcontext
 
-    from steering.outputs import output_lock
+    from plumbing.outputs import output_lock
 
     out = out_folder(args)
     with output_lock(out) if os.environ.get("RANK", "0") == "0" else nullcontext():
@@ -385,7 +383,7 @@ def _run(args) -> None:
         trainer.run_info = record
         start = trainer.step
         if rank == 0:
-            from steering.files import atomic_write_text
+            from plumbing.files import atomic_write_text
 
             spec.save(
                 out / "stream.json"

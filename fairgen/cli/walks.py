@@ -156,7 +156,7 @@ def run(args) -> None:
     """``learn`` holds the card's lock from the start: a second learner into the same card is refused."""
     from contextlib import nullcontext
 
-    from steering.outputs import output_lock
+    from plumbing.outputs import output_lock
 
     from ..walks.card import walk_card_paths
 

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    from steering.outputs import output_lock
+    from plumbing.outputs import output_lock
 
     from ..world.generator import NAME
 

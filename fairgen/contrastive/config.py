@@ -6,9 +6,9 @@ build ``fairgen train --help``); validating a config does.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass, fields
+
+from plumbing.validation import is_int, is_number
 
 from ..records import from_plain_dict
 
@@ -92,13 +92,9 @@ def _check_types(config: TrainConfig) -> None:
         if kind is bool:
             ok = isinstance(value, bool)
         elif kind is int:
-            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            ok = is_int(value)
         elif kind is float:
-            ok = (
-                isinstance(value, numbers.Real)
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-            )
+            ok = is_number(value)
             if ok:
                 object.__setattr__(config, f.name, float(value))
         else:

@@ -127,7 +127,7 @@ def save_feature_eraser(
     metadata = {"config": json.dumps(eraser.config()), "provenance": json.dumps(provenance or {})}
     from safetensors.torch import save
 
-    from steering.files import atomic_write_bytes
+    from plumbing.files import atomic_write_bytes
 
     atomic_write_bytes(
         path, save({k: v.contiguous() for k, v in eraser.state_dict().items()}, metadata=metadata)

@@ -39,7 +39,7 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from steering.files import (
+from plumbing.files import (
     atomic_write_bytes,
     atomic_write_text,
     load_safetensors,

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from plumbing.validation import check_int
+
 from .images import MAX_PIXELS, decode_rgb8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -157,10 +159,9 @@ class ImageTable:
 def load_data(source, columns: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> ImageTable:
     """An ImageTable for a folder, a manifest or WebDataset shards; ``columns`` must all be present.
     Images declaring more than ``max_pixels`` pixels are refused (before decoding) when read."""
-    from steering.outputs import finish_pending
+    from plumbing.outputs import finish_pending
 
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    max_pixels = check_int(max_pixels, "max_pixels", 1)
     path = Path(source).expanduser()
     finish_pending(path)  # an export killed after its commit: move its complete output in first
     if not path.exists():

@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from plumbing.validation import check_int
+
 
 @runtime_checkable
 class Generator(Protocol):
@@ -40,35 +42,6 @@ class Generator(Protocol):
         ...
 
 
-def check_latents(z: torch.Tensor, latent_dim: int, argument: str = "z") -> None:
-    """Raise a clear ValueError unless ``z`` is a finite floating [n, latent_dim] tensor."""
-    if not isinstance(z, torch.Tensor):
-        raise ValueError(f"{argument} must be a torch.Tensor, got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise ValueError(f"{argument} must be a floating-point tensor, got dtype {z.dtype}")
-    if z.ndim != 2 or z.shape[1] != latent_dim:
-        raise ValueError(f"{argument} must have shape [n, {latent_dim}], got {list(z.shape)}")
-    if not torch.isfinite(z).all():
-        raise ValueError(f"{argument} contains NaN or infinite values")
-
-
-def check_classes(y: torch.Tensor | None, n: int, num_classes: int, argument: str = "y") -> None:
-    """Raise a clear ValueError unless ``y`` holds ``n`` class indices in [0, num_classes)."""
-    if num_classes == 0:
-        return
-    if y is None:
-        raise ValueError(f"{argument} is required: this generator is class-conditional")
-    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"{argument} must be an int64 tensor of class indices")
-    if y.shape != (n,):
-        raise ValueError(f"{argument} must have shape [{n}], got {list(y.shape)}")
-    if n and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f"{argument} holds class indices outside [0, {num_classes}): "
-            f"min {int(y.min())}, max {int(y.max())}"
-        )
-
-
 PROTOCOL_ATTRIBUTES = (
     "name",
     "latent_dim",
@@ -90,9 +63,7 @@ def check_generator(obj, source: str):
             f"(see fairgen.generators.Generator)"
         )
     for attribute in ("latent_dim", "num_classes", "resolution"):
-        value = getattr(obj, attribute)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{source}: {attribute} must be a non-negative int, got {value!r}")
+        check_int(getattr(obj, attribute), f"{source}: {attribute}", 0)
     if not isinstance(obj.checksum, str) or not obj.checksum:
         raise ValueError(
             f"{source}: checksum must be a non-empty string (the SHA-256 of the weights; cards pin it)"

@@ -21,8 +21,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from plumbing.files import sha256_file
+from plumbing.validation import check_classes, check_int, check_latents, is_number
+
 from ..checks import MissingExtraError
-from .base import check_classes, check_latents
 from .registry import register_generator, register_path_loader
 
 CONFIG_NAME = "config.json"
@@ -177,7 +179,7 @@ class BigGANGenerator:
     @cached_property
     def checksum(self) -> str:
         """SHA-256 of the weights file, streamed once on first use."""
-        return _file_sha256(self._weights_file)
+        return sha256_file(self._weights_file)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` latents from BigGAN's prior: a normal truncated to [-2, 2], times truncation.
@@ -186,8 +188,7 @@ class BigGANGenerator:
         generator's state. Values are drawn on the generator's device (the model's device when
         none is given) and returned on the model's device.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         low = _normal_cdf(-_TRUNC_BOUND)
         u = torch.rand(n, self.latent_dim, generator=generator, device=device)
@@ -198,15 +199,14 @@ class BigGANGenerator:
 
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` class ids uniformly from ``0..num_classes-1`` (int64, on the model's device)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         y = torch.randint(self.num_classes, (n,), generator=generator, device=device)
         return y.to(self.device)
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``[n, 3, R, R]`` float32 in [0, 1] for latents ``z`` and class ids ``y``."""
-        check_latents(z, self.latent_dim)
+        check_latents(z, "z", self.latent_dim, tensor=True, allow_empty=True)
         check_classes(y, z.shape[0], self.num_classes)
         z = z.to(self.device, torch.float32)
         with torch.set_grad_enabled(
@@ -409,7 +409,7 @@ def _load_files(name, config_file, weights_file, device, truncation, classes) ->
 
 
 def _check_truncation(truncation) -> float:
-    if isinstance(truncation, bool) or not isinstance(truncation, int | float):
+    if not is_number(truncation):
         raise ValueError(f"truncation must be a number in (0, 1], got {truncation!r}")
     if not (0 < truncation <= 1):
         raise ValueError(f"truncation must be in (0, 1], got {truncation}")
@@ -439,14 +439,6 @@ def _check_class_map(classes, model_classes: int) -> tuple[int, ...] | None:
 
 def _normal_cdf(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _state_dict_sha256(model: nn.Module) -> str:
@@ -488,7 +480,7 @@ for _name in NAMES:
 
 @register_path_loader(
     lambda path: path.is_dir() and (path / WEIGHTS_NAME).is_file(),
-    checksum=lambda path: _file_sha256(path / WEIGHTS_NAME),
+    checksum=lambda path: sha256_file(path / WEIGHTS_NAME),
 )
 def _load_path(path: Path, device="cpu", truncation=0.5, classes=None) -> BigGANGenerator:
     return load_biggan_dir(path, device=device, truncation=truncation, classes=classes)

@@ -61,7 +61,7 @@ def folder_sha256(path: str | os.PathLike) -> str:
     the component folders, each named by its relative path (cards pin it; nothing else is read)."""
     import hashlib
 
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     path = Path(path)
     files = [path / INDEX]
@@ -80,7 +80,7 @@ def folder_sha256(path: str | os.PathLike) -> str:
 def check_folder(path: Path) -> None:
     """Raise a clear error unless ``path`` is a pipeline folder fairgen builds: the components it
     needs, each naming the expected class, and safetensors weights (pickled weights are refused)."""
-    from steering.files import read_json
+    from plumbing.files import read_json
 
     if not is_pipeline_folder(path):
         raise FileNotFoundError(f"generator: {path} is not a diffusers pipeline folder ({INDEX})")

@@ -10,7 +10,6 @@ needs only torch): ``pip install --no-deps gan-face-generate==1.1.1``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -19,8 +18,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from plumbing.files import sha256_file
+from plumbing.validation import check_classes, check_int, check_latents
+
 from ..checks import MissingExtraError
-from .base import check_classes, check_latents
 from .registry import register_generator, register_path_loader
 
 NAME = "face-gan-64"
@@ -81,22 +82,17 @@ class FaceGANGenerator:
     @cached_property
     def checksum(self) -> str:
         """SHA-256 of the weights file, streamed once on first use."""
-        digest = hashlib.sha256()
-        with open(self._weights_file, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return sha256_file(self._weights_file)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latents from the prior N(0, I), drawn on the generator's device, returned on the model's."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``[n, 3, 64, 64]`` float32 in [0, 1]; ``y`` is ignored (unconditional)."""
-        check_latents(z, self.latent_dim)
+        check_latents(z, "z", self.latent_dim, tensor=True, allow_empty=True)
         check_classes(y, z.shape[0], self.num_classes)
         z = rearrange(z.to(self.device, torch.float32), "n d -> n d 1 1")
         with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):

@@ -76,7 +76,7 @@ def load_generator(
 
 def local_checksum(path: Path) -> str | None:
     """The SHA-256 a local generator file or folder will report, without loading it (None: no loader says)."""
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     _import_builtin()
     for accepts, loader in _PATH_LOADERS:

@@ -13,7 +13,7 @@ Named by a string, on the command line and in every card's provenance:
 """
 
 from . import face  # noqa: F401  (registers the face: scheme)
-from .base import Labeler, check_labels
+from .base import Labeler
 from .registry import load_labeler, register_labeler_scheme
 
-__all__ = ["Labeler", "check_labels", "load_labeler", "register_labeler_scheme"]
+__all__ = ["Labeler", "load_labeler", "register_labeler_scheme"]

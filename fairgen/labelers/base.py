@@ -4,38 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def check_labels(out, n: int, name: str) -> torch.Tensor:
-    """``out`` as int64 labels [n]; scores [n, k] become their argmax; anything else is a ValueError."""
-    try:
-        labels = torch.as_tensor(out)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(
-            f"labeler {name!r} returned {type(out).__name__}, expected a tensor of {n} integer labels"
-        ) from None
-    if (
-        labels.ndim == 2
-        and labels.shape[0] == n
-        and labels.shape[1] > 1
-        and labels.is_floating_point()
-    ):
-        labels = labels.argmax(dim=1)
-    if labels.shape != (n,):
-        raise ValueError(
-            f"labeler {name!r} returned shape {list(labels.shape)} for {n} images; "
-            f"expected [{n}] integer labels (or [{n}, k] scores)"
-        )
-    if labels.is_floating_point():
-        if not torch.isfinite(labels).all() or not torch.equal(labels, labels.round()):
-            raise ValueError(
-                f"labeler {name!r} returned non-integer values; expected integer labels"
-            )
-    elif labels.dtype == torch.bool or labels.is_complex():
-        raise ValueError(f"labeler {name!r} returned dtype {labels.dtype}; expected integer labels")
-    labels = labels.to(torch.int64)
-    if n and int(labels.min()) < 0:
-        raise ValueError(f"labeler {name!r} returned negative labels; expected values 0..k-1")
-    return labels
+from plumbing.validation import check_labeler_output
 
 
 class Labeler:
@@ -52,7 +21,7 @@ class Labeler:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return check_labels(self.fn(images), len(images), self.name).to(images.device)
+        return check_labeler_output(self.fn(images), len(images), self.name).to(images.device)
 
     __call__ = predict
 

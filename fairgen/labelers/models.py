@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from plumbing.validation import check_int
+
 from .base import Labeler
 
 COMMON_KEYS = ("$schema", "kind", "values", "weights")
@@ -34,11 +36,11 @@ KEYS = {  # every key a labeler.json of each kind may hold
 
 
 def load_model_labeler(path: Path, device="cpu") -> Labeler:
-    from steering.files import read_json, resolve_inside, sha256_file
+    from plumbing.files import read_card, resolve_inside, sha256_file
 
-    config = read_json(path, "labeler config")
-    if not isinstance(config, dict) or config.get("kind") not in ("classifier", "clip"):
-        raise ValueError(f"labeler config {path}: 'kind' must be 'classifier' or 'clip'")
+    config, _ = read_card(
+        path, "labeler config", ("classifier", "clip"), kind_key="kind", tensors=False
+    )
     values = config.get("values")
     if not isinstance(values, list) or len(values) < 2:
         raise ValueError(f"labeler config {path}: 'values' must list at least two protected values")
@@ -70,13 +72,8 @@ def _classifier_fn(config, values, weights, path, device):
             f"labeler config {path}: 'classes' must map every value in 'values' to a list of class indices"
         )
     for key, high in (("num_classes", 100_000), ("image_size", 4096)):
-        value = config.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high
-        ):
-            raise ValueError(
-                f"labeler config {path}: {key!r} must be an integer in [1, {high}], got {value!r}"
-            )
+        if config.get(key) is not None:
+            check_int(config[key], f"labeler config {path}: {key!r}", 1, high)
     model = load_image_model(
         config.get("library", "torchvision"),
         config.get("arch", ""),

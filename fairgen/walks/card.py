@@ -13,15 +13,8 @@ import json
 import math
 from pathlib import Path
 
-from steering.files import (
-    load_safetensors,
-    printable,
-    read_json,
-    resolve_inside,
-    safetensors_payload,
-    sha256_file,
-)
-from steering.outputs import finish_pending, staged_files, write_new
+from plumbing.files import card_paths, printable, read_card, safetensors_payload
+from plumbing.outputs import staged_files, write_new
 
 from .directions import LatentWalks
 
@@ -29,11 +22,7 @@ CARD_KIND = "walks"
 CARD_VERSION = 1
 
 
-def walk_card_paths(path: str | Path) -> tuple[Path, Path]:
-    """``(json, safetensors)`` paths of a walk card, given either file or the common stem."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+walk_card_paths = card_paths  # (json, safetensors) paths of a walk card, given either or the stem
 
 
 def _plain(value):
@@ -83,50 +72,28 @@ def save_walks(
 
 def read_walk_card(path: str | Path) -> dict:
     """The card's JSON, after checking it is a walk card."""
-    json_path, _ = walk_card_paths(path)
-    finish_pending(json_path)
-    card = read_json(json_path, "walk card")
-    if not isinstance(card, dict) or card.get("fairgen_card") != CARD_KIND:
-        raise ValueError(f"{json_path} is not a fairgen walk card")
-    if card.get("version") != CARD_VERSION:
-        raise ValueError(
-            f"walk card {json_path} has version {printable(repr(card.get('version')))}; this fairgen reads version {CARD_VERSION}"
-        )
-    return card
+    return read_card(path, "walk card", CARD_KIND, version=CARD_VERSION, tensors=False)[0]
 
 
 def load_walks(
     path: str | Path, generator=None, sha256: str | None = None
 ) -> tuple[LatentWalks, dict]:
     """Rebuild the walks; ``sha256`` pins the JSON, ``generator`` refuses walks learned on other weights."""
-    json_path, _ = walk_card_paths(path)
-    if sha256 is not None and json_path.is_file() and sha256_file(json_path) != sha256:
-        raise ValueError(
-            f"walk card {json_path} does not match the SHA-256 pinned for it ({sha256})"
-        )
-    card = read_walk_card(json_path)
+    json_path, _ = card_paths(path)
+    card, tensors = read_card(
+        json_path,
+        "walk card",
+        CARD_KIND,
+        version=CARD_VERSION,
+        sha256=sha256,
+        expect={"directions": ("F16", "BF16", "F32", "F64")},  # any float, converted on purpose
+    )
     learned_on = card.get("generator") if isinstance(card.get("generator"), dict) else {}
     if generator is not None and learned_on.get("sha256") != generator.checksum:
         raise ValueError(
             f"walk card {json_path.name} was learned on generator {printable(card.get('generator'))}, "
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
-    tensors_entry = card.get("tensors") if isinstance(card.get("tensors"), dict) else {}
-    tensor_path = resolve_inside(
-        json_path.parent, tensors_entry.get("file"), f"walk card {json_path.name} tensors"
-    )
-    if not tensor_path.is_file():
-        raise FileNotFoundError(
-            f"walk card tensors {tensor_path} do not exist (next to {json_path.name})"
-        )
-    if sha256_file(tensor_path) != tensors_entry.get("sha256"):
-        raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
-    tensors = load_safetensors(
-        tensor_path,
-        "walk card tensors",  # any float dtype, converted on purpose
-        expect={"directions": ("F16", "BF16", "F32", "F64")},
-        finite=True,
-    )
     try:
         walks = LatentWalks(tensors["directions"], card["transformations"], card["alpha_ranges"])
     except KeyError as error:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..checks import check_images
+from plumbing.validation import check_images
 
 # Default alpha ranges: sizeable edits that a generator can plausibly follow at the frame's scale.
 DEFAULT_ALPHAS = {

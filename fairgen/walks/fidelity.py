@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from plumbing.validation import check_int
+
 from .edits import apply_edit
 from .learn import masked_error, step_generator
 
@@ -32,8 +34,7 @@ def image_fidelity(
     generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250
 ) -> dict[str, dict]:
     """``{transformation: {"error", "no_walk_error", "relative_error"}}`` (masked MSE, see module docstring)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int(n, "n", 1)
     results = {}
     for t in walks.transformations:
         z, y, alpha, walked = draw_walk_batch(generator, walks, t, n, seed)

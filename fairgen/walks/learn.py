@@ -21,7 +21,8 @@ import torch
 from einops import rearrange, repeat
 from tqdm.auto import tqdm
 
-from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors
+from plumbing.files import load_safetensors, read_safetensors_metadata, save_safetensors
+from plumbing.validation import check_int, is_number
 
 from .directions import LatentWalks
 from .edits import (
@@ -150,14 +151,8 @@ class WalkLearner:
             raise ValueError(f"alpha_ranges names transformations that are not learned: {unused}")
         ranges = {t: list(check_alpha_range(t, given.get(t, DEFAULT_ALPHAS[t]))) for t in names}
         for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if (
-            isinstance(self.lr, bool)
-            or not isinstance(self.lr, int | float)
-            or not 0 < self.lr < math.inf
-        ):
+            check_int(getattr(self, name), name, low)
+        if not is_number(self.lr) or not self.lr > 0:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         return {
             "transformations": names,

@@ -86,9 +86,9 @@ def audit_encoder_on_world(
     **settings,
 ) -> dict:
     """Audit ``encoder_path`` on world images; writes one report folder per feature space (all of
-    them, and the feature eraser, replace ``out`` together: ``steering.outputs.staged_folder``)."""
+    them, and the feature eraser, replace ``out`` together: ``plumbing.outputs.staged_folder``)."""
     from audits.report import REPLACEABLE
-    from steering.outputs import staged_folder
+    from plumbing.outputs import staged_folder
 
     with staged_folder(out, REPLACEABLE) as stage:  # locks `out` from the start
         reports = _audit_into(
@@ -123,7 +123,7 @@ def _audit_into(
     progress,
     settings,
 ) -> dict:
-    from steering.files import sha256_file
+    from plumbing.files import sha256_file
 
     from .. import __version__
     from ..contrastive import load_encoder

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from audits.stats import cramers_v, cramers_v_corrected
+from plumbing.tables import cramers_v, cramers_v_corrected
 
 from .render import TEXTURES, World
 
@@ -318,7 +318,7 @@ def run_demo(
         )
 
     table = pd.DataFrame(rows).set_index("arm")
-    from steering.outputs import replace_file
+    from plumbing.outputs import replace_file
 
     replace_file(out / "table.csv", table.to_csv().encode())  # each file new and renamed into place
     replace_file(

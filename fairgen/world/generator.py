@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from steering.files import (
+from plumbing.files import (
     load_safetensors,
     read_safetensors_metadata,
     save_safetensors,
     sha256_file,
 )
+from plumbing.validation import check_classes, check_latents
 
-from ..generators.base import check_classes, check_latents
 from .legacy import (
     SPRITE_EXTENT,
     SpriteDecoding,
@@ -161,7 +161,7 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
 
     def decode_codes(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Images of Gaussian codes ``h [N, 7]`` (``N(0, I)`` under the prior), bypassing the mapping."""
-        check_latents(h, len(CODE_NAMES), "h")
+        check_latents(h, "h", len(CODE_NAMES), tensor=True, allow_empty=True)
         check_classes(y, len(h), self.num_classes)
         u = torch.special.ndtr(h.to(self.device).float())
         return self.decode(self.factors_from_codes(u, y.to(self.device))).clamp(0, 1)

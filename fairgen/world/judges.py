@@ -21,7 +21,8 @@ from einops import rearrange, reduce
 from safetensors import safe_open
 from torch import nn
 
-from ..checks import check_images
+from plumbing.validation import check_images
+
 from .render import CATEGORICAL, World, render, sample_factors
 
 JUDGE_RESOLUTION = 32
@@ -275,7 +276,7 @@ def save_judges(
     path.parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save
 
-    from steering.files import atomic_write_bytes
+    from plumbing.files import atomic_write_bytes
 
     atomic_write_bytes(
         path, save(tensors, metadata={"fairgen": json.dumps(header)})

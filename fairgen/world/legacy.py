@@ -32,14 +32,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from steering.files import (
+from plumbing.files import (
     load_safetensors,
     read_safetensors_metadata,
     save_safetensors,
     sha256_file,
 )
+from plumbing.validation import check_classes, check_int, check_latents
 
-from ..generators.base import check_classes, check_latents
 from ..generators.registry import register_generator, register_path_loader
 from .render import CATEGORICAL, CONTINUOUS
 
@@ -59,8 +59,7 @@ class SpriteDecoding:
         return self.sprites.device
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = check_int(n, "n", 1)
         device = _generator_device(generator, self.device)
         return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
 
@@ -88,7 +87,7 @@ class SpriteDecoding:
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
-        check_latents(z, self.latent_dim)
+        check_latents(z, "z", self.latent_dim, tensor=True, allow_empty=True)
         check_classes(y, len(z), self.num_classes)
         with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
             return self.decode(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audits.stats import contingency_table, cramers_v, cramers_v_corrected
+from plumbing.tables import contingency_table, cramers_v, cramers_v_corrected
 
 from .render import CATEGORICAL
 

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from audits.stats import cramers_v
-from steering.files import load_safetensors, read_safetensors_metadata, save_safetensors
+from plumbing.files import load_safetensors, read_safetensors_metadata, save_safetensors
+from plumbing.tables import cramers_v
+from plumbing.validation import check_int
 
 from .generator import MODELLED, NAME, MappedSpriteGenerator
 from .render import CATEGORICAL, CONTINUOUS, World, WorldSample
@@ -67,9 +68,7 @@ class RecipeConfig:
         if not 0.0 <= float(self.bias) <= 1.0:
             raise ValueError(f"bias must lie in [0, 1], got {self.bias!r}")
         for name in ("n_train", "steps", "batch_size", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(getattr(self, name), name, 1)
         self.protected = protected
 
     def to_dict(self) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
-from audits.stats import cramers_v
+from plumbing.tables import cramers_v
 
 SHAPES = ("circle", "square", "triangle", "cross")
 TEXTURES = ("plain", "stripes", "dots", "checker")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from audits.stats import cramers_v, cramers_v_corrected
+from plumbing.tables import cramers_v, cramers_v_corrected
 
 
 def test_independent_labels_at_small_n_score_near_zero():

@@ -1,4 +1,5 @@
-"""Small statistics shared across fairgen: association between two categorical labels."""
+"""Association between two categorical labelings: contingency tables and Cramér's V (plain and
+bias-corrected), shared by steering (fit reports), audits (stream balance) and the world."""
 
 from __future__ import annotations
 

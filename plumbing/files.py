@@ -3,9 +3,8 @@
 The one safe layer every loader of a received file goes through: names resolved inside the card's
 folder (``resolve_inside``), strict and bounded JSON (``read_json``), safetensors whose header is
 checked before anything is allocated (``load_safetensors``), and strings escaped before they reach a
-terminal (``printable``). Kept in the leaf package so that ``steering`` (cards) and ``fairgen``
-(generators, streams, checkpoints, data manifests) share one definition without ``steering``
-importing ``fairgen``.
+terminal (``printable``); and one reader of cards (``read_card``: a JSON file and the tensors it
+pins). In ``plumbing`` so that ``steering``, ``audits`` and ``fairgen`` share one definition.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import os
 import re
 import struct
 from pathlib import Path
+
+from .validation import is_int
 
 METADATA_KEY = "fairgen"
 MAX_JSON_BYTES = 16 << 20  # a card is a few kilobytes; 16 MiB leaves room and refuses a 200 MB one
@@ -48,7 +49,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a new file beside ``path``, then rename it over ``path`` (never written
-    through an existing name or hard link; a full disk is one clear error): ``steering.outputs``."""
+    through an existing name or hard link; a full disk is one clear error): ``plumbing.outputs``."""
     from .outputs import replace_file
 
     return replace_file(path, data)
@@ -260,7 +261,7 @@ def read_safetensors_header(
 
 
 def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 def read_safetensors_metadata(path: str | os.PathLike, what: str = "file") -> dict:
@@ -356,6 +357,83 @@ def resolve_inside(
 def relative_to_card(path: str | os.PathLike, card_folder: str | os.PathLike) -> str:
     """How a card in ``card_folder`` should name ``path``: relative, with '/' separators."""
     return Path(os.path.relpath(Path(path).resolve(), Path(card_folder).resolve())).as_posix()
+
+
+def card_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(json, safetensors)`` paths of a card, given either file or their common stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+
+
+def read_card(
+    path: str | os.PathLike,
+    what: str,
+    kinds: str | tuple[str, ...],
+    *,
+    kind_key: str = "fairgen_card",
+    version: int | None = None,
+    sha256: str | None = None,
+    tensors: bool = True,
+    expect=None,
+    renamed_ok: bool = False,
+) -> tuple[dict, dict]:
+    """A received card: its JSON (strict, bounded) and the tensors it pins, every check one clear
+    error that names ``what`` and the file. Returns ``(card, tensors)``.
+
+    ``path`` is the JSON, the safetensors or their stem. The JSON must be an object whose
+    ``kind_key`` is one of ``kinds`` (and whose ``"version"`` is ``version``, when given);
+    ``sha256`` pins the JSON's bytes. With ``tensors``, the card's ``"tensors"`` entry
+    (``{"file", "sha256"}``) names a file inside the card's folder whose SHA-256 must match; it is
+    loaded with ``expect`` (``{name: dtype}``, or a function of the card returning one, as in
+    ``load_safetensors``) and NaN/inf refused. ``renamed_ok`` also accepts ``<stem>.safetensors``
+    when the named file is absent (a card renamed with its tensors). Without ``tensors`` the
+    second value is ``{}``. A commit a killed writer left (``plumbing.outputs``) is finished first.
+    """
+    from .outputs import finish_pending
+
+    json_path, stem_tensors = card_paths(path)
+    finish_pending(json_path)
+    if sha256 is not None and json_path.is_file() and sha256_file(json_path) != sha256:
+        raise ValueError(f"{what} {json_path} does not match the SHA-256 pinned for it ({sha256})")
+    card = read_json(json_path, what)
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    found = card.get(kind_key) if isinstance(card, dict) else None
+    if found not in kinds:
+        raise ValueError(
+            f"{json_path} is not a fairgen {what} ({kind_key!r} is {printable(repr(found))}, "
+            f"expected {' or '.join(map(repr, kinds))})"
+        )
+    if version is not None and card.get("version") != version:
+        raise ValueError(
+            f"{what} {json_path} has version {printable(repr(card.get('version')))}; "
+            f"this fairgen reads version {version}"
+        )
+    if not tensors:
+        return card, {}
+    entry = card.get("tensors")
+    if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
+        raise ValueError(f"{what} {json_path} has no 'tensors' entry with 'file' and 'sha256'")
+    where = f"{what} {json_path.name}: tensors file"
+    named = resolve_inside(json_path.parent, entry["file"], where)
+    tensor_path = named
+    if not named.is_file() and renamed_ok:
+        tensor_path = resolve_inside(json_path.parent, stem_tensors.name, where)
+    if not tensor_path.is_file():
+        names = printable(named.name)
+        if tensor_path != named:
+            names += f" (or {stem_tensors.name})"
+        raise FileNotFoundError(
+            f"{what} tensors {names} named by {json_path.name} do not exist "
+            f"(they must sit beside it, in {json_path.parent})"
+        )
+    if sha256_file(tensor_path) != entry["sha256"]:
+        raise ValueError(f"{tensor_path} does not match the SHA-256 recorded in {json_path.name}")
+    expect = expect(card) if callable(expect) else expect
+    loaded = load_safetensors(
+        tensor_path, f"{what} tensors of {json_path.name}", expect=expect, finite=True
+    )
+    return card, loaded
 
 
 def _plain(value):

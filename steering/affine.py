@@ -1,17 +1,11 @@
-"""Projection erasers: remove a probe's directions, keeping the latent's mean along them.
-
-`AffineEraser` is the shape shared by every eraser in `steering` (projection, INLP, LEACE,
-conditional): a low-rank affine edit
+"""The shape every eraser shares (LEACE here, the projection baseline in `steering.baselines`):
+a low-rank affine edit
 
     x' = x - (x - mean_) @ right_.T @ left_.T          (left_ [d, r], right_ [r, d])
 
 fitted once and frozen in three buffers, so `state_dict()` round-trips through safetensors
 and `from_state(state, config)` rebuilds it. For an orthogonal projection `left_ = Q.T`,
 `right_ = Q` with `Q` an orthonormal basis [r, d] of the removed directions.
-
-`ProjectionEraser` is the InterFaceGAN-style eraser: fit a probe, then collapse the latent's
-coordinate along each probe direction to its mean (rather than to zero, which would move
-every latent towards the origin when the latent space is not centred).
 """
 
 from __future__ import annotations
@@ -23,19 +17,20 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from .probes import (
-    PROBE_KINDS,
-    LinearProbe,
-    check_labels,
-    check_latents,
-    orthonormal_rows,
-    to_numpy64,
-)
+from plumbing.validation import check_latents
 
 _STATE = ("mean_", "left_", "right_")
 
 
-class AffineEraser(nn.Module):
+class FitTransformMixin:
+    """``fit_transform(X, *labels)``: ``fit`` then ``transform`` of the same ``X``, written once
+    (scikit-learn's ``TransformerMixin`` without its output wrapping)."""
+
+    def fit_transform(self, X, *args, **kwargs):
+        return self.fit(X, *args, **kwargs).transform(X)
+
+
+class AffineEraser(FitTransformMixin, nn.Module):
     """Base class: a frozen low-rank affine edit of latents `[..., d]` (see module docstring).
 
     Subclasses implement `fit`; this class gives `forward` / `transform`, the saved state
@@ -184,54 +179,3 @@ class AffineEraser(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d={self.dim_}, rank={self.rank_}" if self.is_fitted else "unfitted"
-
-
-def mean_difference_subspace(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Orthonormal basis [k - 1, d] of the class-mean differences (the span of Cov(x, onehot(y)))."""
-    classes = np.unique(y)
-    centroids = np.stack([X[y == c].mean(axis=0) for c in classes])
-    return orthonormal_rows(centroids - X.mean(axis=0), rtol=1e-10)
-
-
-def probe_subspace(X: np.ndarray, y: np.ndarray, kind: str, C: float, max_iter: int) -> np.ndarray:
-    """Orthonormal basis of the directions that carry `y`: a probe's normals, or class means."""
-    if kind == "means":
-        return mean_difference_subspace(X, y)
-    return LinearProbe(kind=kind, C=C, max_iter=max_iter).fit(X, y).subspace_
-
-
-ERASER_KINDS = (*PROBE_KINDS, "means")
-
-
-class ProjectionEraser(AffineEraser):
-    """Project out a probe's subspace, collapsing the latent to its mean along it.
-
-    x' = x - (x - mu) P with P = Q^T Q the orthogonal projector onto the probe subspace Q.
-
-    kind: "logreg" or "svm" (the probe's normals, InterFaceGAN style), or "means" (the span of
-    the class-mean differences: the *orthogonal* eraser that provably zeroes the
-    cross-covariance with the labels, the baseline LEACE improves on). A probe normal is not
-    the mean difference when the latent is anisotropic, so "logreg"/"svm" may leave linear
-    information behind; use `INLPEraser` or `LeaceEraser` when that matters.
-    """
-
-    def __init__(self, kind: str = "logreg", C: float = 1.0, max_iter: int = 1000):
-        super().__init__()
-        if kind not in ERASER_KINDS:
-            raise ValueError(f"kind must be one of {ERASER_KINDS}, got {kind!r}")
-        self.kind = kind
-        self.C = float(C)
-        self.max_iter = int(max_iter)
-
-    def fit(self, X, y) -> ProjectionEraser:
-        Xt = check_latents(X)
-        y = check_labels(y, Xt.shape[0])
-        X = to_numpy64(Xt)
-        Q = probe_subspace(X, y, self.kind, self.C, self.max_iter)
-        self._set_state(X.mean(axis=0), Q.T, Q, device=Xt.device)
-        self.classes_ = np.unique(y)
-        self.n_samples_ = X.shape[0]
-        return self
-
-    def fit_transform(self, X, y):
-        return self.fit(X, y).transform(X)
