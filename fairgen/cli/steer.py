@@ -12,6 +12,25 @@ from .common import (
 )
 
 
+class _Registered:
+    """The steering registry's names as argparse choices, read when first needed (a parse of
+    ``--method``/``--mode``, or this command's help): ``fairgen --help`` imports no torch."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def _names(self) -> tuple[str, ...]:
+        from steering import registry
+
+        return getattr(registry, self.what)()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+
 def add_parser(sub) -> None:
     p = add_command(sub, "steer", "learn a protected attribute in the latent space and remove it")
     add_generator(p)
@@ -42,13 +61,13 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--mode",
         default="balance",
-        choices=["erase", "balance", "flip"],
+        choices=_Registered("steering_modes"),
         help="balance makes the protected attribute independent of the class",
     )
     p.add_argument(
         "--method",
         default=None,
-        choices=["resample", "quantile", "gaussian", "confirmed"],
+        choices=_Registered("steering_methods"),
         help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
         "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
         "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
@@ -156,7 +175,7 @@ def _run(args) -> None:
     attributes = dict(zip(["protected"] if len(names) == 1 else names, specs, strict=True))
     if keep is not None:
         attributes["keep"] = args.keep_labeler
-    if getattr(steerer, "guarantee", None) == "confirmed":
+    if steerer.guarantee == "confirmed":
         confirming = (
             {"protected": labelers[0].predict}
             if len(names) == 1
@@ -196,7 +215,7 @@ def _run(args) -> None:
     path = steering.save_card(steerer, args.out, provenance)
     print(
         f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
-        f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples"
+        f"mode={args.mode} method={steerer.method}, fitted on {args.n} labelled samples"
     )
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
     group = "keep" if keep is not None else "class"
