@@ -7,8 +7,10 @@ of the attributes' posteriors (labels of one image are near-deterministic functi
 so they are conditionally independent given it). ``balance`` makes the joint distribution the
 same in every class: uniform, a given joint table, or the product of given marginals.
 
-Same call contract as ``LatentSteerer``: ``steerer(z, y, generator)`` for balance,
-``steerer.flip(z, y, generator)`` for twins; every random draw comes from ``generator``.
+The steerer contract (``steering.base``): ``steerer.balance(z, y, generator, sample_latents)``
+and ``steerer.flip(z, y, generator)`` return a ``Steered`` (latents, values, the call's draw
+statistics); every random draw comes from ``generator``, every fresh latent from
+``sample_latents(n, generator)`` (the generator's prior; default N(0, I)), which is never stored.
 Erase is not offered here: it is latent-only (``LatentSteerer(mode="erase")``).
 """
 

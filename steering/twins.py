@@ -316,6 +316,8 @@ class _CellProposal:
 def as_proposal(steerer):
     """What ``confirmed_flips`` scores candidates with: a ``ClassifierSteerer`` as it is, a
     ``ConfirmedSteerer`` (labeler-confirmed balance) through its classifiers."""
+    if isinstance(steerer, _CellProposal):  # already a proposal (ConfirmedFlipper passes it on)
+        return steerer
     if not isinstance(steerer, Steerer):
         raise ValueError(
             "proposal must be a fitted ClassifierSteerer or ConfirmedSteerer, "
