@@ -741,10 +741,7 @@ def run_geometry(name, generator, names, judges, methods, args) -> tuple[list[di
         )
     flips = []
     if args.flip_n and fitted.get("resample") is not None:
-        quantile = None
-        if fitted.get("quantile") is not None:
-            quantile = copy.deepcopy(fitted["quantile"])
-            quantile.mode = "flip"
+        quantile = fitted.get("quantile")  # its flip() moves latents whatever mode it balanced in
         flips = measure_flips(name, generator, names, judges, fitted["resample"], quantile, args)
     return rows, flips
 

@@ -62,16 +62,19 @@ def add_parser(sub) -> None:
         "--mode",
         default="balance",
         choices=_Registered("steering_modes"),
-        help="balance makes the protected attribute independent of the class",
+        metavar="MODE",
+        help="%(choices)s; balance makes the protected attribute independent of the class",
     )
     p.add_argument(
         "--method",
         default=None,
         choices=_Registered("steering_methods"),
-        help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
+        metavar="METHOD",
+        help="%(choices)s. resample: nonlinear latent classifier, rejection sampling and "
+        "gradient flips; "
         "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
         "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
-        "labeler); default: resample, quantile for --mode flip",
+        "labeler); default: resample, quantile for --mode flip or erase",
     )
     p.add_argument(
         "--keep-labeler",
