@@ -492,7 +492,7 @@ def measure_balance(name, generator, names, method, judges, raw, args) -> tuple[
                 names,
                 args.eval_n,
                 args.seed + 1,
-                transform=steerer.as_transform(args.seed),
+                transform=steerer.as_transform(args.seed, generator.sample_latents),
             )
         )
         draw_seconds = time.time() - tic - fit_seconds
@@ -500,14 +500,18 @@ def measure_balance(name, generator, names, method, judges, raw, args) -> tuple[
             {
                 "syntheses/kept": 1.0,
                 "labeler calls/kept": 0.0,
-                "draws/kept": steerer.expected_draws()
-                if hasattr(steerer, "expected_draws")
-                else 1.0,
+                "draws/kept": steerer.expected_draws(),
             }
         )
     _balance_columns(row, raw, steered, names, sizes)
     row.update({"fit_s": fit_seconds, "draw_s": draw_seconds})
     return row, steerer
+
+
+def _flipped(steerer, z, y, seed: int):
+    """A steerer's twins as a twin method's row: twins, values, no kept mask, no syntheses."""
+    flipped = steerer.flip(z, y, torch.Generator().manual_seed(seed))
+    return flipped.latents, flipped.values, None, None
 
 
 def measure_flips(name, generator, names, judges, resample, quantile, args) -> list[dict]:
@@ -522,16 +526,8 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
     support = steering.prior_support(generator)
     proposals = {}
     if quantile is not None:
-        proposals["quantile"] = lambda: (
-            *quantile.flip(z, y, torch.Generator().manual_seed(args.seed + 4)),
-            None,
-            None,
-        )
-    proposals["gradient"] = lambda: (
-        *resample.flip(z, y, torch.Generator().manual_seed(args.seed + 4)),
-        None,
-        None,
-    )
+        proposals["quantile"] = lambda: _flipped(quantile, z, y, args.seed + 4)
+    proposals["gradient"] = lambda: _flipped(resample, z, y, args.seed + 4)
 
     def checked():
         twins, values, kept, cost = steering.checked_flips(
@@ -585,7 +581,7 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
             rows.append({"geometry": name, "twins": method, "failed": str(error)[:60]})
             continue
         seconds = time.time() - tic
-        if hasattr(resample, "decode_joint") and method != "quantile":
+        if method != "quantile":
             wanted = {
                 names[0] if k == "protected" else k: v.cpu()
                 for k, v in resample.decode_joint(values.cpu()).items()
@@ -745,10 +741,7 @@ def run_geometry(name, generator, names, judges, methods, args) -> tuple[list[di
         )
     flips = []
     if args.flip_n and fitted.get("resample") is not None:
-        quantile = None
-        if fitted.get("quantile") is not None:
-            quantile = copy.deepcopy(fitted["quantile"])
-            quantile.mode = "flip"
+        quantile = fitted.get("quantile")  # its flip() moves latents whatever mode it balanced in
         flips = measure_flips(name, generator, names, judges, fitted["resample"], quantile, args)
     return rows, flips
 
@@ -808,7 +801,7 @@ def main() -> None:
         return
     available = (
         ["quantile", "resample"]
-        + (["confirmed"] if "confirmed" in steering.STEERING_METHODS else [])
+        + (["confirmed"] if "confirmed" in steering.steering_methods() else [])
         + ["rejection"]
     )
     methods = available if args.methods is None else args.methods.split(",")

@@ -22,7 +22,9 @@ z = generator.sample_latents(64, torch.Generator().manual_seed(0))
 y = torch.arange(64) % generator.num_classes
 raw, balanced = (
     generator.synthesize(z, y),
-    generator.synthesize(steerer(z, y, torch.Generator().manual_seed(1)), y),
+    generator.synthesize(
+        steerer(z, y, torch.Generator().manual_seed(1), generator.sample_latents), y
+    ),
 )
 for name, images in (("raw", raw), ("balanced", balanced)):
     texture = judges["texture"].predict(images)

@@ -607,7 +607,7 @@ class Stream:
 
     def _confirming_labelers(self, labeler):
         """The labelers a confirmed steerer needs, by attribute (None for other steerers)."""
-        if getattr(self.steerer, "guarantee", None) != "confirmed":
+        if self.steerer is None or self.steerer.guarantee != "confirmed":
             if labeler is not None and not self.spec.view_recipe.needs_steerer:
                 raise ValueError(
                     "labeler is only used by a labeler-confirmed eraser card or by 'flip' views; this spec has neither"
@@ -737,8 +737,8 @@ class Stream:
             return self._generate_confirmed(self._confirmed_anchors(step, n, purpose), rng)
         z = self.generator.sample_latents(n, generator=rng).cpu()
         y = self._classes[torch.multinomial(self._class_probs, n, replacement=True, generator=rng)]
-        if self.steerer is not None and self.steerer.mode != "flip":
-            z = self.steerer(z, y, rng)
+        if self.steerer is not None:
+            z = self.steerer.anchors(z, y, rng, self.generator.sample_latents)
         made = make_views(z, y, self.views, rng, self.steerer, self.walks, flipper=self.flipper)
         latents = made.latents
         confirmed = (

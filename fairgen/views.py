@@ -183,5 +183,5 @@ def make_views(
             views.append(flips.twins.to(z))
             confirmed = flips.confirmed if confirmed is None else confirmed & flips.confirmed
         else:
-            views.append(steerer.flip(z, y, generator)[0].to(z))
+            views.append(steerer.flip(z, y, generator).latents.to(z))
     return ViewLatents(rearrange(torch.stack(views), "v b d -> b v d"), confirmed)

@@ -5,11 +5,11 @@ Modules not re-exported here are internals, and ``steering.baselines`` holds the
 tests measure steering against (projection eraser, linear probe).
 """
 
+from .base import Steered, Steerer
 from .card import load_card, save_card
 from .classifier import LatentClassifier
 from .confirmed import ConfirmedSteerer
 from .fit import (
-    STEERING_METHODS,
     checked_flips,
     confirmed_report,
     fit_steerer,
@@ -21,17 +21,23 @@ from .leace import LeaceEraser, LeaceFitter
 from .modes import LatentSteerer
 from .nonlinear import ClassifierSteerer
 from .prior import LatentPrior, in_prior_support, prior_support
+from .registry import register_steerer, steerer_class, steering_methods, steering_modes
 from .twins import ConfirmedFlipper, confirmed_flips
 
 __all__ = [
     # fit a steerer, measure it, save it as a card (what `fairgen steer` runs)
     "fit_steerer",
-    "STEERING_METHODS",
+    "steering_methods",
+    "steering_modes",
     "steering_report",
     "confirmed_report",
     "save_card",
     "load_card",
-    # the steerers a card holds
+    # the steerer contract, its registry of methods, and the steerers a card holds
+    "Steerer",
+    "Steered",
+    "register_steerer",
+    "steerer_class",
     "LatentSteerer",
     "ClassifierSteerer",
     "ConfirmedSteerer",

@@ -166,3 +166,40 @@ def _temperature(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         else:
             lo = a
     return torch.exp(torch.tensor((lo + hi) / 2))
+
+
+def fit_classifiers(
+    z,
+    y,
+    labels: dict,
+    num_classes: int,
+    num_values: dict,
+    seed: int = 0,
+    random_count: int | None = None,
+) -> nn.ModuleDict:
+    """One ``LatentClassifier`` per protected attribute, calibrated on a held-out fifth of the
+    prior draws."""
+    n_random = len(z) if random_count is None else random_count
+    order = torch.randperm(n_random, generator=torch.Generator().manual_seed(seed))
+    held = order[: max(1, n_random // 5)]
+    train = torch.ones(len(z), dtype=torch.bool)
+    train[held] = False
+    return nn.ModuleDict(
+        {
+            name: LatentClassifier(seed=seed).fit(
+                z[train],
+                y[train],
+                v[train],
+                num_classes,
+                num_values[name],
+                calibration=(z[held], y[held], v[held]),
+            )
+            for name, v in labels.items()
+        }
+    )
+
+
+def uncertainty(classifiers: nn.ModuleDict, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed predictive entropy per latent: where a label teaches the classifiers most."""
+    with one_thread():  # its ranking picks the next labels: it must repeat bit for bit
+        return sum(clf.entropy(z, y) for clf in classifiers.values())

@@ -50,16 +50,42 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from plumbing.validation import check_labeler_output, is_int, is_number
 
-from .classifier import LatentClassifier, one_thread
+from .base import (
+    MAX_CLASSES,
+    MAX_LATENT_DIM,
+    MAX_VALUES,
+    Steerer,
+    check_config,
+    check_tensors,
+    classifier_state,
+    plain_target,
+    target_table,
+)
+from .classifier import LatentClassifier, fit_classifiers, one_thread
 from .labelling import generator_device
-from .nonlinear import _plain, fit_classifiers, target_table
+from .registry import register_steerer
 
 GUARANTEE = "confirmed"
+TABLES = ("cell_target", "counts", "prior_counts", "mass", "precision")
+CONFIG = (
+    "target_distribution",
+    "cap",
+    "defensive",
+    "proposal",
+    "seed",
+    "names",
+    "keep",
+    "attributes",
+    "num_values",
+    "num_classes",
+    "conditional",
+    "latent_dim",
+)
+TRIAL_N = 1024  # the cost is measured at fit on a trial draw of at most this many samples
 PROPOSALS = ("auto", "classifier", "prior")
 DEFENSIVE = (
     0.05  # share of each class's proposals drawn from the plain prior: bounds p/q by 1/DEFENSIVE
@@ -129,7 +155,8 @@ class Draw:
         }
 
 
-class ConfirmedSteerer(nn.Module):
+@register_steerer
+class ConfirmedSteerer(Steerer):
     """Fit from labelled latents; ``draw(generator, labeler, n, seed)`` returns samples meeting the target exactly.
 
     Cells: the generator's class (or nothing, for an unconditional generator) times the joint value
@@ -138,10 +165,12 @@ class ConfirmedSteerer(nn.Module):
     keep values keep the generator's own marginal (estimated from the labelled prior draws).
     """
 
-    kind = "confirmed"
+    methods = ("confirmed",)
     method = "confirmed"
+    modes = ("balance",)
     mode = "balance"
     guarantee = GUARANTEE
+    fit_hint = "call fit(...) or steering.fit_steerer(..., method='confirmed')"
 
     def __init__(
         self,
@@ -169,6 +198,89 @@ class ConfirmedSteerer(nn.Module):
 
     # ------------------------------------------------------------ fitting
 
+    @classmethod
+    def fit_generator(
+        cls,
+        generator,
+        labelers,
+        n,
+        *,
+        mode,
+        method,
+        seed,
+        target_distribution,
+        progress,
+        active,
+        keep_labeler,
+    ):
+        """Labels spent actively, the classifiers fitted as for ``resample``, then a trial draw that
+        measures the classifier proposal's cost against plain image-space rejection (``costs_``)."""
+        from .active import label_actively
+
+        if mode != "balance":
+            raise ValueError(f"method='confirmed' balances (mode='balance'); got mode={mode!r}")
+        keep = None
+        if keep_labeler is not None:
+            if generator.num_classes:
+                raise ValueError(
+                    "keep_labeler stands in for the class of an unconditional generator; this "
+                    f"generator has {generator.num_classes} classes (its class input is kept "
+                    "already)"
+                )
+            keeps = dict(keep_labeler) if isinstance(keep_labeler, dict) else {"keep": keep_labeler}
+            if len(keeps) != 1 or not all(callable(f) for f in keeps.values()):
+                raise ValueError(
+                    "keep_labeler must be a callable images -> labels "
+                    "(or {name: callable}, one entry)"
+                )
+            keep = next(iter(keeps))
+            if keep in labelers:
+                raise ValueError(
+                    f"keep_labeler's name {keep!r} is also a protected attribute's name"
+                )
+            labelers = {**keeps, **labelers}
+        samples, n_random = label_actively(generator, labelers, n, seed, progress, active, keep)
+        steerer = cls(target_distribution, seed=seed).fit(
+            samples.latents,
+            samples.classes,
+            samples.labels,
+            num_classes=generator.num_classes,
+            keep=keep,
+            sample_latents=generator.sample_latents,
+            random_count=n_random,
+        )
+        rejection = steerer.rejection_cost()
+        costs = {}
+        try:
+            trial = steerer.draw(
+                generator,
+                dict(labelers),
+                n=min(TRIAL_N, max(64, n // 10)),
+                seed=seed + 977,
+                proposal="classifier",
+            )
+        except ValueError as error:  # a cell too rare for the trial's budget: a draw says so itself
+            costs.update(
+                {
+                    "trial_failed": str(error),
+                    "syntheses_per_kept": rejection,
+                    "proposal": "classifier",
+                }
+            )
+        else:
+            costs.update({f"trial_{k}": v for k, v in trial.cost().items() if k != "proposal"})
+            costs["syntheses_per_kept"] = min(trial.syntheses_per_kept, rejection)
+            costs["proposal"] = "classifier" if trial.syntheses_per_kept <= rejection else "prior"
+        costs["labelers"] = len(labelers)
+        return steerer.with_costs(costs), samples
+
+    def with_costs(self, costs: dict) -> ConfirmedSteerer:
+        """A copy of this (frozen) steerer with ``costs`` added to the costs measured at fit."""
+        self._check_fitted()
+        config = self.config()
+        config["costs"] = {**config["costs"], **costs}
+        return type(self).from_state(config, self.tensors())
+
     def fit(
         self,
         latents,
@@ -186,8 +298,9 @@ class ConfirmedSteerer(nn.Module):
         prior (used here only, never stored). ``random_count``: the first samples are plain prior
         draws (they calibrate the classifiers and give the cells' prior shares).
         """
+        self._check_unfitted()
         with one_thread():
-            return self._fit(
+            self._fit(
                 latents,
                 classes,
                 labels,
@@ -197,6 +310,7 @@ class ConfirmedSteerer(nn.Module):
                 random_count,
                 num_values,
             )
+        return self._freeze()
 
     def _fit(
         self, latents, classes, labels, num_classes, keep, sample_latents, random_count, num_values
@@ -347,17 +461,22 @@ class ConfirmedSteerer(nn.Module):
             out[a], rest = rest % k, rest // k
         return {a: out[a] for a in self.attrs_}
 
-    def _check_fitted(self):
-        if not hasattr(self, "cell_target"):
-            raise NotFittedError(
-                "this ConfirmedSteerer is not fitted yet: call fit(...) or steering.fit_steerer(..., method='confirmed')"
-            )
-
-    def forward(self, z, y=None, generator=None):
+    def balance(self, z, y, generator=None, sample_latents=None):
         raise ValueError(
             "a confirmed steerer does not edit latents: every kept sample is synthesized and labelled; "
             "use steerer.draw(generator, labeler, n, seed)"
         )
+
+    def flip(self, z, y, generator=None, values=None):
+        raise ValueError(
+            "a confirmed steerer does not move latents: its twins are confirmed by the labeler; "
+            "use steering.confirmed_flips(generator, labeler, steerer, z, y)"
+        )
+
+    def flip_proposal(self):
+        from .twins import _CellProposal
+
+        return _CellProposal(self)
 
     # ------------------------------------------------------------ the proposal
 
@@ -431,7 +550,10 @@ class ConfirmedSteerer(nn.Module):
     def quotas(self, n: int, class_probs=None, rank: int = 0, world_size: int = 1) -> torch.Tensor:
         """Integer samples per cell ``[G, J]`` for rank ``rank`` of a draw of ``n`` (all ranks together meet the target)."""
         self._check_fitted()
-        table = self.cell_table(class_probs).double().flatten()
+        return self._quotas(n, class_probs, rank, world_size)
+
+    def _quotas(self, n: int, class_probs=None, rank: int = 0, world_size: int = 1):
+        table = self._cell_table(class_probs).double().flatten()
         exact = n * table
         quota = exact.floor().long()
         short = n - int(quota.sum())
@@ -449,6 +571,9 @@ class ConfirmedSteerer(nn.Module):
     def cell_table(self, class_probs=None) -> torch.Tensor:
         """The target share of every (class, cell) ``[G, J]``: class weights times the cell target."""
         self._check_fitted()
+        return self._cell_table(class_probs)
+
+    def _cell_table(self, class_probs=None) -> torch.Tensor:
         G = self.num_classes_
         if class_probs is None:
             probs = torch.full((G,), 1.0 / G, dtype=torch.float64)
@@ -761,7 +886,7 @@ class ConfirmedSteerer(nn.Module):
         Class ``g`` needs ``max_j t_gj / P_gj`` prior syntheses per kept sample (its rarest cell
         relative to the target), ``P`` the labelled prior draws' cell shares.
         """
-        table = self.cell_table(class_probs)
+        table = self._cell_table(class_probs)
         drawn = self.prior_counts.sum(1, keepdim=True).double().clamp(min=1)
         shares = (
             torch.maximum(self.prior_counts.double(), 0.5 * (self.counts > 0).double()) / drawn
@@ -793,7 +918,7 @@ class ConfirmedSteerer(nn.Module):
             torch.as_tensor(y).long(),
             torch.as_tensor(joint).long(),
         )
-        start = self.quotas(10_000)
+        start = self._quotas(10_000)
         tv, weight = 0.0, 0.0
         with one_thread():
             for g in range(self.num_classes_):
@@ -821,8 +946,6 @@ class ConfirmedSteerer(nn.Module):
 
     def config(self) -> dict:
         return {
-            "kind": self.kind,
-            "guarantee": self.guarantee,
             "names": self.names_,
             "keep": self.keep_,
             "attributes": self.attrs_,
@@ -834,7 +957,7 @@ class ConfirmedSteerer(nn.Module):
             "defensive": self.defensive,
             "proposal": self.proposal,
             "seed": self.seed,
-            "target_distribution": _plain(self.target_distribution),
+            "target_distribution": plain_target(self.target_distribution),
             "costs": dict(self.costs_),
             **({"truth": self.truth_} if getattr(self, "truth_", None) else {}),
         }
@@ -850,6 +973,14 @@ class ConfirmedSteerer(nn.Module):
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict) -> ConfirmedSteerer:
+        """Rebuild a fitted steerer from its card's config and tensors (both checked)."""
+        check_config(
+            config,
+            CONFIG,
+            {"num_classes": MAX_CLASSES, "latent_dim": MAX_LATENT_DIM, "num_values": MAX_VALUES},
+            "the steerer's config",
+        )
+        check_tensors(tensors, TABLES, "the steerer's tensors")
         steerer = cls(
             config["target_distribution"],
             config["cap"],
@@ -870,19 +1001,12 @@ class ConfirmedSteerer(nn.Module):
         steerer.costs_ = dict(config.get("costs") or {})
         if config.get("truth"):  # aimed at true values: error model and mix (steering.truth)
             steerer.truth_ = dict(config["truth"])
-        for name in ("cell_target", "counts", "prior_counts", "mass", "precision"):
-            if name not in tensors:
-                raise ValueError(f"confirmed steerer tensors lack {name!r}")
+        for name in TABLES:
             steerer.register_buffer(name, tensors[name])
         steerer.classifiers = nn.ModuleDict(
-            {
-                a: LatentClassifier.from_state(
-                    {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"clf.{a}.")}
-                )
-                for a in steerer.attrs_
-            }
+            {a: LatentClassifier.from_state(classifier_state(tensors, a)) for a in steerer.attrs_}
         )
-        return steerer
+        return steerer._freeze()
 
 
 def _seeded(seed: int, rank: int, purpose: int) -> torch.Generator:

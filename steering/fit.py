@@ -8,22 +8,9 @@ import torch
 from plumbing.tables import cramers_v, cramers_v_corrected
 from plumbing.validation import check_labeler_output, is_int
 
-from .confirmed import ConfirmedSteerer
-from .labelling import (
-    LabelledLatents,
-    check_generator_protocol,
-    label_latents,
-    sample_and_label,
-)
-from .modes import LatentSteerer
-from .nonlinear import ClassifierSteerer, fit_classifiers, uncertainty
+from .labelling import check_generator_protocol, sample_and_label
 from .probes import MLPProbe
-
-STEERING_METHODS = ("resample", "quantile", "gaussian", "confirmed")
-ACTIVE_SHARE = 0.4  # share of the labels spent on plain prior draws before the rest go where the classifier is unsure
-ACTIVE_ROUNDS = 2  # rounds of labelling where the classifier fitted so far is least sure
-POOL = 10  # an active round picks its latents among this many prior draws per label
-TRIAL_N = 1024  # a confirmed steerer's cost is measured at fit on a trial draw of at most this many samples
+from .registry import steerer_class
 
 
 def fit_steerer(
@@ -42,14 +29,14 @@ def fit_steerer(
     """Label ``n`` samples and fit a per-class steerer; returns ``(steerer, labelled samples)``.
 
     ``labeler``: a callable ``images -> labels``, or ``{name: labeler}`` for several protected
-    attributes at once (balanced jointly). ``method``: ``"resample"`` (a calibrated nonlinear
-    classifier per class; balance by rejection sampling, flips along its gradient) or the linear
-    ``"quantile"`` / ``"gaussian"`` transports (one attribute; exact on linear geometry). The default
-    is what ``benchmarks/steering_geometry.py`` measured best: resample for balance (and for several
-    attributes), quantile for flip mode on one attribute.
-    ``mode="erase"`` is latent-only (per-class LEACE). With ``active`` (resample only), 40% of the
-    labels go to prior draws and the rest, in two rounds, to the latents the classifier fitted so far
-    is least sure of (active learning: the labels land near the boundaries, where they teach most).
+    attributes at once (balanced jointly). ``method`` (``steering.steering_methods()``):
+    ``"resample"`` (a calibrated nonlinear classifier per class; balance by rejection sampling,
+    flips along its gradient) or the linear ``"quantile"`` / ``"gaussian"`` transports (one
+    attribute; exact on linear geometry). The default is what ``benchmarks/steering_geometry.py``
+    measured best: resample for balance (and for several attributes), quantile for flip mode on one
+    attribute; erase (latent-only, per-class LEACE) is linear, quantile by default.
+    With ``active`` (resample, confirmed), 40% of the labels go to prior draws and the rest, in two
+    rounds, to the latents the classifier fitted so far is least sure of (``steering.active``).
     The prior draws also correct the resampler's acceptance where the classifier is blurred
     (``steering.resample.corrected_acceptance``).
 
@@ -66,9 +53,9 @@ def fit_steerer(
     """
     check_generator_protocol(generator)
     if method is None:
-        method = "quantile" if mode == "flip" and not isinstance(labeler, dict) else "resample"
-    if method not in STEERING_METHODS:
-        raise ValueError(f"method must be one of {STEERING_METHODS}, got {method!r}")
+        linear = mode in ("flip", "erase") and not isinstance(labeler, dict)
+        method = "quantile" if linear else "resample"
+    cls = steerer_class(method)
     if not is_int(n) or n < 100:
         raise ValueError(f"n must be an integer >= 100 (labelled samples), got {n!r}")
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
@@ -76,173 +63,26 @@ def fit_steerer(
         raise ValueError(
             "labeler must be a callable images -> labels, or a non-empty dict {name: callable}"
         )
-    if method == "confirmed":
-        labeler_target = None if verified is not None else target_distribution  # truth: aimed below
-        steerer, samples = _fit_confirmed(
-            generator, labelers, n, mode, seed, labeler_target, progress, active, keep_labeler
-        )
-        if verified is not None:
-            from .truth import aim_at_truth
-
-            aim_at_truth(steerer, verified, target_distribution)
-        return steerer, samples
-    if verified is not None:
+    if verified is not None and method != "confirmed":
         raise ValueError(f"verified needs method='confirmed' (got method={method!r})")
-    if keep_labeler is not None:
-        raise ValueError(f"keep_labeler needs method='confirmed' (got method={method!r})")
-    linear = mode == "erase" or method != "resample"
-    if linear and len(labelers) > 1:
-        raise ValueError(
-            f"mode={mode!r}, method={method!r} steers one attribute; use method='resample' (balance/flip) for several"
-        )
-    n_random = int(n * ACTIVE_SHARE) if active and not linear else n
-    samples = sample_and_label(generator, labelers, n_random, seed, progress=progress)
-    if linear:
-        name = next(iter(labelers))
-        _check_values(samples.labels[name], name)
-        steerer = LatentSteerer(mode, method, target_distribution)
-        steerer.fit(
-            samples.latents,
-            samples.classes,
-            samples.labels[name],
-            num_classes=max(1, generator.num_classes),
-        )
-        return steerer, samples
-    for name, labels in samples.labels.items():
-        _check_values(labels, name)
-    for round_ in range(ACTIVE_ROUNDS if n_random < n else 0):
-        extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
-        samples = _label_where_unsure(
-            generator, labelers, samples, extra, seed + round_, progress, n_random
-        )
-    steerer = ClassifierSteerer(mode, target_distribution, seed=seed)
-    steerer.fit(
-        samples.latents,
-        samples.classes,
-        samples.labels,
-        num_classes=max(1, generator.num_classes),
-        sample_latents=generator.sample_latents,
-        random_count=n_random,
-    )
-    return steerer, samples
-
-
-def _fit_confirmed(
-    generator,
-    labelers: dict,
-    n: int,
-    mode: str,
-    seed: int,
-    target_distribution,
-    progress: bool,
-    active: bool,
-    keep_labeler,
-):
-    """Labeler-confirmed balance: the classifier (fitted as for ``resample``) becomes the proposal of
-    ``ConfirmedSteerer.draw``; a trial draw measures its cost against plain image-space rejection."""
-    if mode != "balance":
-        raise ValueError(f"method='confirmed' balances (mode='balance'); got mode={mode!r}")
-    keep = None
-    if keep_labeler is not None:
-        if generator.num_classes:
-            raise ValueError(
-                "keep_labeler stands in for the class of an unconditional generator; this generator "
-                f"has {generator.num_classes} classes (its class input is kept already)"
-            )
-        keeps = dict(keep_labeler) if isinstance(keep_labeler, dict) else {"keep": keep_labeler}
-        if len(keeps) != 1 or not all(callable(f) for f in keeps.values()):
-            raise ValueError(
-                "keep_labeler must be a callable images -> labels (or {name: callable}, one entry)"
-            )
-        keep = next(iter(keeps))
-        if keep in labelers:
-            raise ValueError(f"keep_labeler's name {keep!r} is also a protected attribute's name")
-        labelers = {**keeps, **labelers}
-    n_random = int(n * ACTIVE_SHARE) if active else n
-    samples = sample_and_label(generator, labelers, n_random, seed, progress=progress)
-    for name, labels in samples.labels.items():
-        if name != keep:
-            _check_values(labels, name)
-    for round_ in range(ACTIVE_ROUNDS if n_random < n else 0):
-        extra = (n - n_random) // ACTIVE_ROUNDS if round_ < ACTIVE_ROUNDS - 1 else n - len(samples)
-        samples = _label_where_unsure(
-            generator, labelers, samples, extra, seed + round_, progress, n_random
-        )
-    steerer = ConfirmedSteerer(target_distribution, seed=seed)
-    steerer.fit(
-        samples.latents,
-        samples.classes,
-        samples.labels,
-        num_classes=generator.num_classes,
-        keep=keep,
-        sample_latents=generator.sample_latents,
-        random_count=n_random,
-    )
-    rejection = steerer.rejection_cost()
-    try:
-        trial = steerer.draw(
-            generator,
-            {k: v for k, v in labelers.items()},
-            n=min(TRIAL_N, max(64, n // 10)),
-            seed=seed + 977,
-            proposal="classifier",
-        )
-    except ValueError as error:  # a cell too rare for the trial's budget: the fit stands, a draw says so with its own error
-        steerer.costs_.update(
-            {
-                "trial_failed": str(error),
-                "syntheses_per_kept": rejection,
-                "proposal": "classifier",
-                "labelers": len(labelers),
-            }
-        )
-        return steerer, samples
-    steerer.costs_.update({f"trial_{k}": v for k, v in trial.cost().items() if k != "proposal"})
-    steerer.costs_["syntheses_per_kept"] = min(trial.syntheses_per_kept, rejection)
-    steerer.costs_["proposal"] = "classifier" if trial.syntheses_per_kept <= rejection else "prior"
-    steerer.costs_["labelers"] = len(labelers)
-    return steerer, samples
-
-
-def _check_values(labels: torch.Tensor, name: str) -> None:
-    values = torch.unique(labels)
-    if len(values) < 2:
-        raise ValueError(
-            f"protected attribute {name!r} takes a single value ({int(values[0])}) in all {len(labels)} "
-            "labelled samples: there is nothing to balance (is the labeler right?)"
-        )
-
-
-def _label_where_unsure(
-    generator, labelers, samples: LabelledLatents, n: int, seed: int, progress: bool, n_random: int
-) -> LabelledLatents:
-    """Spend ``n`` more labels on the prior draws the classifier fitted so far is least sure of."""
-    values = {name: int(v.max()) + 1 for name, v in samples.labels.items()}
-    first = fit_classifiers(
-        samples.latents.flatten(1),
-        samples.classes,
-        samples.labels,
-        max(1, generator.num_classes),
-        values,
-        seed,
-        random_count=n_random,
-    )
-    rng = torch.Generator().manual_seed(seed + 101)
-    pool = generator.sample_latents(POOL * n, generator=rng).cpu()
-    pool_y = torch.randint(max(1, generator.num_classes), (len(pool),), generator=rng)
-    pick = uncertainty(first, pool.flatten(1), pool_y).argsort(descending=True)[:n]
-    extra = label_latents(
+    steerer, samples = cls.fit_generator(
         generator,
         labelers,
-        pool[pick],
-        pool_y[pick] if generator.num_classes else None,
+        n,
+        mode=mode,
+        method=method,
+        seed=seed,
+        # with a verified set the target is of true values: the labeler's cells are mixed below
+        target_distribution=None if verified is not None else target_distribution,
         progress=progress,
+        active=active,
+        keep_labeler=keep_labeler,
     )
-    return LabelledLatents(
-        torch.cat([samples.latents, pool[pick]]),
-        torch.cat([samples.classes, pool_y[pick]]),
-        {name: torch.cat([samples.labels[name], extra[name]]) for name in samples.labels},
-    )
+    if verified is not None:
+        from .truth import aim_at_truth
+
+        steerer = aim_at_truth(steerer, verified, target_distribution)
+    return steerer, samples
 
 
 def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: int = 0) -> dict:
@@ -371,10 +211,11 @@ def steering_report(generator, steerer, judges: dict, n: int = 10_000, seed: int
     "class" to labelers with ``.predict``. Balance reports the latent draws per kept sample.
     """
     raw = measure_stream(generator, judges, n, seed)
-    steered = measure_stream(generator, judges, n, seed, transform=steerer.as_transform(seed))
+    steered = measure_stream(
+        generator, judges, n, seed, transform=steerer.as_transform(seed, generator.sample_latents)
+    )
     report = {"raw": raw, "steered": steered}
-    if hasattr(steerer, "expected_draws"):
-        report["expected_draws_per_sample"] = steerer.expected_draws()
+    report["expected_draws_per_sample"] = steerer.expected_draws()
     names = [name for name in judges if name != "class"]
     if len(names) == 1:
         rng = torch.Generator().manual_seed(seed + 7)
@@ -409,12 +250,11 @@ def checked_flips(
     ``cost`` counts the syntheses and labeler calls per kept twin.
     """
     labelers = dict(labeler) if isinstance(labeler, dict) else {"protected": labeler}
-    twins, values = steerer.flip(z, y, rng)
-    wanted = (
-        steerer.decode_joint(values.cpu())
-        if hasattr(steerer, "decode_joint")
-        else {next(iter(labelers)): values.cpu()}
-    )
+    flipped = steerer.flip(z, y, rng)
+    twins, values = flipped.latents, flipped.values
+    wanted = steerer.decode_joint(values.cpu())
+    if len(wanted) == 1 and len(labelers) == 1:  # one attribute: its labeler, whatever its name
+        wanted = {next(iter(labelers)): values.cpu()}
     if set(wanted) != set(labelers):
         raise ValueError(
             f"labeler must name the steerer's attributes {sorted(wanted)}, got {sorted(labelers)}"
@@ -422,7 +262,6 @@ def checked_flips(
     anchors, twins, y = z.cpu(), twins.cpu().clone(), y.cpu()
     kept = torch.zeros(len(z), dtype=torch.bool)
     pending, syntheses = torch.arange(len(z)), 0
-    can_propose = hasattr(steerer, "propose_twins")
     for attempt in range(retries + 1):
         images = generator.synthesize(
             twins[pending].to(generator.device), y[pending].to(generator.device)
@@ -433,12 +272,15 @@ def checked_flips(
             ok &= torch.as_tensor(f(images)).cpu() == wanted[name][pending]
         kept[pending[ok]] = True
         pending = pending[~ok]
-        if attempt == retries or len(pending) == 0 or not can_propose:
+        if attempt == retries or len(pending) == 0:
             break
         rho = RETRY_RHOS[min(attempt, len(RETRY_RHOS) - 1)]
-        twins[pending] = steerer.propose_twins(
+        proposed = steerer.propose_twins(
             anchors[pending], y[pending], values.cpu()[pending], rho, candidates, rng
-        ).cpu()
+        )
+        if proposed is None:  # a linear steerer has nothing else to propose
+            break
+        twins[pending] = proposed.cpu()
     n_kept = int(kept.sum())
     cost = {
         "n": len(z),

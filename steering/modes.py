@@ -20,36 +20,85 @@ from __future__ import annotations
 import numpy as np
 import torch
 from einops import rearrange
-from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from plumbing.validation import check_probabilities
-
+from .base import (
+    MAX_CLASSES,
+    MAX_LATENT_DIM,
+    MAX_VALUES,
+    Steered,
+    Steerer,
+    check_config,
+    check_distribution,
+    check_tensors,
+)
+from .labelling import sample_and_label
 from .leace import LeaceEraser
 from .ot import gaussian_ot_map
+from .registry import register_steerer
 
-MODES = ("erase", "balance", "flip")
-METHODS = ("quantile", "gaussian")
 N_LEVELS = 129
 MIN_GROUP = 10  # fewer labelled samples than this and a (class, value) group cannot be a target
+BUFFERS = ("present", "probe_w", "probe_b", "direction", "centre", "levels", "means", "covs")
+CONFIG = ("mode", "method", "target_distribution", "num_classes", "num_values", "latent_dim")
 
 
-class LatentSteerer(nn.Module):
+@register_steerer
+class LatentSteerer(Steerer):
     """Fit from ``(latents [N, d], classes [N], protected [N])``; steer with ``forward(z, y, rng)``."""
+
+    methods = ("quantile", "gaussian")
+    modes = ("erase", "balance", "flip")
 
     def __init__(self, mode: str = "balance", method: str = "quantile", target_distribution=None):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.check_mode(mode)
+        if method not in self.methods:
+            raise ValueError(f"method must be one of {self.methods}, got {method!r}")
         self.mode, self.method = mode, method
         self.target_distribution = (
             None if target_distribution is None else list(map(float, target_distribution))
         )
 
     # ------------------------------------------------------------ fitting
+
+    @classmethod
+    def fit_generator(
+        cls,
+        generator,
+        labelers,
+        n,
+        *,
+        mode,
+        method,
+        seed,
+        target_distribution,
+        progress,
+        active,
+        keep_labeler,
+    ):
+        """One attribute, ``n`` prior draws labelled, one linear probe per class."""
+        from .active import check_values
+
+        cls.check_mode(mode)
+        if keep_labeler is not None:
+            raise ValueError(f"keep_labeler needs method='confirmed' (got method={method!r})")
+        if len(labelers) > 1:
+            raise ValueError(
+                f"mode={mode!r}, method={method!r} steers one attribute; "
+                "use method='resample' (balance/flip) for several"
+            )
+        samples = sample_and_label(generator, labelers, n, seed, progress=progress)
+        name = next(iter(labelers))
+        check_values(samples.labels[name], name)
+        steerer = cls(mode, method, target_distribution).fit(
+            samples.latents,
+            samples.classes,
+            samples.labels[name],
+            num_classes=max(1, generator.num_classes),
+        )
+        return steerer, samples
 
     def fit(
         self,
@@ -59,12 +108,15 @@ class LatentSteerer(nn.Module):
         num_classes: int | None = None,
         num_values: int | None = None,
     ):
+        """Fit per class and return this steerer, frozen."""
+        self._check_unfitted()
         z = torch.as_tensor(np.asarray(latents), dtype=torch.float64)
         y = torch.as_tensor(np.asarray(classes), dtype=torch.int64)
         a = torch.as_tensor(np.asarray(protected), dtype=torch.int64)
         if z.ndim != 2 or not (len(z) == len(y) == len(a)):
             raise ValueError(
-                f"latents [N, d], classes [N] and protected [N] must agree, got {list(z.shape)}, {list(y.shape)}, {list(a.shape)}"
+                "latents [N, d], classes [N] and protected [N] must agree, "
+                f"got {list(z.shape)}, {list(y.shape)}, {list(a.shape)}"
             )
         if not torch.isfinite(z).all():
             raise ValueError("latents contain NaN or infinite values")
@@ -73,7 +125,8 @@ class LatentSteerer(nn.Module):
         if K < 2:
             raise ValueError("protected must take at least two values")
         d = z.shape[1]
-        self._check_target_distribution(K)
+        if self.target_distribution is not None:
+            check_distribution(self.target_distribution, K, "target_distribution")
         present = torch.zeros(C, K, dtype=torch.bool)
         probe_w, probe_b = torch.zeros(C, K, d), torch.full((C, K), -1e4)
         f64 = dict(dtype=torch.float64)
@@ -118,17 +171,7 @@ class LatentSteerer(nn.Module):
         if self.mode == "erase":
             self._erasers = nn.ModuleList([e if e is not None else nn.Identity() for e in erasers])
         self.num_classes_, self.num_values_, self.dim_ = C, K, d
-        return self
-
-    def _check_target_distribution(self, K: int) -> None:
-        if self.target_distribution is not None:
-            check_probabilities(self.target_distribution, "target_distribution", K)
-
-    def _check_fitted(self):
-        if not hasattr(self, "present"):
-            raise NotFittedError(
-                "this LatentSteerer is not fitted yet: call fit(latents, classes, protected)"
-            )
+        return self._freeze()
 
     # ------------------------------------------------------------ steering
 
@@ -138,20 +181,22 @@ class LatentSteerer(nn.Module):
         scores = torch.einsum("nkd,nd->nk", self.probe_w[y], z.float()) + self.probe_b[y]
         return scores.argmax(1)
 
-    def forward(
-        self, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Steer latents according to ``mode`` (balance and flip draw values with ``generator``)."""
+    def erase(self, z, y) -> Steered:
+        """Per-class LEACE: the protected attribute linearly unreadable within each class."""
         self._check_fitted()
-        if self.mode == "erase":
-            out = z.clone()
-            for c in torch.unique(y).tolist():
-                mask = y == c
-                out[mask] = self._erasers[c](z[mask].float()).to(z.dtype)
-            return out
-        if self.mode == "balance":
-            return self.transport(z, y, self.draw_values(y, generator))
-        return self.flip(z, y, generator)[0]
+        if self.mode != "erase":
+            raise ValueError(f"this steerer was fitted for {self.mode!r}; erase needs mode='erase'")
+        out = z.clone()
+        for c in torch.unique(y).tolist():
+            mask = y == c
+            out[mask] = self._erasers[c](z[mask].float()).to(z.dtype)
+        return Steered(out, None, {"n": len(z)})
+
+    def balance(self, z, y, generator=None, sample_latents=None) -> Steered:
+        """Each latent transported to a value drawn independently of its class."""
+        self._check_fitted()
+        values = self.draw_values(y, generator)
+        return Steered(self.transport(z, y, values), values, {"n": len(z)})
 
     def draw_values(
         self, y: torch.Tensor, generator: torch.Generator | None = None
@@ -170,8 +215,9 @@ class LatentSteerer(nn.Module):
         probs = probs / probs.sum(1, keepdim=True)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
-    def flip(self, z, y, generator=None, values=None):
-        """Counterfactual twins: each latent moved to a different protected value (random unless given)."""
+    def flip(self, z, y, generator=None, values=None) -> Steered:
+        """Counterfactual twins: each latent moved to another protected value (random unless
+        given)."""
         self._check_fitted()
         current = self.predict_protected(z, y)
         if values is None:
@@ -182,7 +228,7 @@ class LatentSteerer(nn.Module):
                 1,
                 generator=generator,
             ).squeeze(1)
-        return self.transport(z, y, values, current), values
+        return Steered(self.transport(z, y, values, current), values, {"n": len(z)})
 
     def transport(self, z, y, values, current=None) -> torch.Tensor:
         """Move each latent from its current protected value's region into ``values``' region."""
@@ -216,14 +262,78 @@ class LatentSteerer(nn.Module):
             out[mask] = self.means[c, b] + (out[mask] - self.means[c, a]) @ A.T
         return out.to(z.dtype)
 
-    def as_transform(self, seed: int = 0):
-        """A ``transform(z, y)`` for labelling/streams, with its own seeded random draws."""
-        rng = torch.Generator().manual_seed(seed)
+    # ------------------------------------------------------------ state (cards)
 
-        def transform(z, y):
-            return self.forward(z.cpu(), y.cpu(), rng).to(z.device)
+    def config(self) -> dict:
+        erasers = {}
+        if self.mode == "erase":
+            erasers = {
+                str(c): e.config()
+                for c, e in enumerate(self._erasers)
+                if isinstance(e, LeaceEraser)
+            }
+        return {
+            "mode": self.mode,
+            "method": self.method,
+            "target_distribution": self.target_distribution,
+            "num_classes": self.num_classes_,
+            "num_values": self.num_values_,
+            "latent_dim": self.dim_,
+            "erasers": erasers,
+        }
 
-        return transform
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {name: getattr(self, name) for name in BUFFERS}
+        if self.mode == "erase":
+            for c, eraser in enumerate(self._erasers):
+                if isinstance(eraser, LeaceEraser):
+                    out.update({f"erase.{c}.{k}": v for k, v in eraser.state_dict().items()})
+        return out
+
+    @classmethod
+    def tensor_dtypes(cls, config: dict) -> dict:
+        return {name: "BOOL" if name == "present" else "F32" for name in BUFFERS}
+
+    @classmethod
+    def from_state(cls, config: dict, tensors: dict) -> LatentSteerer:
+        """Rebuild a fitted steerer from its card's config and tensors (both checked)."""
+        check_config(
+            config,
+            CONFIG,
+            {"num_classes": MAX_CLASSES, "latent_dim": MAX_LATENT_DIM, "num_values": MAX_VALUES},
+            "the steerer's config",
+        )
+        check_tensors(tensors, BUFFERS, "the steerer's tensors")
+        for name in BUFFERS:
+            tensor = tensors[name]
+            if (tensor.shape[0] if tensor.dim() else None) != config["num_classes"]:
+                raise ValueError(
+                    f"tensor {name!r} has shape {list(tensor.shape)}, "
+                    f"which does not fit num_classes {config['num_classes']}"
+                )
+        steerer = cls(config["mode"], config["method"], config["target_distribution"])
+        for name in BUFFERS:
+            steerer.register_buffer(name, tensors[name])
+        steerer.num_classes_, steerer.num_values_, steerer.dim_ = (
+            config["num_classes"],
+            config["num_values"],
+            config["latent_dim"],
+        )
+        if steerer.mode == "erase":
+            saved = config.get("erasers") or {}
+            erasers = []
+            for c in range(steerer.num_classes_):
+                if str(c) in saved:
+                    state = {
+                        k.split(".", 2)[2]: v
+                        for k, v in tensors.items()
+                        if k.startswith(f"erase.{c}.")
+                    }
+                    erasers.append(LeaceEraser.from_state(state, saved[str(c)]))
+                else:
+                    erasers.append(nn.Identity())
+            steerer._erasers = nn.ModuleList(erasers)
+        return steerer._freeze()
 
 
 def _fit_probe(z, a, present):

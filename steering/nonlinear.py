@@ -7,8 +7,10 @@ of the attributes' posteriors (labels of one image are near-deterministic functi
 so they are conditionally independent given it). ``balance`` makes the joint distribution the
 same in every class: uniform, a given joint table, or the product of given marginals.
 
-Same call contract as ``LatentSteerer``: ``steerer(z, y, generator)`` for balance,
-``steerer.flip(z, y, generator)`` for twins; every random draw comes from ``generator``.
+The steerer contract (``steering.base``): ``steerer.balance(z, y, generator, sample_latents)``
+and ``steerer.flip(z, y, generator)`` return a ``Steered`` (latents, values, the call's draw
+statistics); every random draw comes from ``generator``, every fresh latent from
+``sample_latents(n, generator)`` (the generator's prior; default N(0, I)), which is never stored.
 Erase is not offered here: it is latent-only (``LatentSteerer(mode="erase")``).
 """
 
@@ -18,14 +20,25 @@ import math
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from .classifier import LatentClassifier, one_thread
+from .base import (
+    MAX_CLASSES,
+    MAX_LATENT_DIM,
+    MAX_VALUES,
+    Steered,
+    Steerer,
+    check_config,
+    check_tensors,
+    classifier_state,
+    plain_target,
+    target_table,
+)
+from .classifier import LatentClassifier, fit_classifiers, one_thread
 from .flips import gradient_flip
+from .registry import register_steerer
 from .resample import corrected_acceptance, rejection_sample
 
-STEER_MODES = ("balance", "flip")
 MIN_SHOWN = 1  # a (class, value) needs this many labelled samples to be a target
 N_PRIOR = 1 << 15  # prior draws that estimate each class's value distribution under the classifier
 RESTARTS, RESTART_JITTER = (
@@ -34,11 +47,29 @@ RESTARTS, RESTART_JITTER = (
 )  # flips stuck below the threshold retry from the anchor plus this much noise
 
 
-class ClassifierSteerer(nn.Module):
+TABLES = {"counts": "I64", "target": "F32", "shares": "F32", "accept": "F32", "rate": "F32"}
+CONFIG = (
+    "mode",
+    "names",
+    "num_values",
+    "num_classes",
+    "latent_dim",
+    "threshold",
+    "step_size",
+    "max_steps",
+    "penalty",
+    "seed",
+    "target_distribution",
+)
+
+
+@register_steerer
+class ClassifierSteerer(Steerer):
     """Fit from ``(latents, classes, {name: labels})``; ``forward(z, y, generator)`` balances."""
 
-    kind = "classifier"
+    methods = ("resample",)
     method = "resample"
+    modes = ("balance", "flip")
 
     def __init__(
         self,
@@ -51,11 +82,7 @@ class ClassifierSteerer(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if mode not in STEER_MODES:
-            raise ValueError(
-                f"mode must be one of {STEER_MODES} for a classifier steerer, got {mode!r} "
-                "(erase is latent-only: LatentSteerer(mode='erase'))"
-            )
+        self.check_mode(mode)
         if not 0.5 <= threshold < 1:
             raise ValueError(f"threshold must lie in [0.5, 1), got {threshold!r}")
         self.mode, self.target_distribution = mode, target_distribution
@@ -66,9 +93,41 @@ class ClassifierSteerer(nn.Module):
             penalty,
             seed,
         )
-        self.sample_latents = None  # the prior's sampler; None: standard normal
 
     # ------------------------------------------------------------ fitting
+
+    @classmethod
+    def fit_generator(
+        cls,
+        generator,
+        labelers,
+        n,
+        *,
+        mode,
+        method,
+        seed,
+        target_distribution,
+        progress,
+        active,
+        keep_labeler,
+    ):
+        """Labels spent actively (``steering.active``), then a calibrated classifier per
+        attribute."""
+        from .active import label_actively
+
+        if keep_labeler is not None:
+            raise ValueError(f"keep_labeler needs method='confirmed' (got method={method!r})")
+        cls.check_mode(mode)
+        samples, n_random = label_actively(generator, labelers, n, seed, progress, active)
+        steerer = cls(mode, target_distribution, seed=seed).fit(
+            samples.latents,
+            samples.classes,
+            samples.labels,
+            num_classes=max(1, generator.num_classes),
+            sample_latents=generator.sample_latents,
+            random_count=n_random,
+        )
+        return steerer, samples
 
     def fit(
         self,
@@ -80,16 +139,19 @@ class ClassifierSteerer(nn.Module):
         sample_latents=None,
         random_count: int | None = None,
     ):
-        """``protected``: labels ``[N]`` or ``{name: labels [N]}``; ``sample_latents(n, generator)``: the prior.
+        """``protected``: labels ``[N]`` or ``{name: labels [N]}``; ``sample_latents(n,
+        generator)``: the prior (used at fit only, never stored). Returns this steerer, frozen.
 
         ``random_count``: the first samples that are plain prior draws (the rest were picked where
         the classifier was unsure); the classifiers' temperature is calibrated on those, and the
         acceptance weights are corrected with them (``corrected_acceptance``), as prior draws.
         """
+        self._check_unfitted()
         with one_thread():
-            return self._fit(
+            self._fit(
                 latents, classes, protected, num_classes, num_values, sample_latents, random_count
             )
+        return self._freeze()
 
     def _fit(
         self, latents, classes, protected, num_classes, num_values, sample_latents, random_count
@@ -131,8 +193,7 @@ class ClassifierSteerer(nn.Module):
         target = self._target(counts)
         self._check_shown(counts, target)
         self.classifiers = fit_classifiers(z, y, labels, C, values, self.seed, random_count)
-        self.sample_latents = sample_latents
-        prior = self._draw(N_PRIOR, torch.Generator().manual_seed(self.seed + 1))
+        prior = self._draw(N_PRIOR, torch.Generator().manual_seed(self.seed + 1), sample_latents)
         joint = torch.zeros(len(z), dtype=torch.int64)
         for name, k in zip(self.names_, self.num_values_, strict=True):
             joint = joint * k + labels[name]
@@ -163,8 +224,6 @@ class ClassifierSteerer(nn.Module):
                     f"balancing class {c} would need about {1 / float(self.rate[c]):.0f} latent draws per kept sample: "
                     "the target asks for values it almost never shows; give a target closer to what it produces"
                 )
-        self.last_draws_ = {}
-        return self
 
     def _target(self, counts: dict) -> torch.Tensor:
         """The joint target ``[J]``: uniform, a given joint table, or the product of given marginals."""
@@ -193,12 +252,6 @@ class ClassifierSteerer(nn.Module):
                     f"cannot be balanced towards it; label more samples (n), or give value {v} probability 0 in "
                     "target_distribution"
                 )
-
-    def _check_fitted(self):
-        if not hasattr(self, "accept"):
-            raise NotFittedError(
-                "this ClassifierSteerer is not fitted yet: call fit(latents, classes, protected)"
-            )
 
     # ------------------------------------------------------------ the classifier
 
@@ -235,34 +288,30 @@ class ClassifierSteerer(nn.Module):
 
     # ------------------------------------------------------------ steering
 
-    def forward(
-        self, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def balance(self, z, y, generator=None, sample_latents=None) -> Steered:
+        """Rejection-sample latents so that the joint protected value follows the target in every
+        class; fresh latents come from ``sample_latents(n, generator)`` (default N(0, I))."""
         self._check_fitted()
-        if self.mode == "balance":
-            return self.balance(z, y, generator)
-        return self.flip(z, y, generator)[0]
 
-    def balance(self, z, y, generator=None) -> torch.Tensor:
-        """Rejection-sample latents so that the joint protected value follows the target in every class."""
-        self._check_fitted()
+        def draw(n, rng):
+            return self._draw(n, rng, sample_latents)
+
         with one_thread():  # a shared stream card must give the same latents in every process
             out, stats = rejection_sample(
-                z.cpu(), y.cpu(), self._acceptance, self.rate, self._draw, generator
+                z.cpu(), y.cpu(), self._acceptance, self.rate, draw, generator
             )
-        self.last_draws_ = stats
-        return out.to(z.device)
+        return Steered(out.to(z.device), None, stats)
 
     def _acceptance(self, z, y):
         with torch.no_grad():
             return (self.joint_log_proba(z, y).exp() * self.accept[y]).sum(1).clamp(0, 1)
 
-    def _draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.sample_latents is None:
+    def _draw(self, n: int, generator=None, sample_latents=None) -> torch.Tensor:
+        if sample_latents is None:
             return torch.randn(n, self.dim_, generator=generator)
-        return self.sample_latents(n, generator=generator).cpu().float()
+        return sample_latents(n, generator=generator).cpu().float()
 
-    def flip(self, z, y, generator=None, values=None):
+    def flip(self, z, y, generator=None, values=None) -> Steered:
         """Counterfactual twins: each latent moved to another joint value (drawn from the target unless given)."""
         self._check_fitted()
         with one_thread():  # bit-repeatable from one process to the next, like balance
@@ -317,8 +366,8 @@ class ClassifierSteerer(nn.Module):
                 self.penalty,
             )
             twins[stuck[ok]], reached[stuck[ok]] = again[ok], True
-        self.last_flip_ = {"n": len(yc), "reached": int(reached.sum())}
-        return twins.to(z.device), values.to(z.device)
+        stats = {"n": len(yc), "reached": int(reached.sum())}
+        return Steered(twins.to(z.device), values.to(z.device), stats)
 
     def propose_twins(
         self, z, y, values, rho: float, candidates: int = 64, generator=None
@@ -336,20 +385,13 @@ class ClassifierSteerer(nn.Module):
             )
         return pool[torch.arange(len(zc)), score.argmax(1)].to(z.device)
 
-    def as_transform(self, seed: int = 0):
-        """A ``transform(z, y)`` for labelling/streams, with its own seeded random draws."""
-        rng = torch.Generator().manual_seed(seed)
+    def flip_proposal(self):
+        return self
 
-        def transform(z, y):
-            return self.forward(z.cpu(), y.cpu(), rng).to(z.device)
-
-        return transform
-
-    # ------------------------------------------------------------ cards
+    # ------------------------------------------------------------ state (cards)
 
     def config(self) -> dict:
         return {
-            "kind": self.kind,
             "mode": self.mode,
             "names": self.names_,
             "num_values": self.num_values_,
@@ -360,7 +402,7 @@ class ClassifierSteerer(nn.Module):
             "max_steps": self.max_steps,
             "penalty": self.penalty,
             "seed": self.seed,
-            "target_distribution": _plain(self.target_distribution),
+            "target_distribution": plain_target(self.target_distribution),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -372,7 +414,35 @@ class ClassifierSteerer(nn.Module):
         return out
 
     @classmethod
+    def tensor_dtypes(cls, config: dict) -> dict:
+        return dict(TABLES)
+
+    @classmethod
     def from_state(cls, config: dict, tensors: dict) -> ClassifierSteerer:
+        """Rebuild a fitted steerer from its card's config and tensors (both checked)."""
+        check_config(
+            config,
+            CONFIG,
+            {"num_classes": MAX_CLASSES, "latent_dim": MAX_LATENT_DIM, "num_values": MAX_VALUES},
+            "the steerer's config",
+        )
+        if not isinstance(config["names"], list) or len(config["names"]) != len(
+            config["num_values"]
+        ):
+            raise ValueError(
+                f"'names' must name each of the {len(config['num_values'])} attributes"
+            )
+        check_tensors(tensors, TABLES, "the steerer's tensors")
+        for name in ("accept", "shares", "counts"):
+            tensor = tensors[name]
+            first = tensor.shape[1] if name == "counts" else tensor.shape[0]
+            if tensor.dim() < 2 or first != config["num_classes"]:
+                raise ValueError(
+                    f"tensor {name!r} has shape {list(tensor.shape)}, "
+                    f"which does not fit num_classes {config['num_classes']}"
+                )
+        if not bool((tensors["accept"] >= 0).all() and (tensors["accept"] <= 1).all()):
+            raise ValueError("tensor 'accept' must hold acceptance probabilities in [0, 1]")
         steerer = cls(
             config["mode"],
             config["target_distribution"],
@@ -384,106 +454,16 @@ class ClassifierSteerer(nn.Module):
         )
         steerer.names_, steerer.num_values_ = list(config["names"]), list(config["num_values"])
         steerer.num_classes_, steerer.dim_ = config["num_classes"], config["latent_dim"]
-        for name in ("counts", "target", "shares", "accept", "rate"):
+        for name in TABLES:
             steerer.register_buffer(name, tensors[name])
         steerer.classifiers = nn.ModuleDict(
             {
-                name: LatentClassifier.from_state(
-                    {
-                        k.split(".", 2)[2]: v
-                        for k, v in tensors.items()
-                        if k.startswith(f"clf.{name}.")
-                    }
-                )
+                name: LatentClassifier.from_state(classifier_state(tensors, name))
                 for name in steerer.names_
             }
         )
-        steerer.last_draws_ = {}
-        return steerer
-
-
-def target_table(names: list[str], num_values: list[int], p) -> torch.Tensor:
-    """The joint target ``[J]`` over ``names``: uniform (``p=None``), a joint table, or ``{name: marginal}``."""
-    shape = tuple(num_values)
-    if p is None:
-        return torch.full((math.prod(shape),), 1.0 / math.prod(shape))
-    if isinstance(p, dict):
-        unknown = sorted(set(p) - set(names))
-        if unknown:
-            raise ValueError(
-                f"target_distribution names {unknown}, which are not protected attributes {names}"
-            )
-        marginals = [
-            _distribution(p.get(n, [1.0 / k] * k), k, f"target_distribution[{n!r}]")
-            for n, k in zip(names, shape, strict=True)
-        ]
-        joint = marginals[0]
-        for m in marginals[1:]:
-            joint = torch.outer(joint, m).flatten()
-        return joint
-    table = torch.as_tensor(np.asarray(p, dtype=np.float64))
-    if tuple(table.shape) not in (shape, (math.prod(shape),)):
-        raise ValueError(
-            f"target_distribution must have shape {list(shape)} (or be a dict of marginals), got {list(table.shape)}"
-        )
-    return _distribution(table.flatten(), math.prod(shape), "target_distribution")
-
-
-def fit_classifiers(
-    z,
-    y,
-    labels: dict,
-    num_classes: int,
-    num_values: dict,
-    seed: int = 0,
-    random_count: int | None = None,
-) -> nn.ModuleDict:
-    """One ``LatentClassifier`` per protected attribute, calibrated on a held-out fifth of the prior draws."""
-    n_random = len(z) if random_count is None else random_count
-    order = torch.randperm(n_random, generator=torch.Generator().manual_seed(seed))
-    held = order[: max(1, n_random // 5)]
-    train = torch.ones(len(z), dtype=torch.bool)
-    train[held] = False
-    return nn.ModuleDict(
-        {
-            name: LatentClassifier(seed=seed).fit(
-                z[train],
-                y[train],
-                v[train],
-                num_classes,
-                num_values[name],
-                calibration=(z[held], y[held], v[held]),
-            )
-            for name, v in labels.items()
-        }
-    )
-
-
-def uncertainty(classifiers: nn.ModuleDict, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Summed predictive entropy per latent: where a label teaches the classifiers most."""
-    with one_thread():  # its ranking picks the next labels: it must repeat bit for bit
-        return sum(clf.entropy(z, y) for clf in classifiers.values())
-
-
-def _distribution(p, k: int, what: str) -> torch.Tensor:
-    p = torch.as_tensor(np.asarray(p, dtype=np.float64)).flatten()
-    if (
-        len(p) != k
-        or not torch.isfinite(p).all()
-        or float(p.min()) < 0
-        or not math.isclose(float(p.sum()), 1.0, abs_tol=1e-6)
-    ):
-        raise ValueError(
-            f"{what} must be {k} non-negative probabilities summing to 1, got {p.tolist()}"
-        )
-    return p.float()
+        return steerer._freeze()
 
 
 def _pad(t: torch.Tensor, k: int) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, k - t.shape[1]))
-
-
-def _plain(p):
-    if p is None or isinstance(p, dict):
-        return None if p is None else {k: np.asarray(v, dtype=float).tolist() for k, v in p.items()}
-    return np.asarray(p, dtype=float).tolist()

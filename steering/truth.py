@@ -283,13 +283,15 @@ def needed_accuracy(model: ErrorModel, t: np.ndarray, output_shares=None) -> flo
 
 
 def aim_at_truth(steerer, verified, target_distribution=None):
-    """Point a fitted ``ConfirmedSteerer`` (one protected attribute) at a target of true values.
+    """A copy of a fitted ``ConfirmedSteerer`` (one protected attribute) aimed at a target of true
+    values.
 
     Its cell target becomes the solved mix ``q [G, K]``, its proposal plain rejection (kept samples
-    follow the prior inside each cell, the error model's premise), and ``steerer.truth_`` records
-    the error model, the true target and ``q`` (so its card carries them). Returns the steerer.
+    follow the prior inside each cell, the error model's premise), and ``truth_`` records the
+    error model, the true target and ``q`` (so its card carries them). Steerers are frozen after
+    fit, so the aimed one is rebuilt from the fitted one's config and tensors.
     """
-    if getattr(steerer, "kind", None) != "confirmed" or not hasattr(steerer, "cell_target"):
+    if getattr(steerer, "guarantee", None) != "confirmed" or not getattr(steerer, "fitted", False):
         raise ValueError("steerer must be a fitted ConfirmedSteerer to aim at the truth")
     if len(steerer.attrs_) != 1:
         raise ValueError(
@@ -302,18 +304,20 @@ def aim_at_truth(steerer, verified, target_distribution=None):
     shares = steerer.prior_counts.double().numpy()  # the labeler's outputs on prior draws
     q = solve_mix(model, target_distribution, available, steerer.attrs_[0], shares)
     t = true_target(target_distribution, G, K)
-    steerer.cell_target = torch.as_tensor(q, dtype=torch.float32)
-    steerer.proposal = "prior"
-    steerer.truth_ = {
+    config, tensors = steerer.config(), dict(steerer.tensors())
+    tensors["cell_target"] = torch.as_tensor(q, dtype=torch.float32)
+    config["proposal"] = "prior"
+    config["truth"] = {
         "error_model": model.config(),
         "target": t.tolist(),
         "labeler_mix": q.tolist(),
     }
-    rejection = steerer.rejection_cost()
-    steerer.costs_.update(
+    aimed = type(steerer).from_state(config, tensors)
+    rejection = aimed.rejection_cost()
+    costs = dict(
         proposal="prior", rejection_syntheses_per_kept=rejection, syntheses_per_kept=rejection
     )
-    return steerer
+    return aimed.with_costs(costs)
 
 
 def cramers_v_table(table: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import torch
 
 from plumbing.validation import check_labeler_output
 
+from .base import Steerer
 from .classifier import one_thread
 from .prior import PriorSupport, latent_prior, prior_mix, prior_support
 
@@ -319,13 +320,15 @@ class _CellProposal:
 def as_proposal(steerer):
     """What ``confirmed_flips`` scores candidates with: a ``ClassifierSteerer`` as it is, a
     ``ConfirmedSteerer`` (labeler-confirmed balance) through its classifiers."""
-    if hasattr(steerer, "joint_log_proba") and hasattr(steerer, "accept"):
+    if isinstance(steerer, _CellProposal):  # already a proposal (ConfirmedFlipper passes it on)
         return steerer
-    if hasattr(steerer, "cell_target") and hasattr(steerer, "classifiers"):
-        return _CellProposal(steerer)
-    raise ValueError(
-        f"proposal must be a fitted ClassifierSteerer or ConfirmedSteerer, got {type(steerer).__name__}"
-    )
+    if not isinstance(steerer, Steerer):
+        raise ValueError(
+            "proposal must be a fitted ClassifierSteerer or ConfirmedSteerer, "
+            f"got {type(steerer).__name__}"
+        )
+    steerer._check_fitted()
+    return steerer.flip_proposal()
 
 
 def _requested(proposal, y, current, rng) -> torch.Tensor:

@@ -1411,9 +1411,7 @@ CASES += [
                     "no-dim",
                     edit_json=lambda c: {
                         **c,
-                        "classifier": {
-                            k: v for k, v in c["classifier"].items() if k != "latent_dim"
-                        },
+                        "steerer": {k: v for k, v in c["steerer"].items() if k != "latent_dim"},
                     },
                 ),
                 use=True,
@@ -1430,7 +1428,7 @@ CASES += [
                     "million",
                     edit_json=lambda c: {
                         **c,
-                        "classifier": {**c["classifier"], "num_classes": 10**6},
+                        "steerer": {**c["steerer"], "num_classes": 10**6},
                     },
                 ),
                 use=True,

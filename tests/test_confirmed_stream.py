@@ -183,7 +183,7 @@ def test_fairgen_steer_fits_an_unconditional_generator_with_a_keep_labeler(tmp_p
     printed = capsys.readouterr().out
     assert "Cramér V(keep, " in printed and "0.50/0.50" in printed
     card = json.loads((tmp_path / "card" / "eraser_card.json").read_text())
-    assert card["kind"] == "confirmed" and card["confirmed"]["keep"] == "keep"
+    assert card["method"] == "confirmed" and card["steerer"]["keep"] == "keep"
     assert card["labelers"] == {
         "protected": "test_steering_confirmed:bright",
         "keep": "test_steering_confirmed:reddish",

@@ -83,17 +83,19 @@ def test_resampler_matches_the_target_with_a_known_classifier():
 def test_balance_makes_a_curved_attribute_independent_of_the_class(steerer):
     z, y = _data(10_000, 7)
     raw_v = cramers_v(y.numpy(), protected(z, y).numpy())
-    balanced = steerer(z, y, torch.Generator().manual_seed(0))
+    result = steerer.balance(z, y, torch.Generator().manual_seed(0))
+    balanced = result.latents
     assert raw_v > 0.6
     assert cramers_v(y.numpy(), protected(balanced, y).numpy()) < 0.06
-    assert steerer.last_draws_["draws"] / steerer.last_draws_["kept"] == pytest.approx(
+    assert result.stats["draws"] / result.stats["kept"] == pytest.approx(
         steerer.expected_draws(), rel=0.15
     )
 
 
 def test_flips_land_on_the_requested_value(steerer):
     z, y = _data(3000, 5)
-    twins, values = steerer.flip(z, y, torch.Generator().manual_seed(1))
+    flipped = steerer.flip(z, y, torch.Generator().manual_seed(1))
+    twins, values = flipped.latents, flipped.values
     assert (values != protected(z, y)).float().mean() > 0.9
     assert (protected(twins, y) == values).float().mean() >= 0.9
     # twins stay mostly typical under the N(0, I) prior (the penalty pulls them back): 93% inside
@@ -108,8 +110,8 @@ def test_same_seed_same_steered_batch(steerer):
     b = steerer(z, y, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
     assert torch.equal(
-        steerer.flip(z, y, torch.Generator().manual_seed(2))[0],
-        steerer.flip(z, y, torch.Generator().manual_seed(2))[0],
+        steerer.flip(z, y, torch.Generator().manual_seed(2)).latents,
+        steerer.flip(z, y, torch.Generator().manual_seed(2)).latents,
     )
 
 
@@ -144,7 +146,7 @@ def test_classifier_card_round_trip(tmp_path, steerer):
     )()
     path = save_card(steerer, tmp_path / "card", {"generator": {"name": "toy", "sha256": "abc"}})
     loaded, card = load_card(path, generator=generator)
-    assert card["kind"] == "classifier" and card["attributes"] == ["a"]
+    assert card["method"] == "resample" and card["attributes"] == ["a"]
     z, y = _data(300, 2)
     assert torch.allclose(
         steerer(z, y, torch.Generator().manual_seed(3)),

@@ -277,8 +277,8 @@ def test_card_and_pickle_round_trip_give_the_same_draw(unconditional, tmp_path):
         {"generator": {"name": "tiny", "sha256": "x"}, "labeler": {"name": "bright"}},
     )
     loaded, card = load_card(path)
-    assert card["kind"] == "confirmed" and card["guarantee"] == "confirmed"
-    assert card["confirmed"]["costs"]["syntheses_per_kept"] > 0
+    assert card["method"] == "confirmed" and card["guarantee"] == "confirmed"
+    assert card["steerer"]["costs"]["syntheses_per_kept"] > 0
     again = pickle.loads(pickle.dumps(steerer))
     for other in (loaded, again):
         assert torch.equal(

@@ -20,6 +20,25 @@ CARD = (
 )
 
 
+class _Registered:
+    """The steering registry's names as argparse choices, read when first needed (a parse of
+    ``--method``/``--mode``, or this command's help): ``fairgen --help`` imports no torch."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def _names(self) -> tuple[str, ...]:
+        from steering import registry
+
+        return getattr(registry, self.what)()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+
 def add_parser(sub) -> None:
     p = add_command(sub, "steer", "learn a protected attribute in the latent space and remove it")
     add_generator(p)
@@ -50,17 +69,20 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--mode",
         default="balance",
-        choices=["erase", "balance", "flip"],
-        help="balance makes the protected attribute independent of the class",
+        choices=_Registered("steering_modes"),
+        metavar="MODE",
+        help="%(choices)s; balance makes the protected attribute independent of the class",
     )
     p.add_argument(
         "--method",
         default=None,
-        choices=["resample", "quantile", "gaussian", "confirmed"],
-        help="resample: nonlinear latent classifier, rejection sampling and gradient flips; "
+        choices=_Registered("steering_methods"),
+        metavar="METHOD",
+        help="%(choices)s. resample: nonlinear latent classifier, rejection sampling and "
+        "gradient flips; "
         "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
         "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
-        "labeler); default: resample, quantile for --mode flip",
+        "labeler); default: resample, quantile for --mode flip or erase",
     )
     p.add_argument(
         "--keep-labeler",
@@ -174,7 +196,7 @@ def _run(args, card) -> None:
     attributes = dict(zip(["protected"] if len(names) == 1 else names, specs, strict=True))
     if keep is not None:
         attributes["keep"] = args.keep_labeler
-    if getattr(steerer, "guarantee", None) == "confirmed":
+    if steerer.guarantee == "confirmed":
         confirming = (
             {"protected": labelers[0].predict}
             if len(names) == 1
@@ -214,7 +236,7 @@ def _run(args, card) -> None:
     path = steering.save_card(steerer, card, provenance)
     print(
         f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
-        f"mode={args.mode} method={getattr(steerer, 'method', args.method)}, fitted on {args.n} labelled samples"
+        f"mode={args.mode} method={steerer.method}, fitted on {args.n} labelled samples"
     )
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
     group = "keep" if keep is not None else "class"
