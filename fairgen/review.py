@@ -241,14 +241,14 @@ def _card_labeler(info: dict, card_json: Path) -> str:
 @torch.no_grad()
 def _label_pool(gen, lab, z, y, batch_size):
     """The labeler's outputs [N] on the pool, and its scores [N, k] when it gives scores."""
-    from .labelers.base import check_labels
+    from plumbing.validation import check_labeler_output
 
     outputs, scores = [], []
     for start in range(0, len(z), batch_size):
         zb = z[start : start + batch_size].to(gen.device)
         yb = None if y is None else y[start : start + batch_size].to(gen.device)
         raw = lab.fn(gen.synthesize(zb, yb))
-        outputs.append(check_labels(raw, len(zb), lab.name).cpu())
+        outputs.append(check_labeler_output(raw, len(zb), lab.name).cpu())
         is_scores = torch.is_tensor(raw) and raw.ndim == 2 and raw.is_floating_point()
         scores.append(raw.float().cpu() if is_scores else None)
     given = None if any(s is None for s in scores) else torch.cat(scores).numpy()

@@ -2,8 +2,6 @@
 the true target exactly when the model is exact, an unreachable target is refused with what is
 reachable, and on the embedded world an 85% labeler corrected lands closer to the true target."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -132,8 +130,11 @@ def test_world_85_labeler_corrected_lands_closer_to_the_true_target(tmp_path):
         progress=False, active=False, verified=verified,
     )  # fmt: skip
 
-    plain = copy.deepcopy(corrected)  # the same fit, the target handed to the labeler as is
-    plain.cell_target, plain.truth_ = torch.as_tensor(target, dtype=torch.float32), None
+    # the same fit, the target handed to the labeler as is (steerers are frozen: rebuilt)
+    config, tensors = corrected.config(), dict(corrected.tensors())
+    config.pop("truth")
+    tensors["cell_target"] = torch.as_tensor(target, dtype=torch.float32)
+    plain = type(corrected).from_state(config, tensors)
 
     def minority_share(steerer):
         draw = steerer.draw(generator, labeler, n=400, seed=3)
@@ -152,7 +153,7 @@ def test_world_85_labeler_corrected_lands_closer_to_the_true_target(tmp_path):
 
     path = save_card(corrected, tmp_path / "card", {"generator": {"name": generator.name}})
     loaded, card = load_card(path)
-    assert card["confirmed"]["truth"]["labeler_mix"] == corrected.truth_["labeler_mix"]
+    assert card["steerer"]["truth"]["labeler_mix"] == corrected.truth_["labeler_mix"]
     assert torch.equal(loaded.quotas(100), corrected.quotas(100))
     with pytest.raises(ValueError, match="proposal='prior'"):
         loaded.draw(generator, labeler, n=10, proposal="classifier")

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
+from plumbing.validation import check_classes, check_latents
+
 from ..checks import MissingExtraError
-from .base import check_classes, check_latents
 from .registry import register_path_loader
 
 EXTRA = "diffusion"  # pip install 'fairgen[diffusion]'
@@ -228,7 +229,7 @@ class DiffusionGenerator:
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Denoise the initial noises ``z`` under prompts ``y`` (DDIM, eta 0) and decode them."""
-        check_latents(z, self.latent_dim)
+        check_latents(z, "z", self.latent_dim, tensor=True, allow_empty=True)
         check_classes(y, z.shape[0], self.num_classes)
         if z.requires_grad and torch.is_grad_enabled():
             raise ValueError(
