@@ -36,12 +36,17 @@ CONFIRMED_BLOCK_BYTES = 1 << 29  # ... and holds at most this many bytes of thei
 class Stream:
     """Iterate multiview batches: ``{"views": [B, V, 3, H, W], "labels": [B], "latents": [B, d]}``.
 
+    ``Stream.from_spec(path_or_spec, batch_size)`` reads the spec and loads what it names (the
+    generator, its eraser and walk cards, labelers it names by a registered scheme);
+    ``Stream(spec, batch_size, generator=..., steerer=..., walks=...)`` takes those objects as they
+    are and reads no file.
+
     A spec whose eraser card is labeler-confirmed (``guarantee: "confirmed"``) draws every batch with
     ``steerer.draw``: each per-rank batch meets the target exactly in the labeler's terms, and its
     labels are the generator's classes or, for an unconditional generator with a keep labeler, the
     keep-labels. It needs ``labeler``: a callable or ``{attribute: callable}``, given by the caller;
-    without it, only labelers the spec names by a registered scheme (``world:texture``) are loaded,
-    never code a received card names.
+    without it, ``from_spec`` loads only labelers the spec names by a registered scheme
+    (``world:texture``), never code a received card names.
 
     A spec with 'flip' views and a classifier eraser card, given ``labeler`` (its attributes'), makes
     every flip view a labeler-confirmed twin inside the prior (``steering.ConfirmedFlipper``); such
@@ -60,11 +65,14 @@ class Stream:
         generator=None,
         dtype: torch.dtype = torch.float32,
         labeler=None,
+        steerer=None,
+        walks=None,
     ):
-        from .generators import load_generator
-
         if not isinstance(spec, StreamSpec):
-            raise ValueError(f"spec must be a StreamSpec, got {type(spec).__name__}")
+            raise ValueError(
+                f"spec must be a StreamSpec, got {type(spec).__name__} "
+                "(Stream.from_spec reads a spec file)"
+            )
         for name, value in (
             ("batch_size", batch_size),
             ("rank", rank),
@@ -84,21 +92,12 @@ class Stream:
         self.spec, self.rank, self.world_size = spec, rank, world_size
         self.batch_size = batch_size // world_size  # per rank
         self.device, self.dtype = torch.device(device), dtype
-        if generator is None:
-            check_pin_before_loading(spec)
-        self.generator = generator or load_generator(
-            spec.generator, device=self.device, **spec.generator_options
-        )
-        if spec.generator_sha256 and self.generator.checksum != spec.generator_sha256:
-            raise ValueError(
-                f"generator {spec.generator!r} has SHA-256 {self.generator.checksum}, "
-                f"but the spec pins {spec.generator_sha256}"
-            )
-        self.steerer = self._load_steerer()
+        self.generator = _check_generator(spec, generator)
+        self.steerer = _check_steerer(spec, steerer)
         self.labelers = self._confirming_labelers(labeler)
         self.flipper = self._confirmed_flipper(labeler)
         self.views = spec.view_recipe
-        self.walks = self._load_walks()
+        self.walks = self._check_walks(walks)
         self.augment = get_recipe(spec.augment)
         self.step = start_step
         self._classes, self._class_probs = self._class_table()
@@ -110,94 +109,96 @@ class Stream:
         self.per_step = max(1, int(np.ceil(spec.refresh * self.batch_size)))
         self._buffer = None
 
-    # ------------------------------------------------------------ set-up
+    @classmethod
+    def from_spec(
+        cls,
+        spec: StreamSpec | str | Path,
+        batch_size: int,
+        device="cpu",
+        generator=None,
+        labeler=None,
+        allow_entry_points=(),
+        **options,
+    ) -> Stream:
+        """A stream from a spec file (or a loaded ``StreamSpec``), with everything it names loaded.
 
-    def _load_steerer(self):
-        if self.spec.eraser is None:
-            return None
-        from steering.card import load_card
-        from steering.files import sha256_file
+        The generator is loaded from the spec (a local file or folder checked against its pin
+        first) unless ``generator`` is given; the eraser and walk cards are read and checked against
+        their SHA-256; labelers given by name, or named by the spec with a registered scheme for a
+        confirmed card, are loaded. ``options`` go to ``Stream`` (rank, world_size, start_step,
+        dtype); ``allow_entry_points`` to ``StreamSpec.load``."""
+        from .generators import load_generator
 
-        path = Path(self.spec.eraser)
-        if not path.is_file():
-            raise FileNotFoundError(f"eraser card {path} named by the spec does not exist")
-        try:
-            checksum = sha256_file(path)
-        except OSError as error:
+        if isinstance(spec, str | Path):
+            spec = StreamSpec.load(spec, allow_entry_points=allow_entry_points)
+        if not isinstance(spec, StreamSpec):
             raise ValueError(
-                f"eraser card {path} named by the spec cannot be read: {error}"
-            ) from None
-        if checksum != self.spec.eraser_sha256:
-            raise ValueError(f"eraser card {path} does not match the SHA-256 pinned in the spec")
-        steerer, _ = load_card(path, generator=self.generator)
-        if steerer.mode == "erase":
-            raise ValueError(
-                f"eraser card {path} is in erase mode, which is latent-only: in images it collapses each class onto "
-                "its majority protected value; fit a balance card for a stream (fairgen steer --mode balance)"
+                f"spec must be a StreamSpec or the path of a spec file, got {type(spec).__name__}"
             )
-        return steerer
+        if generator is None:
+            check_pin_before_loading(spec)
+            generator = load_generator(
+                spec.generator, device=torch.device(device), **spec.generator_options
+            )
+        _check_generator(spec, generator)
+        steerer = _load_steerer(spec, generator)
+        walks = _load_walks(spec, generator)
+        labeler = _load_labelers(spec, steerer, labeler, generator, device)
+        return cls(
+            spec,
+            batch_size,
+            device,
+            generator=generator,
+            labeler=labeler,
+            steerer=steerer,
+            walks=walks,
+            **options,
+        )
+
+    # ------------------------------------------------------------ set-up
 
     def _confirming_labelers(self, labeler):
         """The labelers a confirmed steerer needs, by attribute (None for other steerers)."""
         if getattr(self.steerer, "guarantee", None) != "confirmed":
             if labeler is not None and not self.spec.view_recipe.needs_steerer:
                 raise ValueError(
-                    "labeler is only used by a labeler-confirmed eraser card or by 'flip' views; this spec has neither"
+                    "labeler is only used by a labeler-confirmed eraser card or by 'flip' views; "
+                    "this spec has neither"
                 )
             return None
         if self.spec.view_recipe.needs_steerer:
             raise ValueError(
-                "views ask for 'flip' views, but this eraser card is a labeler-confirmed balance card "
-                "(it draws anchors, it does not move latents); use anchor/neighbour/walk views"
+                "views ask for 'flip' views, but this eraser card is a labeler-confirmed balance "
+                "card (it draws anchors, it does not move latents); use anchor/neighbour/walk views"
             )
         needed = list(self.steerer.attrs_)
-        named = self.spec.labelers or {}
         if labeler is None:
-            from .labelers import load_labeler
-            from .labelers.registry import names_registered_scheme
-
-            labeler = {}
-            for attribute in needed:
-                name = named.get(attribute)
-                if not names_registered_scheme(name):
-                    wanted = ", ".join(f"{a}={named.get(a, '?')}" for a in needed)
-                    raise ValueError(
-                        f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
-                        "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
-                        "--labeler NAME=SPEC on the command line"
-                    )
-                labeler[attribute] = load_labeler(
-                    name, generator=self.generator, device=self.device
-                ).predict
-        elif not isinstance(labeler, dict):
+            wanted = ", ".join(f"{a}={(self.spec.labelers or {}).get(a, '?')}" for a in needed)
+            raise ValueError(
+                f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
+                "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
+                "--labeler NAME=SPEC on the command line"
+            )
+        if not isinstance(labeler, dict):
             if len(needed) != 1:
                 raise ValueError(
                     f"labeler must be a dict {{attribute: callable}} for {needed}, got one callable"
                 )
             labeler = {needed[0]: labeler}
-        elif len(needed) == 1 and set(labeler) == {
-            "protected"
-        }:  # one attribute, given without its name
+        elif len(needed) == 1 and set(labeler) == {"protected"}:  # one attribute, unnamed
             labeler = {needed[0]: labeler["protected"]}
         if set(labeler) != set(needed):
             raise ValueError(
-                f"labeler must give one for each of the card's attributes {needed}, got {sorted(labeler)}"
+                f"labeler must give one for each of the card's attributes {needed}, "
+                f"got {sorted(labeler)}"
             )
-        from .labelers import load_labeler
-
-        out = {}
-        for attribute in (
-            needed
-        ):  # names the caller gave (the command line) are loaded; callables used as they are
-            f = labeler[attribute]
-            if isinstance(f, str):
-                f = load_labeler(f, generator=self.generator, device=self.device).predict
-            if not callable(f):
+        for attribute in needed:
+            if not callable(labeler[attribute]):
                 raise ValueError(
-                    f"labeler for {attribute!r} must be a callable or a labeler name, got {type(f).__name__}"
+                    f"labeler for {attribute!r} must be a callable, got "
+                    f"{type(labeler[attribute]).__name__} (Stream.from_spec loads labeler names)"
                 )
-            out[attribute] = f
-        return out
+        return {attribute: labeler[attribute] for attribute in needed}
 
     def _confirmed_flipper(self, labeler):
         """With 'flip' views and a labeler: ``steering.ConfirmedFlipper`` on the eraser card's steerer,
@@ -210,23 +211,26 @@ class Stream:
             return ConfirmedFlipper(self.generator, labeler, self.steerer)
         except ValueError as error:
             raise ValueError(
-                f"confirmed 'flip' views need a classifier eraser card and its attributes' labelers: {error}"
+                "confirmed 'flip' views need a classifier eraser card and its attributes' "
+                f"labelers: {error}"
             ) from None
 
-    def _load_walks(self):
-        """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against the recipe."""
-        if self.spec.walks is None:
+    def _check_walks(self, walks):
+        """The walk card's walks, on the CPU (latent bookkeeping happens there); checked against
+        the recipe."""
+        if (self.spec.walks is None) != (walks is None):
+            raise ValueError(
+                "walks must be given exactly when the spec names a walk card "
+                f"(spec walks: {self.spec.walks!r}); Stream.from_spec loads it"
+            )
+        if walks is None:
             return None
-        from .walks import load_walks
-
-        walks, _ = load_walks(
-            self.spec.walks, generator=self.generator, sha256=self.spec.walks_sha256
-        )
         wanted = self.views.walk_transformations or walks.transformations
         missing = [t for t in wanted if t not in walks.transformations]
         if missing:
             raise ValueError(
-                f"views ask for walks {missing} that the walk card lacks (it has {list(walks.transformations)})"
+                f"views ask for walks {missing} that the walk card lacks "
+                f"(it has {list(walks.transformations)})"
             )
         if self.views.walk_compose > len(wanted):
             raise ValueError(
@@ -389,3 +393,87 @@ class Stream:
     def __iter__(self):
         while True:
             yield self.next_batch()
+
+
+# ------------------------------------------------------------ what from_spec loads
+
+
+def _check_generator(spec: StreamSpec, generator):
+    """``generator``, which must be given and match the SHA-256 the spec pins."""
+    if generator is None:
+        raise ValueError(
+            "generator must be given (a loaded generator); Stream.from_spec loads the one the "
+            "spec names"
+        )
+    if spec.generator_sha256 and generator.checksum != spec.generator_sha256:
+        raise ValueError(
+            f"generator {spec.generator!r} has SHA-256 {generator.checksum}, "
+            f"but the spec pins {spec.generator_sha256}"
+        )
+    return generator
+
+
+def _check_steerer(spec: StreamSpec, steerer):
+    """The eraser card's steerer: given exactly when the spec names a card, never in erase mode."""
+    if (spec.eraser is None) != (steerer is None):
+        raise ValueError(
+            "steerer must be given exactly when the spec names an eraser card "
+            f"(spec eraser: {spec.eraser!r}); Stream.from_spec loads it"
+        )
+    if steerer is not None and steerer.mode == "erase":
+        raise ValueError(
+            f"eraser card {spec.eraser} is in erase mode, which is latent-only: in images it "
+            "collapses each class onto its majority protected value; fit a balance card for a "
+            "stream (fairgen steer --mode balance)"
+        )
+    return steerer
+
+
+def _load_steerer(spec: StreamSpec, generator):
+    """The steerer of the spec's eraser card, checked against the SHA-256 the spec pins."""
+    if spec.eraser is None:
+        return None
+    from steering.card import load_card
+    from steering.files import sha256_file
+
+    path = Path(spec.eraser)
+    if not path.is_file():
+        raise FileNotFoundError(f"eraser card {path} named by the spec does not exist")
+    try:
+        checksum = sha256_file(path)
+    except OSError as error:
+        raise ValueError(f"eraser card {path} named by the spec cannot be read: {error}") from None
+    if checksum != spec.eraser_sha256:
+        raise ValueError(f"eraser card {path} does not match the SHA-256 pinned in the spec")
+    steerer, _ = load_card(path, generator=generator)
+    return steerer
+
+
+def _load_walks(spec: StreamSpec, generator):
+    """The walks of the spec's walk card, checked against the SHA-256 the spec pins."""
+    if spec.walks is None:
+        return None
+    from .walks import load_walks
+
+    walks, _ = load_walks(spec.walks, generator=generator, sha256=spec.walks_sha256)
+    return walks
+
+
+def _load_labelers(spec: StreamSpec, steerer, labeler, generator, device):
+    """``labeler`` with names loaded; for a confirmed card without one, the labelers the spec
+    names by a registered scheme (``world:texture``): a card never runs code it names."""
+    from .labelers import load_labeler
+    from .labelers.registry import names_registered_scheme
+
+    def load(name):
+        return load_labeler(name, generator=generator, device=device).predict
+
+    confirmed = getattr(steerer, "guarantee", None) == "confirmed"
+    if labeler is None and confirmed:
+        named = spec.labelers or {}
+        if all(names_registered_scheme(named.get(a)) for a in steerer.attrs_):
+            return {a: load(named[a]) for a in steerer.attrs_}
+        return None  # Stream says which labelers it needs
+    if isinstance(labeler, dict):
+        return {a: load(f) if isinstance(f, str) else f for a, f in labeler.items()}
+    return load(labeler) if isinstance(labeler, str) else labeler

@@ -273,7 +273,7 @@ def _augment_recipe(value):
 def load_stream_spec(settings: dict, folder: Path, allow_entry_points=()):
     """The run's stream: an inline ``stream`` (from --config or a resumed checkpoint) names its files
     relative to ``folder`` (the config's folder, or the run folder); a ``spec`` file relative to its own."""
-    from ..stream import StreamSpec
+    from ..spec import StreamSpec
 
     if settings["stream"] is not None:
         return StreamSpec.from_dict(
@@ -391,7 +391,7 @@ def _run(args) -> None:
                 out / "stream.json"
             )  # before training, so that a resumed run finds the stream's files in OUT
             atomic_write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
-        stream = Stream(
+        stream = Stream.from_spec(
             spec,
             settings["batch_size"],
             device,
@@ -442,7 +442,7 @@ def _knn_monitor(spec, settings: dict, device, labeler=None):
     from ..stream import Stream
 
     n = settings["knn_n"]
-    held_out = Stream(
+    held_out = Stream.from_spec(
         replace(spec, seed=spec.seed + 1_000_003, augment="none", refresh=1.0, buffer_size=None),
         2 * n,
         device,

@@ -114,7 +114,8 @@ class RealViews:
 
 
 def _stream_sources(generator, card, config: DemoConfig, device):
-    from ..stream import Stream, make_spec
+    from ..packaging import make_spec
+    from ..stream import Stream
 
     neighbours = {"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0}
     counterfactual = {"kinds": ["anchor", "flip"], "sigma": 0.5, "truncate": 2.0}
@@ -128,7 +129,7 @@ def _stream_sources(generator, card, config: DemoConfig, device):
         ),
     }
     return {
-        name: (spec, Stream(spec, config.batch_size, device, generator=generator))
+        name: (spec, Stream.from_spec(spec, config.batch_size, device, generator=generator))
         for name, spec in specs.items()
     }
 
@@ -337,7 +338,7 @@ def _eraser_images(spec, generator, config: DemoConfig, device) -> torch.Tensor:
     from ..contrastive.erase import ERASER_START_STEP
     from ..stream import Stream
 
-    stream = Stream(spec, 512, device, generator=generator, start_step=ERASER_START_STEP)
+    stream = Stream.from_spec(spec, 512, device, generator=generator, start_step=ERASER_START_STEP)
     batches = [stream.next_batch()["views"][:, 0] for _ in range(-(-config.eraser_n // 512))]
     return torch.cat(batches)[: config.eraser_n]
 
