@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import MISSING, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from .common import (
@@ -29,39 +29,7 @@ from .common import (
     progress_enabled,
 )
 
-# What each TrainConfig field means on the command line (help text with units); the default is
-# appended from TrainConfig itself, so help and behaviour cannot drift apart.
-FIELD_HELP = {
-    "encoder": "backbone: small_cnn, resnet18, resnet50, any torchvision classification model "
-    "(torchvision:NAME or NAME) or timm:NAME, trained from scratch",
-    "small_images": "ResNet stem for 32-64 px images (3x3 stride-1 conv, no max-pool)",
-    "projection_hidden_dim": "width of the projection head's hidden layer (units)",
-    "projection_dim": "width of the contrastive space (units)",
-    "supervised": "SupCon with the stream's class labels; --no-supervised is SimCLR (every sample its own class)",
-    "temperature": "softmax temperature of the contrastive loss (> 0)",
-    "optimizer": "sgd, lars or adamw",
-    "lr": "peak learning rate (per step, after warm-up)",
-    "weight_decay": "decoupled/L2 weight decay of weights with >= 2 dims (biases and norms get none)",
-    "momentum": "SGD/LARS momentum (ignored by adamw)",
-    "total_steps": "optimiser steps of the whole run (with --resume: continue up to this many)",
-    "warmup_steps": "linear warm-up steps before the cosine decay",
-    "augment": "augmentation the trainer adds on top of the stream card's: a preset (simclr, light, none) "
-    "or a JSON recipe (a file or inline)",
-    "crop_size": "side of the trainer's random crops in pixels (default: the stream's resolution)",
-    "seed": "seed of the model initialisation and the trainer's augmentation",
-    "bf16": "bf16 autocast on CUDA",
-    "channels_last": "channels-last memory format on CUDA",
-    "compile": "torch.compile the model",
-    "sync_bn": "under torchrun, BatchNorm statistics over the global batch (every backend)",
-    "checkpoint_dir": None,  # always --out
-    "checkpoint_every": "steps between checkpoints (0: only at the end)",
-    "log_every": "steps between lines of OUT/metrics.jsonl (0: none)",
-    "progress": None,  # --quiet
-}
-ALIASES = {"total_steps": "steps"}  # field -> its flag (--steps)
-FIELD_OF = {flag: name for name, flag in ALIASES.items()}  # a config file may use either name
-RUN_DEFAULTS = {"spec": None, "stream": None, "batch_size": 256, "knn_every": 0, "knn_n": 1000}
-RUN_KEYS = set(RUN_DEFAULTS)
+HIDDEN = {"checkpoint_dir", "progress"}  # always --out; --quiet
 # settings a resumed run may change freely (everything else needs --override)
 RESUMABLE = {
     "total_steps",
@@ -99,25 +67,6 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help="run folder: run.json, checkpoint.pt, metrics.jsonl, encoder.safetensors, stream.json",
     )
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=argparse.SUPPRESS,
-        help=f"global batch: anchors per step over all processes (default: {RUN_DEFAULTS['batch_size']})",
-    )
-    p.add_argument(
-        "--knn-every",
-        type=non_negative_int,
-        default=argparse.SUPPRESS,
-        help="steps between kNN accuracies of the encoder on held-out generated images, logged to "
-        "metrics.jsonl (default: 0, never)",
-    )
-    p.add_argument(
-        "--knn-n",
-        type=positive_int,
-        default=argparse.SUPPRESS,
-        help=f"held-out images of each kNN split (default: {RUN_DEFAULTS['knn_n']})",
-    )
     _add_config_flags(p)
     p.add_argument(
         "--resume",
@@ -136,138 +85,59 @@ def add_parser(sub) -> None:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    from ..contrastive.config import TrainConfig  # plain data: no torch import
+    """One flag per training field, its help from the field's metadata, its default shown once."""
+    from ..run_config import ALIASES, TrainSettings, field_help
 
-    for f in fields(TrainConfig):
-        text = FIELD_HELP[f.name]
-        if text is None:
+    flag_of = {name: flag for flag, name in ALIASES.items()}  # total_steps -> --steps
+    positive = {"total_steps", "batch_size", "knn_n", "crop_size"}
+    for name, (text, default) in field_help(TrainSettings).items():
+        if name in HIDDEN:
             continue
-        default = f.default if f.default is not MISSING else f.default_factory()
-        flag = "--" + ALIASES.get(f.name, f.name).replace("_", "-")
-        kind = type(default)
-        help_text = f"{text} (default: {default})"
-        if kind is bool:
-            p.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-        elif f.name in ("total_steps",):
-            p.add_argument(
-                flag, dest=f.name, type=positive_int, default=argparse.SUPPRESS, help=help_text
-            )
-        elif kind is int or f.name == "crop_size":
-            p.add_argument(
-                flag,
-                dest=f.name,
-                type=non_negative_int if f.name != "crop_size" else positive_int,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-        elif kind is float:
-            p.add_argument(flag, dest=f.name, type=float, default=argparse.SUPPRESS, help=help_text)
+        flag = "--" + flag_of.get(name, name).replace("_", "-")
+        help_text = text if "(default:" in text else f"{text} (default: {default})"
+        options = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif name in positive:
+            p.add_argument(flag, type=positive_int, **options)
+        elif isinstance(default, int):
+            p.add_argument(flag, type=non_negative_int, **options)
+        elif isinstance(default, float):
+            p.add_argument(flag, type=float, **options)
         else:
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=help_text)
+            p.add_argument(flag, **options)
 
 
 # ---------------------------------------------------------------- resolving the run
 
 
-def read_config_file(path: str) -> dict:
-    """A run config from YAML or JSON; unknown keys are an error naming the file."""
-    from ..contrastive.config import TrainConfig
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as error:  # json and yaml raise their own error types
-        raise ValueError(
-            f"--config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
-        ) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"--config {path} must hold a mapping of settings, got {type(data).__name__}"
-        )
-    data = {FIELD_OF.get(k, k): v for k, v in data.items()}
-    known = {f.name for f in fields(TrainConfig)} | RUN_KEYS
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"--config {path}: unknown keys {unknown}; allowed: {sorted(known)}")
-    if "checkpoint_dir" in data:
-        raise ValueError(
-            f"--config {path}: checkpoint_dir is always the --out folder; leave it out"
-        )
-    return data
-
-
 def resolve(args, base: dict | None = None) -> dict:
-    """Defaults (or a resumed run's ``base``) <- config file <- explicit flags, as one flat dict."""
-    from ..contrastive.config import TrainConfig
+    """Defaults (or a resumed run's ``base``) <- config file <- explicit flags, as one flat dict
+    (``fairgen.run_config.load_run_config`` does the layering and the checks)."""
+    from ..run_config import TrainSettings, load_run_config, read_run_file
 
-    settings = {**TrainConfig().to_dict(), **RUN_DEFAULTS}
-    if base:
-        settings.update({k: v for k, v in base.items() if k in settings})
-    given = read_config_file(args.config) if args.config else {}
-    given |= {name: getattr(args, name) for name in settings if hasattr(args, name)}
-    if (
-        "spec" in given and "stream" not in given
-    ):  # a card named anew beats the resumed run's stream
-        given["stream"] = None
-    settings.update(given)
-    if base and settings["stream"] is not None:  # the resumed run's own copy of its stream
-        settings["spec"] = None
-    if (
-        "warmup_steps" not in given and not base
-    ):  # the default warm-up, but never longer than the run
-        settings["warmup_steps"] = min(settings["warmup_steps"], settings["total_steps"])
-    settings["augment"] = _augment_recipe(settings["augment"])
-    if (settings["spec"] is None) == (settings["stream"] is None):
+    train_names = {f.name for f in fields(TrainSettings)}
+    flags = {name: getattr(args, name) for name in train_names if hasattr(args, name)}
+    overrides = {"train": flags}
+    if hasattr(args, "spec"):
+        overrides["stream"] = {"spec": args.spec}
+    if base:  # a resumed run's own copy of its stream beats the card path it started from
+        base = {k: v for k, v in base.items() if k in train_names | {"spec", "stream"}}
+        if base.get("stream") is not None:
+            base["spec"] = None
+    if args.config and "checkpoint_dir" in read_run_file(args.config):
+        raise ValueError(f"--config {args.config}: checkpoint_dir is always the --out folder")
+    try:
+        run = load_run_config(args.config, overrides, base=base)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--config: {error}") from None
+    if (run.stream.spec is None) == (run.stream.card is None):
         raise ValueError(
             "give the stream: --spec CARD (or `spec:` / an inline `stream:` in --config), one of them"
         )
-    batch = settings["batch_size"]
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
-        raise ValueError(
-            f"batch_size must be an integer >= 2 (a contrastive batch needs negatives), got {batch!r}"
-        )
-    for name in ("knn_every", "knn_n"):
-        value = settings[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < (0 if name == "knn_every" else 1)
-        ):
-            raise ValueError(
-                f"{name} must be an integer >= {0 if name == 'knn_every' else 1}, got {value!r}"
-            )
+    settings = {**asdict(run.train), "spec": run.stream.spec, "stream": run.stream.card}
     settings["progress"] = progress_enabled(args) and settings["progress"]
     return settings
-
-
-def _augment_recipe(value):
-    """A preset name stays a name; inline JSON or a .json file becomes the recipe dict."""
-    if not isinstance(value, str) or not (
-        value.lstrip().startswith("{") or value.endswith(".json")
-    ):
-        return value
-    try:
-        return json.loads(value if value.lstrip().startswith("{") else Path(value).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(
-            f"--augment {value!r}: expected a preset name, inline JSON or a JSON file ({error})"
-        ) from None
 
 
 def load_stream_spec(settings: dict, folder: Path, allow_entry_points=()):
@@ -280,6 +150,13 @@ def load_stream_spec(settings: dict, folder: Path, allow_entry_points=()):
             settings["stream"], folder=folder, allow_entry_points=allow_entry_points
         )
     return StreamSpec.load(settings["spec"], allow_entry_points=allow_entry_points)
+
+
+def _names_inline_card(path) -> bool:
+    """Whether the config file holds the stream card inline (its files resolve beside it)."""
+    from ..run_config import read_run_file, sectioned
+
+    return sectioned(read_run_file(path), f"--config {path}")["stream"].get("card") is not None
 
 
 def differences(stored: dict, requested: dict) -> list[str]:
@@ -338,9 +215,7 @@ def _run(args) -> None:
         raise ValueError(
             f"--steps {settings['total_steps']} is below the {state['step']} steps this run already trained"
         )
-    inline_from_config = (
-        bool(args.config) and read_config_file(args.config).get("stream") is not None
-    )
+    inline_from_config = bool(args.config) and _names_inline_card(args.config)
     spec = load_stream_spec(
         settings,
         Path(args.config).parent if inline_from_config else out,
