@@ -20,6 +20,8 @@ _EXPORTS = {
     "Generator": "fairgen.generators",
     "list_generators": "fairgen.generators",
     "load_generator": "fairgen.generators",
+    "RunConfig": "fairgen.run_config",
+    "load_run_config": "fairgen.run_config",
     "Stream": "fairgen.stream",
     "StreamSpec": "fairgen.spec",
     "make_spec": "fairgen.packaging",

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,55 +36,10 @@ from audits.stats import cramers_v, cramers_v_corrected
 
 from .render import TEXTURES, World
 
-
-@dataclass(frozen=True)
-class DemoConfig:
-    steps: int = 600
-    batch_size: int = 64
-    encoder: str = "small_cnn"
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    augment: str = "light"
-    n_real: int = 20_000
-    n_probe: int = 4000
-    n_test: int = 4000
-    steer_n: int = 20_000
-    stream_audit_n: int = 4000
-    n_permutations: int = 99
-    n_bootstrap: int = 300
-    leakage_pca: int | None = (
-        32  # fitted inside each CV fold; keeps 200 permutation refits cheap on a CPU
-    )
-    leakage_max_iter: int = 100  # the same budget for the observed and every permuted refit
-    eraser_n: int = 4096  # steered generator images the feature eraser is fitted on
-    erased_permutations: int = 0  # erased features' leakage gets CIs; its p-value only in --full
-    arms: tuple[str, ...] | None = (
-        "a_real_biased",
-        "c_generator_raw",
-        "d_generator_steered",
-    )  # None: all five
-    seed: int = 0
-
-
-PRESETS = {
-    "quick": DemoConfig(),
-    "full": DemoConfig(
-        steps=2000,
-        batch_size=256,
-        encoder="resnet18",
-        n_real=50_000,
-        n_probe=10_000,
-        n_test=10_000,
-        steer_n=50_000,
-        stream_audit_n=10_000,
-        n_permutations=199,
-        n_bootstrap=1000,
-        leakage_pca=None,
-        leakage_max_iter=1000,
-        eraser_n=16_384,
-        erased_permutations=199,
-        arms=None,
-    ),
+PRESETS_DIR = Path(__file__).parent / "presets"  # quick.yaml, full.yaml and one file per arm
+PRESET_ARMS = {  # the arms each preset runs by default
+    "quick": ("a_real_biased", "c_generator_raw", "d_generator_steered"),
+    "full": None,  # all five
 }
 ARMS = {
     "a_real_biased": "real biased data",
@@ -94,6 +48,7 @@ ARMS = {
     "d_generator_steered": "steered stream",
     "e_steered_counterfactual": "steered + counterfactual views",
 }
+GENERATOR_ARMS = ("c_generator_raw", "d_generator_steered", "e_steered_counterfactual")
 
 
 class RealViews:
@@ -113,23 +68,44 @@ class RealViews:
             }
 
 
-def _stream_sources(generator, card, config: DemoConfig, device):
+def demo_run_config(preset: str, arm: str | None = None, overrides: dict | None = None):
+    """The ``RunConfig`` of one arm of a preset: ``presets/PRESET.yaml`` (shared by every arm),
+    then ``presets/ARM.yaml`` (the arm's stream), then ``overrides`` (``load_run_config``'s form)."""
+    from ..run_config import load_run_config
+
+    if preset not in PRESET_ARMS:
+        raise ValueError(f"preset must be one of {sorted(PRESET_ARMS)}, got {preset!r}")
+    files = [PRESETS_DIR / f"{preset}.yaml"] + ([PRESETS_DIR / f"{arm}.yaml"] if arm else [])
+    return load_run_config(files, overrides)
+
+
+def seed_overrides(seed: int) -> dict:
+    """Overrides that give every section of a demo run the one ``seed``."""
+    return {section: {"seed": seed} for section in ("stream", "train", "steer", "audit")}
+
+
+def stream_settings(run) -> dict:
+    """What ``make_spec`` gets for a generator arm (and whether it is steered by the demo's card)."""
+    stream = run.stream
+    return {
+        "views": stream.views,
+        "augment": stream.augment,
+        "seed": stream.seed,
+        "steered": stream.steered,
+    }
+
+
+def _stream_sources(generator, card, preset: str, overrides, batch_size: int, device):
     from ..packaging import make_spec
     from ..stream import Stream
 
-    neighbours = {"kinds": ["anchor", "neighbour"], "sigma": 0.5, "truncate": 2.0}
-    counterfactual = {"kinds": ["anchor", "flip"], "sigma": 0.5, "truncate": 2.0}
-    specs = {
-        "c_generator_raw": make_spec(generator, views=neighbours, augment="none", seed=config.seed),
-        "d_generator_steered": make_spec(
-            generator, eraser=card, views=neighbours, augment="none", seed=config.seed
-        ),
-        "e_steered_counterfactual": make_spec(
-            generator, eraser=card, views=counterfactual, augment="none", seed=config.seed
-        ),
-    }
+    specs = {}
+    for name in GENERATOR_ARMS:
+        settings = stream_settings(demo_run_config(preset, name, overrides))
+        eraser = card if settings.pop("steered") else None
+        specs[name] = make_spec(generator, eraser=eraser, **settings)
     return {
-        name: (spec, Stream.from_spec(spec, config.batch_size, device, generator=generator))
+        name: (spec, Stream.from_spec(spec, batch_size, device, generator=generator))
         for name, spec in specs.items()
     }
 
@@ -152,49 +128,56 @@ def run_demo(
     device="cpu",
     arms=None,
     progress=True,
-    config: DemoConfig | None = None,
+    overrides: dict | None = None,
 ) -> pd.DataFrame:
     """Train and audit every arm; write the table and reports under ``out``; return the table.
 
-    ``config`` overrides the preset's settings (the preset name is still recorded).
+    ``overrides`` change the preset's settings, in ``load_run_config``'s form (``{"train":
+    {"steps": 3}}``); the preset name is still recorded.
     """
     import steering
 
-    from ..contrastive import TrainConfig, Trainer
+    from ..contrastive import Trainer
     from ..contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
     from ..contrastive.evaluate import extract_features
     from ..generators import load_generator
+    from ..stream import Stream
     from .audit import audit_world_features, world_audit_splits
     from .judges import load_judges
     from .recipe import RecipeConfig, training_split
 
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    config = config or PRESETS[preset]
-    arms = list(config.arms or ARMS) if arms is None else arms
+    run = demo_run_config(preset, overrides=overrides)  # what every arm shares
+    stream, train, audit = run.stream, run.train, run.audit
+    arms = list(PRESET_ARMS[preset] or ARMS) if arms is None else arms
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"arms must be among {list(ARMS)}, got {unknown}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    torch.manual_seed(config.seed)
+    torch.manual_seed(train.seed)
 
     generator = load_generator("world-sprites-z128", device=device)
     judges = load_judges(device=device)
     world = World(32)
     biased = training_split(RecipeConfig())  # what the generator learned from
-    sources = {
-        "a_real_biased": biased,
-        "b_real_balanced": world.sample(config.n_real, seed=config.seed + 11, bias=0.0),
+    sources = {  # the real splits, by the source name the arm files give
+        "real-biased": biased,
+        "real-balanced": world.sample(stream.n, seed=stream.seed + 11, bias=0.0),
     }
     probe_split, test_split = world_audit_splits(
-        config.n_probe, config.n_test, config.seed
+        audit.n_probe, audit.n_test, audit.seed
     )  # shared with `fairgen audit`
 
-    print(f"[demo] fitting the balance steerer on {config.steer_n} judged samples ...", flush=True)
+    print(f"[demo] fitting the balance steerer on {run.steer.n} judged samples ...", flush=True)
     steerer, _ = steering.fit_steerer(
-        generator, judges["texture"].predict, n=config.steer_n, seed=config.seed, progress=progress
+        generator,
+        judges["texture"].predict,
+        n=run.steer.n,
+        mode=run.steer.mode,
+        method=run.steer.method,
+        seed=run.steer.seed,
+        progress=progress,
     )
     card = steering.save_card(
         steerer,
@@ -203,13 +186,13 @@ def run_demo(
             "generator": {"name": generator.name, "sha256": generator.checksum},
             "protected": "texture",
             "labeler": "fairgen.judges:texture",
-            "n": config.steer_n,
-            "seed": config.seed,
+            "n": run.steer.n,
+            "seed": run.steer.seed,
         },
     )
-    streams = _stream_sources(generator, card, config, device)
-    eraser_images = _eraser_images(streams["d_generator_steered"][0], generator, config, device)
-    memo = _memorisation(generator, biased, world, config, out)
+    streams = _stream_sources(generator, card, preset, overrides, train.batch_size, device)
+    eraser_images = _eraser_images(streams["d_generator_steered"][0], generator, audit, device)
+    memo = _memorisation(generator, biased, world, audit, out)
     print(
         f"[demo] memorisation: near-copy share {memo.near_copy_share:.4f} (held-out real {memo.heldout_near_copy_share:.4f}), "
         f"Mann-Whitney p {memo.mann_whitney_p:.3g}, memorised: {memo.memorised}",
@@ -219,44 +202,34 @@ def run_demo(
     rows = []
     for arm in arms:
         print(
-            f"[demo] {arm}: {ARMS[arm]} - {config.steps} SupCon steps, batch {config.batch_size}",
+            f"[demo] {arm}: {ARMS[arm]} - {train.total_steps} SupCon steps, batch {train.batch_size}",
             flush=True,
         )
-        train_config = TrainConfig(
-            encoder=config.encoder,
-            small_images=True,
-            supervised=True,
-            optimizer=config.optimizer,
-            lr=config.lr,
-            total_steps=config.steps,
-            warmup_steps=min(10, config.steps),
-            augment=config.augment,
-            seed=config.seed,
-            progress=progress,
-            log_every=0,
-        )
-        trainer = Trainer(train_config, device)
-        if arm in sources:
+        arm_run = demo_run_config(preset, arm, overrides)
+        real = arm_run.stream.source != "generator"
+        trainer = Trainer(arm_run.train.train_config(progress=progress), device)
+        if real:
+            split = sources[arm_run.stream.source]
             batches, stream_v = (
-                RealViews(sources[arm], config.batch_size, seed=config.seed),
-                sources[arm].cramers_v(),
+                RealViews(split, train.batch_size, seed=stream.seed),
+                split.cramers_v(),
             )
             stream_v_corrected = cramers_v_corrected(
-                sources[arm].factors["shape"].numpy(), sources[arm].factors["texture"].numpy()
+                split.factors["shape"].numpy(), split.factors["texture"].numpy()
             )
         else:
             spec, stream = streams[arm]
             spec.save(out / f"{arm}.stream.json")
             batches = stream
         tic = time.time()
-        trainer.fit(batches, steps=config.steps)
+        trainer.fit(batches, steps=train.total_steps)
         train_seconds = time.time() - tic
-        if arm not in sources:
-            audit_stream = streams[arm][1].__class__(
-                streams[arm][0], config.batch_size, device, generator=generator, start_step=10**6
+        if not real:
+            audit_stream = Stream.from_spec(
+                streams[arm][0], train.batch_size, device, generator=generator, start_step=10**6
             )
             stream_v, stream_v_corrected = _stream_cramers_v(
-                audit_stream, judges["texture"], config.stream_audit_n
+                audit_stream, judges["texture"], audit.stream_n
             )
         trainer.save_encoder(out / f"{arm}.encoder.safetensors")
         eraser = fit_feature_eraser(
@@ -293,16 +266,16 @@ def run_demo(
                 test_x,
                 probe_split,
                 test_split,
-                seed=config.seed,
-                n_permutations=config.n_permutations
+                seed=audit.seed,
+                n_permutations=audit.n_permutations
                 if space == "backbone"
-                else config.erased_permutations,
-                n_bootstrap=config.n_bootstrap,
+                else audit.erased_permutations,
+                n_bootstrap=audit.n_bootstrap,
                 title=f"{arm}: {ARMS[arm]} ({space})",
                 probe="linear",
-                pca=config.leakage_pca,
+                pca=audit.leakage_pca,
                 n_repeats=1,
-                max_iter=config.leakage_max_iter,
+                max_iter=audit.leakage_max_iter,
             )
             report.save(out / arm / space)
             row.update(_row(space, report.to_dict()))
@@ -324,37 +297,35 @@ def run_demo(
     replace_file(out / "table.csv", table.to_csv().encode())  # each file new and renamed into place
     replace_file(
         out / "table.md",
-        (_markdown(table, config, preset, time.time() - started) + _memo_line(memo)).encode(),
+        (_markdown(table, run, preset, time.time() - started) + _memo_line(memo)).encode(),
     )
     replace_file(
-        out / "config.json", json.dumps({"preset": preset, **asdict(config)}, indent=2).encode()
+        out / "config.json", json.dumps({"preset": preset, **run.to_dict()}, indent=2).encode()
     )
     _plot(table, out / "table.png")
     return table
 
 
-def _eraser_images(spec, generator, config: DemoConfig, device) -> torch.Tensor:
+def _eraser_images(spec, generator, audit, device) -> torch.Tensor:
     """Anchors of the steered stream from a segment no arm trains on or audits (its own start step)."""
     from ..contrastive.erase import ERASER_START_STEP
     from ..stream import Stream
 
     stream = Stream.from_spec(spec, 512, device, generator=generator, start_step=ERASER_START_STEP)
-    batches = [stream.next_batch()["views"][:, 0] for _ in range(-(-config.eraser_n // 512))]
-    return torch.cat(batches)[: config.eraser_n]
+    batches = [stream.next_batch()["views"][:, 0] for _ in range(-(-audit.eraser_n // 512))]
+    return torch.cat(batches)[: audit.eraser_n]
 
 
-def _memorisation(generator, train_split, world, config: DemoConfig, out: Path):
+def _memorisation(generator, train_split, world, audit, out: Path):
     """Does the generator copy its training images? Nearest-neighbour distances in pixel space."""
     import audits
 
-    n = min(2000, config.n_test)
-    rng = torch.Generator().manual_seed(config.seed + 21)
+    n = min(2000, audit.n_test)
+    rng = torch.Generator().manual_seed(audit.seed + 21)
     z = generator.sample_latents(n, generator=rng)
     y = torch.randint(generator.num_classes, (n,), generator=rng).to(generator.device)
     generated = generator.synthesize(z, y).flatten(1).cpu().numpy()
-    heldout = (
-        world.sample(n, seed=config.seed + 22, bias=train_split.bias).images.flatten(1).numpy()
-    )
+    heldout = world.sample(n, seed=audit.seed + 22, bias=train_split.bias).images.flatten(1).numpy()
     result = audits.memorisation(generated, train_split.images.flatten(1).numpy(), heldout)
     report = audits.AuditReport("world-sprites-z128 against its training split (pixel space)")
     report.add("generator memorisation", result)
@@ -392,17 +363,18 @@ def _row(space: str, summary: dict) -> dict:
     return row
 
 
-def _markdown(table: pd.DataFrame, config: DemoConfig, preset: str, seconds: float) -> str:
+def _markdown(table: pd.DataFrame, run, preset: str, seconds: float) -> str:
+    train = run.train
     lines = [
         f"# fairgen demo ({preset} preset, {seconds / 60:.1f} min)",
         "",
-        f"{config.steps} SupCon steps per arm ({config.optimizer}, lr {config.lr:g}), batch {config.batch_size}, "
-        f"encoder {config.encoder}. "
+        f"{train.total_steps} SupCon steps per arm ({train.optimizer}, lr {train.lr:g}), "
+        f"batch {train.batch_size}, encoder {train.encoder}. "
         "Target: shape (linear probe fitted on a biased labelled split, tested on a balanced split). "
         "Protected: background texture. Chance for texture leakage: 0.25.",
     ]
     erased = (
-        f"backbone features after the texture eraser (LEACE fitted on {config.eraser_n:,} steered generator "
+        f"backbone features after the texture eraser (LEACE fitted on {run.audit.eraser_n:,} steered generator "
         "images, texture judge labels)"
     )
     for prefix, space in (
@@ -492,8 +464,3 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=110, format="png")
     replace_file(path, buffer.getvalue())
-
-
-def replace_preset(preset: str, **changes) -> DemoConfig:
-    """A preset with some fields changed (for tests and experiments)."""
-    return replace(PRESETS[preset], **changes)
