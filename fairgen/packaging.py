@@ -34,8 +34,8 @@ def save_spec(spec: StreamSpec, path: str | Path) -> Path:
 
 
 def portable_dict(spec: StreamSpec, folder: str | Path) -> dict:
-    """The spec as ``save`` writes it into ``folder``: local files named relative to it, as they will
-    be once placed there (nothing is copied)."""
+    """The spec as ``save`` writes it into ``folder``: local files named relative to it, as they
+    will be once placed there (nothing is copied)."""
     from steering.card import card_paths
 
     from .walks import walk_card_paths
@@ -56,7 +56,8 @@ def _names_local_file(generator: str) -> bool:
 
 
 def _options_relative(options: dict, folder: Path) -> dict:
-    """Generator options with absolute paths inside ``folder`` written relative to it (others as they are)."""
+    """Generator options with absolute paths inside ``folder`` written relative to it (others as
+    they are)."""
     folder = folder.resolve()
 
     def fix(value):
@@ -84,7 +85,8 @@ def _placed_name(source: Path, folder: Path) -> str:
 
 
 def _bring(source: Path, folder: Path) -> str:
-    """``source`` as a path relative to ``folder``; copied (or hard-linked) in first if it lies outside."""
+    """``source`` as a path relative to ``folder``; copied (or hard-linked) in first if it lies
+    outside."""
     import shutil
 
     from steering.files import relative_to_card, sha256_file
@@ -155,7 +157,8 @@ def _bring_walk_card(walks: str, folder: Path) -> str:
 
 
 def check_pin_before_loading(spec: StreamSpec) -> None:
-    """A local generator file or folder is checked against the spec's SHA-256 before it is loaded."""
+    """A local generator file or folder is checked against the spec's SHA-256 before it is
+    loaded."""
     from .generators.registry import local_checksum
 
     if not spec.generator_sha256 or not _names_local_file(spec.generator):
@@ -208,7 +211,8 @@ def make_spec(
 
 
 def card_labelers(card: dict, path) -> dict:
-    """``{attribute: labeler name}`` a confirmed eraser card was fitted with (its ``"labelers"`` entry)."""
+    """``{attribute: labeler name}`` a confirmed eraser card was fitted with (its ``"labelers"``
+    entry)."""
     labelers = card.get("labelers")
     if (
         not isinstance(labelers, dict)

@@ -237,7 +237,8 @@ def sectioned(data: dict, where: str) -> dict[str, dict]:
 
 
 def _known(cls, key, where: str, extra=()) -> str:
-    """``key`` (or the field its alias names) if ``cls`` has it; else a ValueError suggesting one."""
+    """``key`` (or the field its alias names) if ``cls`` has it; else a ValueError suggesting
+    one."""
     names = [f.name for f in fields(cls)]
     key = ALIASES.get(key, key) if cls is TrainSettings else key
     if key in names:

@@ -1,14 +1,13 @@
 """StreamSpec: the shareable card of an infinite training stream, as plain, validated data.
 
-A spec is plain JSON: the generator (registry name, entry point ``pkg.mod:factory``, or a path relative
-to the spec's folder; pinned by SHA-256) and its options, classes and their weights,
-the seed, an eraser card and a walk card (each relative to the spec, pinned by SHA-256), the view and
-augmentation recipes (in full, never a preset name, so a release that retunes a preset cannot change a
-card's stream), the output resolution, the replay-buffer refresh rate, and the fairgen version that
-wrote it (a card from another version loads with a warning: its recipes are exact, the code that
-plays them may not be). ``fairgen.packaging`` places the files a spec names beside it;
-``fairgen.stream.Stream`` plays it.
-"""
+A spec is plain JSON: the generator (registry name, entry point ``pkg.mod:factory``, or a path
+relative to the spec's folder; pinned by SHA-256) and its options, classes and their weights, the
+seed, an eraser card and a walk card (each relative to the spec, pinned by SHA-256), the view and
+augmentation recipes (in full, never a preset name, so a release that retunes a preset cannot change
+a card's stream), the output resolution, the replay-buffer refresh rate, and the fairgen version
+that wrote it (a card from another version loads with a warning: its recipes are exact, the code
+that plays them may not be). ``fairgen.packaging`` places the files a spec names beside it;
+``fairgen.stream.Stream`` plays it."""
 
 from __future__ import annotations
 
@@ -68,7 +67,8 @@ class StreamSpec:
     def __post_init__(self):
         if self.version != SPEC_VERSION:
             raise ValueError(
-                f"this fairgen reads stream spec version {SPEC_VERSION}, got version {self.version!r}"
+                f"this fairgen reads stream spec version {SPEC_VERSION}, got version "
+                f"{self.version!r}"
             )
         if not _is_number(self.refresh) or not 0 < self.refresh <= 1:
             raise ValueError(f"refresh must be a number in (0, 1], got {self.refresh!r}")
@@ -90,7 +90,8 @@ class StreamSpec:
                 or not all(_is_int(c) for c in self.classes)
             ):
                 raise ValueError(
-                    f"classes must be None or a non-empty list of class indices, got {self.classes!r}"
+                    "classes must be None or a non-empty list of class indices, got "
+                    f"{self.classes!r}"
                 )
             self.classes = [int(c) for c in self.classes]
         if self.class_weights is not None:
@@ -102,7 +103,8 @@ class StreamSpec:
                 raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
             if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
                 raise ValueError(
-                    f"class_weights must be non-negative with a positive sum, got {self.class_weights}"
+                    "class_weights must be non-negative with a positive sum, got "
+                    f"{self.class_weights}"
                 )
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
@@ -116,7 +118,8 @@ class StreamSpec:
             )
         ):
             raise ValueError(
-                f"labelers must be None or a non-empty dict {{attribute: labeler name}}, got {self.labelers!r}"
+                f"labelers must be None or a non-empty dict {{attribute: labeler name}}, got "
+                f"{self.labelers!r}"
             )
         # stored in the JSON form, so that a spec equals itself after a save/load round trip
         views = (
@@ -167,9 +170,9 @@ class StreamSpec:
         """A spec from its JSON form; warns when another fairgen wrote it or it names a preset.
 
         The dict is data from a file: an entry point it names as the generator is refused unless
-        ``allow_entry_points`` allows it (``True``: any; or a collection of ``module:callable``). With
-        ``folder`` (the file's folder), every file it names (eraser, walks, a generator file or folder,
-        path-like generator options) must lie inside that folder and is resolved there."""
+        ``allow_entry_points`` allows it (``True``: any; or a collection of ``module:callable``).
+        With ``folder`` (the file's folder), every file it names (eraser, walks, a generator file or
+        folder, path-like generator options) must lie inside that folder and is resolved there."""
         if isinstance(data, dict):
             data = _received(data, folder, allow_entry_points)
             missing = [key for key in REQUIRED_KEYS if key not in data]
@@ -182,8 +185,8 @@ class StreamSpec:
 
     @classmethod
     def load(cls, path: str | Path, allow_entry_points=()) -> StreamSpec:
-        """Read a spec (strict, bounded JSON); the files it names resolve inside its folder, never outside,
-        and an entry point it names runs only when ``allow_entry_points`` allows it."""
+        """Read a spec (strict, bounded JSON); the files it names resolve inside its folder, never
+        outside, and an entry point it names runs only when ``allow_entry_points`` allows it."""
         from steering.files import read_json
 
         path = Path(path)
@@ -206,7 +209,8 @@ PATH_OPTIONS = {
 
 
 def _received(data: dict, folder, allow_entry_points) -> dict:
-    """``data`` with its entry point checked and (given ``folder``) its file names resolved inside ``folder``."""
+    """``data`` with its entry point checked and (given ``folder``) its file names resolved inside
+    ``folder``."""
     from steering.files import resolve_inside
 
     from .entry_points import check_allowed
@@ -232,7 +236,8 @@ def _received(data: dict, folder, allow_entry_points) -> dict:
         )  # never the current directory
         if not data.get("generator_sha256"):
             raise ValueError(
-                f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is empty)"
+                f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is "
+                "empty)"
             )
     if isinstance(data.get("generator_options"), dict):
         data["generator_options"] = _options_inside(
@@ -281,7 +286,8 @@ def _warn_about_origin(data: dict) -> None:
         )
     if isinstance(data.get("augment"), str):
         warnings.warn(
-            f"this stream card names the augmentation preset {printable(repr(data['augment']))}; this fairgen's "
+            f"this stream card names the augmentation preset {printable(repr(data['augment']))}; "
+            "this fairgen's "
             f"version of it is used and recorded in full",
             StreamVersionWarning,
             stacklevel=3,

@@ -37,22 +37,21 @@ class Stream:
     """Iterate multiview batches: ``{"views": [B, V, 3, H, W], "labels": [B], "latents": [B, d]}``.
 
     ``Stream.from_spec(path_or_spec, batch_size)`` reads the spec and loads what it names (the
-    generator, its eraser and walk cards, labelers it names by a registered scheme);
-    ``Stream(spec, batch_size, generator=..., steerer=..., walks=...)`` takes those objects as they
-    are and reads no file.
+    generator, its eraser and walk cards, labelers it names by a registered scheme); ``Stream(spec,
+    batch_size, generator=..., steerer=..., walks=...)`` takes those objects as they are and reads
+    no file.
 
-    A spec whose eraser card is labeler-confirmed (``guarantee: "confirmed"``) draws every batch with
-    ``steerer.draw``: each per-rank batch meets the target exactly in the labeler's terms, and its
-    labels are the generator's classes or, for an unconditional generator with a keep labeler, the
-    keep-labels. It needs ``labeler``: a callable or ``{attribute: callable}``, given by the caller;
-    without it, ``from_spec`` loads only labelers the spec names by a registered scheme
+    A spec whose eraser card is labeler-confirmed (``guarantee: "confirmed"``) draws every batch
+    with ``steerer.draw``: each per-rank batch meets the target exactly in the labeler's terms, and
+    its labels are the generator's classes or, for an unconditional generator with a keep labeler,
+    the keep-labels. It needs ``labeler``: a callable or ``{attribute: callable}``, given by the
+    caller; without it, ``from_spec`` loads only labelers the spec names by a registered scheme
     (``world:texture``), never code a received card names.
 
-    A spec with 'flip' views and a classifier eraser card, given ``labeler`` (its attributes'), makes
-    every flip view a labeler-confirmed twin inside the prior (``steering.ConfirmedFlipper``); such
-    batches add ``flip_confirmed`` ``[B]`` and ``flip_missed`` (a missed anchor's flip view is the
-    anchor itself: flagged, never dropped).
-    """
+    A spec with 'flip' views and a classifier eraser card, given ``labeler`` (its attributes'),
+    makes every flip view a labeler-confirmed twin inside the prior (``steering.ConfirmedFlipper``);
+    such batches add ``flip_confirmed`` ``[B]`` and ``flip_missed`` (a missed anchor's flip view is
+    the anchor itself: flagged, never dropped)."""
 
     def __init__(
         self,
@@ -104,7 +103,8 @@ class Stream:
         self.buffer_size = spec.buffer_size or self.batch_size
         if self.buffer_size < self.batch_size:
             raise ValueError(
-                f"buffer_size {self.buffer_size} must be at least the per-rank batch {self.batch_size}"
+                f"buffer_size {self.buffer_size} must be at least the per-rank batch "
+                f"{self.batch_size}"
             )
         self.per_step = max(1, int(np.ceil(spec.refresh * self.batch_size)))
         self._buffer = None
@@ -175,7 +175,8 @@ class Stream:
         if labeler is None:
             wanted = ", ".join(f"{a}={(self.spec.labelers or {}).get(a, '?')}" for a in needed)
             raise ValueError(
-                f"this stream's eraser card is labeler-confirmed: it needs its labelers ({wanted}); "
+                "this stream's eraser card is labeler-confirmed: it needs its labelers "
+                f"({wanted}); "
                 "a card never runs code it names, so pass them: Stream(..., labeler=...) or "
                 "--labeler NAME=SPEC on the command line"
             )
@@ -201,8 +202,9 @@ class Stream:
         return {attribute: labeler[attribute] for attribute in needed}
 
     def _confirmed_flipper(self, labeler):
-        """With 'flip' views and a labeler: ``steering.ConfirmedFlipper`` on the eraser card's steerer,
-        so every flip view is a labeler-confirmed twin inside the prior (misses reported per batch)."""
+        """With 'flip' views and a labeler: ``steering.ConfirmedFlipper`` on the eraser card's
+        steerer, so every flip view is a labeler-confirmed twin inside the prior (misses reported
+        per batch)."""
         if labeler is None or self.labelers is not None or not self.spec.view_recipe.needs_steerer:
             return None
         from steering import ConfirmedFlipper
@@ -234,7 +236,8 @@ class Stream:
             )
         if self.views.walk_compose > len(wanted):
             raise ValueError(
-                f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on offer"
+                f"views compose {self.views.walk_compose} walks, but only {len(wanted)} are on "
+                "offer"
             )
         return walks.cpu()
 
@@ -243,7 +246,8 @@ class Stream:
         if num == 0:  # unconditional: every sample gets label 0, and classes cannot be chosen
             if self.spec.classes is not None:
                 raise ValueError(
-                    f"classes {self.spec.classes} were given, but generator {self.spec.generator!r} is unconditional"
+                    f"classes {self.spec.classes} were given, but generator "
+                    f"{self.spec.generator!r} is unconditional"
                 )
             return torch.zeros(1, dtype=torch.int64), torch.ones(1)
         classes = (
@@ -291,16 +295,18 @@ class Stream:
         return images, y.to(self.device), z.to(self.device), confirmed.to(self.device)
 
     def confirmed_block(self, n: int) -> int:
-        """How many draws of ``n`` a confirmed stream fills at once: about ``CONFIRMED_BLOCK`` anchors, within
-        ``CONFIRMED_BLOCK_BYTES`` of images (a function of the spec and the batch only, so batches repeat)."""
+        """How many draws of ``n`` a confirmed stream fills at once: about ``CONFIRMED_BLOCK``
+        anchors, within ``CONFIRMED_BLOCK_BYTES`` of images (a function of the spec and the batch
+        only, so batches repeat)."""
         side = int(getattr(self.generator, "resolution", 0) or 256)
         per_sample = 3 * side * side * 4
         return max(1, min(CONFIRMED_BLOCK // n, CONFIRMED_BLOCK_BYTES // (n * per_sample)))
 
     def _confirmed_anchors(self, step: int, n: int, purpose: int):
-        """Step ``step``'s ``n`` confirmed anchors: part ``step % k`` of block ``step // k``, a deterministic
-        function of (seed, rank, block), so a stream resumed at any step repeats the uninterrupted one.
-        Every part meets the per-draw quotas exactly; the block pays for its last quotas once, not k times."""
+        """Step ``step``'s ``n`` confirmed anchors: part ``step % k`` of block ``step // k``, a
+        deterministic function of (seed, rank, block), so a stream resumed at any step repeats the
+        uninterrupted one. Every part meets the per-draw quotas exactly; the block pays for its last
+        quotas once, not k times."""
         k = (
             1 if purpose == 3 else self.confirmed_block(n)
         )  # the buffer's initial fill is drawn once
@@ -316,7 +322,8 @@ class Stream:
         return self._block[step % k]
 
     def _generate_confirmed(self, draw, rng: torch.Generator):
-        """A confirmed steerer's anchors (exact per-cell quotas) and their views; anchor views reuse its images."""
+        """A confirmed steerer's anchors (exact per-cell quotas) and their views; anchor views reuse
+        its images."""
         self.last_draw_cost_ = draw.cost()
         z, y = draw.latents, draw.classes  # y: the class input, the keep-label, or zeros
         latents = make_view_latents(z, y, self.views, rng, None, self.walks)
@@ -343,7 +350,8 @@ class Stream:
         )
 
     def _slots(self, step: int) -> torch.Tensor:
-        """Buffer slots regenerated at ``step`` (round-robin, so any step's buffer can be rebuilt)."""
+        """Buffer slots regenerated at ``step`` (round-robin, so any step's buffer can be
+        rebuilt)."""
         return (step * self.per_step + torch.arange(self.per_step)) % self.buffer_size
 
     def _rebuild_buffer(self, step: int) -> None:

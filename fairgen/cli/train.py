@@ -59,7 +59,8 @@ def add_parser(sub) -> None:
         "--spec",
         default=argparse.SUPPRESS,
         metavar="CARD",
-        help="stream card (JSON) from `fairgen stream --new` (default: the one --config names; one is required)",
+        help="stream card (JSON) from `fairgen stream --new` "
+        "(default: the one --config names; one is required)",
     )
     p.add_argument(
         "--out",
@@ -76,7 +77,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--override",
         action="store_true",
-        help="with --resume: accept changed settings; without: start over in an OUT that has a checkpoint",
+        help="with --resume: accept changed settings; "
+        "without: start over in an OUT that has a checkpoint",
     )
     add_confirming_labelers(p)
     add_device(p)
@@ -133,7 +135,8 @@ def resolve(args, base: dict | None = None) -> dict:
         raise FileNotFoundError(f"--config: {error}") from None
     if (run.stream.spec is None) == (run.stream.card is None):
         raise ValueError(
-            "give the stream: --spec CARD (or `spec:` / an inline `stream:` in --config), one of them"
+            "give the stream: --spec CARD (or `spec:` / an inline `stream:` in --config), one of "
+            "them"
         )
     settings = {**asdict(run.train), "spec": run.stream.spec, "stream": run.stream.card}
     settings["progress"] = progress_enabled(args) and settings["progress"]
@@ -141,8 +144,9 @@ def resolve(args, base: dict | None = None) -> dict:
 
 
 def load_stream_spec(settings: dict, folder: Path, allow_entry_points=()):
-    """The run's stream: an inline ``stream`` (from --config or a resumed checkpoint) names its files
-    relative to ``folder`` (the config's folder, or the run folder); a ``spec`` file relative to its own."""
+    """The run's stream: an inline ``stream`` (from --config or a resumed checkpoint) names its
+    files relative to ``folder`` (the config's folder, or the run folder); a ``spec`` file relative
+    to its own."""
     from ..spec import StreamSpec
 
     if settings["stream"] is not None:
@@ -173,8 +177,8 @@ def differences(stored: dict, requested: dict) -> list[str]:
 
 
 def run(args) -> None:
-    """One writer per run folder: a second ``fairgen train`` into the same ``--out`` is refused, naming
-    the first (``steering.outputs.output_lock``; under torchrun, rank 0 holds it)."""
+    """One writer per run folder: a second ``fairgen train`` into the same ``--out`` is refused,
+    naming the first (``steering.outputs.output_lock``; under torchrun, rank 0 holds it)."""
     import os
     from contextlib import nullcontext
 
@@ -213,7 +217,8 @@ def _run(args) -> None:
     settings = resolve(args, base=state["run_dict"] if state else None)
     if state is not None and settings["total_steps"] < state["step"]:
         raise ValueError(
-            f"--steps {settings['total_steps']} is below the {state['step']} steps this run already trained"
+            f"--steps {settings['total_steps']} is below the {state['step']} steps this run "
+            "already trained"
         )
     inline_from_config = bool(args.config) and _names_inline_card(args.config)
     spec = load_stream_spec(
@@ -232,7 +237,8 @@ def _run(args) -> None:
             raise ValueError(
                 f"--batch-size {settings['batch_size']} must be divisible by the {world} processes"
             )
-        # the checkpoint names the stream's files relative to OUT, where stream.json and its files are placed
+        # the checkpoint names the stream's files relative to OUT, where stream.json and its files
+        # are placed
         record = {
             **config.to_dict(),
             **settings,
@@ -281,8 +287,10 @@ def _run(args) -> None:
             and getattr(stream.steerer, "keep_", None) is None
         ):
             raise ValueError(
-                "--supervised needs labels: this stream's generator is unconditional (every label 0); "
-                "train SimCLR (--no-supervised), or steer with --method confirmed --keep-labeler so that "
+                "--supervised needs labels: this stream's generator is unconditional (every "
+                "label 0); "
+                "train SimCLR (--no-supervised), or steer with --method confirmed --keep-labeler "
+                "so that "
                 "the keep-labels are the stream's labels"
             )
         monitor = (
@@ -300,8 +308,10 @@ def _run(args) -> None:
                 f"; last loss {losses[-1]:.4f} (chance ln(2B-1) = {chance:.4f})" if losses else ""
             )
             print(
-                f"{resumed}trained {trainer.step - start} steps, now at step {trainer.step} of {config.total_steps}"
-                f" on {world} process(es){last}; wrote {out / 'encoder.safetensors'} and {checkpoint}"
+                f"{resumed}trained {trainer.step - start} steps, now at step {trainer.step} of "
+                f"{config.total_steps}"
+                f" on {world} process(es){last}; wrote {out / 'encoder.safetensors'} and "
+                f"{checkpoint}"
             )
     finally:
         if world > 1 and dist.is_initialized():
@@ -325,7 +335,8 @@ def _knn_monitor(spec, settings: dict, device, labeler=None):
     )
     if held_out.generator.num_classes == 0 and getattr(held_out.steerer, "keep_", None) is None:
         raise ValueError(
-            "--knn-every needs a class-conditional generator (its classes are the kNN labels), or a "
+            "--knn-every needs a class-conditional generator (its classes are the kNN labels), "
+            "or a "
             "confirmed card with a keep labeler (its keep-labels are)"
         )
     batch = held_out.next_batch()

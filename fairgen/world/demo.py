@@ -1,7 +1,7 @@
 """The end-to-end demo: the seed paper's result in miniature, with fairness on top.
 
-One encoder recipe is trained for the same number of steps on up to five sources, then audited
-(the quick preset runs (a), (c) and (d), which carry the comparison's directions; ``--full`` all five):
+One encoder recipe is trained for the same number of steps on up to five sources, then audited (the
+quick preset runs (a), (c) and (d), which carry the comparison's directions; ``--full`` all five):
 
 (a) real biased world data (the split the embedded generator learned from, rho = 0.9)
 (b) real balanced world data (the oracle)
@@ -13,15 +13,14 @@ Audits run on real world images: the target (shape) linear probe is fitted on a 
 split (the downstream user's data) and evaluated on a balanced test split; protected (texture)
 leakage is measured on the balanced test split. Each arm's backbone is audited twice: as trained,
 and after a texture eraser (LEACE, `fairgen.contrastive.erase`) fitted on its features of steered
-generator images labelled by the texture judge, the same images for every arm. Balancing the
-stream changes what the encoder relies on; only an edit of the features removes what they carry.
+generator images labelled by the texture judge, the same images for every arm. Balancing the stream
+changes what the encoder relies on; only an edit of the features removes what they carry.
 
-The quick preset uses SupCon with the source's class labels, a small CNN and AdamW: on a 2-core
-CPU plain SimCLR learns shape too slowly, and at 400 steps neither SGD nor AdamW got past a
-balanced shape probe of about 0.76 while AdamW at 800 steps reached 0.95. On world-sprites-z128,
-600 steps and 99 permutations keep every direction (steered 0.885 against biased real 0.541, EO
-0.291 against 0.987) in 5.1 minutes, where 800 steps and 199 permutations took 7.0 (steered 0.968).
-"""
+The quick preset uses SupCon with the source's class labels, a small CNN and AdamW: on a 2-core CPU
+plain SimCLR learns shape too slowly, and at 400 steps neither SGD nor AdamW got past a balanced
+shape probe of about 0.76 while AdamW at 800 steps reached 0.95. On world-sprites-z128, 600 steps
+and 99 permutations keep every direction (steered 0.885 against biased real 0.541, EO 0.291 against
+0.987) in 5.1 minutes, where 800 steps and 199 permutations took 7.0 (steered 0.968)."""
 
 from __future__ import annotations
 
@@ -69,8 +68,8 @@ class RealViews:
 
 
 def demo_run_config(preset: str, arm: str | None = None, overrides: dict | None = None):
-    """The ``RunConfig`` of one arm of a preset: ``presets/PRESET.yaml`` (shared by every arm),
-    then ``presets/ARM.yaml`` (the arm's stream), then ``overrides`` (``load_run_config``'s form)."""
+    """The ``RunConfig`` of one arm of a preset: ``presets/PRESET.yaml`` (shared by every arm), then
+    ``presets/ARM.yaml`` (the arm's stream), then ``overrides`` (``load_run_config``'s form)."""
     from ..run_config import load_run_config
 
     if preset not in PRESET_ARMS:
@@ -85,7 +84,8 @@ def seed_overrides(seed: int) -> dict:
 
 
 def stream_settings(run) -> dict:
-    """What ``make_spec`` gets for a generator arm (and whether it is steered by the demo's card)."""
+    """What ``make_spec`` gets for a generator arm (and whether it is steered by the demo's
+    card)."""
     stream = run.stream
     return {
         "views": stream.views,
@@ -111,7 +111,8 @@ def _stream_sources(generator, card, preset: str, overrides, batch_size: int, de
 
 
 def _stream_cramers_v(stream, judge, n: int) -> tuple[float, float]:
-    """V(class, judged texture), plain and bias-corrected, over the anchors' first views of a stream."""
+    """V(class, judged texture), plain and bias-corrected, over the anchors' first views of a
+    stream."""
     classes, textures, seen = [], [], 0
     while seen < n:
         batch = stream.next_batch()
@@ -194,7 +195,8 @@ def run_demo(
     eraser_images = _eraser_images(streams["d_generator_steered"][0], generator, audit, device)
     memo = _memorisation(generator, biased, world, audit, out)
     print(
-        f"[demo] memorisation: near-copy share {memo.near_copy_share:.4f} (held-out real {memo.heldout_near_copy_share:.4f}), "
+        f"[demo] memorisation: near-copy share {memo.near_copy_share:.4f} (held-out real "
+        f"{memo.heldout_near_copy_share:.4f}), "
         f"Mann-Whitney p {memo.mann_whitney_p:.3g}, memorised: {memo.memorised}",
         flush=True,
     )
@@ -202,7 +204,8 @@ def run_demo(
     rows = []
     for arm in arms:
         print(
-            f"[demo] {arm}: {ARMS[arm]} - {train.total_steps} SupCon steps, batch {train.batch_size}",
+            f"[demo] {arm}: {ARMS[arm]} - {train.total_steps} SupCon steps, batch "
+            f"{train.batch_size}",
             flush=True,
         )
         arm_run = demo_run_config(preset, arm, overrides)
@@ -247,7 +250,8 @@ def run_demo(
                 "encoder": f"{arm}.encoder.safetensors",
                 "protected": "texture",
                 "labeler": "fairgen.judges:texture",
-                "fitted_on": f"{len(eraser_images)} anchors of the steered stream d_generator_steered, start step {ERASER_START_STEP}",
+                "fitted_on": f"{len(eraser_images)} anchors of the steered stream "
+                f"d_generator_steered, start step {ERASER_START_STEP}",
             },
         )
         row = {"arm": arm}
@@ -307,7 +311,8 @@ def run_demo(
 
 
 def _eraser_images(spec, generator, audit, device) -> torch.Tensor:
-    """Anchors of the steered stream from a segment no arm trains on or audits (its own start step)."""
+    """Anchors of the steered stream from a segment no arm trains on or audits (its own start
+    step)."""
     from ..contrastive.erase import ERASER_START_STEP
     from ..stream import Stream
 
@@ -335,14 +340,17 @@ def _memorisation(generator, train_split, world, audit, out: Path):
 
 def _memo_line(memo) -> str:
     return (
-        f"\nMemorisation (pixel space, 2,000 generated vs 2,000 held-out real against the 20,000 training images): "
-        f"near-copy share {memo.near_copy_share:.4f} vs held-out {memo.heldout_near_copy_share:.4f}, "
+        "\nMemorisation (pixel space, 2,000 generated vs 2,000 held-out real against the 20,000 "
+        "training images): "
+        f"near-copy share {memo.near_copy_share:.4f} vs held-out "
+        f"{memo.heldout_near_copy_share:.4f}, "
         f"Mann-Whitney p {memo.mann_whitney_p:.3g}, flagged: {memo.memorised}.\n"
     )
 
 
 def _row(space: str, summary: dict) -> dict:
-    """One feature space's numbers, with column names prefixed by the space ("" for the backbone)."""
+    """One feature space's numbers, with column names prefixed by the space ("" for the
+    backbone)."""
     sections = summary["sections"]
     leak = sections["protected leakage"]
     fair = sections["target fairness"]["summary"]
@@ -370,11 +378,13 @@ def _markdown(table: pd.DataFrame, run, preset: str, seconds: float) -> str:
         "",
         f"{train.total_steps} SupCon steps per arm ({train.optimizer}, lr {train.lr:g}), "
         f"batch {train.batch_size}, encoder {train.encoder}. "
-        "Target: shape (linear probe fitted on a biased labelled split, tested on a balanced split). "
+        "Target: shape (linear probe fitted on a biased labelled split, tested on a balanced "
+        "split). "
         "Protected: background texture. Chance for texture leakage: 0.25.",
     ]
     erased = (
-        f"backbone features after the texture eraser (LEACE fitted on {run.audit.eraser_n:,} steered generator "
+        f"backbone features after the texture eraser (LEACE fitted on {run.audit.eraser_n:,} "
+        "steered generator "
         "images, texture judge labels)"
     )
     for prefix, space in (
@@ -385,8 +395,10 @@ def _markdown(table: pd.DataFrame, run, preset: str, seconds: float) -> str:
         for arm, r in table.iterrows():
             g = {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)} if prefix else r
             lines.append(
-                f"| {ARMS[arm]} | {g['target_acc']:.3f} | {g['leakage_bacc']:.3f} [{g['leakage_ci_low']:.3f}, {g['leakage_ci_high']:.3f}] "
-                f"| {g['leakage_p']:.3f} | {g['eo_diff']:.3f} [{g['eo_ci_low']:.3f}, {g['eo_ci_high']:.3f}] "
+                f"| {ARMS[arm]} | {g['target_acc']:.3f} | {g['leakage_bacc']:.3f} "
+                f"[{g['leakage_ci_low']:.3f}, {g['leakage_ci_high']:.3f}] "
+                f"| {g['leakage_p']:.3f} | {g['eo_diff']:.3f} [{g['eo_ci_low']:.3f}, "
+                f"{g['eo_ci_high']:.3f}] "
                 f"| {r.stream_cramers_v:.3f} ({r.stream_cramers_v_corrected:.3f}) |"
             )
     return "\n".join(lines) + "\n"
@@ -394,7 +406,8 @@ def _markdown(table: pd.DataFrame, run, preset: str, seconds: float) -> str:
 
 def _table_header() -> list[str]:
     return [
-        "| arm | target acc | texture leakage (bal. acc, 95% CI) | p | EO difference (95% CI) | stream V (bias-corrected) |",
+        "| arm | target acc | texture leakage (bal. acc, 95% CI) | p | EO difference (95% CI) | "
+        "stream V (bias-corrected) |",
         "|---|---|---|---|---|---|",
     ]
 
@@ -417,7 +430,8 @@ def _error_bars(table: pd.DataFrame, prefix: str, column: str):
 
 
 def _plot(table: pd.DataFrame, path: Path) -> None:
-    """Three panels (accuracy, leakage, EO difference), each arm's features as trained and erased."""
+    """Three panels (accuracy, leakage, EO difference), each arm's features as trained and
+    erased."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 3.4))
