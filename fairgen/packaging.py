@@ -2,6 +2,7 @@
 
 ``make_spec`` pins a loaded generator and its eraser/walk cards; ``StreamSpec.save`` copies (or
 hard-links) each local file into the spec's folder so the folder travels as a whole;
+``received`` resolves the files a received spec names inside its folder, never outside;
 ``check_pin_before_loading`` refuses a local generator whose bytes differ from the pin.
 """
 
@@ -49,6 +50,79 @@ def portable_dict(spec: StreamSpec, folder: str | Path) -> dict:
     if _names_local_file(spec.generator):
         data["generator"] = _placed_name(Path(spec.generator), Path(folder))
     return data
+
+
+# option names that hold a file or folder (and any value that looks like a path)
+PATH_OPTIONS = {
+    "weights",
+    "weights_dir",
+    "cache_dir",
+    "repo_or_dir",
+    "path",
+    "file",
+    "dir",
+    "config",
+    "root",
+}
+
+
+def received(data: dict, folder, allow_entry_points) -> dict:
+    """``data`` with its entry point checked and (given ``folder``) its file names resolved inside
+    ``folder``."""
+    from steering.files import resolve_inside
+
+    from .entry_points import check_allowed
+    from .generators import list_generators
+
+    data = dict(data)
+    where = "stream spec" if folder is None else f"stream spec in {folder}"
+    generator = data.get("generator")
+    if is_entry_point(generator):
+        check_allowed(generator, allow_entry_points, where)
+    if folder is None:
+        return data
+    for key in ("eraser", "walks"):
+        if data.get(key) is not None:
+            data[key] = str(resolve_inside(folder, data[key], f"{where}: {key}"))
+    if (
+        isinstance(generator, str)
+        and not is_entry_point(generator)
+        and generator not in list_generators()
+    ):
+        data["generator"] = str(
+            resolve_inside(folder, generator, f"{where}: generator")
+        )  # never the current directory
+        if not data.get("generator_sha256"):
+            raise ValueError(
+                f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is "
+                "empty)"
+            )
+    if isinstance(data.get("generator_options"), dict):
+        data["generator_options"] = _options_inside(
+            data["generator_options"], folder, f"{where}: generator_options"
+        )
+    return data
+
+
+def _options_inside(options: dict, folder, where: str) -> dict:
+    """Generator options from a card, with every path-like string resolved inside ``folder``."""
+    from steering.files import resolve_inside
+
+    def fix(key, value):
+        if isinstance(value, dict):
+            return {k: fix(str(k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(key, v) for v in value]
+        if isinstance(value, str) and (
+            key in PATH_OPTIONS
+            or key.endswith(("_dir", "_path", "_file"))
+            or any(c in value for c in "/\\")
+            or value.startswith((".", "~"))
+        ):
+            return str(resolve_inside(folder, value, f"{where}[{key!r}]"))
+        return value
+
+    return {str(k): fix(str(k), v) for k, v in options.items()}
 
 
 def _names_local_file(generator: str) -> bool:

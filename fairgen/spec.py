@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from .augment import get_recipe
-from .entry_points import is_entry_point
 from .records import from_plain_dict
 from .views import ViewRecipe
 
@@ -83,29 +82,7 @@ class StreamSpec:
                     f"buffer_size must be None or a positive integer, got {self.buffer_size!r}"
                 )
             self.buffer_size = int(self.buffer_size)
-        if self.classes is not None:
-            if (
-                isinstance(self.classes, str)
-                or not self.classes
-                or not all(_is_int(c) for c in self.classes)
-            ):
-                raise ValueError(
-                    "classes must be None or a non-empty list of class indices, got "
-                    f"{self.classes!r}"
-                )
-            self.classes = [int(c) for c in self.classes]
-        if self.class_weights is not None:
-            if self.classes is None or len(self.class_weights) != len(self.classes):
-                raise ValueError("class_weights needs classes of the same length")
-            if isinstance(self.class_weights, str) or not all(
-                _is_number(w) for w in self.class_weights
-            ):
-                raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
-            if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
-                raise ValueError(
-                    "class_weights must be non-negative with a positive sum, got "
-                    f"{self.class_weights}"
-                )
+        self._check_classes()
         if (self.eraser is None) != (self.eraser_sha256 is None):
             raise ValueError("eraser and eraser_sha256 go together")
         if (self.walks is None) != (self.walks_sha256 is None):
@@ -139,6 +116,32 @@ class StreamSpec:
             raise ValueError(
                 "views ask for 'walk' views, which need a walk card (walks and walks_sha256)"
             )
+
+    def _check_classes(self) -> None:
+        """Classes: None or class indices; their weights: finite, non-negative, a positive sum."""
+        if self.classes is not None:
+            if (
+                isinstance(self.classes, str)
+                or not self.classes
+                or not all(_is_int(c) for c in self.classes)
+            ):
+                raise ValueError(
+                    "classes must be None or a non-empty list of class indices, got "
+                    f"{self.classes!r}"
+                )
+            self.classes = [int(c) for c in self.classes]
+        if self.class_weights is not None:
+            if self.classes is None or len(self.class_weights) != len(self.classes):
+                raise ValueError("class_weights needs classes of the same length")
+            if isinstance(self.class_weights, str) or not all(
+                _is_number(w) for w in self.class_weights
+            ):
+                raise ValueError(f"class_weights must be finite numbers, got {self.class_weights}")
+            if min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
+                raise ValueError(
+                    "class_weights must be non-negative with a positive sum, got "
+                    f"{self.class_weights}"
+                )
 
     @property
     def view_recipe(self) -> ViewRecipe:
@@ -174,7 +177,9 @@ class StreamSpec:
         With ``folder`` (the file's folder), every file it names (eraser, walks, a generator file or
         folder, path-like generator options) must lie inside that folder and is resolved there."""
         if isinstance(data, dict):
-            data = _received(data, folder, allow_entry_points)
+            from .packaging import received
+
+            data = received(data, folder, allow_entry_points)
             missing = [key for key in REQUIRED_KEYS if key not in data]
             if missing:
                 raise ValueError(
@@ -192,79 +197,6 @@ class StreamSpec:
         path = Path(path)
         data = read_json(path, "stream spec")
         return cls.from_dict(data, folder=path.parent, allow_entry_points=allow_entry_points)
-
-
-# option names that hold a file or folder (and any value that looks like a path)
-PATH_OPTIONS = {
-    "weights",
-    "weights_dir",
-    "cache_dir",
-    "repo_or_dir",
-    "path",
-    "file",
-    "dir",
-    "config",
-    "root",
-}
-
-
-def _received(data: dict, folder, allow_entry_points) -> dict:
-    """``data`` with its entry point checked and (given ``folder``) its file names resolved inside
-    ``folder``."""
-    from steering.files import resolve_inside
-
-    from .entry_points import check_allowed
-    from .generators import list_generators
-
-    data = dict(data)
-    where = "stream spec" if folder is None else f"stream spec in {folder}"
-    generator = data.get("generator")
-    if is_entry_point(generator):
-        check_allowed(generator, allow_entry_points, where)
-    if folder is None:
-        return data
-    for key in ("eraser", "walks"):
-        if data.get(key) is not None:
-            data[key] = str(resolve_inside(folder, data[key], f"{where}: {key}"))
-    if (
-        isinstance(generator, str)
-        and not is_entry_point(generator)
-        and generator not in list_generators()
-    ):
-        data["generator"] = str(
-            resolve_inside(folder, generator, f"{where}: generator")
-        )  # never the current directory
-        if not data.get("generator_sha256"):
-            raise ValueError(
-                f"{where}: the local generator {generator!r} is not pinned (generator_sha256 is "
-                "empty)"
-            )
-    if isinstance(data.get("generator_options"), dict):
-        data["generator_options"] = _options_inside(
-            data["generator_options"], folder, f"{where}: generator_options"
-        )
-    return data
-
-
-def _options_inside(options: dict, folder, where: str) -> dict:
-    """Generator options from a card, with every path-like string resolved inside ``folder``."""
-    from steering.files import resolve_inside
-
-    def fix(key, value):
-        if isinstance(value, dict):
-            return {k: fix(str(k), v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(key, v) for v in value]
-        if isinstance(value, str) and (
-            key in PATH_OPTIONS
-            or key.endswith(("_dir", "_path", "_file"))
-            or any(c in value for c in "/\\")
-            or value.startswith((".", "~"))
-        ):
-            return str(resolve_inside(folder, value, f"{where}[{key!r}]"))
-        return value
-
-    return {str(k): fix(str(k), v) for k, v in options.items()}
 
 
 def _warn_about_origin(data: dict) -> None:
