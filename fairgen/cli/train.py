@@ -116,7 +116,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def resolve(args, base: dict | None = None) -> dict:
     """Defaults (or a resumed run's ``base``) <- config file <- explicit flags, as one flat dict
     (``fairgen.run_config.load_run_config`` does the layering and the checks)."""
-    from ..run_config import TrainSettings, load_run_config, read_run_file
+    from ..run_config import TrainSettings, load_run_config, read_run_file, sectioned
 
     train_names = {f.name for f in fields(TrainSettings)}
     flags = {name: getattr(args, name) for name in train_names if hasattr(args, name)}
@@ -127,7 +127,8 @@ def resolve(args, base: dict | None = None) -> dict:
         base = {k: v for k, v in base.items() if k in train_names | {"spec", "stream"}}
         if base.get("stream") is not None:
             base["spec"] = None
-    if args.config and "checkpoint_dir" in read_run_file(args.config):
+    given = sectioned(read_run_file(args.config), f"--config {args.config}") if args.config else {}
+    if "checkpoint_dir" in given.get("train", {}):
         raise ValueError(f"--config {args.config}: checkpoint_dir is always the --out folder")
     try:
         run = load_run_config(args.config, overrides, base=base)

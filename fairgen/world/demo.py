@@ -139,11 +139,9 @@ def run_demo(
     import steering
 
     from ..contrastive import Trainer
-    from ..contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
-    from ..contrastive.evaluate import extract_features
     from ..generators import load_generator
     from ..stream import Stream
-    from .audit import audit_world_features, world_audit_splits
+    from .audit import world_audit_splits
     from .judges import load_judges
     from .recipe import RecipeConfig, training_split
 
@@ -166,9 +164,7 @@ def run_demo(
         "real-biased": biased,
         "real-balanced": world.sample(stream.n, seed=stream.seed + 11, bias=0.0),
     }
-    probe_split, test_split = world_audit_splits(
-        audit.n_probe, audit.n_test, audit.seed
-    )  # shared with `fairgen audit`
+    splits = world_audit_splits(audit.n_probe, audit.n_test, audit.seed)  # as `fairgen audit`
 
     print(f"[demo] fitting the balance steerer on {run.steer.n} judged samples ...", flush=True)
     steerer, _ = steering.fit_steerer(
@@ -221,9 +217,8 @@ def run_demo(
                 split.factors["shape"].numpy(), split.factors["texture"].numpy()
             )
         else:
-            spec, stream = streams[arm]
+            spec, batches = streams[arm]
             spec.save(out / f"{arm}.stream.json")
-            batches = stream
         tic = time.time()
         trainer.fit(batches, steps=train.total_steps)
         train_seconds = time.time() - tic
@@ -235,54 +230,11 @@ def run_demo(
                 audit_stream, judges["texture"], audit.stream_n
             )
         trainer.save_encoder(out / f"{arm}.encoder.safetensors")
-        eraser = fit_feature_eraser(
-            trainer.encoder,
-            eraser_images.split(512),
-            judges["texture"].predict,
-            num_classes=len(TEXTURES),
-            n=len(eraser_images),
-            progress=progress,
-        )
-        save_feature_eraser(
-            eraser,
-            out / f"{arm}.feature_eraser.safetensors",
-            {
-                "encoder": f"{arm}.encoder.safetensors",
-                "protected": "texture",
-                "labeler": "fairgen.judges:texture",
-                "fitted_on": f"{len(eraser_images)} anchors of the steered stream "
-                f"d_generator_steered, start step {ERASER_START_STEP}",
-            },
+        eraser = _feature_eraser(
+            trainer.encoder, eraser_images, judges["texture"], arm, out, progress
         )
         row = {"arm": arm}
-        features = [
-            extract_features(trainer.encoder.eval(), s.images.to(device))
-            for s in (probe_split, test_split)
-        ]
-        spaces = {
-            "backbone": features,
-            "erased": [eraser(f) for f in features],
-        }  # = ErasedEncoder's output
-        for space, (train_x, test_x) in spaces.items():
-            train_x, test_x = train_x.cpu().numpy(), test_x.cpu().numpy()
-            report = audit_world_features(
-                train_x,
-                test_x,
-                probe_split,
-                test_split,
-                seed=audit.seed,
-                n_permutations=audit.n_permutations
-                if space == "backbone"
-                else audit.erased_permutations,
-                n_bootstrap=audit.n_bootstrap,
-                title=f"{arm}: {ARMS[arm]} ({space})",
-                probe="linear",
-                pca=audit.leakage_pca,
-                n_repeats=1,
-                max_iter=audit.leakage_max_iter,
-            )
-            report.save(out / arm / space)
-            row.update(_row(space, report.to_dict()))
+        row.update(_audit_spaces(arm, trainer.encoder, eraser, splits, audit, device, out))
         row.update(
             stream_cramers_v=float(stream_v),
             stream_cramers_v_corrected=float(stream_v_corrected),
@@ -308,6 +260,67 @@ def run_demo(
     )
     _plot(table, out / "table.png")
     return table
+
+
+def _feature_eraser(encoder, eraser_images, judge, arm: str, out: Path, progress: bool):
+    """A texture eraser (LEACE) fitted on the encoder's features of the steered images; saved."""
+    from ..contrastive.erase import ERASER_START_STEP, fit_feature_eraser, save_feature_eraser
+
+    eraser = fit_feature_eraser(
+        encoder,
+        eraser_images.split(512),
+        judge.predict,
+        num_classes=len(TEXTURES),
+        n=len(eraser_images),
+        progress=progress,
+    )
+    save_feature_eraser(
+        eraser,
+        out / f"{arm}.feature_eraser.safetensors",
+        {
+            "encoder": f"{arm}.encoder.safetensors",
+            "protected": "texture",
+            "labeler": "fairgen.judges:texture",
+            "fitted_on": f"{len(eraser_images)} anchors of the steered stream "
+            f"d_generator_steered, start step {ERASER_START_STEP}",
+        },
+    )
+    return eraser
+
+
+def _audit_spaces(arm: str, encoder, eraser, splits, audit, device, out: Path) -> dict:
+    """The table's numbers for one arm: its features as trained and erased, each audited."""
+    from ..contrastive.evaluate import extract_features
+    from .audit import audit_world_features
+
+    probe_split, test_split = splits
+    features = [extract_features(encoder.eval(), s.images.to(device)) for s in splits]
+    spaces = {
+        "backbone": features,
+        "erased": [eraser(f) for f in features],
+    }  # = ErasedEncoder's output
+    row = {}
+    for space, (train_x, test_x) in spaces.items():
+        train_x, test_x = train_x.cpu().numpy(), test_x.cpu().numpy()
+        report = audit_world_features(
+            train_x,
+            test_x,
+            probe_split,
+            test_split,
+            seed=audit.seed,
+            n_permutations=audit.n_permutations
+            if space == "backbone"
+            else audit.erased_permutations,
+            n_bootstrap=audit.n_bootstrap,
+            title=f"{arm}: {ARMS[arm]} ({space})",
+            probe="linear",
+            pca=audit.leakage_pca,
+            n_repeats=1,
+            max_iter=audit.leakage_max_iter,
+        )
+        report.save(out / arm / space)
+        row.update(_row(space, report.to_dict()))
+    return row
 
 
 def _eraser_images(spec, generator, audit, device) -> torch.Tensor:
