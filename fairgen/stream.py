@@ -72,22 +72,7 @@ class Stream:
                 f"spec must be a StreamSpec, got {type(spec).__name__} "
                 "(Stream.from_spec reads a spec file)"
             )
-        for name, value in (
-            ("batch_size", batch_size),
-            ("rank", rank),
-            ("world_size", world_size),
-            ("start_step", start_step),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
-        if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(
-                f"batch_size {batch_size} must be positive and divisible by world_size {world_size}"
-            )
-        if start_step < 0:
-            raise ValueError(f"start_step must be >= 0, got {start_step}")
+        _check_shard(batch_size, rank, world_size, start_step)
         self.spec, self.rank, self.world_size = spec, rank, world_size
         self.batch_size = batch_size // world_size  # per rank
         self.device, self.dtype = torch.device(device), dtype
@@ -129,6 +114,12 @@ class Stream:
         dtype); ``allow_entry_points`` to ``StreamSpec.load``."""
         from .generators import load_generator
 
+        _check_shard(
+            batch_size,
+            options.get("rank", 0),
+            options.get("world_size", 1),
+            options.get("start_step", 0),
+        )  # before anything is loaded
         if isinstance(spec, str | Path):
             spec = StreamSpec.load(spec, allow_entry_points=allow_entry_points)
         if not isinstance(spec, StreamSpec):
@@ -404,6 +395,26 @@ class Stream:
 
 
 # ------------------------------------------------------------ what from_spec loads
+
+
+def _check_shard(batch_size, rank, world_size, start_step) -> None:
+    """Integers that make a shard: a positive batch divisible by the ranks, a rank among them."""
+    for name, value in (
+        ("batch_size", batch_size),
+        ("rank", rank),
+        ("world_size", world_size),
+        ("start_step", start_step),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
+    if batch_size <= 0 or batch_size % world_size:
+        raise ValueError(
+            f"batch_size {batch_size} must be positive and divisible by world_size {world_size}"
+        )
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
 
 
 def _check_generator(spec: StreamSpec, generator):

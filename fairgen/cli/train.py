@@ -215,12 +215,11 @@ def _run(args) -> None:
             "--override to start over, or choose another --out"
         )
     state = read_checkpoint(checkpoint) if args.resume else None
+    if state is not None and getattr(args, "total_steps", state["step"]) < state["step"]:
+        _below(args.total_steps, state["step"])  # before the run's other settings are checked
     settings = resolve(args, base=state["run_dict"] if state else None)
     if state is not None and settings["total_steps"] < state["step"]:
-        raise ValueError(
-            f"--steps {settings['total_steps']} is below the {state['step']} steps this run "
-            "already trained"
-        )
+        _below(settings["total_steps"], state["step"])
     inline_from_config = bool(args.config) and _names_inline_card(args.config)
     spec = load_stream_spec(
         settings,
@@ -318,6 +317,10 @@ def _run(args) -> None:
         if world > 1 and dist.is_initialized():
             dist.barrier()  # no rank tears the group down while another still talks to it
             dist.destroy_process_group()
+
+
+def _below(steps: int, trained: int) -> None:
+    raise ValueError(f"--steps {steps} is below the {trained} steps this run already trained")
 
 
 def _knn_monitor(spec, settings: dict, device, labeler=None):
