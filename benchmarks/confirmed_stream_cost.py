@@ -85,7 +85,7 @@ def main(argv=None) -> list[dict]:
     for block in sizes:
         label = "batch by batch" if block <= args.batch_size else f"blocks of {block}"
         fairgen.stream.CONFIRMED_BLOCK = block
-        stream = Stream(spec, args.batch_size, generator=generator, labeler=labelers)
+        stream = Stream.from_spec(spec, args.batch_size, generator=generator, labeler=labelers)
         k = stream.confirmed_block(args.batch_size)
         totals = {"syntheses": 0.0, "labeler_calls": 0.0, "latent_draws": 0.0}
         exact = True

@@ -62,7 +62,7 @@ def latent_classifier(generator, labeler, n_train: int, n_test: int, seed: int) 
 
 def stream_rate(spec, generator, batch: int, steps: int, labeler=None) -> tuple[float, list[dict]]:
     """Delivered images/s over ``steps`` batches (and each batch's draw cost when confirmed)."""
-    stream = Stream(spec, batch, generator=generator, labeler=labeler)
+    stream = Stream.from_spec(spec, batch, generator=generator, labeler=labeler)
     costs = []
     start = time.perf_counter()
     for _ in range(steps):

@@ -221,7 +221,7 @@ def main(argv=None) -> None:
         "keep": labelers[KEEP],
     }  # a card never runs what it names
     streams = {
-        name: Stream(
+        name: Stream.from_spec(
             spec,
             args.batch_size,
             "cpu",

@@ -161,7 +161,7 @@ def check_stream_devices(device, batch: int) -> dict:
     from fairgen.stream import Stream
 
     spec = make_spec(load_generator(_default_generator()))
-    here, cpu = Stream(spec, batch, device), Stream(spec, batch, "cpu")
+    here, cpu = Stream.from_spec(spec, batch, device), Stream.from_spec(spec, batch, "cpu")
     worst, labels_equal = 0.0, True
     for _ in range(2):
         a, b = here.next_batch(), cpu.next_batch()
@@ -196,12 +196,14 @@ def check_resume(device, steps: int, batch: int) -> dict:
             lr=2e-3,
         )
         straight = Trainer(config, device)
-        straight.fit(Stream(spec, batch, device), steps=steps)
+        straight.fit(Stream.from_spec(spec, batch, device), steps=steps)
         first = Trainer(config, device)
-        first.fit(Stream(spec, batch, device), steps=steps // 2)
+        first.fit(Stream.from_spec(spec, batch, device), steps=steps // 2)
         first.save(Path(tmp) / "checkpoint.pt")
         resumed = Trainer.from_checkpoint(Path(tmp) / "checkpoint.pt", device)
-        resumed.fit(Stream(spec, batch, device, start_step=resumed.step), steps=steps - steps // 2)
+        resumed.fit(
+            Stream.from_spec(spec, batch, device, start_step=resumed.step), steps=steps - steps // 2
+        )
     diffs = [
         (a - b).abs().max().item()
         for a, b in zip(
@@ -346,7 +348,7 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
     )
 
     def step_flops() -> float:
-        stream = Stream(spec, batch, device, generator=generator)
+        stream = Stream.from_spec(spec, batch, device, generator=generator)
         counter = FlopCounterMode(display=False)
         with counter:
             trainer.train_step(stream.next_batch())
@@ -367,7 +369,7 @@ def online_rows(device, dry: bool, batch: int, iters: int, budget_s: float) -> l
         )
 
     def online(refresh: float):
-        stream = Stream(
+        stream = Stream.from_spec(
             make_spec(
                 generator,
                 views=spec.views,

@@ -49,7 +49,7 @@ def train_and_probe(
     spec = make_spec(
         generator, refresh=refresh, buffer_size=buffer_size, augment="light", seed=seed
     )
-    stream = Stream(spec, b, device, generator=generator)
+    stream = Stream.from_spec(spec, b, device, generator=generator)
     config = TrainConfig(
         encoder="small_cnn",
         supervised=True,

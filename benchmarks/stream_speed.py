@@ -133,7 +133,9 @@ def main(argv=None) -> None:
         specs["confirmed anchor+neighbour"] = make_spec(
             generator, eraser=card, augment=args.augment, views=anchored
         )
-    streams = {name: Stream(spec, b, device, generator=generator) for name, spec in specs.items()}
+    streams = {
+        name: Stream.from_spec(spec, b, device, generator=generator) for name, spec in specs.items()
+    }
     trainers = {name: make_trainer(device) for name in ["premade", *specs]}
 
     premade = {

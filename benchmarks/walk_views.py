@@ -145,7 +145,10 @@ def main() -> None:
             )
             trainer = Trainer(config, "cpu")
             tic = time.perf_counter()
-            trainer.fit(Stream(spec, args.batch_size, "cpu", generator=generator), steps=args.steps)
+            trainer.fit(
+                Stream.from_spec(spec, args.batch_size, "cpu", generator=generator),
+                steps=args.steps,
+            )
             seconds = time.perf_counter() - tic
             encoder = trainer.encoder.eval()
             with torch.no_grad():

@@ -28,7 +28,7 @@ spec = fairgen.make_spec(
 )
 spec.save("stream.json")  # a few kilobytes that reproduce the exact stream below
 batch_size = 64
-stream = fairgen.Stream(fairgen.StreamSpec.load("stream.json"), batch_size=batch_size)
+stream = fairgen.Stream.from_spec("stream.json", batch_size=batch_size)
 
 # AdamW at 2e-3 (the defaults), SimCLR; metrics go to run/metrics.jsonl
 config = TrainConfig(

@@ -20,9 +20,12 @@ _EXPORTS = {
     "list_generators": "fairgen.generators",
     "load_generator": "fairgen.generators",
     # the stream: a shareable spec (the card) and the player of its batches
-    "StreamSpec": "fairgen.stream",
-    "make_spec": "fairgen.stream",
+    "StreamSpec": "fairgen.spec",
+    "make_spec": "fairgen.packaging",
     "Stream": "fairgen.stream",
+    # one run (stream + train + steer + audit) from a file, flags over it
+    "RunConfig": "fairgen.run_config",
+    "load_run_config": "fairgen.run_config",
     "ViewRecipe": "fairgen.views",
     "AugmentRecipe": "fairgen.augment",
     "augment": "fairgen.augment",

@@ -220,7 +220,7 @@ def _world_sample(n):
 def _stream(batch_size):
     from fairgen.stream import Stream
 
-    return lambda lab: Stream(_spec(generator_sha256=lab.generator.checksum), batch_size)
+    return lambda lab: Stream.from_spec(_spec(generator_sha256=lab.generator.checksum), batch_size)
 
 
 OUT = lambda lab: lab.folder / "out"  # noqa: E731  (a folder the commands may write into)
@@ -975,7 +975,7 @@ def _stream_of(path_of):
     def run(lab):
         from fairgen.stream import Stream, StreamSpec
 
-        Stream(StreamSpec.load(path_of(lab)), 4).next_batch()
+        Stream.from_spec(StreamSpec.load(path_of(lab)), 4).next_batch()
 
     return run
 

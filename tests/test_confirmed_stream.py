@@ -52,9 +52,9 @@ def test_the_spec_names_the_labelers_and_a_stream_never_runs_them_by_itself(keep
     with pytest.raises(
         ValueError, match="labeler-confirmed: it needs its labelers.*never runs code"
     ):
-        Stream(spec, 8, generator=gen)
+        Stream.from_spec(spec, 8, generator=gen)
     with pytest.raises(ValueError, match=r"each of the card's attributes \['keep', 'protected'\]"):
-        Stream(spec, 8, generator=gen, labeler={"protected": bright})
+        Stream.from_spec(spec, 8, generator=gen, labeler={"protected": bright})
     assert (
         "labelers" not in make_spec(gen).to_dict()
     )  # specs without a confirmed card read as before
@@ -62,7 +62,7 @@ def test_the_spec_names_the_labelers_and_a_stream_never_runs_them_by_itself(keep
 
 def test_every_batch_is_exact_and_labelled_by_the_keep_labeler(keep_card, tmp_path):
     gen, card = keep_card
-    stream = Stream(
+    stream = Stream.from_spec(
         _spec(gen, card, tmp_path),
         64,
         generator=gen,
@@ -90,11 +90,13 @@ def test_same_spec_same_batches_and_ranks_get_their_own_shards(keep_card, tmp_pa
     gen, card = keep_card
     spec = _spec(gen, card, tmp_path, seed=5)
     labeler = {"protected": bright, "keep": reddish}
-    a = Stream(spec, 32, generator=gen, labeler=labeler).next_batch()
-    b = Stream(spec, 32, generator=gen, labeler=labeler).next_batch()
+    a = Stream.from_spec(spec, 32, generator=gen, labeler=labeler).next_batch()
+    b = Stream.from_spec(spec, 32, generator=gen, labeler=labeler).next_batch()
     assert torch.equal(a["views"], b["views"]) and torch.equal(a["latents"], b["latents"])
     shards = [
-        Stream(spec, 32, generator=gen, labeler=labeler, rank=r, world_size=2).next_batch()
+        Stream.from_spec(
+            spec, 32, generator=gen, labeler=labeler, rank=r, world_size=2
+        ).next_batch()
         for r in (0, 1)
     ]
     assert all(len(s["latents"]) == 16 for s in shards)
@@ -109,7 +111,7 @@ def test_an_unconditional_stream_trains_simclr_or_supcon_on_keep_labels(
     keep_card, tmp_path, supervised
 ):
     gen, card = keep_card
-    stream = Stream(
+    stream = Stream.from_spec(
         _spec(gen, card, tmp_path),
         16,
         generator=gen,
@@ -137,8 +139,8 @@ def test_flip_views_and_latent_edits_are_refused_clearly(keep_card, tmp_path):
         gen, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", resolution=8
     )
     with pytest.raises(ValueError, match="labeler-confirmed balance card"):
-        Stream(spec, 8, generator=gen, labeler={"protected": bright, "keep": reddish})
-    stream = Stream(
+        Stream.from_spec(spec, 8, generator=gen, labeler={"protected": bright, "keep": reddish})
+    stream = Stream.from_spec(
         _spec(gen, card, tmp_path), 8, generator=gen, labeler={"protected": bright, "keep": reddish}
     )
     with pytest.raises(ValueError, match="does not edit latents"):
@@ -202,7 +204,7 @@ def test_blocked_batches_are_exact_repeat_on_resume_and_ranks_stay_disjoint(
     monkeypatch.setattr(fairgen.stream, "CONFIRMED_BLOCK", 64)
     gen, card = keep_card
     spec, labeler = _spec(gen, card, tmp_path, seed=2), {"protected": bright, "keep": reddish}
-    stream = Stream(spec, 16, generator=gen, labeler=labeler)
+    stream = Stream.from_spec(spec, 16, generator=gen, labeler=labeler)
     assert stream.confirmed_block(16) == 4
     batches = [stream.next_batch() for _ in range(6)]
     quota = stream.steerer.quotas(16)[0].view(2, 2)
@@ -215,10 +217,15 @@ def test_blocked_batches_are_exact_repeat_on_resume_and_ranks_stay_disjoint(
     assert stream.last_draw_cost_["syntheses_per_kept"] >= 1
     assert len(torch.unique(torch.cat([b["latents"] for b in batches]), dim=0)) == 96
     for s in (2, 5):
-        resumed = Stream(spec, 16, generator=gen, labeler=labeler, start_step=s).next_batch()
+        resumed = Stream.from_spec(
+            spec, 16, generator=gen, labeler=labeler, start_step=s
+        ).next_batch()
         assert torch.equal(resumed["views"], batches[s]["views"]) and torch.equal(
             resumed["latents"], batches[s]["latents"]
         )
-    ranks = [Stream(spec, 32, generator=gen, labeler=labeler, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [
+        Stream.from_spec(spec, 32, generator=gen, labeler=labeler, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     rows = torch.cat([r.next_batch()["latents"] for r in ranks for _ in range(2)])
     assert len(torch.unique(rows, dim=0)) == 64

@@ -11,6 +11,7 @@ from fairgen.contrastive import (
     KnnMonitor,
     LossAtChanceWarning,
     NonFiniteError,
+    ScheduleChangedWarning,
     TrainConfig,
     Trainer,
     load_encoder,
@@ -165,13 +166,22 @@ def test_a_learning_run_does_not_warn(recwarn):
 def test_resuming_to_more_steps_continues_the_schedule_on_the_new_horizon(tmp_path):
     first = Trainer(tiny_config(total_steps=4)).fit(batches(4))
     first.save(tmp_path / "ckpt.pt")
-    longer = Trainer.from_checkpoint(tmp_path / "ckpt.pt", config=tiny_config(total_steps=8))
+    # the run ended at lr 0 (step 4 of 4); on the 8-step horizon step 4 is 3/4 of the peak 2e-3
+    with pytest.warns(ScheduleChangedWarning, match=r"at step 4 is 0.0015 instead of .* 0;"):
+        longer = Trainer.from_checkpoint(tmp_path / "ckpt.pt", config=tiny_config(total_steps=8))
     assert longer.step == 4
     longer.fit(batches(4, seed=1))
     assert longer.step == 8
     straight = Trainer(tiny_config(total_steps=8))
     factor = straight.scheduler.lr_lambdas[0]
     assert longer.history[-1]["lr"] == pytest.approx(tiny_config().lr * factor(7))
+
+
+def test_resuming_with_the_same_steps_keeps_the_schedule_without_a_warning(tmp_path, recwarn):
+    first = Trainer(tiny_config(total_steps=4)).fit(batches(2), steps=2)
+    first.save(tmp_path / "ckpt.pt")
+    Trainer.from_checkpoint(tmp_path / "ckpt.pt", config=tiny_config(total_steps=4))
+    assert not [w for w in recwarn if issubclass(w.category, ScheduleChangedWarning)]
 
 
 def test_saved_encoder_reloads_with_identical_features(tmp_path):

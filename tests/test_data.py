@@ -271,20 +271,20 @@ def test_a_card_with_missing_or_altered_neighbours_is_refused(tmp_path):
     from fairgen.stream import Stream, StreamSpec
 
     copy = shutil.copytree(work, tmp_path / "copy")
-    Stream(StreamSpec.load(copy / "stream.json"), 4)  # a copied folder works
+    Stream.from_spec(StreamSpec.load(copy / "stream.json"), 4)  # a copied folder works
     tensors = copy / "card" / "eraser_card.safetensors"
     tensors.write_bytes(tensors.read_bytes()[:-1] + b"\x00")
     with pytest.raises(ValueError, match="does not match the SHA-256"):
-        Stream(StreamSpec.load(copy / "stream.json"), 4)
+        Stream.from_spec(StreamSpec.load(copy / "stream.json"), 4)
     tensors.unlink()
     with pytest.raises(
         FileNotFoundError, match="eraser_card.safetensors named by eraser_card.json do not exist"
     ):
-        Stream(StreamSpec.load(copy / "stream.json"), 4)
+        Stream.from_spec(StreamSpec.load(copy / "stream.json"), 4)
     card = copy / "card" / "eraser_card.json"
     card.write_text(card.read_text().replace("balance", "erase"))
     with pytest.raises(ValueError, match="does not match the SHA-256 pinned"):
-        Stream(StreamSpec.load(copy / "stream.json"), 4)
+        Stream.from_spec(StreamSpec.load(copy / "stream.json"), 4)
 
 
 def test_stream_resolution_defaults_to_the_generators(tmp_path):

@@ -4,20 +4,21 @@ import math
 
 import pytest
 
-from fairgen.world.demo import ARMS, replace_preset, run_demo
+from fairgen.world.demo import ARMS, run_demo
 
-TINY = replace_preset(
-    "quick",
-    steps=3,
-    n_real=400,
-    n_probe=300,
-    n_test=300,
-    steer_n=3000,
-    stream_audit_n=128,
-    eraser_n=600,
-    n_permutations=9,
-    n_bootstrap=20,
-)
+TINY = {  # overrides of the quick preset, in load_run_config's form
+    "stream": {"n": 400},
+    "train": {"steps": 3},
+    "steer": {"n": 3000},
+    "audit": {
+        "n_probe": 300,
+        "n_test": 300,
+        "stream_n": 128,
+        "eraser_n": 600,
+        "n_permutations": 9,
+        "n_bootstrap": 20,
+    },
+}
 
 
 def test_tiny_demo_writes_table_and_reports(tmp_path):
@@ -26,7 +27,7 @@ def test_tiny_demo_writes_table_and_reports(tmp_path):
         tmp_path,
         arms=["a_real_biased", "d_generator_steered"],
         progress=False,
-        config=TINY,
+        overrides=TINY,
     )
     assert list(table.index) == ["a_real_biased", "d_generator_steered"]
     # the steered stream is measurably less biased than the real biased split it replaces
@@ -58,7 +59,7 @@ def test_demo_refuses_unknown_presets_and_arms(tmp_path):
     with pytest.raises(ValueError, match="preset"):
         run_demo("medium", tmp_path)
     with pytest.raises(ValueError, match="arms"):
-        run_demo("quick", tmp_path, arms=["z_magic"], config=TINY)
+        run_demo("quick", tmp_path, arms=["z_magic"], overrides=TINY)
     assert set(ARMS) == {
         "a_real_biased",
         "b_real_balanced",

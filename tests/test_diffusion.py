@@ -184,7 +184,7 @@ def test_prompt_options_on_the_command_line(tmp_path):
 REPLAY = """
 import sys, torch
 from fairgen.stream import Stream, StreamSpec
-stream = Stream(StreamSpec.load(sys.argv[1]), 4)
+stream = Stream.from_spec(StreamSpec.load(sys.argv[1]), 4)
 batches = [stream.next_batch() for _ in range(2)]
 torch.save([b["views"] for b in batches], sys.argv[2])
 """
@@ -221,7 +221,7 @@ def test_a_stream_card_replays_the_same_batches_in_a_fresh_process(folder, tmp_p
         "eta": 0.0,
     }
     assert spec["views"]["renoise"] == 0.25
-    stream = Stream(StreamSpec.load(card), 4)
+    stream = Stream.from_spec(StreamSpec.load(card), 4)
     here = [stream.next_batch() for _ in range(2)]
     assert here[0]["views"].shape == (4, 3, 3, 32, 32)
     script = tmp_path / "replay.py"

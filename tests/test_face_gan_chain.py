@@ -181,10 +181,10 @@ def test_a_confirmed_face_stream_needs_its_entry_point_labelers_given(steered):
     from fairgen.stream import Stream, StreamSpec
 
     with pytest.raises(ValueError, match="a card never runs code it names"):
-        Stream(StreamSpec.load(steered / "stream.json"), 8, "cpu")
+        Stream.from_spec(StreamSpec.load(steered / "stream.json"), 8, "cpu")
     import twinlabels
 
-    batch = Stream(
+    batch = Stream.from_spec(
         StreamSpec.load(steered / "stream.json"),
         8,
         "cpu",

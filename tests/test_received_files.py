@@ -80,7 +80,7 @@ def test_trust_entry_points_allows_any_and_python_takes_an_explicit_list(hub_car
     assert spec.generator_options["repo_or_dir"] == str(
         card.parent / "hub"
     )  # resolved inside the card's folder
-    assert Stream(spec, 2).next_batch()["views"].shape[0] == 2
+    assert Stream.from_spec(spec, 2).next_batch()["views"].shape[0] == 2
     assert marker.exists()
 
 

@@ -42,10 +42,10 @@ def test_same_seed_same_steered_batch(generator, tmp_path):
     spec = make_spec(
         generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=3
     )
-    a = Stream(spec, 32, generator=generator).next_batch()
-    b = Stream(spec, 32, generator=generator).next_batch()
+    a = Stream.from_spec(spec, 32, generator=generator).next_batch()
+    b = Stream.from_spec(spec, 32, generator=generator).next_batch()
     assert torch.equal(a["views"], b["views"]) and torch.equal(a["latents"], b["latents"])
-    other = Stream(
+    other = Stream.from_spec(
         make_spec(
             generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none", seed=4
         ),
@@ -93,7 +93,7 @@ def test_a_stream_balances_two_attributes_jointly(tmp_path):
         tmp_path / "card",
         {"generator": {"name": "toy", "sha256": "toy-sha"}, "protected": ["a", "b"]},
     )
-    stream = Stream(
+    stream = Stream.from_spec(
         make_spec(toy, eraser=card, views={"kinds": ["anchor", "neighbour"]}, augment="none"),
         500,
         generator=toy,
@@ -125,4 +125,4 @@ def test_a_stream_balances_two_attributes_jointly(tmp_path):
 def test_a_stream_refuses_an_erase_card(generator, tmp_path):
     card = _card(generator, tmp_path, mode="erase")
     with pytest.raises(ValueError, match="latent-only"):
-        Stream(make_spec(generator, eraser=card), 8, generator=generator)
+        Stream.from_spec(make_spec(generator, eraser=card), 8, generator=generator)

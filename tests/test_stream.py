@@ -40,7 +40,7 @@ def balance_card(generator, judges, tmp_path_factory):
 
 
 def run(spec, steps, batch_size=BATCH, **options):
-    stream = Stream(spec, batch_size, **options)
+    stream = Stream.from_spec(spec, batch_size, **options)
     return [stream.next_batch() for _ in range(steps)]
 
 
@@ -161,9 +161,9 @@ def test_invalid_spec_fields_raise_value_error(bad):
 def test_stream_refuses_a_generator_whose_checksum_differs_from_the_spec(generator):
     spec = StreamSpec(generator_sha256="0" * 64)
     with pytest.raises(ValueError, match="SHA-256"):
-        Stream(spec, BATCH)
+        Stream.from_spec(spec, BATCH)
     with pytest.raises(ValueError, match="SHA-256"):
-        Stream(spec, BATCH, generator=generator)
+        Stream.from_spec(spec, BATCH, generator=generator)
 
 
 def test_stream_refuses_an_eraser_card_that_no_longer_matches_the_spec(
@@ -173,16 +173,16 @@ def test_stream_refuses_an_eraser_card_that_no_longer_matches_the_spec(
     shutil.copy(balance_card, card)
     shutil.copy(balance_card.with_suffix(".safetensors"), tmp_path / "card.safetensors")
     spec = make_spec(generator, eraser=card)
-    Stream(spec, BATCH, generator=generator)  # as pinned: accepted
+    Stream.from_spec(spec, BATCH, generator=generator)  # as pinned: accepted
     with pytest.raises(ValueError, match="SHA-256"):
-        Stream(
+        Stream.from_spec(
             StreamSpec.from_dict({**spec.to_dict(), "eraser_sha256": "f" * 64}),
             BATCH,
             generator=generator,
         )
     card.write_text(card.read_text().replace('"balance"', '"erase"'))  # edited after pinning
     with pytest.raises(ValueError, match="SHA-256"):
-        Stream(spec, BATCH, generator=generator)
+        Stream.from_spec(spec, BATCH, generator=generator)
 
 
 def test_stream_refuses_an_eraser_card_fitted_on_another_generator(
@@ -202,7 +202,7 @@ def test_stream_refuses_an_eraser_card_fitted_on_another_generator(
         eraser_sha256=sha256_file(tmp_path / "other.json"),
     )  # pinned by hand, fitted elsewhere
     with pytest.raises(ValueError, match="fitted on generator"):
-        Stream(spec, BATCH, generator=generator)
+        Stream.from_spec(spec, BATCH, generator=generator)
 
 
 def test_missing_or_unreadable_eraser_card_gives_a_clear_error(generator, balance_card, tmp_path):
@@ -213,17 +213,19 @@ def test_missing_or_unreadable_eraser_card_gives_a_clear_error(generator, balanc
         return StreamSpec(generator_sha256=generator.checksum, eraser=str(path), eraser_sha256=pin)
 
     with pytest.raises(FileNotFoundError, match="nowhere.json"):
-        Stream(spec_for(tmp_path / "nowhere.json"), BATCH, generator=generator)
+        Stream.from_spec(spec_for(tmp_path / "nowhere.json"), BATCH, generator=generator)
     with pytest.raises(FileNotFoundError, match="eraser card"):
-        Stream(spec_for(tmp_path), BATCH, generator=generator)  # a directory is not a card
+        Stream.from_spec(
+            spec_for(tmp_path), BATCH, generator=generator
+        )  # a directory is not a card
     garbage = tmp_path / "garbage.json"
     garbage.write_bytes(b"\x00\xff not a card")
     with pytest.raises(ValueError, match="not valid JSON"):
-        Stream(spec_for(garbage), BATCH, generator=generator)
+        Stream.from_spec(spec_for(garbage), BATCH, generator=generator)
     lonely = tmp_path / "lonely.json"
     shutil.copy(balance_card, lonely)  # the JSON without its tensors file
     with pytest.raises(FileNotFoundError, match="lonely.safetensors"):
-        Stream(spec_for(lonely), BATCH, generator=generator)
+        Stream.from_spec(spec_for(lonely), BATCH, generator=generator)
 
 
 @pytest.mark.parametrize(
@@ -239,14 +241,14 @@ def test_missing_or_unreadable_eraser_card_gives_a_clear_error(generator, balanc
 )
 def test_stream_refuses_bad_batch_and_rank_settings(generator, batch_size, options):
     with pytest.raises(ValueError):
-        Stream(StreamSpec(), batch_size, generator=generator, **options)
+        Stream.from_spec(StreamSpec(), batch_size, generator=generator, **options)
 
 
 def test_stream_refuses_a_buffer_smaller_than_the_batch_and_classes_out_of_range(generator):
     with pytest.raises(ValueError, match="buffer_size"):
-        Stream(StreamSpec(buffer_size=4, refresh=0.5), BATCH, generator=generator)
+        Stream.from_spec(StreamSpec(buffer_size=4, refresh=0.5), BATCH, generator=generator)
     with pytest.raises(ValueError, match="classes"):
-        Stream(StreamSpec(classes=[0, 7]), BATCH, generator=generator)
+        Stream.from_spec(StreamSpec(classes=[0, 7]), BATCH, generator=generator)
 
 
 # ---------------------------------------------------------------- batches
@@ -361,7 +363,7 @@ def test_unconditional_generators_stream_with_label_zero():
     assert batch["views"].shape == (BATCH, 2, 3, 8, 8)
     assert (batch["labels"] == 0).all()
     with pytest.raises(ValueError, match="unconditional"):
-        Stream(StreamSpec(generator="blobs", classes=[1]), BATCH, generator=Blobs())
+        Stream.from_spec(StreamSpec(generator="blobs", classes=[1]), BATCH, generator=Blobs())
 
 
 # ---------------------------------------------------------------- steering in the stream
@@ -479,4 +481,31 @@ def test_confirmed_flip_views_need_a_classifier_card(generator, tmp_path):
     )
     spec = make_spec(generator, eraser=card, views={"kinds": ["anchor", "flip"]}, augment="none")
     with pytest.raises(ValueError, match="confirmed 'flip' views need a classifier eraser card"):
-        Stream(spec, 8, labeler=load_judges()["texture"].predict)
+        Stream.from_spec(spec, 8, labeler=load_judges()["texture"].predict)
+
+
+# ---------------------------------------------------------------- from_spec and the constructor
+
+
+def test_from_spec_reads_the_file_and_the_constructor_takes_loaded_objects(
+    generator, balance_card, tmp_path
+):
+    from steering.card import load_card
+
+    spec = make_spec(generator, eraser=balance_card, seed=3)
+    path = spec.save(tmp_path / "card" / "stream.json")
+    from_file = Stream.from_spec(path, BATCH, generator=generator).next_batch()
+    steerer, _ = load_card(balance_card, generator=generator)
+    by_hand = Stream(spec, BATCH, generator=generator, steerer=steerer).next_batch()
+    assert torch.equal(from_file["views"], by_hand["views"])
+    assert torch.equal(from_file["latents"], by_hand["latents"])
+
+
+def test_the_constructor_refuses_a_spec_whose_named_objects_are_missing(generator, balance_card):
+    spec = make_spec(generator, eraser=balance_card)
+    with pytest.raises(ValueError, match="steerer must be given.*Stream.from_spec"):
+        Stream(spec, BATCH, generator=generator)
+    with pytest.raises(ValueError, match="generator must be given"):
+        Stream(StreamSpec(), BATCH)
+    with pytest.raises(ValueError, match="spec must be a StreamSpec"):
+        Stream("stream.json", BATCH, generator=generator)

@@ -65,7 +65,7 @@ def torchrun(*args, cwd):
 
 def concatenated_shards(spec, steps):
     """What one process would see: rank 0's and rank 1's batches side by side."""
-    shards = [Stream(spec, BATCH, "cpu", rank=r, world_size=WORLD) for r in range(WORLD)]
+    shards = [Stream.from_spec(spec, BATCH, "cpu", rank=r, world_size=WORLD) for r in range(WORLD)]
     for _ in range(steps):
         parts = [s.next_batch() for s in shards]
         yield {
@@ -83,7 +83,7 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_shards_and_res
     spec.save(tmp_path / "stream.json")
 
     shards = [
-        Stream(spec, BATCH, "cpu", rank=r, world_size=WORLD).next_batch()["latents"]
+        Stream.from_spec(spec, BATCH, "cpu", rank=r, world_size=WORLD).next_batch()["latents"]
         for r in range(WORLD)
     ]
     assert not (torch.cdist(shards[0], shards[1]) == 0).any()  # the ranks' samples are disjoint

@@ -130,7 +130,7 @@ BATCH = 4
 
 def reference_samples(generator, n):
     """The first ``n`` samples of the spec's stream, from a stream of its own."""
-    stream = Stream(SPEC, BATCH, generator=generator)
+    stream = Stream.from_spec(SPEC, BATCH, generator=generator)
     batches = [stream.next_batch() for _ in range(math.ceil(n / BATCH))]
     return {key: torch.cat([b[key] for b in batches])[:n] for key in ("views", "labels", "latents")}
 
@@ -142,7 +142,11 @@ def read_png(data: bytes) -> torch.Tensor:
 def test_png_export_writes_every_view_and_a_readable_label_file(generator, tmp_path):
     n = 6  # not a multiple of the batch
     out = export_stream(
-        Stream(SPEC, BATCH, generator=generator), tmp_path / "png", n, "png", progress=False
+        Stream.from_spec(SPEC, BATCH, generator=generator),
+        tmp_path / "png",
+        n,
+        "png",
+        progress=False,
     )
     expected = reference_samples(generator, n)
     assert len(list(out.rglob("*.png"))) == n * 2
@@ -162,7 +166,7 @@ def test_webdataset_export_groups_members_by_key_and_honours_shard_size(
     generator, tmp_path, n, shard_size, shard_counts
 ):
     out = export_stream(
-        Stream(SPEC, BATCH, generator=generator),
+        Stream.from_spec(SPEC, BATCH, generator=generator),
         tmp_path / "wds",
         n,
         "webdataset",
@@ -213,6 +217,9 @@ def test_export_refuses_bad_format_count_or_shard_size(generator, tmp_path, opti
     settings_ = {"fmt": "png", "n": 2, **options}
     with pytest.raises(ValueError):
         export_stream(
-            Stream(SPEC, BATCH, generator=generator), tmp_path / "out", progress=False, **settings_
+            Stream.from_spec(SPEC, BATCH, generator=generator),
+            tmp_path / "out",
+            progress=False,
+            **settings_,
         )
     assert not (tmp_path / "out").exists()

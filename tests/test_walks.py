@@ -294,7 +294,7 @@ def test_a_walk_card_whose_sha_does_not_match_is_refused(generator, card, tmp_pa
     spec = make_spec(generator, walks=card, views={"kinds": ["anchor", "walk"]})
     spec.walks_sha256 = "f" * 64
     with pytest.raises(ValueError, match="does not match the SHA-256 pinned"):
-        Stream(spec, 4, generator=generator)
+        Stream.from_spec(spec, 4, generator=generator)
     copy = tmp_path / "walks.json"  # tensors altered behind the card's back
     copy.write_text(card.read_text())
     (tmp_path / "walks.safetensors").write_bytes(
@@ -357,12 +357,12 @@ def test_a_recipe_mixing_walk_neighbour_and_flip_views_has_the_expected_shape_an
             tmp_path / "s.json"
         )
     )
-    batch = Stream(spec, 12, generator=generator).next_batch()
+    batch = Stream.from_spec(spec, 12, generator=generator).next_batch()
     assert batch["views"].shape == (12, 4, 3, 32, 32) and batch["labels"].shape == (12,)
     assert (
         batch["labels"].dtype == torch.int64 and int(batch["labels"].max()) < generator.num_classes
     )
-    again = Stream(spec, 12, generator=generator).next_batch()
+    again = Stream.from_spec(spec, 12, generator=generator).next_batch()
     assert torch.equal(batch["views"], again["views"])  # same spec, same batch
     anchor = generator.synthesize(batch["latents"], batch["labels"])
     assert torch.allclose(
@@ -452,7 +452,7 @@ def test_views_asking_for_walks_the_card_lacks_are_refused(generator, card):
         views={"kinds": ["anchor", "walk"], "walk_transformations": ["rotate"]},
     )
     with pytest.raises(ValueError, match="lacks"):
-        Stream(spec, 4, generator=generator)
+        Stream.from_spec(spec, 4, generator=generator)
 
 
 # ---------------------------------------------------------------- command line
@@ -507,5 +507,5 @@ def test_a_spec_with_a_walk_card_travels_with_its_folder(generator, card, tmp_pa
     moved = tmp_path / "elsewhere"
     shutil.copytree(spec_path.parent, moved)
     shutil.rmtree(spec_path.parent)
-    batch = Stream(StreamSpec.load(moved / "s.json"), 4, generator=generator).next_batch()
+    batch = Stream.from_spec(StreamSpec.load(moved / "s.json"), 4, generator=generator).next_batch()
     assert batch["views"].shape == (4, 2, 3, 32, 32)

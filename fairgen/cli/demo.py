@@ -41,13 +41,13 @@ def run(args):
 
 
 def _run(args, out):
-    from ..world.demo import replace_preset, run_demo
+    from ..world.demo import run_demo, seed_overrides
 
     table = run_demo(
         args.preset,
         out,
         device=args.device,
-        config=replace_preset(args.preset, seed=args.seed),
+        overrides=seed_overrides(args.seed),
         progress=progress_enabled(args),
     )
     print()

@@ -114,7 +114,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> None:
     from ..generators import load_generator
-    from ..stream import Stream, StreamSpec, make_spec
+    from ..packaging import make_spec
+    from ..spec import StreamSpec
+    from ..stream import Stream
 
     if args.new:
         refuse_with(args, "--new", EXPORT_FLAGS, "--new writes a card; export with --spec CARD")
@@ -156,7 +158,7 @@ def run(args) -> None:
     from ..export import export_stream
 
     spec = StreamSpec.load(args.spec, allow_entry_points=allowed_entry_points(args))
-    stream = Stream(spec, args.batch_size, args.device, labeler=confirming_labelers(args))
+    stream = Stream.from_spec(spec, args.batch_size, args.device, labeler=confirming_labelers(args))
     print(
         f"wrote {export_stream(stream, args.export, args.n, args.format, progress=not args.quiet)}"
     )

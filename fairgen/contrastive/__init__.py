@@ -29,6 +29,7 @@ _EXPORTS = {
     "ContrastiveModel": "trainer",
     "KnnMonitor": "trainer",
     "LossAtChanceWarning": "trainer",
+    "ScheduleChangedWarning": "trainer",
     "NonFiniteError": "trainer",
     "Trainer": "trainer",
     "load_encoder": "trainer",

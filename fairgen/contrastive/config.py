@@ -6,7 +6,7 @@ build ``fairgen train --help``); validating a config does.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from plumbing.validation import is_int, is_number
 
@@ -15,33 +15,64 @@ from ..records import from_plain_dict
 __all__ = ["TrainConfig"]
 
 
+def _field(default, help_text: str):
+    """A dataclass field whose help text (``metadata["help"]``) the command line shows."""
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; plain data (``to_dict`` / ``from_dict``)."""
 
-    encoder: str = "small_cnn"
-    small_images: bool = True
-    projection_hidden_dim: int = 512
-    projection_dim: int = 128
-    supervised: bool = False
-    temperature: float = 0.1
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    total_steps: int = 1000
-    warmup_steps: int = 10
-    augment: str | dict | None = "light"
-    crop_size: int | None = None
-    seed: int = 0
-    bf16: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    sync_bn: bool = True
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 0
-    log_every: int = 10
-    progress: bool = True
+    encoder: str = _field(
+        "small_cnn",
+        "backbone: small_cnn, resnet18, resnet50, any torchvision classification model "
+        "(torchvision:NAME or NAME) or timm:NAME, trained from scratch",
+    )
+    small_images: bool = _field(
+        True, "ResNet stem for 32-64 px images (3x3 stride-1 conv, no max-pool)"
+    )
+    projection_hidden_dim: int = _field(512, "width of the projection head's hidden layer (units)")
+    projection_dim: int = _field(128, "width of the contrastive space (units)")
+    supervised: bool = _field(
+        False,
+        "SupCon with the stream's class labels; --no-supervised is SimCLR "
+        "(every sample its own class)",
+    )
+    temperature: float = _field(0.1, "softmax temperature of the contrastive loss (> 0)")
+    optimizer: str = _field("adamw", "sgd, lars or adamw")
+    lr: float = _field(2e-3, "peak learning rate (per step, after warm-up)")
+    weight_decay: float = _field(
+        1e-4, "decoupled/L2 weight decay of weights with >= 2 dims (biases and norms get none)"
+    )
+    momentum: float = _field(0.9, "SGD/LARS momentum (ignored by adamw)")
+    total_steps: int = _field(
+        1000, "optimiser steps of the whole run (with --resume: continue up to this many)"
+    )
+    warmup_steps: int = _field(
+        10, "linear warm-up steps before the cosine decay (fewer than the run's steps)"
+    )
+    augment: str | dict | None = _field(
+        "light",
+        "augmentation the trainer adds on top of the stream card's: a preset "
+        "(simclr, light, none) or a JSON recipe (a file or inline)",
+    )
+    crop_size: int | None = _field(
+        None, "side of the trainer's random crops in pixels (default: the stream's resolution)"
+    )
+    seed: int = _field(0, "seed of the model initialisation and the trainer's augmentation")
+    bf16: bool = _field(True, "bf16 autocast on CUDA")
+    channels_last: bool = _field(True, "channels-last memory format on CUDA")
+    compile: bool = _field(False, "torch.compile the model")
+    sync_bn: bool = _field(
+        True, "under torchrun, BatchNorm statistics over the global batch (every backend)"
+    )
+    checkpoint_dir: str | None = _field(
+        None, "folder of checkpoint.pt (the command line: always --out)"
+    )
+    checkpoint_every: int = _field(0, "steps between checkpoints (0: only at the end)")
+    log_every: int = _field(10, "steps between lines of metrics.jsonl (0: none)")
+    progress: bool = _field(True, "a progress bar (the command line: off with --quiet)")
 
     def __post_init__(self):
         from ..augment import get_recipe  # torch: imported when a config is made, not when read

@@ -57,6 +57,7 @@ from .loss import supcon_loss
 from .optim import build_optimizer, warmup_cosine
 
 __all__ = [
+    "ScheduleChangedWarning",
     "ContrastiveModel",
     "KnnMonitor",
     "LossAtChanceWarning",
@@ -75,6 +76,31 @@ METRICS_NAME = "metrics.jsonl"
 
 class NonFiniteError(ValueError):
     """The loss or a parameter became NaN or infinite; the message names the step."""
+
+
+class ScheduleChangedWarning(UserWarning):
+    """A run resumed with another length: its learning-rate schedule is not the one it began."""
+
+
+def _warn_if_schedule_changed(stored: dict, config: TrainConfig, step: int) -> None:
+    """Say what a resume with other total/warm-up steps does to the learning rate, in numbers."""
+    before = (stored.get("warmup_steps"), stored.get("total_steps"))
+    after = (config.warmup_steps, config.total_steps)
+    if before == after or not all(isinstance(v, int) for v in before):
+        return
+
+    def lr_at(warmup: int, total: int) -> float:
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+        return config.lr * warmup_cosine(probe, warmup, max(total, warmup, 1)).lr_lambdas[0](step)
+
+    warnings.warn(
+        f"resuming at step {step} with {after[1]} total steps (warm-up {after[0]}); the run began "
+        f"with {before[1]} (warm-up {before[0]}). The cosine schedule now spans {after[1]} steps, "
+        f"so the learning rate at step {step} is {lr_at(*after):.3g} instead of the original "
+        f"schedule's {lr_at(*before):.3g}; resume with the original steps to keep its schedule",
+        ScheduleChangedWarning,
+        stacklevel=3,
+    )
 
 
 class LossAtChanceWarning(UserWarning):
@@ -447,6 +473,7 @@ class Trainer:
             group["lr"] = base * factor(self.scheduler.last_epoch)
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.step = int(state["step"])
+        _warn_if_schedule_changed(state["config_dict"], self.config, self.step)
         self.history = json.loads(state.get("history", "[]"))
         self.run_info = state["run_dict"]
         return self

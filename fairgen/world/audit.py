@@ -134,7 +134,7 @@ def _audit_into(
         save_feature_eraser,
     )
     from ..contrastive.evaluate import extract_features
-    from ..stream import Stream, StreamSpec
+    from ..stream import Stream
     from . import CLASS_FACTOR, DEFAULT_PROTECTED
     from .judges import load_judges
     from .render import CATEGORICAL
@@ -158,7 +158,7 @@ def _audit_into(
         **options,
     }
     if erase_with:
-        stream = Stream(StreamSpec.load(erase_with), 512, device, start_step=ERASER_START_STEP)
+        stream = Stream.from_spec(erase_with, 512, device, start_step=ERASER_START_STEP)
         judge = load_judges(device=device)[DEFAULT_PROTECTED]
         eraser = fit_feature_eraser(
             encoder, stream, judge.predict, len(CATEGORICAL[DEFAULT_PROTECTED]), n=eraser_n
