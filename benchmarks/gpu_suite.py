@@ -500,10 +500,16 @@ def _forever(loader):
 def demo_rows(device, out: Path, dry: bool, timeout_s: float) -> tuple[list[dict], str]:
     """The full demo as a user runs it (a subprocess with a time limit); the dry run: a tiny one."""
     if dry:
-        from fairgen.world.demo import replace_preset, run_demo
+        from fairgen.world.demo import ARMS, run_demo
 
-        config = replace_preset("quick", **_tiny_demo())
-        run_demo("quick", out / "demo", device=device, config=config, progress=False)
+        run_demo(
+            "quick",
+            out / "demo",
+            device=device,
+            arms=list(ARMS),
+            progress=False,
+            overrides=TINY_DEMO,
+        )  # every arm: the quick preset runs three of the five
         return demo_targets(out / "demo" / "table.csv"), (out / "demo" / "table.md").read_text()
     command = [
         sys.executable,
@@ -575,30 +581,22 @@ def demo_targets(csv: Path) -> list[dict]:
     return rows
 
 
-def _tiny_demo() -> dict:
-    """Settings that run every stage of the demo in well under a minute on a CPU."""
-    from dataclasses import fields
-
-    from fairgen.world.demo import DemoConfig
-
-    wanted = dict(
-        steps=4,
-        batch_size=16,
-        n_real=512,
-        n_probe=256,
-        n_test=256,
-        steer_n=3000,
-        stream_audit_n=128,
-        n_permutations=0,
-        n_bootstrap=20,
-        leakage_pca=8,
-        leakage_max_iter=50,
-        eraser_n=256,
-        erased_permutations=0,
-        arms=None,
-    )  # arms=None: all five (quick runs three)
-    names = {f.name for f in fields(DemoConfig)}
-    return {k: v for k, v in wanted.items() if k in names}
+TINY_DEMO = {  # overrides of the quick preset (load_run_config's form): every stage in seconds
+    "stream": {"n": 512},
+    "train": {"steps": 4, "batch_size": 16},
+    "steer": {"n": 3000},
+    "audit": {
+        "n_probe": 256,
+        "n_test": 256,
+        "stream_n": 128,
+        "n_permutations": 0,
+        "n_bootstrap": 20,
+        "leakage_pca": 8,
+        "leakage_max_iter": 50,
+        "eraser_n": 256,
+        "erased_permutations": 0,
+    },
+}
 
 
 # ---------------------------------------------------------------- driver

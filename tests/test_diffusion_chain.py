@@ -75,7 +75,7 @@ def test_steer_stream_train_audit_on_a_tiny_text_to_image_pipeline(pipeline, tmp
     work = tmp_path
     steer = ["steer", "--generator", str(folder), *OPTIONS, *LABELS, "--method", "confirmed"]
     assert main([*steer, "--n", "600", "--eval-n", "300", "--out", str(work / "card"), "-q"]) == 0
-    report = json.loads((work / "card.json").read_text())["report"]
+    report = json.loads((work / "card" / "eraser_card.json").read_text())["report"]
     assert report["steered"]["shares_by"]["protected"] == pytest.approx([0.5, 0.5], abs=0.01)
     assert report["cost"]["syntheses_per_kept"] >= 1
     stream = ["stream", "--new", str(work / "stream.json"), "--generator", str(folder), *OPTIONS]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fairgen.labelers.models import KEYS, load_model_labeler
-from fairgen.stream import REQUIRED_KEYS, StreamSpec
+from fairgen.spec import REQUIRED_KEYS, StreamSpec
 from fairgen.views import VIEW_KINDS, ViewRecipe
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -17,7 +17,7 @@ from torch import nn
 
 from steering import ConfirmedSteerer, fit_steerer, load_card, save_card
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "steering.md"  # its confirmed-lines block
 
 
 class TinyGenerator(nn.Module):
@@ -71,7 +71,7 @@ def unconditional():
 
 
 def test_the_readme_lines_work_verbatim_on_a_random_unconditional_module(capsys):
-    """The README's lines (fit on any generator and labeler, draw n samples that meet the target), run
+    """docs/steering.md's lines (fit on any generator and labeler, draw n samples that meet the target), run
     as written on a random-weight unconditional module and a pixel labeler; only n is cut to 2,000
     labels to keep the suite fast (20,000 take about a minute and a half here)."""
     block = (
