@@ -51,7 +51,8 @@ MIN_COUNT = (
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays, which have no single ==
 class FairnessResult:
-    """Per-group rates (`by_group`, one row per protected value) and the headline gaps (`summary`)."""
+    """Per-group rates (`by_group`, one row per protected value) and the headline gaps
+    (`summary`)."""
 
     by_group: pd.DataFrame
     summary: dict
@@ -181,7 +182,8 @@ def group_fairness(
         "equalized_odds_ci_low": eo_ci[0],
         "equalized_odds_ci_high": eo_ci[1],
         "n_bootstrap": n_bootstrap,
-        "ci_method": "simultaneous max-t bootstrap bands on every pairwise gap, rows resampled within groups",
+        "ci_method": "simultaneous max-t bootstrap bands on every pairwise gap, rows resampled "
+        "within groups",
         "seed": int(seed),
         "undefined_rates": [
             f"{grp}: " + "; ".join(part for part in note.split("; ") if "undefined" in part)

@@ -91,7 +91,8 @@ class LeakageResult:
 
     @property
     def verdict(self) -> str:
-        """ "leaks", "no leakage detected", or "inconclusive: ..." when too few permutations were run
+        """ "leaks", "no leakage detected", or "inconclusive: ..." when too few permutations were
+        run
         for any p-value to fall to ``alpha`` (then not finding leakage says nothing)."""
         if self.leaks:
             return "leaks"

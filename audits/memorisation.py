@@ -46,7 +46,8 @@ class MemorisationResult:
     )  # index of each one's nearest training row
 
     def closest_pairs(self, k: int = 16) -> list[tuple[int, int, float]]:
-        """The ``k`` generated samples nearest to a training sample: (generated, training, distance)."""
+        """The ``k`` generated samples nearest to a training sample: (generated, training,
+        distance)."""
         order = np.argsort(self.generated_distances, kind="stable")[:k]
         nearest = (
             self.generated_nearest
@@ -111,7 +112,8 @@ def memorisation(
     for name, x in (("generated_features", gen), ("heldout_features", held)):
         if x.shape[1] != train.shape[1]:
             raise ValueError(
-                f"{name} must have the same width as train_features ({train.shape[1]}), got {x.shape[1]}"
+                f"{name} must have the same width as train_features ({train.shape[1]}), got "
+                f"{x.shape[1]}"
             )
         if x.shape[0] < 2:
             raise ValueError(f"{name} needs at least 2 rows, got {x.shape[0]}")

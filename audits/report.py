@@ -2,7 +2,8 @@
 
 Add any result from this package (leakage, group fairness, stream balance, memorisation) or a
 plain DataFrame (e.g. from `compare_streams`) under a name; `save(dir)` writes report.json,
-report.md and one plot per section kind. JSON is strict: NaN and infinity become null. Plots are drawn on bare `matplotlib.figure.Figure`
+report.md and one plot per section kind. JSON is strict: NaN and infinity become null. Plots are
+drawn on bare `matplotlib.figure.Figure`
 objects and saved through the Agg canvas, so no window opens and pyplot's global state (and
 the backend of a user's notebook) is left alone.
 """
@@ -89,7 +90,8 @@ class AuditReport:
         return text
 
     def to_markdown(self, images: dict[str, str] | None = None) -> str:
-        """Markdown with a verdict line and tables per section; `images` maps section -> PNG path."""
+        """Markdown with a verdict line and tables per section; `images` maps section -> PNG
+        path."""
         images = images or {}
         lines = [f"# {self.title}", ""]
         for name, result in self.sections.items():
@@ -111,7 +113,8 @@ class AuditReport:
         return {name: directory / path.relative_to(stage) for name, path in written.items()}
 
     def write_into(self, out: Path) -> dict[str, Path]:
-        """Write the report's files into ``out``, a fresh folder (a staging folder of a larger output)."""
+        """Write the report's files into ``out``, a fresh folder (a staging folder of a larger
+        output)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         written: dict[str, Path] = {}
@@ -156,7 +159,8 @@ def _section_markdown(result) -> list[str]:
         verdict = result.verdict
         head = (
             f"**{verdict}**: balanced accuracy {_fmt(result.balanced_accuracy)} "
-            f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) vs chance {_fmt(result.chance)}; "
+            f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) vs chance "
+            f"{_fmt(result.chance)}; "
             f"permutation p = {_fmt(result.p_value)} ({result.n_permutations} permutations)."
         )
         return [head, "", *_key_value(result.to_frame().iloc[0].to_dict()), ""]
@@ -164,7 +168,8 @@ def _section_markdown(result) -> list[str]:
         s = result.summary
         head = (
             f"Demographic-parity difference {_fmt(s['demographic_parity_difference'])} "
-            f"(95% CI {_fmt(s['demographic_parity_ci_low'])} to {_fmt(s['demographic_parity_ci_high'])}); "
+            f"(95% CI {_fmt(s['demographic_parity_ci_low'])} to "
+            f"{_fmt(s['demographic_parity_ci_high'])}); "
             f"equalized-odds difference {_fmt(s['equalized_odds_difference'])} "
             f"(95% CI {_fmt(s['equalized_odds_ci_low'])} to {_fmt(s['equalized_odds_ci_high'])}). "
             f"{s['aggregation'].capitalize()}."
@@ -172,7 +177,8 @@ def _section_markdown(result) -> list[str]:
         lines = [head, ""]
         if s.get("small_groups"):
             lines += [
-                f"**Warning: rates from few rows** (fewer than {s['min_count']} positives or negatives; "
+                f"**Warning: rates from few rows** (fewer than {s['min_count']} positives or "
+                "negatives; "
                 "the gaps above may rest on them): " + "; ".join(s["small_groups"]),
                 "",
             ]
@@ -186,7 +192,8 @@ def _section_markdown(result) -> list[str]:
     if isinstance(result, StreamBalance):
         head = (
             f"Cramér's V between class and attribute {_fmt(result.cramers_v)} "
-            f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) over {result.n_samples} samples."
+            f"(95% CI {_fmt(result.ci_low)} to {_fmt(result.ci_high)}) over {result.n_samples} "
+            "samples."
         )
         return [head, "", *_table(result.counts.reset_index()), ""]
     if isinstance(result, MemorisationResult):
@@ -197,7 +204,8 @@ def _section_markdown(result) -> list[str]:
         )
         head = (
             f"**{verdict}**: near-copy share {_fmt(result.near_copy_share)} vs held-out "
-            f"{_fmt(result.heldout_near_copy_share)} (threshold {_fmt(result.threshold)}, {result.threshold_rule}); "
+            f"{_fmt(result.heldout_near_copy_share)} (threshold {_fmt(result.threshold)}, "
+            f"{result.threshold_rule}); "
             f"Mann-Whitney p = {_fmt(result.mann_whitney_p)}, Fisher p = {_fmt(result.fisher_p)}."
         )
         return [head, "", *_key_value(result.to_frame().iloc[0].to_dict()), ""]
@@ -218,7 +226,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _with_index(df: pd.DataFrame) -> pd.DataFrame:
-    """A named index (e.g. compare_streams' "stream") becomes a column; an anonymous one is dropped."""
+    """A named index (e.g. compare_streams' "stream") becomes a column; an anonymous one is
+    dropped."""
     return df.reset_index() if any(n is not None for n in df.index.names) else df
 
 
@@ -330,7 +339,8 @@ def _attribute(name: str) -> str:
 
 
 def _plot_leakage(results: dict[str, LeakageResult]):
-    """Balanced accuracy per attribute as points with CI bars (visible even at 1.0), chance dashed."""
+    """Balanced accuracy per attribute as points with CI bars (visible even at 1.0), chance
+    dashed."""
     width = max(5.0, 1.6 + 1.4 * len(results))
     fig = Figure(figsize=(width, 4.2), layout="constrained")
     ax = fig.subplots()

@@ -66,7 +66,8 @@ class StreamBalance:
 
 
 def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0) -> StreamBalance:
-    """Per-class attribute histograms of a stream sample and Cramér's V between class and attribute."""
+    """Per-class attribute histograms of a stream sample and Cramér's V between class and
+    attribute."""
     cls_raw = as_labels(classes, "classes")
     attr_raw = as_labels(attribute, "attribute", n=cls_raw.shape[0])
     n_bootstrap = check_int(n_bootstrap, "n_bootstrap", 1)
@@ -92,7 +93,8 @@ def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0)
     return StreamBalance(
         counts=counts,
         cramers_v=v,
-        # reflected ends can cross the estimate (all resamples above a V near 0): clip to [0, 1] and to hold V
+        # reflected ends can cross the estimate (all resamples above a V near 0): clip to [0, 1] and
+        # to hold V
         ci_low=float(np.clip(2 * v - high, 0.0, v)),
         ci_high=float(np.clip(2 * v - low, v, 1.0)),
         n_samples=int(n),
@@ -104,7 +106,8 @@ def stream_balance(classes, attribute, *, n_bootstrap: int = 200, seed: int = 0)
 def stream_balance_joint(
     classes, attributes: Mapping[str, object], *, n_bootstrap: int = 200, seed: int = 0
 ) -> dict:
-    """``stream_balance`` for each of several attributes and for their joint value ("joint": value tuples)."""
+    """``stream_balance`` for each of several attributes and for their joint value ("joint": value
+    tuples)."""
     if not isinstance(attributes, Mapping) or not attributes:
         raise ValueError("attributes must be a non-empty mapping {name: labels}")
     out = {

@@ -19,7 +19,8 @@ from audits import leakage
 
 
 def features(n: int, d: int, seed: int = 0):
-    """Correlated features (a random mixing of d latent factors) with a weak 4-valued protected signal."""
+    """Correlated features (a random mixing of d latent factors) with a weak 4-valued protected
+    signal."""
     rng = np.random.default_rng(seed)
     protected = rng.integers(0, 4, n)
     z = rng.normal(size=(n, d))
@@ -50,7 +51,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     X, Y = features(args.n, args.d)
     print(
-        f"{args.n} x {args.d} features, 5-fold CV, {args.permutations} permutations (shared machine: timings are noisy)"
+        f"{args.n} x {args.d} features, 5-fold CV, {args.permutations} permutations (shared "
+        "machine: timings are noisy)"
     )
     after = timed(
         f"after: lda, jobs {args.jobs}",
@@ -69,5 +71,6 @@ if __name__ == "__main__":
         before = before * (1 + args.permutations) / (1 + args.baseline_permutations)
         print(f"before, extrapolated to {args.permutations} permutations: {before:.1f} s")
     print(
-        f"speed-up (before / after, jobs {args.jobs}): {before / after:.1f}x; jobs 1: {before / after1:.1f}x"
+        f"speed-up (before / after, jobs {args.jobs}): {before / after:.1f}x; jobs 1: "
+        f"{before / after1:.1f}x"
     )

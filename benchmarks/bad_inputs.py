@@ -2,7 +2,8 @@
 (and, for received files, code executed, leak or unescaped).
 
 Run: python benchmarks/bad_inputs.py            (this checkout)
-     PYTHONPATH=/path/to/other/checkout python benchmarks/bad_inputs.py   (another one, for a before/after table)
+     PYTHONPATH=/path/to/other/checkout python benchmarks/bad_inputs.py   (another one, for a
+     before/after table)
 A CLI case is clear when ``main`` exits 2 with one line (argparse's usage errors count), a
 traceback when an exception escapes, silent when it exits 0. An API case is clear when it raises
 ValueError/FileNotFoundError, a traceback for any other exception, silent when it returns. A
@@ -107,7 +108,8 @@ def main() -> None:
 
 
 def _right(check, lab) -> None:
-    """Returns when ``check`` says the result is right; a ValueError (counted as silent-wrong) when not."""
+    """Returns when ``check`` says the result is right; a ValueError (counted as silent-wrong) when
+    not."""
     if not check(lab):
         raise ValueError("wrong result")
 

@@ -50,7 +50,8 @@ def column_labeler(i: int):
 
 
 def population_v(base, steerer, names, n: int, seed: int = 7) -> dict[str, float]:
-    """Cramér's V of class x each protected value (and their joint) under the steered distribution."""
+    """Cramér's V of class x each protected value (and their joint) under the steered
+    distribution."""
     rng = torch.Generator().manual_seed(seed)
     z, y = base.sample_latents(n, rng), torch.randint(base.num_classes, (n,), generator=rng)
     factors = base.factors_from_latents(z, y)
@@ -112,7 +113,8 @@ def main() -> None:
     labeler = labelers if len(names) > 1 else labelers[names[0]]
     corrected = nonlinear.corrected_acceptance
     print(
-        f"{args.generator}, protected {names}, {args.n:,} exact labels per fit, V over {args.population:,} weighted draws"
+        f"{args.generator}, protected {names}, {args.n:,} exact labels per fit, V over "
+        f"{args.population:,} weighted draws"
     )
     for share in (float(s) for s in args.shares.split(",")):
         fitting.ACTIVE_SHARE = share
@@ -123,7 +125,8 @@ def main() -> None:
             v = population_v(base, steerer, names, args.population)
             shown = "  ".join(f"V({k}) {x:.3f}" for k, x in v.items())
             print(
-                f"  prior share {share:.2f}  {label:<19} {shown}  draws/kept {steerer.expected_draws():5.1f}  fit {time.time() - tic:4.0f} s"
+                f"  prior share {share:.2f}  {label:<19} {shown}  draws/kept "
+                f"{steerer.expected_draws():5.1f}  fit {time.time() - tic:4.0f} s"
             )
     nonlinear.corrected_acceptance = corrected
 

@@ -1,6 +1,7 @@
 """Labeler-confirmed balance on the embedded default: cost against within-cell fidelity, per cap.
 
-    python benchmarks/confirmed_balance.py                        # texture, 20,000 labels, 4,000 per draw
+    python benchmarks/confirmed_balance.py                        # texture, 20,000 labels, 4,000
+    per draw
     python benchmarks/confirmed_balance.py --protected texture,colour --caps 1,1.5,exact
     python benchmarks/confirmed_balance.py --quick                # 6,000 labels, 2,000 per draw
 
@@ -15,7 +16,8 @@ Kolmogorov-Smirnov) and the prior's, read from the generator's own render factor
 cells and factors. ``floor`` is the same distance for a fresh prior sample of the same cell sizes:
 what sampling noise alone gives. ``TV bound``: the cap's within-cell total variation in the latent
 itself (a bound for every factor), computed from the judged prior samples' weights at the start of a
-draw, free of the draw's sampling noise. Every row is one seeded draw; timings are this shared CPU's.
+draw, free of the draw's sampling noise. Every row is one seeded draw; timings are this shared
+CPU's.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def within_cell_distance(
     names: list[str],
     min_count: int = 30,
 ) -> float:
-    """Mean over cells (weighted by size) and factors of TV (categorical) / KS (continuous) to the prior's cell."""
+    """Mean over cells (weighted by size) and factors of TV (categorical) / KS (continuous) to the
+    prior's cell."""
     total, weight = 0.0, 0
     for c in np.unique(cells):
         mine, theirs = cells == c, prior_cells == c
@@ -116,7 +119,8 @@ def main(argv=None) -> list[dict]:
     )
     fit_s = time.perf_counter() - start
     print(
-        f"fit on {args.n} labels in {fit_s:.0f} s; costs at fit: {json.dumps(steerer.costs_, default=float)}"
+        f"fit on {args.n} labels in {fit_s:.0f} s; costs at fit: "
+        f"{json.dumps(steerer.costs_, default=float)}"
     )
 
     rng = torch.Generator().manual_seed(args.seed + 5)
@@ -227,25 +231,31 @@ def main(argv=None) -> list[dict]:
         print(json.dumps(row, default=float), flush=True)
     raw_v = {name: cramers_v(y.numpy(), prior_labels[name]) for name in names}
     print(
-        f"\n{args.generator}, protected {args.protected}: V raw {', '.join(f'{k} {x:.3f}' for k, x in raw_v.items())}; "
+        f"\n{args.generator}, protected {args.protected}: V raw "
+        f"{', '.join(f'{k} {x:.3f}' for k, x in raw_v.items())}; "
         f"{args.n} labels, fit {fit_s:.0f} s; draws of {args.draw_n}"
     )
     print(
-        "| proposal | cap | syntheses / kept | labeler calls / kept | latent draws / kept | V (labeler = judge) | "
+        "| proposal | cap | syntheses / kept | labeler calls / kept | latent draws / kept | V "
+        "(labeler = judge) | "
         "fidelity | within-cell distance | floor | TV bound | s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "over_budget" in r:
             print(
-                f"| {r['proposal']} | {r['cap']} | > {r['over_budget']} (over budget) | | | | | | | {r['tv_bound']:.4f} | |"
+                f"| {r['proposal']} | {r['cap']} | > {r['over_budget']} (over budget) | | | | | | "
+                f"| {r['tv_bound']:.4f} | |"
             )
             continue
         vs = " / ".join(f"{x:.3f}" for x in r["V"].values())
         print(
-            f"| {r['proposal']} | {r['cap'] if r['cap'] is not None else '-'} | {r['syntheses_per_kept']:.2f} | "
-            f"{r['labeler_calls_per_kept']:.2f} | {r['latent_draws_per_kept']:.1f} | {vs} | {r['class_fidelity']:.3f} | "
-            f"{r['within_cell']:.4f} | {r['floor']:.4f} | {r['tv_bound']:.4f} | {r['seconds']:.1f} |"
+            f"| {r['proposal']} | {r['cap'] if r['cap'] is not None else '-'} | "
+            f"{r['syntheses_per_kept']:.2f} | "
+            f"{r['labeler_calls_per_kept']:.2f} | {r['latent_draws_per_kept']:.1f} | {vs} | "
+            f"{r['class_fidelity']:.3f} | "
+            f"{r['within_cell']:.4f} | {r['floor']:.4f} | {r['tv_bound']:.4f} | {r['seconds']:.1f} "
+            "|"
         )
     if args.json:
         with open(args.json, "w") as handle:

@@ -1,6 +1,8 @@
-"""Which cells get a proposal component: a confirmed draw's cost against ``steering.confirmed.MIN_SHARE``.
+"""Which cells get a proposal component: a confirmed draw's cost against
+``steering.confirmed.MIN_SHARE``.
 
-    python benchmarks/confirmed_min_share.py                      # deep-96 texture+colour, 4,000 labels, 2,000 per draw
+    python benchmarks/confirmed_min_share.py                      # deep-96 texture+colour, 4,000
+    labels, 2,000 per draw
     python benchmarks/confirmed_min_share.py --shares 1e-3,1e-4,1e-5 --n 20000 --draw-n 10000
 
 A cell whose prior mass under the classifiers (``steerer.mass``) is below ``MIN_SHARE`` gets no
@@ -45,8 +47,10 @@ def main(argv=None) -> list[dict]:
         )
     mass = steerer.mass
     print(
-        f"deep-96 texture+colour, {args.n} labels: smallest cell mass {float(mass.min()):.1e}, cells never labelled "
-        f"{int((steerer.counts == 0).sum())}; plain rejection {steerer.costs_['rejection_syntheses_per_kept']:.1f} per kept"
+        f"deep-96 texture+colour, {args.n} labels: smallest cell mass {float(mass.min()):.1e}, "
+        "cells never labelled "
+        f"{int((steerer.counts == 0).sum())}; plain rejection "
+        f"{steerer.costs_['rejection_syntheses_per_kept']:.1f} per kept"
     )
     rows = []
     default = steering.confirmed.MIN_SHARE
@@ -59,7 +63,8 @@ def main(argv=None) -> list[dict]:
             )
         except ValueError as error:  # out of budget: the row says so
             print(
-                f"  MIN_SHARE {share:.0e}: {int((mass < share).sum())} cells left to the prior; failed: {str(error)[:160]}"
+                f"  MIN_SHARE {share:.0e}: {int((mass < share).sum())} cells left to the prior; "
+                f"failed: {str(error)[:160]}"
             )
             rows.append({"min_share": share, "failed": str(error)})
             continue
@@ -71,8 +76,10 @@ def main(argv=None) -> list[dict]:
         }
         rows.append(row)
         print(
-            f"  MIN_SHARE {share:.0e}: {row['cells_below']} cells left to the prior; {row['syntheses_per_kept']:.2f} syntheses, "
-            f"{row['labeler_calls_per_kept']:.2f} labeler calls, {row['latent_draws_per_kept']:.0f} latent draws per kept; "
+            f"  MIN_SHARE {share:.0e}: {row['cells_below']} cells left to the prior; "
+            f"{row['syntheses_per_kept']:.2f} syntheses, "
+            f"{row['labeler_calls_per_kept']:.2f} labeler calls, "
+            f"{row['latent_draws_per_kept']:.0f} latent draws per kept; "
             f"{row['seconds']:.0f} s"
         )
     steering.confirmed.MIN_SHARE = default

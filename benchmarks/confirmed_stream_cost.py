@@ -1,13 +1,16 @@
 """Syntheses per kept anchor of a labeler-confirmed stream, batch by batch against block by block.
 
-    python benchmarks/confirmed_stream_cost.py                 # embedded default, texture, batch 128, 32 steps
+    python benchmarks/confirmed_stream_cost.py                 # embedded default, texture, batch
+    128, 32 steps
     python benchmarks/confirmed_stream_cost.py --protected texture,colour
 
-One ``fit_steerer(method="confirmed")`` on the world's judges (8,000 labels, as ``stream_speed.py``),
+One ``fit_steerer(method="confirmed")`` on the world's judges (8,000 labels, as
+``stream_speed.py``),
 then the same spec streamed twice for ``--steps`` steps: each batch drawn alone (block of 1, the
 stream before blocks) and in blocks (``fairgen.stream.CONFIRMED_BLOCK`` anchors at once, dealt into
 exact batches). Per row: syntheses, labeler calls and latent draws per kept anchor over all steps,
-whether every batch met its quotas, and the wall time per step (this shared CPU's). Use a multiple of
+whether every batch met its quotas, and the wall time per step (this shared CPU's). Use a multiple
+of
 the block's batches for ``--steps``: a block's cost is paid at its first step.
 """
 
@@ -72,8 +75,10 @@ def main(argv=None) -> list[dict]:
         seed=args.seed,
     )
     print(
-        f"{args.generator}, protected {names}, batch {args.batch_size}, {args.steps} steps; fit's trial draw "
-        f"{steerer.costs_['syntheses_per_kept']:.2f} syntheses per kept, plain rejection {steerer.costs_['rejection_syntheses_per_kept']:.2f}"
+        f"{args.generator}, protected {names}, batch {args.batch_size}, {args.steps} steps; fit's "
+        "trial draw "
+        f"{steerer.costs_['syntheses_per_kept']:.2f} syntheses per kept, plain rejection "
+        f"{steerer.costs_['rejection_syntheses_per_kept']:.2f}"
     )
     rows = []
     default = fairgen.stream.CONFIRMED_BLOCK
@@ -122,8 +127,10 @@ def main(argv=None) -> list[dict]:
         }
         rows.append(row)
         print(
-            f"  {label:<16} k={k:<3} {row['syntheses_per_kept']:.2f} syntheses, {row['labeler_calls_per_kept']:.2f} labeler "
-            f"calls, {row['latent_draws_per_kept']:.0f} latent draws per kept anchor; every batch exact: {exact}; "
+            f"  {label:<16} k={k:<3} {row['syntheses_per_kept']:.2f} syntheses, "
+            f"{row['labeler_calls_per_kept']:.2f} labeler "
+            f"calls, {row['latent_draws_per_kept']:.0f} latent draws per kept anchor; every batch "
+            f"exact: {exact}; "
             f"{row['seconds_per_step']:.2f} s per step"
         )
     fairgen.stream.CONFIRMED_BLOCK = default

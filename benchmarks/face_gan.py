@@ -1,8 +1,11 @@
 """The pretrained face GAN (``face-gan-64``, gan-face-generate 1.1.1) raw and steered, side by side.
 
-    OMP_NUM_THREADS=1 python benchmarks/face_gan.py --fit-n 10000 --repeats 5   # CPU, one thread; ~15 min on a busy 2-core machine
-    OMP_NUM_THREADS=1 python benchmarks/face_gan.py --raw-only      # no steering: shares, grid, raw stream
-    python benchmarks/face_gan.py --audit-set DIR --n 2000          # write held-out labelled faces for `fairgen audit`
+    OMP_NUM_THREADS=1 python benchmarks/face_gan.py --fit-n 10000 --repeats 5   # CPU, one thread;
+    ~15 min on a busy 2-core machine
+    OMP_NUM_THREADS=1 python benchmarks/face_gan.py --raw-only      # no steering: shares, grid,
+    raw stream
+    python benchmarks/face_gan.py --audit-set DIR --n 2000          # write held-out labelled faces
+    for `fairgen audit`
 
 Protected attribute: ``face:lightness`` (the central face patch is dark; a minority of the prior);
 target kept: ``face:background`` (light background). Reports, in one run:
@@ -13,7 +16,8 @@ target kept: ``face:background`` (light background). Reports, in one run:
 * syntheses per kept sample of the steered draw;
 * stream throughput (anchors/s, 2 views each, 64 px, "light" augmentation), raw and steered, timed
   in turns (round-robin) so a busy machine slows both alike;
-* grids ``docs/face-gan-raw.png`` and ``docs/face-gan-steered.png``, every image captioned with its labels.
+* grids ``docs/face-gan-raw.png`` and ``docs/face-gan-steered.png``, every image captioned with its
+labels.
 
 The images come from a GAN trained on DigiFace-1M, which is under its own research licence.
 """
@@ -77,11 +81,15 @@ def grid(images, labels: dict, path: Path, title: str) -> Path:
 
 
 def line(name: str, s: dict) -> str:
-    return f"  {name:<40} {100 * s['share']:6.1f}%  [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]  ({s['k']}/{s['n']})"
+    return (
+        f"  {name:<40} {100 * s['share']:6.1f}%  [{100 * s['ci'][0]:.1f}, "
+        f"{100 * s['ci'][1]:.1f}]  ({s['k']}/{s['n']})"
+    )
 
 
 def write_audit_set(generator, labelers, folder: Path, n: int, seed: int) -> None:
-    """Held-out raw prior faces as ``folder/lightness=<v>/background=<v>/<i>.png`` (columns for `fairgen audit`)."""
+    """Held-out raw prior faces as ``folder/lightness=<v>/background=<v>/<i>.png`` (columns for
+    `fairgen audit`)."""
     from torchvision.io import write_png
 
     z = generator.sample_latents(n, torch.Generator().manual_seed(seed))
@@ -132,7 +140,8 @@ def main(argv=None) -> None:
         write_audit_set(generator, labelers, Path(args.audit_set), args.n, seed=10_000 + args.seed)
         return
     print(
-        f"torch {torch.__version__}, cpu, {torch.get_num_threads()} thread; {generator!r}; {LICENCE}"
+        f"torch {torch.__version__}, cpu, {torch.get_num_threads()} thread; {generator!r}; "
+        f"{LICENCE}"
     )
     results = {"generator": generator.name, "sha256": generator.checksum}
 
@@ -244,18 +253,23 @@ def main(argv=None) -> None:
                     print(line(f"{part}: {key.replace('_', ' ')}", s))
     if "syntheses_per_kept" in results:
         print(
-            f"  steered draw: {results['syntheses_per_kept']:.2f} syntheses and {results['labeler_calls_per_kept']:.2f} "
-            f"labeler calls per kept sample (plain rejection, fit's estimate: {results['rejection_syntheses_per_kept']}) "
-            f"(fit {results['fit_seconds']:.0f} s on {args.fit_n}, draw {results['draw_seconds']:.0f} s)"
+            f"  steered draw: {results['syntheses_per_kept']:.2f} syntheses and "
+            f"{results['labeler_calls_per_kept']:.2f} "
+            "labeler calls per kept sample (plain rejection, fit's estimate: "
+            f"{results['rejection_syntheses_per_kept']}) "
+            f"(fit {results['fit_seconds']:.0f} s on {args.fit_n}, draw "
+            f"{results['draw_seconds']:.0f} s)"
         )
     print(
-        f"\n  stream, batch {args.batch_size} x 2 views, 64 px, light augmentation, median of {args.repeats} steps"
+        f"\n  stream, batch {args.batch_size} x 2 views, 64 px, light augmentation, median of "
+        f"{args.repeats} steps"
     )
     rates = results["stream_anchors_per_s"]
     for name, rate in rates.items():
         print(f"  {name:<10} {rate:8.1f} anchors/s  x{rate / rates['raw']:.2f} of raw")
     print(
-        f"  (generator alone: {args.eval_n / results['raw']['seconds']:.0f} images/s, labelled, batch 500)"
+        f"  (generator alone: {args.eval_n / results['raw']['seconds']:.0f} images/s, labelled, "
+        "batch 500)"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

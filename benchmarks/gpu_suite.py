@@ -122,7 +122,8 @@ def rate(fn, items: int, device, warmup: int, iters: int) -> float:
 
 
 def check_bf16_loss(device, size: int, batch: int) -> dict:
-    """The contrastive loss of one batch under bf16 autocast against fp32 (same weights, same views)."""
+    """The contrastive loss of one batch under bf16 autocast against fp32 (same weights, same
+    views)."""
     from fairgen.contrastive import TrainConfig, Trainer
     from fairgen.contrastive.loss import supcon_loss
 
@@ -179,7 +180,8 @@ def check_stream_devices(device, batch: int) -> dict:
 
 
 def check_resume(device, steps: int, batch: int) -> dict:
-    """Train ``steps`` steps straight through, and half + checkpoint + resume: parameters compared."""
+    """Train ``steps`` steps straight through, and half + checkpoint + resume: parameters
+    compared."""
     from fairgen import load_generator, make_spec
     from fairgen.contrastive import TrainConfig, Trainer
     from fairgen.stream import Stream
@@ -226,7 +228,8 @@ def check_resume(device, steps: int, batch: int) -> dict:
 
 
 def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: bool) -> list[dict]:
-    """Images/s of each BigGAN variant, the ratio to the package's fp32 eager loop, and the bound."""
+    """Images/s of each BigGAN variant, the ratio to the package's fp32 eager loop, and the
+    bound."""
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 
     from fairgen.generators.biggan import BigGANGenerator
@@ -293,7 +296,8 @@ def biggan_rows(device, size: int, batch: int, iters: int, dry: bool, compile_: 
 
 
 def _tiny_biggan(model):
-    """The package leaves the first batch norm's affine weights uninitialised (NaN images otherwise)."""
+    """The package leaves the first batch norm's affine weights uninitialised (NaN images
+    otherwise)."""
     with torch.no_grad():
         model.generator.bn.weight.fill_(1.0)
         model.generator.bn.bias.zero_()
@@ -455,7 +459,8 @@ def _cpu_pipeline(crop: int):
 
 
 def _png_loader(generator, folder: Path, n: int, batch: int, crop: int):
-    """Write ``n`` generated images as PNGs, then a DataLoader that decodes and augments two views each."""
+    """Write ``n`` generated images as PNGs, then a DataLoader that decodes and augments two views
+    each."""
     from torchvision.io import decode_png, read_file, write_png
 
     gen = torch.Generator(generator.device).manual_seed(2)
@@ -536,7 +541,8 @@ def demo_rows(device, out: Path, dry: bool, timeout_s: float) -> tuple[list[dict
 
 
 def demo_targets(csv: Path) -> list[dict]:
-    """The demo issue's four targets, checked on the demo's table (arms named by their a-e prefix)."""
+    """The demo issue's four targets, checked on the demo's table (arms named by their a-e
+    prefix)."""
     import pandas as pd
 
     table = pd.read_csv(csv, index_col="arm")
@@ -778,7 +784,8 @@ def main(argv=None) -> int:
             "online",
             rows,
             "One view = one image. MFU: FLOPs of one whole step (generator, "
-            f"augmentation, forward, backward; FlopCounterMode) x steps/s / {SPEC_PEAK_TFLOPS:.0f} TFLOP/s.",
+            f"augmentation, forward, backward; FlopCounterMode) x steps/s / {SPEC_PEAK_TFLOPS:.0f} "
+            "TFLOP/s.",
         )
         print(f"[{time.perf_counter() - t0:.0f} s] online done", flush=True)
     if "demo" not in args.skip:

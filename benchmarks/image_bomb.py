@@ -72,11 +72,13 @@ def main() -> None:
                 sys.executable,
                 "-c",
                 (
-                    "import sys\nfrom fairgen.contrastive import TrainConfig\nfrom fairgen.contrastive.encoders import build_encoder\n"
+                    "import sys\nfrom fairgen.contrastive import TrainConfig\nfrom "
+                    "fairgen.contrastive.encoders import build_encoder\n"
                     "from plumbing.files import save_safetensors\n"
                     "c = TrainConfig(encoder='small_cnn')\n"
                     "b, _ = build_encoder(c.encoder, c.small_images)\n"
-                    "save_safetensors(b.state_dict(), sys.argv[1], metadata={'config': c.to_dict()})"
+                    "save_safetensors(b.state_dict(), sys.argv[1], "
+                    "metadata={'config': c.to_dict()})"
                 ),
                 str(encoder),
             ],

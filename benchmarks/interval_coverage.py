@@ -68,7 +68,8 @@ def fairness_coverage(sims: int) -> None:
             }.items():
                 hits[f"{method} {gap}"] += low <= TRUE[gap] <= high
     print(
-        f"gaps (true EO {TRUE['eo']:.3f}, DP {TRUE['dp']:.3f}), coverage over {sims} test sets of 1200 rows:"
+        f"gaps (true EO {TRUE['eo']:.3f}, DP {TRUE['dp']:.3f}), coverage over {sims} test sets of "
+        "1200 rows:"
     )
     for key, count in hits.items():
         print(f"  {key:14s} {count / sims:.3f}")

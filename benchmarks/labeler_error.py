@@ -90,7 +90,8 @@ def population(data: dict, outputs: np.ndarray, mix: np.ndarray) -> np.ndarray:
 
 
 def v_of(table: np.ndarray) -> float:
-    """Cramér's V of a (possibly fractional) class x value table (``plumbing.tables.cramers_v``'s)."""
+    """Cramér's V of a (possibly fractional) class x value table
+    (``plumbing.tables.cramers_v``'s)."""
     return float(cramers_v_table(table))
 
 
@@ -147,8 +148,12 @@ def main(argv=None) -> dict:
     sizes = [int(s) for s in args.sizes.split(",")]
     tic = time.time()
     data = pool(args.pool, accuracies, args.seed)
-    print(f"pool: {args.pool} prior draws labelled in {time.time() - tic:.0f} s; raw true "
-          f"minority share {minority_share(np.stack([np.bincount(data['truth'][data['classes'] == g], minlength=K) for g in range(G)]).astype(float)):.3f}")  # fmt: skip
+    truth, classes = data["truth"], data["classes"]
+    raw = np.stack([np.bincount(truth[classes == g], minlength=K) for g in range(G)]).astype(float)
+    print(
+        f"pool: {args.pool} prior draws labelled in {time.time() - tic:.0f} s; raw true "
+        f"minority share {minority_share(raw):.3f}"
+    )
     target = target_table(args.minority)
     print(f"target: minority share {args.minority:.3f} per non-tied texture (V of the target "
           f"{v_of(target):.3f})\n")  # fmt: skip
@@ -172,19 +177,26 @@ def main(argv=None) -> dict:
                 mix = solve_mix(model, target)
             except ValueError as error:
                 row["refused"] = str(error)
-                print(f"{a:>4} {n:>8} | {row['uncorrected_v']:13.3f} "
-                      f"{row['uncorrected_minority']:8.3f} | refused: {str(error)[:70]}...")  # fmt: skip
+                print(
+                    f"{a:>4} {n:>8} | {row['uncorrected_v']:13.3f} "
+                    f"{row['uncorrected_minority']:8.3f} | refused: {str(error)[:70]}..."
+                )
                 rows.append(row)
                 continue
             quota = quotas(args.draw_n, mix)
             truth = population(data, outputs, mix)
             drawn = draw_truth(data, outputs, quota, rng)
             report = truth_report(model, quota, seed=int(rng.integers(1 << 30)))
-            row.update(corrected_v=v_of(truth), draw_v=v_of(drawn.astype(float)),
-                       corrected_minority=minority_share(truth), interval=report["v_interval"])  # fmt: skip
+            row.update(
+                corrected_v=v_of(truth),
+                draw_v=v_of(drawn.astype(float)),
+                corrected_minority=minority_share(truth),
+                interval=report["v_interval"],
+            )
             rows.append(row)
             lo, hi = report["v_interval"]
-            print(f"{a:>4} {n:>8} | {row['uncorrected_v']:13.3f} {row['uncorrected_minority']:8.3f} "
+            print(f"{a:>4} {n:>8} | {row['uncorrected_v']:13.3f} "
+                  f"{row['uncorrected_minority']:8.3f} "
                   f"| {row['corrected_v']:11.3f} {row['draw_v']:6.3f} "
                   f"{row['corrected_minority']:8.3f} {lo:6.3f}..{hi:.3f}")  # fmt: skip
     coverage = measure_coverage(data, 85, 300, target, args.draw_n, args.reps, rng)

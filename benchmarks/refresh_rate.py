@@ -1,6 +1,7 @@
 """How much does reusing generated samples (a replay buffer with a low refresh rate) cost?
 
-    python benchmarks/refresh_rate.py                      # CPU defaults (one thread), about 5 minutes
+    python benchmarks/refresh_rate.py                      # CPU defaults (one thread), about 5
+    minutes
     python benchmarks/refresh_rate.py --steps 2000 --batch-size 256 --device cuda
 
 Trains the same small_cnn SupCon encoder (stream labels = shape) for equal steps on streams of the
@@ -69,7 +70,8 @@ def train_and_probe(
     seconds = time.perf_counter() - start
     accuracy = probe_accuracy(trainer.encoder, probe_set, test_set)
     print(
-        f"  refresh {refresh:g}, seed {seed}: trained in {seconds:.0f} s, probe accuracy {accuracy:.3f}",
+        f"  refresh {refresh:g}, seed {seed}: trained in {seconds:.0f} s, probe accuracy "
+        f"{accuracy:.3f}",
         flush=True,
     )
     return accuracy, args.steps * b * 2 / seconds
@@ -107,14 +109,16 @@ def main(argv=None) -> None:
         "--threads",
         type=int,
         default=1,
-        help="CPU intra-op threads (default 1: small convolutions on a busy 2-core CPU run faster on one)",
+        help="CPU intra-op threads (default 1: small convolutions on a busy 2-core CPU run faster "
+        "on one)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device, b = torch.device(args.device), args.batch_size
     rates = [float(r) for r in args.refresh.split(",")]
     print(
-        f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads; small_cnn SupCon, "
+        f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads; "
+        "small_cnn SupCon, "
         f"{args.steps} steps x {b} samples x 2 views, 32 px, {args.seeds} seed(s)"
     )
 
@@ -145,13 +149,15 @@ def main(argv=None) -> None:
 
     se = math.sqrt(0.25 / args.n_test)
     print(
-        f"\n  {'stream':<18} {'buffer':>6} {'samples made':>13} {'probe acc (shape, real), mean +- sd':>37} {'views/s':>8}"
+        f"\n  {'stream':<18} {'buffer':>6} {'samples made':>13} "
+        f"{'probe acc (shape, real), mean +- sd':>37} {'views/s':>8}"
     )
     for name, buffer, fresh, accuracies, rates_ in rows:
         spread = statistics.stdev(accuracies) if len(accuracies) > 1 else math.nan
         rate = f"{statistics.mean(rates_):.0f}" if rates_ else "-"
         print(
-            f"  {name:<18} {buffer!s:>6} {fresh!s:>13} {statistics.mean(accuracies):>29.3f} +- {spread:.3f} {rate:>8}"
+            f"  {name:<18} {buffer!s:>6} {fresh!s:>13} {statistics.mean(accuracies):>29.3f} +- "
+            f"{spread:.3f} {rate:>8}"
         )
     print(f"  (test-set sampling error of one accuracy: at most {se:.3f})")
 

@@ -5,8 +5,10 @@ Run by hand (CPU, one thread; ``--quick``: the five failure geometries at smalle
 results in ``docs/steering-geometry.md``):
 
     python benchmarks/steering_geometry.py --quick [--out geometry_out]
-    python benchmarks/steering_geometry.py [--fit-n 20000] [--eval-n 10000] [--flip-n 2000] [--out geometry_out]
-    python benchmarks/steering_geometry.py --classifiers     # compare latent classifiers on one geometry
+    python benchmarks/steering_geometry.py [--fit-n 20000] [--eval-n 10000] [--flip-n 2000] [--out
+    geometry_out]
+    python benchmarks/steering_geometry.py --classifiers     # compare latent classifiers on one
+    geometry
 
 Every generator here is built around the embedded decoder (``world-sprites-z128``), so the world's
 judges referee every image. The geometries that reproduce the failures of issue 21:
@@ -18,7 +20,8 @@ judges referee every image. The geometries that reproduce the failures of issue 
 * ``rare-1%``: the default with each class showing every non-majority texture 1% of the time;
 * ``deep-96 texture+colour``: two attributes, steered jointly, on the deep latent;
 
-and the earlier ones (full run only): ``world-sprites-32``, ``linear-64/128``, ``entangled-64 a=...``,
+and the earlier ones (full run only): ``world-sprites-32``, ``linear-64/128``, ``entangled-64
+a=...``,
 ``colour``, ``texture+colour``; the default ``world-sprites-z128`` is in both.
 
 Balance table, per geometry and method (``quantile``/``resample`` latent steering, ``confirmed``
@@ -61,7 +64,8 @@ N_LEVELS = 1025  # quantiles that standardise a geometry's codes
 
 
 class CodeGeometry:
-    """A generator whose latent reaches the embedded decoder's Gaussian codes through ``h = f(z)``."""
+    """A generator whose latent reaches the embedded decoder's Gaussian codes through ``h =
+    f(z)``."""
 
     num_classes, resolution, latent_space = 4, 32, "z"
 
@@ -97,7 +101,8 @@ def _table(h):
 
 
 def _gaussianise(h, table):
-    """Each code through its empirical CDF (linear between quantiles), then the normal quantile function."""
+    """Each code through its empirical CDF (linear between quantiles), then the normal quantile
+    function."""
     idx = torch.searchsorted(table, h.T.contiguous()).clamp(1, N_LEVELS - 1)  # [k, N]
     lo, hi = table.gather(1, idx - 1), table.gather(1, idx)
     frac = ((h.T - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
@@ -152,7 +157,8 @@ class BlockGeometry:
 
 
 class DeepGeometry(BlockGeometry):
-    """Each code: a deep leaky-ReLU network (``depth`` layers of ``width``) of its block of the latent."""
+    """Each code: a deep leaky-ReLU network (``depth`` layers of ``width``) of its block of the
+    latent."""
 
     def __init__(self, base, name="deep-96", dim=96, depth=4, width=32, slope=0.1, seed=0):
         super().__init__(base, name, dim, seed)
@@ -175,7 +181,8 @@ class DeepGeometry(BlockGeometry):
 
 
 class TruncatedWarpGeometry(BlockGeometry):
-    """BigGAN-like: ``z`` is ``scale`` times a normal truncated to ``[-bound, bound]``; each code reads
+    """BigGAN-like: ``z`` is ``scale`` times a normal truncated to ``[-bound, bound]``; each code
+    reads
     its block through a warp that depends on the class: ``x.r + a tanh(x A_c + b_c).v_c``."""
 
     per_class = True
@@ -207,8 +214,10 @@ class TruncatedWarpGeometry(BlockGeometry):
 
 
 class UnconditionalWorld:
-    """An unconditional generator around the embedded decoder: the class (shape) is read from one more
-    latent coordinate (its normal quartiles: four equal shares), so shape, texture and colour are all
+    """An unconditional generator around the embedded decoder: the class (shape) is read from one
+    more
+    latent coordinate (its normal quartiles: four equal shares), so shape, texture and colour are
+    all
     attributes of the latent alone, tied together through the decoder's class-dependent prior."""
 
     num_classes, resolution, latent_space = 0, 32, "z"
@@ -231,7 +240,8 @@ class UnconditionalWorld:
 
 
 def refit(base, protected: tuple[str, ...]):
-    """The default generator with its prior refitted on a split whose ``protected`` factors follow the class."""
+    """The default generator with its prior refitted on a split whose ``protected`` factors follow
+    the class."""
     model = copy.deepcopy(base)
     model.fit_prior(training_split(RecipeConfig(protected=protected)).factors, protected)
     model.checksum = f"benchmark:{'+'.join(protected)}"
@@ -239,7 +249,8 @@ def refit(base, protected: tuple[str, ...]):
 
 
 def rare(base, share: float = 0.01):
-    """The default with every class showing each of its non-majority textures ``share`` of the time."""
+    """The default with every class showing each of its non-majority textures ``share`` of the
+    time."""
     model = copy.deepcopy(base)
     k = model.cdf_texture.shape[1]
     probs = torch.full((model.num_classes, k), share)
@@ -251,7 +262,8 @@ def rare(base, share: float = 0.01):
 
 
 def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
-    """R^2 of a linear regression of the ``name`` factor's scene code on z (1 = the code is linear in the latent)."""
+    """R^2 of a linear regression of the ``name`` factor's scene code on z (1 = the code is linear
+    in the latent)."""
     from sklearn.linear_model import LinearRegression
 
     if isinstance(
@@ -272,7 +284,8 @@ def linear_share(generator, name: str = "texture", n: int = 20_000) -> float:
 
 
 def geometries(base, quick: bool):
-    """``(name, generator, protected names)``: the failure geometries (and, in the full run, the earlier ones)."""
+    """``(name, generator, protected names)``: the failure geometries (and, in the full run, the
+    earlier ones)."""
     out = [
         ("deep-96", DeepGeometry(base), ("texture",)),
         ("truncated-warp", TruncatedWarpGeometry(base), ("texture",)),
@@ -339,7 +352,8 @@ def _joint(labels, names, sizes):
 def image_rejection(
     generator, labeler, sizes, n: int, seed: int, batch: int = 2048, budget: int = 200_000
 ):
-    """Plain image-space rejection: synthesize prior samples, label them, keep per-(class, value) quotas.
+    """Plain image-space rejection: synthesize prior samples, label them, keep per-(class, value)
+    quotas.
 
     ``sizes``: each attribute's number of values; the target is uniform over their joint values.
     Stops at ``budget`` syntheses (unfilled cells are reported). Returns latents, classes, the
@@ -549,7 +563,8 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
         print(f"{name}: confirmed cost {result.cost}", flush=True)
         return result.twins, result.values, result.confirmed, result.cost["syntheses"]
 
-    def confirmed_keep():  # the second attribute confirmed too, its latent classifier ranking candidates
+    # the second attribute confirmed too, its latent classifier ranking candidates
+    def confirmed_keep():
         result = steering.confirmed_flips(
             generator,
             labeler,
@@ -626,7 +641,8 @@ def measure_flips(name, generator, names, judges, resample, quantile, args) -> l
 
 
 def _second_classifier(generator, judges, second, args):
-    """A latent classifier of the attribute a twin keeps, fitted on ``fit_n`` judged prior samples."""
+    """A latent classifier of the attribute a twin keeps, fitted on ``fit_n`` judged prior
+    samples."""
     rng = torch.Generator().manual_seed(args.seed + 5)
     z = generator.sample_latents(args.fit_n, rng).cpu()
     y = torch.randint(generator.num_classes, (args.fit_n,), generator=rng)
@@ -637,7 +653,8 @@ def _second_classifier(generator, judges, second, args):
 
 
 def compare_classifiers(base, judges, args) -> pd.DataFrame:
-    """Held-out accuracy (all / minority values) and log-loss of latent classifiers on one geometry."""
+    """Held-out accuracy (all / minority values) and log-loss of latent classifiers on one
+    geometry."""
     import warnings
 
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -768,7 +785,8 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         default=None,
-        help="comma-separated balance methods (default: quantile,resample,confirmed if available,rejection)",
+        help="comma-separated balance methods (default: quantile,resample,confirmed if "
+        "available,rejection)",
     )
     parser.add_argument(
         "--flip-budget",
@@ -779,7 +797,8 @@ def main() -> None:
     parser.add_argument(
         "--twins",
         default=None,
-        help="comma-separated twin methods (default: quantile,gradient,checked,confirmed,confirmed+keep)",
+        help="comma-separated twin methods (default: "
+        "quantile,gradient,checked,confirmed,confirmed+keep)",
     )
     parser.add_argument(
         "--classifiers", action="store_true", help="only compare latent classifiers"

@@ -1,6 +1,7 @@
 """Measure every steering mode on the embedded generator, judged by the world's judges.
 
-Run by hand: ``python benchmarks/steering_modes.py [--fit-n 20000] [--eval-n 10000] [--out steering_out]``.
+Run by hand: ``python benchmarks/steering_modes.py [--fit-n 20000] [--eval-n 10000] [--out
+steering_out]``.
 Prints, per mode: Cramér's V(class, judged texture) and class fidelity of >= 10k steered samples
 against the raw generator measured in the same run, the within-class latent probe before/after
 (erase mode: logistic and MLP), the fit time; writes before/after sample grids.
@@ -58,7 +59,10 @@ def main() -> None:
         nrow=8,
         title="raw generator (columns cycle the class)",
     )
-    header = f"{'mode':>8s} {'method':>9s} {'fit s':>6s} {'V raw':>6s} {'V':>6s} {'fid raw':>8s} {'fid':>6s}  latent probe (within class)"
+    header = (
+        f"{'mode':>8s} {'method':>9s} {'fit s':>6s} {'V raw':>6s} {'V':>6s} {'fid raw':>8s} "
+        f"{'fid':>6s}  latent probe (within class)"
+    )
     print(header)
     for mode, method in SETTINGS:
         tic = time.time()
@@ -72,15 +76,20 @@ def main() -> None:
         report = steering.steering_report(
             generator, steerer, referees, n=args.eval_n, seed=args.seed + 1
         )
-        probe = f"before {report['probe_before']['accuracy']:.3f} (majority {report['probe_before']['majority']:.3f})"
+        probe = (
+            f"before {report['probe_before']['accuracy']:.3f} (majority "
+            f"{report['probe_before']['majority']:.3f})"
+        )
         if "probe_after" in report:
             probe += (
-                f"; after {report['probe_after']['accuracy']:.3f} (majority {report['probe_after']['majority']:.3f})"
+                f"; after {report['probe_after']['accuracy']:.3f} (majority "
+                f"{report['probe_after']['majority']:.3f})"
                 f", MLP after {report['mlp_probe_after']['accuracy']:.3f}"
             )
         raw, steered = report["raw"], report["steered"]
         print(
-            f"{mode:>8s} {method:>9s} {fit_seconds:6.2f} {raw['cramers_v']:6.3f} {steered['cramers_v']:6.3f} "
+            f"{mode:>8s} {method:>9s} {fit_seconds:6.2f} {raw['cramers_v']:6.3f} "
+            f"{steered['cramers_v']:6.3f} "
             f"{raw['class_fidelity']:8.4f} {steered['class_fidelity']:6.4f}  {probe}",
             flush=True,
         )

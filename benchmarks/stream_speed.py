@@ -1,6 +1,7 @@
 """Throughput of the stream alone and of the stream feeding a SupCon training step, side by side.
 
-    python benchmarks/stream_speed.py --steer          # CPU (one thread), 32 px, small_cnn, batch 128 x 2 views
+    python benchmarks/stream_speed.py --steer          # CPU (one thread), 32 px, small_cnn, batch
+    128 x 2 views
     python benchmarks/stream_speed.py --device cuda --batch-size 512
     python benchmarks/stream_speed.py --confirmed      # labeler-confirmed streams beside raw ones
 
@@ -53,7 +54,8 @@ def steered_card(generator, folder: str) -> str:
 
 
 def confirmed_card(generator, folder: str) -> str:
-    """A labeler-confirmed balance card (texture judge), fitted on 8,000 labels like the steered one."""
+    """A labeler-confirmed balance card (texture judge), fitted on 8,000 labels like the steered
+    one."""
     import steering
     from fairgen.world.judges import load_judges
 
@@ -64,7 +66,8 @@ def confirmed_card(generator, folder: str) -> str:
         "labelers": {"protected": "world:texture"},
     }
     print(
-        f"confirmed card: {steerer.costs_['syntheses_per_kept']:.2f} syntheses per kept sample at fit "
+        f"confirmed card: {steerer.costs_['syntheses_per_kept']:.2f} syntheses per kept sample at "
+        "fit "
         f"(plain rejection {steerer.costs_['rejection_syntheses_per_kept']:.1f})"
     )
     return str(steering.save_card(steerer, f"{folder}/texture-confirmed", provenance))
@@ -95,13 +98,15 @@ def main(argv=None) -> None:
         "--threads",
         type=int,
         default=1,
-        help="CPU intra-op threads (default 1: on a busy 2-core CPU, 2 threads ran up to 10x slower)",
+        help="CPU intra-op threads (default 1: on a busy 2-core CPU, 2 threads ran up to 10x "
+        "slower)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device, b = torch.device(args.device), args.batch_size
     print(
-        f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, batch {b} x 2 views, 32 px"
+        f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, batch "
+        f"{b} x 2 views, 32 px"
     )
 
     generator = load_generator("world-sprites-z128", device=device)
@@ -155,17 +160,20 @@ def main(argv=None) -> None:
     base = seconds["trainer on pre-made tensors (baseline)"]
     raw = seconds["raw stream alone"]
     print(
-        f"\n  {'variant':<40} {'views/s':>9} {'anchors/s':>10} {'ms/step':>8}  vs baseline  vs raw stream"
+        f"\n  {'variant':<40} {'views/s':>9} {'anchors/s':>10} {'ms/step':>8}  vs baseline  vs raw "
+        "stream"
     )
     for name, t in seconds.items():
         print(
-            f"  {name:<40} {2 * b / t:>9.0f} {b / t:>10.0f} {1000 * t:>8.1f}  x{base / t:.2f}        x{raw / t:.2f}"
+            f"  {name:<40} {2 * b / t:>9.0f} {b / t:>10.0f} {1000 * t:>8.1f}  x{base / t:.2f}      "
+            f"  x{raw / t:.2f}"
         )
     for name, stream in streams.items():
         if getattr(stream, "last_draw_cost_", None):
             cost = stream.last_draw_cost_
             print(
-                f"  {name}: {cost['syntheses_per_kept']:.2f} syntheses, {cost['labeler_calls_per_kept']:.2f} labeler calls "
+                f"  {name}: {cost['syntheses_per_kept']:.2f} syntheses, "
+                f"{cost['labeler_calls_per_kept']:.2f} labeler calls "
                 f"and {cost['latent_draws_per_kept']:.1f} latent draws per kept anchor (last batch)"
             )
     folder.cleanup()

@@ -1,4 +1,5 @@
-"""Side-by-side timing shared by the benchmarks: variants run in turns, so a busy machine slows all alike."""
+"""Side-by-side timing shared by the benchmarks: variants run in turns, so a busy machine slows all
+alike."""
 
 from __future__ import annotations
 

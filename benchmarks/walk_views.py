@@ -1,6 +1,7 @@
 """Do learned walk views help? Four view recipes at equal steps on the embedded world, over seeds.
 
-Run by hand: ``python benchmarks/walk_views.py [--seeds 0 1 2] [--steps 300] [--out walk_views_out]``.
+Run by hand: ``python benchmarks/walk_views.py [--seeds 0 1 2] [--steps 300] [--out
+walk_views_out]``.
 
 Every arm trains the demo's recipe (``fairgen/world/demo.py``: small CNN, SupCon with the
 stream's class labels, AdamW 2e-3, batch 64, the trainer's light augmentation) on the *steered*
@@ -167,7 +168,8 @@ def main() -> None:
 
     base = args.arms[0]
     lines = [
-        f"| views | target acc, mean [95% CI over {len(args.seeds)} seeds] | per seed | vs {base} (paired) | train s |",
+        f"| views | target acc, mean [95% CI over {len(args.seeds)} seeds] | per seed | vs {base} "
+        "(paired) | train s |",
         "|---|---|---|---|---|",
     ]
     for arm in args.arms:
@@ -180,13 +182,15 @@ def main() -> None:
         secs = np.mean([results[arm][s]["train_seconds"] for s in args.seeds])
         versus = "—" if arm == base else f"{dmean:+.3f} [{dlow:+.3f}, {dhigh:+.3f}]"
         lines.append(
-            f"| {arm} | {mean:.3f} [{low:.3f}, {high:.3f}] | {', '.join(f'{a:.3f}' for a in acc)} | {versus} | {secs:.0f} |"
+            f"| {arm} | {mean:.3f} [{low:.3f}, {high:.3f}] | {', '.join(f'{a:.3f}' for a in acc)} "
+            f"| {versus} | {secs:.0f} |"
         )
     table = "\n".join(lines)
     loss = "SimCLR" if args.unsupervised else "SupCon"
     header = (
         f"{loss}, {args.steps} steps, batch {args.batch_size}, steered stream of {generator.name}; "
-        f"probe fitted on {args.n_probe} biased real images, tested on {args.n_test} balanced ones\n\n"
+        f"probe fitted on {args.n_probe} biased real images, tested on {args.n_test} balanced "
+        "ones\n\n"
     )
     (out / "table.md").write_text(header + table + "\n")
     (out / "results.json").write_text(

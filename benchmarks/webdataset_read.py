@@ -38,9 +38,10 @@ else:  # the webdataset library's sequential reader, with the same decoder and t
     from fairgen.data.images import decode_rgb8
     start = time.perf_counter()
     count, batch = 0, []
-    for sample in wds.WebDataset(sorted(glob.glob(source + "/*.tar")), shardshuffle=False, empty_check=False):
-        batch.append(torch.from_numpy(decode_rgb8(sample["v0.png"], sample["__key__"])).permute(2, 0, 1).float()
-                     .div_(255).unsqueeze(0))
+    shards = sorted(glob.glob(source + "/*.tar"))
+    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
+        image = torch.from_numpy(decode_rgb8(sample["v0.png"], sample["__key__"]))
+        batch.append(image.permute(2, 0, 1).float().div_(255).unsqueeze(0))
         if len(batch) == 256:
             count += len(torch.cat(batch).clamp_(0, 1))
             batch = []
@@ -50,8 +51,10 @@ print(time.perf_counter() - start, count)
 
 
 def write_data(folder: Path, n: int, shard_size: int, side: int) -> tuple[Path, Path]:
-    """``folder/images/label=<c>/<i>.png`` and ``folder/shards/shard-<k>.tar`` holding the same first views,
-    in the layout ``fairgen stream --export --format webdataset`` writes (two views, .cls, .json with a latent)."""
+    """``folder/images/label=<c>/<i>.png`` and ``folder/shards/shard-<k>.tar`` holding the same
+    first views,
+    in the layout ``fairgen stream --export --format webdataset`` writes (two views, .cls, .json
+    with a latent)."""
     import json
 
     rng = np.random.default_rng(0)
@@ -92,7 +95,8 @@ def write_data(folder: Path, n: int, shard_size: int, side: int) -> tuple[Path, 
 
 
 def timed_read(source: Path, checkout: str | None = None, mode: str = "table") -> tuple[float, int]:
-    """Seconds to load and decode every image of ``source``, in a fresh process (same for every reader)."""
+    """Seconds to load and decode every image of ``source``, in a fresh process (same for every
+    reader)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     env["PYTHONPATH"] = checkout or str(Path(__file__).resolve().parent.parent)
     out = subprocess.run(
@@ -129,16 +133,19 @@ def main() -> None:
         print(f"{args.n} images of {args.side}x{args.side}, shards of {args.shard_size}")
         print(f"  folder (this checkout):          {folder_s:8.1f} s")
         print(
-            f"  shards (this checkout):          {shard_s:8.1f} s   ratio to folder {shard_s / folder_s:.2f}"
+            f"  shards (this checkout):          {shard_s:8.1f} s   ratio to folder "
+            f"{shard_s / folder_s:.2f}"
         )
         try:
             lib_s, _ = timed_read(shards, mode="webdataset")
             print(
-                f"  shards (webdataset library):     {lib_s:8.1f} s   ratio to folder {lib_s / folder_s:.2f}"
+                f"  shards (webdataset library):     {lib_s:8.1f} s   ratio to folder "
+                f"{lib_s / folder_s:.2f}"
             )
         except subprocess.CalledProcessError as error:
             print(
-                f"  webdataset library: failed or not installed (pip install webdataset): {error.stderr[-200:]}"
+                "  webdataset library: failed or not installed (pip install webdataset): "
+                f"{error.stderr[-200:]}"
             )
         if args.before:
             small = Path(tmp) / "before"
@@ -156,10 +163,12 @@ def main() -> None:
             estimate = per_shard * args.n / args.shard_size
             exponent = np.log(t2 / t1) / np.log(n2 / n1) if n2 > n1 else float("nan")
             print(
-                f"  growth exponent between one shard of {n1} and of {n2} there: {exponent:.2f} (1 linear, 2 quadratic)"
+                f"  growth exponent between one shard of {n1} and of {n2} there: {exponent:.2f} (1 "
+                "linear, 2 quadratic)"
             )
             print(
-                f"  shards ({args.before}, extrapolated as a s + b s^2 per shard of s = {args.shard_size}): "
+                f"  shards ({args.before}, extrapolated as a s + b s^2 per shard of s = "
+                f"{args.shard_size}): "
                 f"{estimate:8.0f} s   ratio to folder {estimate / folder_s:.1f}; this checkout is "
                 f"{estimate / shard_s:.1f}x faster"
             )

@@ -1,4 +1,5 @@
-"""World rendering throughput: the vectorised renderer against a per-image loop of the same renderer.
+"""World rendering throughput: the vectorised renderer against a per-image loop of the same
+renderer.
 
 Run by hand: ``python benchmarks/world_render.py [--n 10000] [--device cpu]``.
 """
@@ -27,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
     print(
-        f"{'px':>4s} {'batched img/s':>14s} {'loop img/s':>11s} {'ratio':>7s} {'10k images (s)':>15s}"
+        f"{'px':>4s} {'batched img/s':>14s} {'loop img/s':>11s} {'ratio':>7s} "
+        f"{'10k images (s)':>15s}"
     )
     for resolution in (32, 64, 128):
         world = World(resolution)
@@ -44,7 +46,8 @@ def main() -> None:
 
         looped = images_per_second(loop, args.loop_n)
         print(
-            f"{resolution:4d} {batched:14.0f} {looped:11.0f} {batched / looped:7.1f} {10_000 / batched:15.2f}"
+            f"{resolution:4d} {batched:14.0f} {looped:11.0f} {batched / looped:7.1f} "
+            f"{10_000 / batched:15.2f}"
         )
 
 

@@ -5,7 +5,8 @@ Run from the repository root with this folder importable (the README's "Your own
     PYTHONPATH=examples fairgen steer --generator my_plugins:generator --labeler my_plugins:dark \\
         --protected dark --out work/own
 
-A generator factory is called with ``device=`` (and any generator options) and returns an object with
+A generator factory is called with ``device=`` (and any generator options) and returns an object
+with
 ``latent_dim``, ``num_classes`` (0: unconditional), ``resolution``, ``sample_latents(n, generator)``
 and ``synthesize(z, y) -> images [N, 3, H, W] in [0, 1]``. A labeler maps such images to integer
 labels ``[N]`` (or scores ``[N, k]``). Here both wrap the embedded world so that the example runs

@@ -33,6 +33,7 @@ for name, images in (("raw", raw), ("balanced", balanced)):
         fairgen.cramers_v_corrected(y.numpy(), texture.numpy()),
     )
     print(
-        f"{name:>8s}: V(class, judged texture) = {v:.2f} (bias-corrected {corrected:.2f}) on 64 samples"
+        f"{name:>8s}: V(class, judged texture) = {v:.2f} (bias-corrected {corrected:.2f}) on 64 "
+        "samples"
     )
     save_grid(images, f"quickstart_{name}.png", nrow=8, title=f"{name} (columns cycle the class)")

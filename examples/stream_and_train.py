@@ -1,9 +1,11 @@
 """Write a shareable stream card for a steered stream, then train a small encoder on it.
 
 Run: python examples/stream_and_train.py   (writes card.json/.safetensors, stream.json and run/)
-The same training from the shell: fairgen train --spec stream.json --steps 80 --batch-size 64 --warmup-steps 5
+The same training from the shell: fairgen train --spec stream.json --steps 80 --batch-size 64
+--warmup-steps 5
 
-The two views of a sample are it and its counterfactual twin (texture flipped), so SimCLR's positives
+The two views of a sample are it and its counterfactual twin (texture flipped), so SimCLR's
+positives
 teach the encoder to ignore texture. SimCLR can reach a loss near 0; SupCon with 4 classes could not
 go below ln(63) = 4.14 here, 0.7 below chance, which makes progress hard to read.
 """
@@ -38,6 +40,7 @@ trainer = Trainer(config, "cpu").fit(stream)
 losses = [record["loss"] for record in trainer.history]
 chance = math.log(2 * batch_size - 1)  # what an encoder that tells nothing apart scores
 print(
-    f"trained {trainer.step} steps; loss {losses[0]:.3f} at step 5 -> {losses[-1]:.3f} at step {trainer.step} "
+    f"trained {trainer.step} steps; loss {losses[0]:.3f} at step 5 -> {losses[-1]:.3f} at step "
+    f"{trainer.step} "
     f"(chance ln(2B-1) = {chance:.3f})"
 )

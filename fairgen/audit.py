@@ -13,7 +13,8 @@ import torch
 def load_audit_encoder(
     spec: str, weights=None, image_size: int = 224, device="cpu"
 ) -> tuple[torch.nn.Module, dict]:
-    """A fairgen encoder file, or ``torchvision:ARCH`` / ``timm:ARCH`` with local ``weights``; and its provenance."""
+    """A fairgen encoder file, or ``torchvision:ARCH`` / ``timm:ARCH`` with local ``weights``; and
+    its provenance."""
     from plumbing.files import sha256_file
 
     from .models import LIBRARIES, load_encoder_by_name
@@ -42,7 +43,8 @@ def load_audit_encoder(
 
     if "config" not in read_safetensors_metadata(path, "encoder"):
         raise ValueError(
-            f"encoder: {path} is a safetensors file but not a fairgen encoder (no config in its metadata)"
+            f"encoder: {path} is a safetensors file but not a fairgen encoder (no config in its "
+            "metadata)"
         )
     try:
         model = load_encoder(path, device)
@@ -222,7 +224,8 @@ def _audit_on_data(
         )
     except ValueError as error:
         raise ValueError(
-            f"--target {target!r}: cannot split {len(table)} rows into probe and test parts ({error})"
+            f"--target {target!r}: cannot split {len(table)} rows into probe and test parts "
+            f"({error})"
         ) from None
     x = features_of(model, table.images(resolution, progress=progress), device)
     provenance = {
@@ -289,7 +292,8 @@ def _verified_for(path, protected: list[str]):
     verified = read_verified(path)
     if verified.attribute not in protected:
         raise ValueError(
-            f"--verified {path} verifies {verified.attribute!r}, which is not among the --protected "
+            f"--verified {path} verifies {verified.attribute!r}, which is not among the "
+            "--protected "
             f"columns {protected}"
         )
     return verified

@@ -221,7 +221,8 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Blur image ``n`` with an isotropic gaussian of ``sigma[n]`` pixels (separable, grouped conv)."""
+    """Blur image ``n`` with an isotropic gaussian of ``sigma[n]`` pixels (separable, grouped
+    conv)."""
     n, c, h, w = images.shape
     radius = kernel_size // 2
     taps = torch.arange(kernel_size, device=images.device, dtype=images.dtype) - radius

@@ -1,7 +1,9 @@
-"""Python entry points ``package.module:attribute``: how users plug in their own generator or labeler.
+"""Python entry points ``package.module:attribute``: how users plug in their own generator or
+labeler.
 
 An entry point typed by the user (``--generator mypkg:make``) is the user's own code and runs. One
-named inside a received file (a stream card, a checkpoint's run) would run the file author's code, so
+named inside a received file (a stream card, a checkpoint's run) would run the file author's code,
+so
 it runs only when the user allows it: ``--allow-entry-point MODULE:CALLABLE`` or
 ``--trust-entry-points`` on the command line, ``allow_entry_points=`` in Python (``check_allowed``).
 """
@@ -47,12 +49,14 @@ TRUST_FLAG = "--trust-entry-points"
 
 
 def check_allowed(spec: str, allow, where: str) -> None:
-    """Refuse the entry point ``spec`` that a received file names (``where``) unless ``allow`` lets it run:
+    """Refuse the entry point ``spec`` that a received file names (``where``) unless ``allow`` lets
+    it run:
     ``True`` trusts every entry point, a collection of strings allows those named."""
     if allow is True or (allow and not isinstance(allow, str) and spec in allow) or allow == spec:
         return
     raise ValueError(
-        f"{where} names the entry point {spec!r}, which would import and run code chosen by whoever "
+        f"{where} names the entry point {spec!r}, which would import and run code chosen by "
+        "whoever "
         f"wrote the file; fairgen runs it only when you say so: pass {ALLOW_FLAG} {spec} (or "
         f"{TRUST_FLAG}) on the command line, allow_entry_points=[{spec!r}] in Python"
     )

@@ -44,7 +44,8 @@ def load_state_file(path, what: str) -> dict:
 def load_into(
     model: nn.Module, state: dict, path, what: str, dropped_head: str | None = None
 ) -> nn.Module:
-    """Load ``state`` strictly (only the keys of a ``dropped_head`` may be left over); a mismatch is a
+    """Load ``state`` strictly (only the keys of a ``dropped_head`` may be left over); a mismatch
+    is a
     ValueError naming the file and the keys."""
     if dropped_head:
         state = {k: v for k, v in state.items() if not k.startswith(dropped_head + ".")}
@@ -150,7 +151,8 @@ def load_image_model(
     image_size: int = 224,
     device="cpu",
 ) -> ImageModel:
-    """``arch`` from ``library`` with the local ``weights`` file; ``features=True`` drops its head."""
+    """``arch`` from ``library`` with the local ``weights`` file; ``features=True`` drops its
+    head."""
     net = build_classifier(library, arch, num_classes)
     head = (
         strip_head(net) if features else None
@@ -163,11 +165,13 @@ def load_image_model(
 
 
 def load_encoder_by_name(spec: str, weights=None, image_size: int = 224, device="cpu") -> nn.Module:
-    """An audit encoder: ``torchvision:ARCH`` or ``timm:ARCH`` with local ``weights`` (features out)."""
+    """An audit encoder: ``torchvision:ARCH`` or ``timm:ARCH`` with local ``weights`` (features
+    out)."""
     library, _, arch = spec.partition(":")
     if library not in LIBRARIES or not arch:
         raise ValueError(
-            f"encoder: expected a fairgen encoder file or torchvision:ARCH / timm:ARCH, got {spec!r}"
+            "encoder: expected a fairgen encoder file or torchvision:ARCH / timm:ARCH, got "
+            f"{spec!r}"
         )
     return load_image_model(
         library, arch, weights, features=True, image_size=image_size, device=device
@@ -175,7 +179,8 @@ def load_encoder_by_name(spec: str, weights=None, image_size: int = 224, device=
 
 
 def load_clip(arch: str, weights, model_config=None, device="cpu"):
-    """An open_clip model and its tokenizer from local files; ``model_config`` registers a custom JSON config."""
+    """An open_clip model and its tokenizer from local files; ``model_config`` registers a custom
+    JSON config."""
     try:
         import open_clip
     except ImportError:

@@ -72,7 +72,8 @@ class ViewRecipe:
             object.__setattr__(self, "walk_transformations", tuple(names))
             if self.walk_compose > len(self.walk_transformations):
                 raise ValueError(
-                    f"walk_compose {self.walk_compose} exceeds the {len(self.walk_transformations)} "
+                    f"walk_compose {self.walk_compose} exceeds the "
+                    f"{len(self.walk_transformations)} "
                     "walk_transformations to choose from"
                 )
 
@@ -136,9 +137,11 @@ def make_view_latents(
     steerer=None,
     walks=None,
 ) -> torch.Tensor:
-    """View latents ``[B, V, d]`` for anchors ``z [B, d]`` (classes ``y``), drawn with ``generator``.
+    """View latents ``[B, V, d]`` for anchors ``z [B, d]`` (classes ``y``), drawn with
+    ``generator``.
 
-    ``steerer`` (an eraser card's steerer) makes 'flip' views, ``walks`` (``fairgen.walks.LatentWalks``)
+    ``steerer`` (an eraser card's steerer) makes 'flip' views, ``walks``
+    (``fairgen.walks.LatentWalks``)
     makes 'walk' views.
     """
     return make_views(z, y, recipe, generator, steerer, walks).latents
@@ -154,7 +157,8 @@ def make_views(
     flipper=None,
 ) -> ViewLatents:
     """Like ``make_view_latents``; with ``flipper`` (``steering.ConfirmedFlipper``) 'flip' views are
-    labeler-confirmed twins inside the prior, and the anchors without one are reported, not dropped."""
+    labeler-confirmed twins inside the prior, and the anchors without one are reported, not
+    dropped."""
     if recipe.needs_steerer and steerer is None and flipper is None:
         raise ValueError(
             "the view recipe asks for 'flip' views, which need an eraser card (steerer)"

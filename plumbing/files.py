@@ -1,4 +1,5 @@
-"""Files that travel between people: content hashes, reproducible safetensors, paths kept inside a card.
+"""Files that travel between people: content hashes, reproducible safetensors, paths kept inside a
+card.
 
 The one safe layer every loader of a received file goes through: names resolved inside the card's
 folder (``resolve_inside``), strict and bounded JSON (``read_json``), safetensors whose header is
@@ -93,7 +94,8 @@ def read_json(
     max_depth: int = MAX_JSON_DEPTH,
 ):
     """Strict, bounded JSON from a file: size and nesting capped before parsing, duplicate keys and
-    NaN/Infinity refused; every failure a ValueError/FileNotFoundError naming ``what`` and the file."""
+    NaN/Infinity refused; every failure a ValueError/FileNotFoundError naming ``what`` and the
+    file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist")
@@ -110,7 +112,8 @@ def read_json(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(
-            f"{what} {path} is not valid JSON: not UTF-8 text ({error.reason} at byte {error.start})"
+            f"{what} {path} is not valid JSON: not UTF-8 text ({error.reason} at byte "
+            f"{error.start})"
         ) from None
     return parse_json(text, f"{what} {path}", max_depth)
 
@@ -142,21 +145,24 @@ def parse_json(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
     if field is not None:
         name, path = field
         raise ValueError(
-            f"{where} is not valid JSON: {path or 'the value'} is {name}, which JSON does not allow "
+            f"{where} is not valid JSON: {path or 'the value'} is {name}, which JSON does not "
+            "allow "
             "(a finite number is expected)"
         )
     return data
 
 
 class _NonFinite:
-    """Stands in for NaN/Infinity while parsing, so that the error can name the field that held it."""
+    """Stands in for NaN/Infinity while parsing, so that the error can name the field that held
+    it."""
 
     def __init__(self, name: str):
         self.name = name
 
 
 def _find_non_finite(data, path: str = ""):
-    """``(NaN|Infinity|-Infinity, "field[0].key")`` of the first non-finite constant in parsed JSON, or None."""
+    """``(NaN|Infinity|-Infinity, "field[0].key")`` of the first non-finite constant in parsed
+    JSON, or None."""
     stack = [(data, path)]
     while stack:
         value, where = stack.pop()
@@ -207,7 +213,8 @@ def read_safetensors_header(
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > min(max_header, size - 8):
             raise ValueError(
-                f"{bad} (its header claims {length} bytes; the file has {size}, the limit is {max_header})"
+                f"{bad} (its header claims {length} bytes; the file has {size}, the limit is "
+                f"{max_header})"
             )
         header_text = handle.read(length)
     try:
@@ -233,7 +240,8 @@ def read_safetensors_header(
             )
         if not isinstance(shape, list) or not all(_count(d) for d in shape):
             raise ValueError(
-                f"{where} has shape {printable(str(shape))}; expected a list of non-negative integers)"
+                f"{where} has shape {printable(str(shape))}; expected a list of non-negative "
+                "integers)"
             )
         if (
             not isinstance(offsets, list)
@@ -255,7 +263,8 @@ def read_safetensors_header(
         position = end
     if 8 + length + position != size:
         raise ValueError(
-            f"{bad} (its header describes {position} bytes of data; the file holds {size - 8 - length})"
+            f"{bad} (its header describes {position} bytes of data; the file holds "
+            f"{size - 8 - length})"
         )
     return header
 
@@ -331,7 +340,8 @@ def resolve_inside(
     shard list); refuse names that leave ``folder``.
 
     Links are followed first, so a link that points elsewhere is refused like ``..`` or an absolute
-    name: before anything is opened or hashed, and with a message that depends only on ``name``, never
+    name: before anything is opened or hashed, and with a message that depends only on ``name``,
+    never
     on whether or what the outside target is (no oracle about files outside the folder). ``within``
     says what the folder is in messages (e.g. "the manifest's folder").
     """
@@ -342,7 +352,8 @@ def resolve_inside(
     relative = Path(name)
     if relative.is_absolute() or ".." in relative.parts or name.startswith("~"):
         raise ValueError(
-            f"{what}: {printable(repr(name))} must be a path inside {within} (no absolute path, no '..')"
+            f"{what}: {printable(repr(name))} must be a path inside {within} (no absolute path, no "
+            "'..')"
         )
     try:
         base = Path(folder).resolve()

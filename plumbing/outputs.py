@@ -1,4 +1,5 @@
-"""Outputs written whole, by one writer at a time: locks, staged folders, and clear disk-full errors.
+"""Outputs written whole, by one writer at a time: locks, staged folders, and clear disk-full
+errors.
 
 Every command that writes files goes through here (``steering``, ``audits`` and ``fairgen`` all
 import it; it imports none of them):
@@ -7,7 +8,8 @@ import it; it imports none of them):
   command; a second writer gets a ValueError naming them. A lock whose pid is dead on this host is
   stale and is taken over.
 * ``staged_folder(target)`` / ``staged_files(paths)``: the caller writes a complete new output in a
-  fresh temporary folder beside the target; one ``rename`` of that folder to ``.<name>.commit`` is the
+  fresh temporary folder beside the target; one ``rename`` of that folder to ``.<name>.commit`` is
+  the
   commit point, after which the files (or the whole folder) are moved into place. A process killed
   before the commit leaves the old output untouched; one killed after it leaves a commit that the
   next reader or writer finishes (``finish_pending``), so a reader sees the old or the new output.
@@ -43,7 +45,8 @@ class OutputLockedError(ValueError):
     """Another process is writing the same output."""
 
 
-# ---------------------------------------------------------------- low-level writes (one place to inject failures)
+# ---------------------------------------------------------------- low-level writes (one place to
+# inject failures)
 
 
 def _write_chunk(fd: int, data: memoryview) -> int:
@@ -73,9 +76,12 @@ def _full(error: OSError, path) -> DiskFullError:
 
 
 def write_new(path: str | os.PathLike, data: bytes, sync: bool = False) -> Path:
-    """Create ``path`` (it must not exist) holding ``data``, with the usual file mode; ``sync`` flushes
-    it to the disk (single-file replacements do; the many files of a staged folder do not, for speed:
-    a killed process cannot mix outputs either way, only a power cut between write and flush could)."""
+    """Create ``path`` (it must not exist) holding ``data``, with the usual file mode; ``sync``
+    flushes
+    it to the disk (single-file replacements do; the many files of a staged folder do not, for
+    speed:
+    a killed process cannot mix outputs either way, only a power cut between write and flush
+    could)."""
     path = Path(path)
     try:
         fd = os.open(
@@ -106,7 +112,8 @@ def write_new(path: str | os.PathLike, data: bytes, sync: bool = False) -> Path:
 
 
 def replace_file(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a new file beside ``path`` and rename it over ``path`` (atomic, never through a link)."""
+    """Write ``data`` to a new file beside ``path`` and rename it over ``path`` (atomic, never
+    through a link)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
@@ -195,7 +202,8 @@ def output_lock(target: str | os.PathLike, command: str | None = None):
                 continue
             who = (
                 (
-                    f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command')!s:.200}, "
+                    f"pid {holder.get('pid')} on {holder.get('host')} "
+                    f"({holder.get('command')!s:.200}, "
                     f"since {holder.get('started')})"
                 )
                 if holder
@@ -273,7 +281,8 @@ def finish_pending(target: str | os.PathLike, cleanup: bool = False) -> None:
 
 
 def check_replaceable(target: str | os.PathLike, replaceable) -> None:
-    """Refuse to swap away a folder that holds files fairgen did not write there (callers check early,
+    """Refuse to swap away a folder that holds files fairgen did not write there (callers check
+    early,
     before any long computation; ``staged_folder`` checks again)."""
     target = Path(target)
     if not target.exists():
@@ -285,7 +294,8 @@ def check_replaceable(target: str | os.PathLike, replaceable) -> None:
     ]
     if foreign:
         raise ValueError(
-            f"--out {target} already holds files this command did not write ({', '.join(sorted(foreign)[:3])}"
+            f"--out {target} already holds files this command did not write "
+            f"({', '.join(sorted(foreign)[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder"
         )
 
@@ -320,7 +330,8 @@ def staged_folder(target: str | os.PathLike, replaceable=(), command: str | None
 @contextmanager
 def staged_files(paths, command: str | None = None):
     """Yield a temporary folder; write each of ``paths`` there by its base name; on success all of
-    them replace their targets together (a card's JSON and tensors). The first path names the lock."""
+    them replace their targets together (a card's JSON and tensors). The first path names the
+    lock."""
     paths = [Path(p).absolute() for p in paths]
     key = paths[0]
     if any(p.parent != key.parent for p in paths):

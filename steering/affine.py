@@ -64,7 +64,8 @@ class AffineEraser(FitTransformMixin, nn.Module):
             or left.shape[1] != right.shape[0]
         ):
             raise ValueError(
-                f"state 'left_' must be [d, r] and 'right_' [r, d] with d={d}; got {tuple(left.shape)} and {tuple(right.shape)}"
+                f"state 'left_' must be [d, r] and 'right_' [r, d] with d={d}; got "
+                f"{tuple(left.shape)} and {tuple(right.shape)}"
             )
         device = mean.device if device is None else device
         for name, t in zip(_STATE, (mean, left, right), strict=True):
@@ -104,7 +105,8 @@ class AffineEraser(FitTransformMixin, nn.Module):
         self._check_fitted()
         if x.shape[-1] != self.mean_.shape[0]:
             raise ValueError(
-                f"x has last dimension {x.shape[-1]} but the eraser was fitted on d={self.mean_.shape[0]}"
+                f"x has last dimension {x.shape[-1]} but the eraser was fitted on "
+                f"d={self.mean_.shape[0]}"
             )
         work = x if x.dtype in (torch.float32, torch.float64) else x.float()
         mean, left, right = (

@@ -8,7 +8,8 @@ minority value of one class is the majority of another), and each class's head p
 boundaries along them; a softmax that is linear in a feature cuts it into intervals, so a value
 that occupies a slab or a curved shell of the latent is reachable. Trained by full-batch Adam,
 calibrated by one temperature fitted on held-out samples (a sharp but miscalibrated posterior would
-bias the resampler). Stored as plain tensors (a card), differentiable in the latent (flips follow it).
+bias the resampler). Stored as plain tensors (a card), differentiable in the latent (flips follow
+it).
 
 Why this model: on the steering-geometry benchmark's entangled latents, per-class MLPs and
 per-class logistic regressions on 5,000 samples each, and gradient-boosted trees, all found the
@@ -40,7 +41,8 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-STEPS = 1000  # Adam steps of a fit unless given (a module setting, so that a smoke test can run a short fit)
+# Adam steps of a fit unless given (a module setting, so that a smoke test can run a short fit)
+STEPS = 1000
 
 
 class LatentClassifier(nn.Module):
@@ -79,7 +81,8 @@ class LatentClassifier(nn.Module):
             return self._fit(z, y, a, num_classes, num_values, calibration)
 
     def _fit(self, z, y, a, num_classes, num_values, calibration):
-        """Fit on latents ``z [N, d]``, classes ``y [N]``, values ``a [N]``; calibrate on ``(z, y, a)`` held out.
+        """Fit on latents ``z [N, d]``, classes ``y [N]``, values ``a [N]``; calibrate on ``(z, y,
+        a)`` held out.
 
         Without ``calibration`` a random fifth of the samples is held out for the temperature.
         """

@@ -13,11 +13,14 @@ find) and, for each unfilled cell ``j``, the prior tilted by the classifier's po
 ``pi_j`` (weight ``c_j``, proportional to the cell's remaining quota; ``Z_j = E_p[pi_j]``). It is
 drawn by rejection in latent space (prior draws and classifier calls, no synthesis). A candidate
 labelled ``j`` is kept with probability ``min(1, s_core_j / (cap * s(z)))``, where
-``s_core_j = e + c_j / Z_j`` is ``s`` where the classifier is sure of ``j``: within the cell the kept
+``s_core_j = e + c_j / Z_j`` is ``s`` where the classifier is sure of ``j``: within the cell the
+kept
 samples then follow ``p(z) min(s(z), s_core_j / cap)``, which is the generator's own distribution
 wherever ``s >= s_core_j / cap``. ``cap=None`` is exact everywhere (``s >= e``, so the cap is
-``s_core_j / e``) at the price of thinning the cell's core (on the embedded default it needed over 30
-syntheses per kept sample, more than plain rejection's 11.5); ``proposal="prior"`` (plain image-space
+``s_core_j / e``) at the price of thinning the cell's core (on the embedded default it needed over
+30
+syntheses per kept sample, more than plain rejection's 11.5); ``proposal="prior"`` (plain
+image-space
 rejection: prior samples, labelled, kept while their cell has room) is exact too, and is the
 fallback where the classifier does not help (rare cells it cannot find, unseen geometry): the fit
 measures the classifier proposal on a trial draw and keeps it only if it costs fewer syntheses per
@@ -31,9 +34,11 @@ sampling-noise floor for every cap; 1.25 is the largest cap within 1.5 syntheses
 The distortion that remains lies along the protected attribute's own latent code, near its cells'
 boundaries, where the classifier under-proposes.
 
-``draw_batches`` fills ``k`` draws as one block (all their quotas at once) and deals each cell's kept
+``draw_batches`` fills ``k`` draws as one block (all their quotas at once) and deals each cell's
+kept
 samples evenly into them, so each draw is exact and the block pays for its last quotas (the rounds
-that chase a few missing cells) once instead of ``k`` times; confirmed streams draw their batches so.
+that chase a few missing cells) once instead of ``k`` times; confirmed streams draw their batches
+so.
 
 A joint cell never labelled at fit is not an error when each of its values was labelled: the
 proposal's cell posterior is the product of the attributes' classifiers, so the cell's mass ``Z_j``
@@ -90,12 +95,17 @@ PROPOSALS = ("auto", "classifier", "prior")
 DEFENSIVE = (
     0.05  # share of each class's proposals drawn from the plain prior: bounds p/q by 1/DEFENSIVE
 )
-CAP = 1.25  # default cap on the importance ratio, relative to a cell's core (see the module docstring)
+# default cap on the importance ratio, relative to a cell's core (see the module docstring)
+CAP = 1.25
 MIN_SHARE = (
     1e-5  # a cell the classifier gives less prior mass than this is left to the prior component
 )
-MIN_MASS = 1e-7  # a joint cell never labelled at fit is refused below this mass (numerically zero: >= 10^7 syntheses each)
-MIN_ROUND = 8  # proposals per round at least; a round proposes each remaining quota over the classifier's precision there
+# a joint cell never labelled at fit is refused below this mass (numerically zero: >= 10^7 syntheses
+# each)
+MIN_MASS = 1e-7
+# proposals per round at least; a round proposes each remaining quota over the classifier's
+# precision there
+MIN_ROUND = 8
 N_PRIOR = 1 << 14  # prior draws per class that estimate the classifier's cell masses Z
 MAX_BLOCK = 1 << 16  # latents drawn at once while sampling the proposal
 BUDGET_PER_SAMPLE, BUDGET_BASE = (
@@ -106,7 +116,8 @@ BUDGET_PER_SAMPLE, BUDGET_BASE = (
 
 @dataclass
 class Draw:
-    """``n`` confirmed samples: latents, classes, images and every attribute's labels, with their cost.
+    """``n`` confirmed samples: latents, classes, images and every attribute's labels, with their
+    cost.
 
     ``classes`` holds the generator's class (conditional), the keep-label (unconditional with a
     keep labeler) or zeros. ``syntheses`` counts every image synthesized, ``labeler_calls`` every
@@ -157,7 +168,8 @@ class Draw:
 
 @register_steerer
 class ConfirmedSteerer(Steerer):
-    """Fit from labelled latents; ``draw(generator, labeler, n, seed)`` returns samples meeting the target exactly.
+    """Fit from labelled latents; ``draw(generator, labeler, n, seed)`` returns samples meeting the
+    target exactly.
 
     Cells: the generator's class (or nothing, for an unconditional generator) times the joint value
     of the labelled attributes. With ``keep`` (an unconditional generator and a second labeler), the
@@ -324,8 +336,8 @@ class ConfirmedSteerer(Steerer):
         }
         if any(len(v) != len(z) for v in [y, *labels.values()]):
             raise ValueError(
-                f"latents [N, d], classes [N] and labels [N] must agree, got {list(z.shape)}, {list(y.shape)}, "
-                + ", ".join(f"{k}: {list(v.shape)}" for k, v in labels.items())
+                f"latents [N, d], classes [N] and labels [N] must agree, got {list(z.shape)}, "
+                f"{list(y.shape)}, " + ", ".join(f"{k}: {list(v.shape)}" for k, v in labels.items())
             )
         if not torch.isfinite(z).all():
             raise ValueError("latents contain NaN or infinite values")
@@ -335,7 +347,8 @@ class ConfirmedSteerer(Steerer):
             )
         if keep is not None and num_classes:
             raise ValueError(
-                "a keep labeler stands in for the class of an unconditional generator; this one has classes"
+                "a keep labeler stands in for the class of an unconditional generator; this one "
+                "has classes"
             )
         names = [n for n in labels if n != keep]
         if not names:
@@ -350,8 +363,10 @@ class ConfirmedSteerer(Steerer):
         for name in names:
             if len(torch.unique(labels[name])) < 2:
                 raise ValueError(
-                    f"protected attribute {name!r} takes a single value ({int(labels[name][0])}) in all "
-                    f"{len(z)} labelled samples: there is nothing to balance (is the labeler right?)"
+                    f"protected attribute {name!r} takes a single value ({int(labels[name][0])}) "
+                    "in all "
+                    f"{len(z)} labelled samples: there is nothing to balance (is the labeler "
+                    "right?)"
                 )
         self.names_, self.keep_, self.attrs_ = names, keep, attrs
         self.num_values_ = [values[a] for a in attrs]
@@ -393,7 +408,9 @@ class ConfirmedSteerer(Steerer):
         precision = torch.ones(G, J)
         for g in range(
             G
-        ):  # how often a latent the classifier puts in a cell is labelled there (labelled prior draws)
+            # how often a latent the classifier puts in a cell is labelled there (labelled prior
+            # draws)
+        ):
             mine = (y == g) & drawn
             if mine.any():
                 pi = self.cell_proba(z[mine], y[mine])
@@ -419,8 +436,10 @@ class ConfirmedSteerer(Steerer):
 
     def _check_shown(self, counts, cell_target, y, labels: dict) -> None:
         """Every value of every attribute the target asks for must have been labelled in each class
-        (else its classifier cannot know it: which one, and what to do). A *joint* cell never labelled
-        is fine when each of its values was: the classifiers' product still finds it (``_check_findable``)."""
+        (else its classifier cannot know it: which one, and what to do). A *joint* cell never
+        labelled
+        is fine when each of its values was: the classifiers' product still finds it
+        (``_check_findable``)."""
         G, J = counts.shape
         values = self.decode(torch.arange(J))
         for g, j in torch.nonzero(counts == 0).tolist():
@@ -432,19 +451,24 @@ class ConfirmedSteerer(Steerer):
                 if shown == 0:
                     where = f"class {g}" if self.conditional_ else "the generator"
                     raise ValueError(
-                        f"{where} never shows {a}={v} in its {int(counts[g].sum())} labelled samples, "
-                        "so no draw can be filled to the target; label more samples (n), or give that "
+                        f"{where} never shows {a}={v} in its {int(counts[g].sum())} labelled "
+                        "samples, "
+                        "so no draw can be filled to the target; label more samples (n), or give "
+                        "that "
                         "value probability 0 in target_distribution"
                     )
 
     def _check_findable(self, counts, cell_target) -> None:
-        """A joint cell never labelled at fit must have a (numerically) non-zero mass under the classifiers."""
+        """A joint cell never labelled at fit must have a (numerically) non-zero mass under the
+        classifiers."""
         for g, j in torch.nonzero((counts == 0) & (cell_target[None, :] > 0)).tolist():
             if float(self.mass[g, j]) < MIN_MASS:
                 where = f"class {g}" if self.conditional_ else "the generator"
                 raise ValueError(
-                    f"{where} never shows {self.describe_cell(j)} in its {int(counts[g].sum())} labelled "
-                    f"samples and its classifiers give it a prior mass of {float(self.mass[g, j]):.1e}, so no "
+                    f"{where} never shows {self.describe_cell(j)} in its {int(counts[g].sum())} "
+                    "labelled "
+                    "samples and its classifiers give it a prior mass of "
+                    f"{float(self.mass[g, j]):.1e}, so no "
                     "draw can be filled to the target; label more samples (n), or give that cell "
                     "probability 0 in target_distribution"
                 )
@@ -463,7 +487,8 @@ class ConfirmedSteerer(Steerer):
 
     def balance(self, z, y, generator=None, sample_latents=None):
         raise ValueError(
-            "a confirmed steerer does not edit latents: every kept sample is synthesized and labelled; "
+            "a confirmed steerer does not edit latents: every kept sample is synthesized and "
+            "labelled; "
             "use steerer.draw(generator, labeler, n, seed)"
         )
 
@@ -481,7 +506,8 @@ class ConfirmedSteerer(Steerer):
     # ------------------------------------------------------------ the proposal
 
     def cell_proba(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """The classifiers' posterior over joint cells ``[N, J]`` (product of the attributes' posteriors)."""
+        """The classifiers' posterior over joint cells ``[N, J]`` (product of the attributes'
+        posteriors)."""
         out = None
         with torch.no_grad():
             for a in self.attrs_:
@@ -490,7 +516,8 @@ class ConfirmedSteerer(Steerer):
         return out
 
     def _mixture(self, remaining: torch.Tensor, g: int, prior_only: bool):
-        """Class ``g``'s proposal: prior weight ``e``, cell weights ``c [J]`` (0 where unusable) and ``s_max``."""
+        """Class ``g``'s proposal: prior weight ``e``, cell weights ``c [J]`` (0 where unusable)
+        and ``s_max``."""
         left = remaining[g].double()
         usable = (self.mass[g].double() >= MIN_SHARE) & (left > 0) & (not prior_only)
         aim = (
@@ -513,7 +540,8 @@ class ConfirmedSteerer(Steerer):
         return e + self.cell_proba(z, torch.full((len(z),), g)).double() @ ratio
 
     def _propose(self, generator, m: int, remaining: torch.Tensor, rng, prior_only: bool):
-        """``m`` proposed latents (the generator's shape), their classes, their ``s`` and the cell cores ``s_core``."""
+        """``m`` proposed latents (the generator's shape), their classes, their ``s`` and the cell
+        cores ``s_core``."""
         per_class = remaining.sum(1).double()
         g = torch.multinomial(per_class, m, replacement=True, generator=rng)
         z = None
@@ -548,7 +576,8 @@ class ConfirmedSteerer(Steerer):
     # ------------------------------------------------------------ drawing
 
     def quotas(self, n: int, class_probs=None, rank: int = 0, world_size: int = 1) -> torch.Tensor:
-        """Integer samples per cell ``[G, J]`` for rank ``rank`` of a draw of ``n`` (all ranks together meet the target)."""
+        """Integer samples per cell ``[G, J]`` for rank ``rank`` of a draw of ``n`` (all ranks
+        together meet the target)."""
         self._check_fitted()
         return self._quotas(n, class_probs, rank, world_size)
 
@@ -569,7 +598,8 @@ class ConfirmedSteerer(Steerer):
         return quota.view(self.num_classes_, -1)
 
     def cell_table(self, class_probs=None) -> torch.Tensor:
-        """The target share of every (class, cell) ``[G, J]``: class weights times the cell target."""
+        """The target share of every (class, cell) ``[G, J]``: class weights times the cell
+        target."""
         self._check_fitted()
         return self._cell_table(class_probs)
 
@@ -586,7 +616,8 @@ class ConfirmedSteerer(Steerer):
                 or float(probs.sum()) <= 0
             ):
                 raise ValueError(
-                    f"class_probs must be {G} non-negative weights with a positive sum, got {probs.tolist()}"
+                    f"class_probs must be {G} non-negative weights with a positive sum, got "
+                    f"{probs.tolist()}"
                 )
             probs = probs / probs.sum()
         target = self.cell_target.double()  # [J], or [G, J] per class (steering.truth)
@@ -606,9 +637,11 @@ class ConfirmedSteerer(Steerer):
         proposal: str | None = None,
         batch_size: int = 512,
     ) -> Draw:
-        """``n`` samples whose labels meet the target exactly (every cell's quota), confirmed by ``labeler``.
+        """``n`` samples whose labels meet the target exactly (every cell's quota), confirmed by
+        ``labeler``.
 
-        ``labeler``: the callable (or ``{name: callable}``) the steerer was fitted with; ``keep_labeler``
+        ``labeler``: the callable (or ``{name: callable}``) the steerer was fitted with;
+        ``keep_labeler``
         too when it was fitted with one (or put it in the dict under its name). Same ``seed``, same
         draw; rank ``rank`` of ``world_size`` gets its own share of the quotas and its own random
         stream (all ranks together meet the target). A cell still unfilled after ``max_syntheses``
@@ -618,7 +651,8 @@ class ConfirmedSteerer(Steerer):
         quota = self.quotas(n, class_probs, rank, world_size)
         if int(quota.sum()) == 0:  # a rank whose share of a tiny draw is empty
             raise ValueError(
-                f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least world_size samples"
+                f"rank {rank} of {world_size} gets no sample of a draw of {n}; draw at least "
+                "world_size samples"
             )
         budget = (
             BUDGET_PER_SAMPLE * n + BUDGET_BASE if max_syntheses is None else int(max_syntheses)
@@ -647,11 +681,15 @@ class ConfirmedSteerer(Steerer):
         proposal: str | None = None,
         batch_size: int = 512,
     ) -> list[Draw]:
-        """``k`` draws of ``batch`` samples, each exact (every cell's quota of a draw of ``batch``), filled as one
-        block: the quotas of all ``k`` are drawn at once and each cell's kept samples dealt evenly into them.
+        """``k`` draws of ``batch`` samples, each exact (every cell's quota of a draw of
+        ``batch``), filled as one
+        block: the quotas of all ``k`` are drawn at once and each cell's kept samples dealt evenly
+        into them.
 
-        Why: a small draw pays for its last quotas (its last rounds propose for a few missing cells and
-        keep little); a block pays that once for ``k`` batches. Same ``seed``, same ``k`` batches; ranks as in ``draw``.
+        Why: a small draw pays for its last quotas (its last rounds propose for a few missing cells
+        and
+        keep little); a block pays that once for ``k`` batches. Same ``seed``, same ``k`` batches;
+        ranks as in ``draw``.
         Every draw reports the block's cost, shared evenly (``stats["block"]``: ``k``).
         """
         if not is_int(k) or k < 1:
@@ -662,7 +700,8 @@ class ConfirmedSteerer(Steerer):
         part = self.quotas(batch, class_probs, rank, world_size)
         if int(part.sum()) == 0:
             raise ValueError(
-                f"rank {rank} of {world_size} gets no sample of a draw of {batch}; draw at least world_size samples"
+                f"rank {rank} of {world_size} gets no sample of a draw of {batch}; draw at least "
+                "world_size samples"
             )
         budget = (
             k * (BUDGET_PER_SAMPLE * batch + BUDGET_BASE)
@@ -758,7 +797,8 @@ class ConfirmedSteerer(Steerer):
         proposal: str,
         batch_size: int,
     ):
-        """Fill ``quota [G, J]`` in rounds: latents, classes, joint cells and images of the kept samples (in the
+        """Fill ``quota [G, J]`` in rounds: latents, classes, joint cells and images of the kept
+        samples (in the
         order they were kept), and the cost."""
         remaining = quota.clone()
         G, J = remaining.shape
@@ -814,7 +854,8 @@ class ConfirmedSteerer(Steerer):
         return torch.cat(kept_z), torch.cat(kept_g), torch.cat(kept_j), torch.cat(kept_images), cost
 
     def _labelers(self, labeler, keep_labeler) -> dict:
-        """The labelers by attribute name, in the steerer's order; a clear error when they do not match its attributes."""
+        """The labelers by attribute name, in the steerer's order; a clear error when they do not
+        match its attributes."""
         given = (
             dict(labeler)
             if isinstance(labeler, dict)
@@ -834,13 +875,15 @@ class ConfirmedSteerer(Steerer):
             )
             keep = f" and keep_labeler for {self.keep_!r}" if self.keep_ is not None else ""
             raise ValueError(
-                f"labeler must be callables for the steerer's attributes (labeler for {need}{keep}); "
+                "labeler must be callables for the steerer's attributes (labeler for "
+                f"{need}{keep}); "
                 f"got {sorted(given)}"
             )
         return {a: given[a] for a in self.attrs_}
 
     def _label(self, generator, labelers: dict, z, g, batch_size: int):
-        """Synthesize and label in batches: joint cells ``[m]`` (-1: a value outside the fit) and images."""
+        """Synthesize and label in batches: joint cells ``[m]`` (-1: a value outside the fit) and
+        images."""
         cells, images = [], []
         device = generator_device(generator)
         for start in range(0, len(z), batch_size):
@@ -868,20 +911,24 @@ class ConfirmedSteerer(Steerer):
         for g, j in lacking[:4]:
             where = f"class {g}, " if self.conditional_ else ""
             parts.append(
-                f"{where}{self.describe_cell(j)} ({int(remaining[g, j])} of {int(quota[g, j])} missing; "
+                f"{where}{self.describe_cell(j)} ({int(remaining[g, j])} of {int(quota[g, j])} "
+                "missing; "
                 f"labelled in {int(seen[g, j])} of {syntheses} syntheses)"
             )
         more = f" and {len(lacking) - 4} more" if len(lacking) > 4 else ""
         return (
-            f"confirmed draw: after {syntheses} syntheses (the budget, max_syntheses={budget}) these cells are still "
-            f"short: {'; '.join(parts)}{more}. The labeler (almost) never produces them: give them probability 0 "
+            f"confirmed draw: after {syntheses} syntheses (the budget, max_syntheses={budget}) "
+            "these cells are still "
+            f"short: {'; '.join(parts)}{more}. The labeler (almost) never produces them: give them "
+            "probability 0 "
             "in target_distribution, or raise max_syntheses"
         )
 
     # ------------------------------------------------------------ costs
 
     def rejection_cost(self, class_probs=None) -> float:
-        """Expected syntheses per kept sample of plain image-space rejection (``proposal="prior"``), large-n limit.
+        """Expected syntheses per kept sample of plain image-space rejection
+        (``proposal="prior"``), large-n limit.
 
         Class ``g`` needs ``max_j t_gj / P_gj`` prior syntheses per kept sample (its rarest cell
         relative to the target), ``P`` the labelled prior draws' cell shares.
@@ -906,10 +953,14 @@ class ConfirmedSteerer(Steerer):
         return self.within_cell_tv(z, y, joint)
 
     def within_cell_tv(self, z, y, joint, cap: float | None = ..., min_count: int = 5) -> float:
-        """Within-cell distortion of the cap at the start of a draw (the proposal mixed by the target):
-        total variation between the prior's and the kept samples' distribution inside each cell, from
-        labelled prior draws ``z``, classes ``y`` and joint cells ``joint``; mean over cells weighted
-        by the target. It bounds the distortion of any function of the latent (colour, size, ...)."""
+        """Within-cell distortion of the cap at the start of a draw (the proposal mixed by the
+        target):
+        total variation between the prior's and the kept samples' distribution inside each cell,
+        from
+        labelled prior draws ``z``, classes ``y`` and joint cells ``joint``; mean over cells
+        weighted
+        by the target. It bounds the distortion of any function of the latent (colour, size,
+        ...)."""
         cap = self.cap if cap is ... else cap
         if cap is None or len(z) == 0:
             return 0.0
@@ -938,7 +989,8 @@ class ConfirmedSteerer(Steerer):
         return tv / max(weight, 1.0)
 
     def expected_draws(self, class_probs=None) -> float:
-        """Syntheses per kept sample measured at fit (the trial draw), else plain rejection's estimate."""
+        """Syntheses per kept sample measured at fit (the trial draw), else plain rejection's
+        estimate."""
         self._check_fitted()
         return float(self.costs_.get("syntheses_per_kept", self.rejection_cost(class_probs)))
 

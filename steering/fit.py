@@ -1,4 +1,5 @@
-"""From a generator and a labeler to a fitted, measured, saveable steerer (what `fairgen steer` runs)."""
+"""From a generator and a labeler to a fitted, measured, saveable steerer (what `fairgen steer`
+runs)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,15 @@ def fit_steerer(
     The prior draws also correct the resampler's acceptance where the classifier is blurred
     (``steering.resample.corrected_acceptance``).
 
-    ``method="confirmed"`` (balance; ``steering.confirmed``): the same classifier becomes the proposal
-    of ``steerer.draw(generator, labeler, n, seed)``, which synthesizes, labels and keeps samples until
+    ``method="confirmed"`` (balance; ``steering.confirmed``): the same classifier becomes the
+    proposal
+    of ``steerer.draw(generator, labeler, n, seed)``, which synthesizes, labels and keeps samples
+    until
     every (class, value) cell holds its exact share, in the labeler's terms; a trial draw at fit
     measures its syntheses per kept sample against plain image-space rejection (``steerer.costs_``).
     Unconditional generators (``num_classes == 0``) are steered to a target marginal; with
-    ``keep_labeler`` (confirmed only) its label plays the class: the protected attributes are balanced
+    ``keep_labeler`` (confirmed only) its label plays the class: the protected attributes are
+    balanced
     within each keep-label value, whose own marginal stays the generator's.
     With ``verified`` (confirmed only: a verified set ``{"classes", "outputs", "truth"}`` or a
     ``steering.truth.ErrorModel``) ``target_distribution`` is a target of *true* values: the draw
@@ -86,7 +90,8 @@ def fit_steerer(
 
 
 def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: int = 0) -> dict:
-    """Held-out accuracy of a fresh probe of the protected value *within each class* (mean over classes).
+    """Held-out accuracy of a fresh probe of the protected value *within each class* (mean over
+    classes).
 
     Returns the probe's accuracy and the majority rate, both averaged over classes weighted by size.
     """
@@ -122,7 +127,8 @@ def latent_probe_accuracy(latents, classes, protected, mlp: bool = False, seed: 
 def measure_stream(
     generator, judges, n: int = 10_000, seed: int = 1, transform=None, progress=False
 ) -> dict:
-    """Judged class fidelity and Cramér's V (plain and bias-corrected) of a (possibly steered) stream.
+    """Judged class fidelity and Cramér's V (plain and bias-corrected) of a (possibly steered)
+    stream.
 
     ``judges`` maps "class" (optional) and each protected attribute to labelers with ``.predict``.
     Per attribute: ``cramers_v_by[name]``, ``cramers_v_corrected_by[name]``; with several, the joint
@@ -157,7 +163,8 @@ def measure_stream(
 def confirmed_report(
     generator, steerer, labelers: dict, judges: dict, n: int = 10_000, seed: int = 1
 ) -> dict:
-    """Raw generator against a confirmed steerer's draw, judged by ``judges`` (callables by attribute,
+    """Raw generator against a confirmed steerer's draw, judged by ``judges`` (callables by
+    attribute,
     optionally "class"); ``labelers`` confirm the draw (the steerer's own). The grouping of V is the
     class input, or the keep-label (keep labeler present), or nothing (unconditional: shares only).
 
@@ -245,7 +252,8 @@ def checked_flips(
     A twin whose image the labeler does not read as the requested value is retried up to
     ``retries`` times: a classifier steerer proposes, around the anchor, the most likely of
     ``candidates`` prior-preserving perturbations ``rho z + sqrt(1 - rho^2) eps`` (rho falling
-    from 0.95 to 0.3, then staying there, so the twin stays as close as it can); a linear steerer has nothing else to
+    from 0.95 to 0.3, then staying there, so the twin stays as close as it can); a linear steerer
+    has nothing else to
     propose. Twins still unconfirmed are dropped. Returns ``(twins, values, kept [N] bool, cost)``;
     ``cost`` counts the syntheses and labeler calls per kept twin.
     """

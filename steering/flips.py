@@ -24,7 +24,8 @@ def gradient_flip(
     max_steps: int = 100,
     penalty: float = 0.02,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move latents into the region where ``log_prob(z, index)`` (each row's requested value) is high.
+    """Move latents into the region where ``log_prob(z, index)`` (each row's requested value) is
+    high.
 
     ``index`` selects, per row, what ``log_prob`` scores (rows are passed in subsets). Returns the
     moved latents and a mask of those that reached ``threshold``.

@@ -61,7 +61,8 @@ def label_latents(
 
 
 def generator_device(generator) -> torch.device:
-    """Where a generator wants its latents: its ``device``, else its first parameter's, else the CPU."""
+    """Where a generator wants its latents: its ``device``, else its first parameter's, else the
+    CPU."""
     device = getattr(generator, "device", None)
     if device is not None:
         return torch.device(device)
@@ -71,7 +72,8 @@ def generator_device(generator) -> torch.device:
 
 
 def check_generator_protocol(generator) -> None:
-    """A clear error unless ``generator`` has what steering calls: num_classes, sample_latents, synthesize."""
+    """A clear error unless ``generator`` has what steering calls: num_classes, sample_latents,
+    synthesize."""
     missing = [
         a for a in ("num_classes", "sample_latents", "synthesize") if not hasattr(generator, a)
     ]
@@ -82,7 +84,8 @@ def check_generator_protocol(generator) -> None:
         )
     if not is_int(generator.num_classes) or generator.num_classes < 0:
         raise ValueError(
-            f"generator.num_classes must be an integer >= 0 (0: unconditional), got {generator.num_classes!r}"
+            "generator.num_classes must be an integer >= 0 (0: unconditional), got "
+            f"{generator.num_classes!r}"
         )
 
 

@@ -1,4 +1,5 @@
-"""Class-conditional latent steering: erase, balance, or flip a protected attribute before synthesis.
+"""Class-conditional latent steering: erase, balance, or flip a protected attribute before
+synthesis.
 
 In a class-conditional generator the class input carries the difference *between* classes and
 ``z`` the variation *within* a class, along directions that can differ from class to class; a
@@ -46,7 +47,8 @@ CONFIG = ("mode", "method", "target_distribution", "num_classes", "num_values", 
 
 @register_steerer
 class LatentSteerer(Steerer):
-    """Fit from ``(latents [N, d], classes [N], protected [N])``; steer with ``forward(z, y, rng)``."""
+    """Fit from ``(latents [N, d], classes [N], protected [N])``; steer with ``forward(z, y,
+    rng)``."""
 
     methods = ("quantile", "gaussian")
     modes = ("erase", "balance", "flip")
@@ -201,7 +203,8 @@ class LatentSteerer(Steerer):
     def draw_values(
         self, y: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Protected values drawn independently of the class (uniform or ``target_distribution``)."""
+        """Protected values drawn independently of the class (uniform or
+        ``target_distribution``)."""
         self._check_fitted()
         K = self.num_values_
         p = (
@@ -337,7 +340,8 @@ class LatentSteerer(Steerer):
 
 
 def _fit_probe(z, a, present):
-    """Per-class multinomial logistic probe of the protected value (rows for absent values: -inf)."""
+    """Per-class multinomial logistic probe of the protected value (rows for absent values:
+    -inf)."""
     keep = present[a]
     clf = LogisticRegression(C=10.0, max_iter=2000).fit(z[keep].numpy(), a[keep].numpy())
     K, d = len(present), z.shape[1]

@@ -164,7 +164,8 @@ class ClassifierSteerer(Steerer):
         }
         if z.ndim != 2 or any(len(v) != len(z) for v in [y, *labels.values()]):
             raise ValueError(
-                f"latents [N, d], classes [N] and protected labels [N] must agree, got {list(z.shape)}, {list(y.shape)}, "
+                "latents [N, d], classes [N] and protected labels [N] must agree, got "
+                f"{list(z.shape)}, {list(y.shape)}, "
                 + ", ".join(f"{k}: {list(v.shape)}" for k, v in labels.items())
             )
         if not torch.isfinite(z).all():
@@ -176,11 +177,13 @@ class ClassifierSteerer(Steerer):
         for name, v in labels.items():
             if int(v.min()) < 0 or int(v.max()) >= values[name]:
                 raise ValueError(
-                    f"protected labels {name!r} must lie in [0, {values[name]}), got {int(v.min())}..{int(v.max())}"
+                    f"protected labels {name!r} must lie in [0, {values[name]}), got "
+                    f"{int(v.min())}..{int(v.max())}"
                 )
             if len(torch.unique(v)) < 2:
                 raise ValueError(
-                    f"protected attribute {name!r} takes a single value ({int(v[0])}) in all {len(v)} labelled samples: nothing to balance"
+                    f"protected attribute {name!r} takes a single value ({int(v[0])}) in all "
+                    f"{len(v)} labelled samples: nothing to balance"
                 )
         self.names_, self.num_values_ = list(labels), [values[n] for n in labels]
         self.num_classes_, self.dim_ = C, z.shape[1]
@@ -221,16 +224,20 @@ class ClassifierSteerer(Steerer):
         for c in range(C):
             if self.rate[c] < 1e-3:
                 raise ValueError(
-                    f"balancing class {c} would need about {1 / float(self.rate[c]):.0f} latent draws per kept sample: "
-                    "the target asks for values it almost never shows; give a target closer to what it produces"
+                    f"balancing class {c} would need about {1 / float(self.rate[c]):.0f} latent "
+                    "draws per kept sample: "
+                    "the target asks for values it almost never shows; give a target closer to "
+                    "what it produces"
                 )
 
     def _target(self, counts: dict) -> torch.Tensor:
-        """The joint target ``[J]``: uniform, a given joint table, or the product of given marginals."""
+        """The joint target ``[J]``: uniform, a given joint table, or the product of given
+        marginals."""
         return target_table(self.names_, self.num_values_, self.target_distribution)
 
     def _check_shown(self, counts: dict, target: torch.Tensor) -> None:
-        """Every value the target asks for must show in every class (else: which, and what to do)."""
+        """Every value the target asks for must show in every class (else: which, and what to
+        do)."""
         table = target.view(*self.num_values_)
         for i, name in enumerate(self.names_):
             others = [j for j in range(len(self.names_)) if j != i]
@@ -243,13 +250,17 @@ class ClassifierSteerer(Steerer):
                 never = sorted({v for _, v in lacking if int(counts[name][:, v].sum()) == 0})
                 if never:
                     raise ValueError(
-                        f"the target asks for {name} value(s) {never}, which the generator never produced in "
-                        f"{int(counts[name].sum())} labelled samples; give them probability 0 in target_distribution"
+                        f"the target asks for {name} value(s) {never}, which the generator never "
+                        "produced in "
+                        f"{int(counts[name].sum())} labelled samples; give them probability 0 in "
+                        "target_distribution"
                     )
                 c, v = lacking[0]
                 raise ValueError(
-                    f"class {c} never shows {name} value {v} in its {int(counts[name][c].sum())} labelled samples, so it "
-                    f"cannot be balanced towards it; label more samples (n), or give value {v} probability 0 in "
+                    f"class {c} never shows {name} value {v} in its {int(counts[name][c].sum())} "
+                    "labelled samples, so it "
+                    f"cannot be balanced towards it; label more samples (n), or give value {v} "
+                    "probability 0 in "
                     "target_distribution"
                 )
 
@@ -312,7 +323,8 @@ class ClassifierSteerer(Steerer):
         return sample_latents(n, generator=generator).cpu().float()
 
     def flip(self, z, y, generator=None, values=None) -> Steered:
-        """Counterfactual twins: each latent moved to another joint value (drawn from the target unless given)."""
+        """Counterfactual twins: each latent moved to another joint value (drawn from the target
+        unless given)."""
         self._check_fitted()
         with one_thread():  # bit-repeatable from one process to the next, like balance
             return self._flip(z, y, generator, values)
@@ -337,7 +349,8 @@ class ClassifierSteerer(Steerer):
             )
         if not bool((self.accept[yc, values] > 0).all()):
             raise ValueError(
-                "values asks for a protected value that a class does not show (or the target excludes)"
+                "values asks for a protected value that a class does not show (or the target "
+                "excludes)"
             )
         rows = torch.arange(len(yc))
 

@@ -26,7 +26,8 @@ BAND_K = 4.0  # the band's half-width in standard deviations of the prior draws'
 
 @dataclass(frozen=True)
 class LatentPrior:
-    """``scale`` times i.i.d. standard normals truncated to ``[-bound, bound]`` (``bound=None``: none)."""
+    """``scale`` times i.i.d. standard normals truncated to ``[-bound, bound]`` (``bound=None``:
+    none)."""
 
     scale: float = 1.0
     bound: float | None = None
@@ -87,7 +88,8 @@ def latent_prior(generator) -> LatentPrior:
             )
         return LatentPrior(**declared)
     raise ValueError(
-        f"generator latent_prior must be a steering.LatentPrior or a dict, got {type(declared).__name__}"
+        "generator latent_prior must be a steering.LatentPrior or a dict, got "
+        f"{type(declared).__name__}"
     )
 
 
@@ -112,7 +114,8 @@ class PriorSupport:
 def prior_support(
     generator, draws: int = BAND_DRAWS, k: float = BAND_K, seed: int = 0
 ) -> PriorSupport:
-    """The support box the generator declares and the norm band of its own prior draws (mean +- k std)."""
+    """The support box the generator declares and the norm band of its own prior draws (mean +- k
+    std)."""
     z = generator.sample_latents(draws, generator=torch.Generator().manual_seed(seed))
     norm = z.detach().flatten(1).double().norm(dim=1).cpu()
     mean, std = float(norm.mean()), float(norm.std())

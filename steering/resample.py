@@ -27,7 +27,8 @@ def rejection_sample(
     sample_latents: Callable[[int, torch.Generator | None], torch.Tensor],
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Accepted latents ``[N, d]`` (the input ``z`` is each sample's first candidate) and draw counts.
+    """Accepted latents ``[N, d]`` (the input ``z`` is each sample's first candidate) and draw
+    counts.
 
     ``acceptance(z, y)`` gives each candidate's acceptance probability in [0, 1]; ``rate [C]`` is
     each class's expected acceptance (it sizes the blocks); ``sample_latents(n, generator)`` draws
@@ -61,8 +62,10 @@ def rejection_sample(
         pending = pending[~found]
     if len(pending):
         raise ValueError(
-            f"rejection sampling kept no latent for {len(pending)} samples after {MAX_ROUNDS} rounds: the target "
-            "asks for values these classes (almost) never show; give a target closer to what the generator produces"
+            f"rejection sampling kept no latent for {len(pending)} samples after {MAX_ROUNDS} "
+            "rounds: the target "
+            "asks for values these classes (almost) never show; give a target closer to what the "
+            "generator produces"
         )
     return out, {"kept": n, "draws": int(draws.sum()), "generated": int(generated)}
 
@@ -82,11 +85,13 @@ def corrected_acceptance(
     many majority latents near a thin minority region. The accepted mass of value ``t`` under
     weights ``w`` is ``A_t = E[1(t(z) = t) q(z).w]``, linear in ``w``; it is estimated the
     prediction-powered way: the classifier's own guess ``E[q_t q.w]`` on many unlabelled prior draws
-    ``q_prior [U, J]``, plus the labelled residual ``E[(1(t_i = t) - q_t) q.w]`` on labelled prior draws
+    ``q_prior [U, J]``, plus the labelled residual ``E[(1(t_i = t) - q_t) q.w]`` on labelled prior
+    draws
     (``q_labelled [L, J]``, their true ``values [L]``). The
     residual is non-zero only where the classifier is wrong, so few labels correct it. ``w`` starts
     at ``target / share`` (the share estimated the same way) and moves by multiplicative updates
-    until the accepted shares equal ``target``; no weight rises above ``max_change`` times its start,
+    until the accepted shares equal ``target``; no weight rises above ``max_change`` times its
+    start,
     and a value seen in fewer than ``min_labelled`` labelled draws keeps the classifier's own weight
     (its residual would be noise), so a rare value cannot swing the sampler.
     """

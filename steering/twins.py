@@ -8,11 +8,13 @@ other attributes, is kept), at angles from close (``rho = cos t`` 0.9) to a fres
 part, then mixing the whole latent (0.9 to a fresh prior draw). Each candidate is distributed as
 the prior itself, inside a truncated prior's box. The classifier scores ``candidates`` per level;
 the closest level's best candidate it finds likely (``q >= threshold``, or at least ``RELATIVE``
-times the anchor's best candidate's ``q``) goes first, then the rest by score. Rounds synthesize 1, 1, 2, 4, 8, ... of them per anchor still without a twin (a round
+times the anchor's best candidate's ``q``) goes first, then the rest by score. Rounds synthesize 1,
+1, 2, 4, 8, ... of them per anchor still without a twin (a round
 moves no closer than the last miss; its latent pool doubles, up to ``POOL_GROWTH`` times, since
 latent draws are cheap and syntheses are not) until ``budget`` syntheses per anchor are spent; a
 twin is kept only if the labeler reads every attribute as requested and, with ``keep``, every kept
-attribute as the anchor's (their latent classifiers, where given, multiply into ``q``). Anchors still without a twin keep
+attribute as the anchor's (their latent classifiers, where given, multiply into ``q``). Anchors
+still without a twin keep
 the anchor as their "twin" and are reported (``confirmed`` mask, ``missed`` count), never dropped.
 """
 
@@ -39,7 +41,8 @@ BROAD_RHOS = (0.6, 0.0)  # then of all it reads
 FULL_RHOS = (0.9, 0.7, 0.4, 0.0)  # then of the whole latent
 NARROW_CUT = 0.25  # narrow directions: eigenvalue at least this share of the top one
 SUBSPACE_MASS = 0.9  # broad directions: this share of the classifier's gradient energy
-RELATIVE = 0.2  # a closer candidate goes first if the classifier finds it at least this share as likely as the best
+# a closer candidate goes first if the classifier finds it at least this share as likely as the best
+RELATIVE = 0.2
 CHUNK = 128  # anchors whose candidates are drawn and scored at once (memory)
 SUBSPACE_POINTS = 2048  # anchors whose gradients place those directions
 POOL_GROWTH = 16  # each round's candidate pool doubles, up to this many times ``candidates``
@@ -47,8 +50,10 @@ POOL_GROWTH = 16  # each round's candidate pool doubles, up to this many times `
 
 @dataclass
 class FlipResult:
-    """Twins ``[N, d]`` (the anchor where none was confirmed), requested joint values, anchors' joint
-    values, the ``confirmed`` mask ``[N]`` and the cost (syntheses and labeler calls, in all and per kept)."""
+    """Twins ``[N, d]`` (the anchor where none was confirmed), requested joint values, anchors'
+    joint
+    values, the ``confirmed`` mask ``[N]`` and the cost (syntheses and labeler calls, in all and
+    per kept)."""
 
     twins: torch.Tensor
     values: torch.Tensor
@@ -62,7 +67,8 @@ class FlipResult:
 
 
 def _labelers(labeler, names: list[str]) -> tuple[dict, dict]:
-    """The proposal's attributes' labelers, and the extra ones a dict names (attributes a twin keeps)."""
+    """The proposal's attributes' labelers, and the extra ones a dict names (attributes a twin
+    keeps)."""
     labelers = (
         dict(labeler)
         if isinstance(labeler, dict)
@@ -79,7 +85,8 @@ def _labelers(labeler, names: list[str]) -> tuple[dict, dict]:
 
 
 def _keepers(extra: dict, keep, names: list[str]) -> dict:
-    """The labelers of the attributes a twin must keep: ``keep`` if given, else the labeler's extra ones."""
+    """The labelers of the attributes a twin must keep: ``keep`` if given, else the labeler's extra
+    ones."""
     if keep is None:
         return extra
     if not isinstance(keep, dict) or not all(
@@ -109,13 +116,15 @@ def confirmed_flips(
     keep: dict | None = None,
     keep_classifiers: dict | None = None,
 ) -> FlipResult:
-    """Twins of anchors ``z`` (classes ``y``) at another joint protected value, each confirmed by ``labeler``.
+    """Twins of anchors ``z`` (classes ``y``) at another joint protected value, each confirmed by
+    ``labeler``.
 
     ``proposal``: a fitted ``ClassifierSteerer`` (its classifier scores candidates, its target and
     the values each class shows pick the requested values unless ``values`` [N] is given).
     ``labeler``: a callable ``images -> labels``, or ``{name: callable}`` naming the proposal's
     attributes; further names in the dict are attributes the twin keeps (unless ``keep`` is given).
-    ``keep``: ``{name: callable}`` of attributes every twin must keep: a candidate counts only if the
+    ``keep``: ``{name: callable}`` of attributes every twin must keep: a candidate counts only if
+    the
     labeler reads each of them as it reads the anchor. ``keep_classifiers``: ``{name: latent
     classifier}`` (``log_proba(z, y)``) that rank candidates likely to keep them (default: the
     proposal's own, where it has one). ``budget``: syntheses per anchor spent on candidate twins at
@@ -124,7 +133,8 @@ def confirmed_flips(
     """
     if budget < 1 or candidates < 1 or not 0 < threshold < 1:
         raise ValueError(
-            f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, {candidates}, {threshold}"
+            f"budget and candidates must be >= 1 and threshold in (0, 1), got {budget}, "
+            f"{candidates}, {threshold}"
         )
     proposal = as_proposal(proposal)
     names = list(proposal.names_)
@@ -139,7 +149,8 @@ def confirmed_flips(
     calls = {"syntheses": 0, "labeler_calls": 0}
 
     def read(latents, classes):
-        """The joint value the labeler reads off each latent's image (-1: a value the proposal does not
+        """The joint value the labeler reads off each latent's image (-1: a value the proposal does
+        not
         know) and the kept attributes' labels ``[n, len(keepers)]``."""
         out, kept = [], []
         for start in range(0, len(latents), BATCH):
@@ -262,7 +273,8 @@ def confirmed_flips(
 
 
 def _keep_scorers(proposal, keepers: dict, given: dict | None) -> dict:
-    """Latent classifiers ``{name: log_proba(z, y) -> [N, K]}`` of the kept attributes: given, or the proposal's own."""
+    """Latent classifiers ``{name: log_proba(z, y) -> [N, K]}`` of the kept attributes: given, or
+    the proposal's own."""
     own = getattr(getattr(proposal, "steerer", proposal), "classifiers", None)
     own = own if isinstance(own, dict) else {}
     given = {} if given is None else dict(given)
@@ -275,7 +287,8 @@ def _keep_scorers(proposal, keepers: dict, given: dict | None) -> dict:
 
 
 def _keep_score(scorers: dict, own: torch.Tensor, y: torch.Tensor, per: int):
-    """A function ``pool [n * per, d] -> log P(every kept value as the anchor's)``, or None without classifiers."""
+    """A function ``pool [n * per, d] -> log P(every kept value as the anchor's)``, or None without
+    classifiers."""
     if not scorers:
         return None
     names = list(scorers)  # the keepers' order, as ``own``'s columns
@@ -294,13 +307,15 @@ def _keep_score(scorers: dict, own: torch.Tensor, y: torch.Tensor, per: int):
 
 
 class _CellProposal:
-    """A ``ConfirmedSteerer`` seen as a flip proposal: its classifiers' joint log-posterior, its cell
+    """A ``ConfirmedSteerer`` seen as a flip proposal: its classifiers' joint log-posterior, its
+    cell
     target, and the cells each class showed in its labelled samples."""
 
     def __init__(self, steerer):
         if getattr(steerer, "keep_", None) is not None:
             raise ValueError(
-                "flips of a steerer with a keep labeler are not supported: fit it without keep_labeler"
+                "flips of a steerer with a keep labeler are not supported: fit it without "
+                "keep_labeler"
             )
         self.steerer, self.names_, self.num_values_ = (
             steerer,
@@ -332,21 +347,24 @@ def as_proposal(steerer):
 
 
 def _requested(proposal, y, current, rng) -> torch.Tensor:
-    """A joint value per anchor other than its own, drawn from the target among those its class shows."""
+    """A joint value per anchor other than its own, drawn from the target among those its class
+    shows."""
     probs = proposal.target[None, :].repeat(len(y), 1) * (proposal.accept[y] > 0)
     known = torch.nonzero(current >= 0).flatten()
     probs[known, current[known]] = 0
     empty = probs.sum(1) == 0
     if bool((empty & (current < 0)).any()):
         raise ValueError(
-            "the target leaves no value to flip to for an anchor whose value the proposal does not know"
+            "the target leaves no value to flip to for an anchor whose value the proposal does not "
+            "know"
         )
     probs[empty, current[empty]] = 1.0  # nothing else to go to: stay
     return torch.multinomial(probs, 1, generator=rng).squeeze(1)
 
 
 def _levels(proposal, anchors, y) -> list[tuple[float, torch.Tensor | None]]:
-    """Candidate levels, closest first: ``(rho, basis [d, r] of the directions re-drawn, or None: all)``."""
+    """Candidate levels, closest first: ``(rho, basis [d, r] of the directions re-drawn, or None:
+    all)``."""
     narrow, broad = _subspaces(proposal, anchors, y)
     levels = [(rho, narrow) for rho in NARROW_RHOS] if narrow is not None else []
     if broad is not None and (narrow is None or broad.shape[1] > narrow.shape[1]):
@@ -355,12 +373,15 @@ def _levels(proposal, anchors, y) -> list[tuple[float, torch.Tensor | None]]:
 
 
 def _subspaces(proposal, anchors: torch.Tensor, y: torch.Tensor):
-    """Two orthonormal bases ``[d, r]`` of the latent directions the proposal's classifier reads (or None).
+    """Two orthonormal bases ``[d, r]`` of the latent directions the proposal's classifier reads
+    (or None).
 
     The active subspace: eigenvectors of ``E[grad log q_j grad log q_j^T]`` (each value's
     log-probability gradient over the anchors, weighted by its probability). Narrow: the directions
-    with at least ``NARROW_CUT`` of the top eigenvalue (what the classifier mostly reads; a classifier
-    fitted on few labels also reads noise directions, weakly). Broad: enough for ``SUBSPACE_MASS`` of
+    with at least ``NARROW_CUT`` of the top eigenvalue (what the classifier mostly reads; a
+    classifier
+    fitted on few labels also reads noise directions, weakly). Broad: enough for ``SUBSPACE_MASS``
+    of
     the trace. Moving the latent outside them leaves the classifier's reading unchanged, so that is
     where the other attributes are kept.
     """
@@ -402,7 +423,8 @@ def _pick(
     rng,
     keep_score=None,
 ):
-    """Per anchor, ``m`` candidates to synthesize in preference order ``[n, m, ...]``, their levels and
+    """Per anchor, ``m`` candidates to synthesize in preference order ``[n, m, ...]``, their levels
+    and
     whether each is usable (inside the prior's support)."""
     n, count = len(z), len(levels)
     per = count * candidates
@@ -433,7 +455,8 @@ def _pick(
     allowed = (torch.arange(count)[None, :] >= furthest[:, None])[:, :, None] & usable
     score = score.view(n, count, candidates)
     best = torch.where(allowed, score, torch.full_like(score, -math.inf)).flatten(1).max(1).values
-    # likely: above the threshold, or at least RELATIVE times as likely as the anchor's best candidate
+    # likely: above the threshold, or at least RELATIVE times as likely as the anchor's best
+    # candidate
     likely = (
         score
         >= torch.minimum(torch.full_like(best, math.log(threshold)), best + math.log(RELATIVE))[
@@ -452,9 +475,11 @@ def _pick(
 
 
 class ConfirmedFlipper:
-    """``confirmed_flips`` bound to a generator, labeler and proposal: ``flipper(z, y, rng) -> FlipResult``.
+    """``confirmed_flips`` bound to a generator, labeler and proposal: ``flipper(z, y, rng) ->
+    FlipResult``.
 
-    What a stream's 'flip' views call when the guarantee must hold in images (``fairgen.views.make_views``).
+    What a stream's 'flip' views call when the guarantee must hold in images
+    (``fairgen.views.make_views``).
     """
 
     def __init__(self, generator, labeler, proposal, **options):

@@ -780,7 +780,8 @@ class Unsafe(Exception):  # noqa: N818  (what the case proved, not an error of o
 
 
 class Received:
-    """Received files built once per lab: a card folder, an outside folder with a secret, a marker."""
+    """Received files built once per lab: a card folder, an outside folder with a secret, a
+    marker."""
 
     def __init__(self, lab: Lab):
         self.lab = lab
@@ -801,7 +802,8 @@ class Received:
         return path
 
     def hub(self, name: str) -> Path:
-        """A card folder with a hubconf.py whose entry point writes the marker (and returns the world generator)."""
+        """A card folder with a hubconf.py whose entry point writes the marker (and returns the
+        world generator)."""
         folder = self.folder(name)
         (folder / "hub").mkdir(exist_ok=True)
         (folder / "hub" / "hubconf.py").write_text(
@@ -813,7 +815,8 @@ class Received:
         return folder
 
     def card(self, name: str, edit_json=None, edit_tensors=None) -> Path:
-        """A copy of the lab's eraser card, edited, with its tensors pin updated (so only the edit is wrong)."""
+        """A copy of the lab's eraser card, edited, with its tensors pin updated (so only the edit
+        is wrong)."""
         import hashlib
 
         from safetensors.torch import load_file, save_file
@@ -856,8 +859,10 @@ def received(lab: Lab) -> Received:
 
 
 def guarded(run, outside: str | None = None):
-    """``run`` checked for code execution (the marker, a newly imported ``this``), raw control characters
-    on stderr or in warnings, the secret in any message, and (with ``outside``, a path relative to the
+    """``run`` checked for code execution (the marker, a newly imported ``this``), raw control
+    characters
+    on stderr or in warnings, the secret in any message, and (with ``outside``, a path relative to
+    the
     outside folder) a message that changes when that outside file exists or not."""
 
     def once(lab):
@@ -925,7 +930,8 @@ def _spec_out(name, **changes):
 
 
 def _hub_spec(name, repo):
-    """A spec naming torch.hub:load with a hubconf beside it (``repo``: how it names the hub folder)."""
+    """A spec naming torch.hub:load with a hubconf beside it (``repo``: how it names the hub
+    folder)."""
 
     def make(lab):
         folder = received(lab).hub(name)
@@ -981,7 +987,8 @@ def _stream_of(path_of):
 
 
 def _linked_tensors(lab):
-    """A card whose tensors file is missing, with ``card.safetensors`` a link to a copy outside its folder."""
+    """A card whose tensors file is missing, with ``card.safetensors`` a link to a copy outside its
+    folder."""
     import shutil as _shutil
 
     rec = received(lab)
@@ -1011,7 +1018,8 @@ def _linked_generator(lab):
 
 
 def _cwd_generator(lab):
-    """A spec naming a generator file that exists only in the current directory (the outside folder)."""
+    """A spec naming a generator file that exists only in the current directory (the outside
+    folder)."""
     import os as _os
     import shutil as _shutil
 
@@ -1478,14 +1486,18 @@ CASES += [
 ]
 
 
-# ============================================================ issue 18, part B (branch i18b): images, outputs, numbers
-# Images decoded right or refused, outputs written whole by one writer (locks, disk full), honest audit numbers.
-# Error cases join CASES; cases whose right answer is not an error (a silent wrong result before) are RIGHT_CASES:
+# ============================================================ issue 18, part B (branch i18b):
+# images, outputs, numbers
+# Images decoded right or refused, outputs written whole by one writer (locks, disk full), honest
+# audit numbers.
+# Error cases join CASES; cases whose right answer is not an error (a silent wrong result before)
+# are RIGHT_CASES:
 # ``(name, check)`` where ``check(lab)`` returns True when the result is right.
 
 
 def _photos(lab: Lab, name: str, odd: tuple[str, bytes] | None = None, bits: int = 8) -> Path:
-    """``name/kind=<a|b>/tone=<x|y>/<i>.png``: 24 images of 16x16 (``bits`` per channel), plus one odd file."""
+    """``name/kind=<a|b>/tone=<x|y>/<i>.png``: 24 images of 16x16 (``bits`` per channel), plus one
+    odd file."""
     import numpy as np
 
     folder = lab.folder / name

@@ -170,7 +170,8 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(change, match):
 
 
 def test_a_gap_from_a_group_with_one_positive_carries_a_warning():
-    # group b has a single positive: its TPR is 0 or 1, and the EO difference of 1 rests on that one row
+    # group b has a single positive: its TPR is 0 or 1, and the EO difference of 1 rests on that one
+    # row
     y_true = np.array([1] * 30 + [0] * 30 + [1] + [0] * 29)
     y_pred = np.concatenate([y_true[:60], [0], np.zeros(29, dtype=int)])
     group = np.array(["a"] * 60 + ["b"] * 30)

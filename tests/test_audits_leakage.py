@@ -196,7 +196,8 @@ def test_too_few_permutations_to_reach_alpha_never_say_no_leakage():
 
 
 def test_the_no_leakage_verdict_is_calibrated_at_the_floor():
-    # 19 permutations: p = 1/20 = alpha is reachable; under no leakage "leaks" comes at most ~alpha of the time
+    # 19 permutations: p = 1/20 = alpha is reachable; under no leakage "leaks" comes at most ~alpha
+    # of the time
     calls = []
     for seed in range(40):
         rng = np.random.default_rng(500 + seed)

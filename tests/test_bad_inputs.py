@@ -26,7 +26,8 @@ def test_bad_input_fails_clearly(name, kind, run, match, lab, capsys):
             run(lab)
 
 
-# issue 18, part B (i18b): cases whose right answer is not an error, and that gave a silent wrong result before
+# issue 18, part B (i18b): cases whose right answer is not an error, and that gave a silent wrong
+# result before
 from bad_input_cases import RIGHT_CASES  # noqa: E402
 
 

@@ -1,4 +1,5 @@
-"""The BigGAN adapter, on a tiny randomly initialised BigGAN-deep saved the way the package saves it."""
+"""The BigGAN adapter, on a tiny randomly initialised BigGAN-deep saved the way the package saves
+it."""
 
 from __future__ import annotations
 

@@ -34,7 +34,10 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_help_imports_no_torch_and_is_fast():
-    code = "import sys; from fairgen.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from fairgen.cli import build_parser; build_parser(); print('torch' in "
+        "sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
@@ -220,7 +223,8 @@ def test_stream_without_a_spec_or_new_is_a_clean_error(capsys):
 
 
 def test_confirmed_steer_stream_train_chain(tmp_path, capsys):
-    """--method confirmed: the card records its guarantee and labelers, the stream (whose world: labelers
+    """--method confirmed: the card records its guarantee and labelers, the stream (whose world:
+    labelers
     load by name) exports exact batches, and training runs on it."""
     card = tmp_path / "card"
     assert (

@@ -196,8 +196,10 @@ def test_fairgen_steer_fits_an_unconditional_generator_with_a_keep_labeler(tmp_p
 def test_blocked_batches_are_exact_repeat_on_resume_and_ranks_stay_disjoint(
     keep_card, tmp_path, monkeypatch
 ):
-    """Batches are parts of blocks filled at once (here 4 batches of 16 a block): every batch meets its
-    quotas exactly, a stream started at step s gives the uninterrupted stream's batch s (also inside a
+    """Batches are parts of blocks filled at once (here 4 batches of 16 a block): every batch meets
+    its
+    quotas exactly, a stream started at step s gives the uninterrupted stream's batch s (also
+    inside a
     block), and two ranks never share a sample."""
     import fairgen.stream
 

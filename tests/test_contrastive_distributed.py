@@ -1,4 +1,5 @@
-"""Two gloo ranks with the gathering loss get exactly the gradient of one process on the whole batch."""
+"""Two gloo ranks with the gathering loss get exactly the gradient of one process on the whole
+batch."""
 
 import torch
 import torch.distributed as dist

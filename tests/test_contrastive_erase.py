@@ -67,7 +67,8 @@ def test_erased_features_leave_a_fresh_probe_near_chance(setting):
 
 
 def test_on_the_fitting_samples_the_class_means_coincide(setting):
-    """LEACE's guarantee: zero cross-covariance, i.e. every attribute class has the same mean feature."""
+    """LEACE's guarantee: zero cross-covariance, i.e. every attribute class has the same mean
+    feature."""
     encoder, _, fit_images, labeler = setting
     eraser = fit_feature_eraser(
         encoder, fit_images.split(512), labeler, num_classes=4, n=2048, progress=False

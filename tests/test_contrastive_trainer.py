@@ -1,4 +1,5 @@
-"""The trainer learns, resumes exactly, writes checkpoints that are data only, and checks batches."""
+"""The trainer learns, resumes exactly, writes checkpoints that are data only, and checks
+batches."""
 
 import json
 import os

@@ -187,7 +187,8 @@ def test_a_torchvision_encoder_with_local_weights_audits_a_manifest(photos, tmp_
         )
         == 2
     )
-    # target given as protected is refused; now the real run with two protected columns and their intersection
+    # target given as protected is refused; now the real run with two protected columns and their
+    # intersection
     frame = pd.read_csv(photos / "manifest.csv")
     pd.concat([frame.assign(mood=m) for m in "pq" * 6]).to_csv(photos / "two.csv", index=False)
     assert (

@@ -1,4 +1,5 @@
-"""The embedded default generator: offline loading, the image contract, judged quality, the recipe."""
+"""The embedded default generator: offline loading, the image contract, judged quality, the
+recipe."""
 
 import json
 
@@ -160,7 +161,8 @@ def test_recipe_leaves_no_temporary_files(tmp_path):
 
 @pytest.mark.parametrize("protected", [("colour",), ("texture", "colour")])
 def test_recipe_models_whichever_factor_is_protected(protected):
-    """The prior reproduces the split's V(class, factor) for every protected factor (within 0.03)."""
+    """The prior reproduces the split's V(class, factor) for every protected factor (within
+    0.03)."""
     config = RecipeConfig(n_train=8000, bias=0.95, protected=protected)
     split = training_split(config)
     model = MappedSpriteGenerator()

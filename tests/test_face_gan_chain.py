@@ -17,7 +17,8 @@ from fairgen.generators.face_gan import load_face_gan, save_face_gan
 from fairgen.labelers.face import background_luma, face_patch_luma
 
 # The face: rules at thresholds measured on the twin (its random weights keep every pixel near 0.5):
-# dark face = face-patch luma below the twin's 20% quantile, light background = corner luma at or above its median.
+# dark face = face-patch luma below the twin's 20% quantile, light background = corner luma at or
+# above its median.
 LABELER = """
 from fairgen.labelers.face import background_luma, face_patch_luma
 
@@ -46,7 +47,8 @@ def twin(tmp_path_factory):
 
 
 def write_faces(generator, root, n: int = 120):
-    """Held-out twin faces as ``faces/lightness=<v>/background=<v>/<i>.png`` for `fairgen audit --data`."""
+    """Held-out twin faces as ``faces/lightness=<v>/background=<v>/<i>.png`` for `fairgen audit
+    --data`."""
     import twinlabels
 
     z = generator.sample_latents(n, torch.Generator().manual_seed(999))
@@ -69,7 +71,8 @@ LABELS = ["--labeler", "twinlabels:dark_face", "--keep-labeler", "twinlabels:lig
 
 @pytest.fixture(scope="module")
 def steered(twin, tmp_path_factory):
-    """steer (confirmed, keeping the background) -> stream --new, once for the module (the fit is the slow part)."""
+    """steer (confirmed, keeping the background) -> stream --new, once for the module (the fit is
+    the slow part)."""
     root, weights = twin
     work = tmp_path_factory.mktemp("work")
     assert (

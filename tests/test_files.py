@@ -21,7 +21,8 @@ SAVE_IN_A_FRESH_PROCESS = """
 import sys, torch
 from plumbing.files import save_safetensors
 tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(4)}
-print(save_safetensors(tensors, sys.argv[1], {"name": "x", "resolution": 32, "recipe": {"steps": 3, "bias": 0.9}}))
+meta = {"name": "x", "resolution": 32, "recipe": {"steps": 3, "bias": 0.9}}
+print(save_safetensors(tensors, sys.argv[1], meta))
 """
 
 

@@ -1,4 +1,5 @@
-"""Images are decoded to what they look like, or refused by name: every format against its 8-bit RGB twin."""
+"""Images are decoded to what they look like, or refused by name: every format against its 8-bit
+RGB twin."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Outputs are all or nothing and have one writer: a kill at any write point leaves the old or the new
-output, a second writer is refused by name, a full disk is one clear error, links are never written through."""
+"""Outputs are all or nothing and have one writer: a kill at any write point leaves the old or the
+new
+output, a second writer is refused by name, a full disk is one clear error, links are never written
+through."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill test f
 
 
 def snapshot(paths) -> dict:
-    """Relative name -> SHA-256 of every file under ``paths`` (folders walked), hidden temporaries left out."""
+    """Relative name -> SHA-256 of every file under ``paths`` (folders walked), hidden temporaries
+    left out."""
     out = {}
     for path in map(Path, paths):
         files = (
@@ -44,7 +47,8 @@ def snapshot(paths) -> dict:
 
 
 def _in_child(write, die_at: int | None, count_file: Path) -> int:
-    """Run ``write`` in a forked process that dies (``os._exit``, no cleanup) before its ``die_at``-th
+    """Run ``write`` in a forked process that dies (``os._exit``, no cleanup) before its
+    ``die_at``-th
     write point: every chunk written, every rename and every removal in ``plumbing.outputs``."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -75,8 +79,10 @@ def _in_child(write, die_at: int | None, count_file: Path) -> int:
 
 
 def kill_at_every_point(tmp_path, targets, write_old, write_new, read) -> int:
-    """Kill ``write_new`` at each of its write points over the old output; after ``read`` (what a reader
-    does), the targets hold exactly the old or exactly the new output. Returns the number of points."""
+    """Kill ``write_new`` at each of its write points over the old output; after ``read`` (what a
+    reader
+    does), the targets hold exactly the old or exactly the new output. Returns the number of
+    points."""
     write_old()
     old = snapshot(targets)
     count_file = tmp_path / "points"
@@ -104,7 +110,8 @@ def kill_at_every_point(tmp_path, targets, write_old, write_new, read) -> int:
 
 
 def _steerer(shift: float = 0.0):
-    """A fitted flip steerer (its centre moved by ``shift``, to make a second card with other tensors)."""
+    """A fitted flip steerer (its centre moved by ``shift``, to make a second card with other
+    tensors)."""
     import steering
     from fairgen import load_generator
     from fairgen.world import load_judges

@@ -20,7 +20,7 @@ LABELER = '''
 import torch
 
 def brightness(images):
-    """1 where the image is brighter than 0.485 on average (about the tiny random BigGAN's median), else 0."""
+    """1 where the image's mean is above 0.485 (about the tiny random BigGAN's median), else 0."""
     return (images.mean(dim=(1, 2, 3)) > 0.485).long()
 
 def wrong_shape(images):

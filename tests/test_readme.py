@@ -1,7 +1,8 @@
 """The README runs as written: every Python block and every `fairgen` shell line, at small sizes.
 
 Sizes are shrunk by the substitutions below (the only edits made to the README's text); lines that
-set up the machine (`make`, `pip`, `source`) or run for minutes by design (`fairgen demo`, benchmarks,
+set up the machine (`make`, `pip`, `source`) or run for minutes by design (`fairgen demo`,
+benchmarks,
 `torchrun`) are listed as not run, and the test fails if a line is neither run nor listed.
 """
 

@@ -1,6 +1,8 @@
-"""Files from someone else are data (issue 18, part A): an entry point named inside a stream card or a
+"""Files from someone else are data (issue 18, part A): an entry point named inside a stream card
+or a
 checkpoint runs only when the user allows it on the command line (positive controls here; the
-refusals are in tests/bad_input_cases.py), and weights files hash the same wherever they are saved."""
+refusals are in tests/bad_input_cases.py), and weights files hash the same wherever they are
+saved."""
 
 import hashlib
 import json

@@ -1,4 +1,5 @@
-"""WebDataset shards are indexed in one pass (our own header reader, checked against tarfile) and read linearly."""
+"""WebDataset shards are indexed in one pass (our own header reader, checked against tarfile) and
+read linearly."""
 
 from __future__ import annotations
 

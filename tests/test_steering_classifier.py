@@ -1,4 +1,5 @@
-"""Classifier steering (rejection-sampling balance, gradient flips, several attributes) on synthetic latents.
+"""Classifier steering (rejection-sampling balance, gradient flips, several attributes) on
+synthetic latents.
 
 In the synthetic world the protected value of class c is a bucket of a curved code
 ``s(z) = z.r + 0.5 tanh(z.a + b)`` with class-specific thresholds (each class mostly shows its own
@@ -155,7 +156,8 @@ def test_classifier_card_round_trip(tmp_path, steerer):
 
 
 class _Toy:
-    """A "generator" whose images are the latents themselves (labelers read the protected value off them)."""
+    """A "generator" whose images are the latents themselves (labelers read the protected value off
+    them)."""
 
     name, checksum, num_classes, latent_dim, device = "toy", "abc", C, D, torch.device("cpu")
 
@@ -238,7 +240,8 @@ def test_erase_is_not_a_classifier_mode():
 
 
 def _blurred_world(n, seed, p=(0.85, 0.05, 0.05, 0.05)):
-    """True values and a classifier that is blurred (a tenth of its mass spread) on 40% of the latents."""
+    """True values and a classifier that is blurred (a tenth of its mass spread) on 40% of the
+    latents."""
     rng = torch.Generator().manual_seed(seed)
     values = torch.multinomial(torch.tensor(p), n, replacement=True, generator=rng)
     q = torch.nn.functional.one_hot(values, len(p)).float()

@@ -51,7 +51,8 @@ def brightness(images):
 
 
 def bright(images):
-    """A pixel labeler: is the centre patch bright? (about 26% yes on the unconditional generator)."""
+    """A pixel labeler: is the centre patch bright? (about 26% yes on the unconditional
+    generator)."""
     return (brightness(images) > 0.505).long()
 
 
@@ -71,7 +72,8 @@ def unconditional():
 
 
 def test_the_readme_lines_work_verbatim_on_a_random_unconditional_module(capsys):
-    """docs/steering.md's lines (fit on any generator and labeler, draw n samples that meet the target), run
+    """docs/steering.md's lines (fit on any generator and labeler, draw n samples that meet the
+    target), run
     as written on a random-weight unconditional module and a pixel labeler; only n is cut to 2,000
     labels to keep the suite fast (20,000 take about a minute and a half here)."""
     block = (
@@ -169,7 +171,8 @@ def test_keep_labeler_balances_within_each_keep_value_and_keeps_its_marginal():
 
 
 def test_a_rare_minority_is_reached_and_its_cost_reported():
-    """A 3% value of the prior: every draw holds half of it, at a reported price below plain rejection's."""
+    """A 3% value of the prior: every draw holds half of it, at a reported price below plain
+    rejection's."""
     gen = TinyGenerator()
     z = gen.sample_latents(20_000, torch.Generator().manual_seed(5))
     cut = float(brightness(gen.synthesize(z)).quantile(0.97))
@@ -343,7 +346,8 @@ def test_unconditional_generators_fit_with_the_latent_methods_too():
 
 
 def test_draw_batches_fills_k_exact_draws_as_one_block(unconditional):
-    """A block of k draws: each meets the per-draw quotas exactly, no sample appears twice, the block
+    """A block of k draws: each meets the per-draw quotas exactly, no sample appears twice, the
+    block
     repeats for the same seed, and its cost is shared evenly (every synthesis counted once)."""
     gen, steerer = unconditional
     before = gen.synthesized

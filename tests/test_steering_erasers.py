@@ -193,7 +193,8 @@ def test_leace_has_the_least_mean_squared_edit_among_valid_erasers(d, k, seed):
     leace_cost = mean_sq_edit(X, Xe)
     # Alternative 1: orthogonal projection off the class-mean differences.
     ortho = ProjectionEraser(kind="means").fit(X, y).transform(X)
-    # Alternative 2: a random oblique projection M = U (V^T U)^{-1} V^T fixing span(U) = span(Sigma_xz).
+    # Alternative 2: a random oblique projection M = U (V^T U)^{-1} V^T fixing span(U) =
+    # span(Sigma_xz).
     U = mean_difference_subspace(X, y).T
     V = np.random.default_rng(seed).normal(size=U.shape)
     M = U @ np.linalg.solve(V.T @ U, V.T)

@@ -1,4 +1,5 @@
-"""The steering-geometry benchmark's geometries build, decode through the world, and one geometry runs
+"""The steering-geometry benchmark's geometries build, decode through the world, and one geometry
+runs
 end to end at a tiny size (every balance method and every twin method produce a row)."""
 
 import importlib.util

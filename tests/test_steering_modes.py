@@ -28,7 +28,8 @@ def _world(n, seed):
 
 
 def _attribute(directions):
-    # class c: P(own value) = 0.85, other values 0.05 each, as intervals of the CDF along direction c
+    # class c: P(own value) = 0.85, other values 0.05 each, as intervals of the CDF along direction
+    # c
     probs = torch.full((C, K), 0.05)
     probs[torch.arange(C), torch.arange(C) % K] = 0.85
     cdf = probs.cumsum(1)

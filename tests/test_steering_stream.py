@@ -1,4 +1,5 @@
-"""Classifier cards in a stream: same seed, same steered batch; several attributes; erase refused."""
+"""Classifier cards in a stream: same seed, same steered batch; several attributes; erase
+refused."""
 
 import pytest
 import torch
@@ -57,7 +58,8 @@ def test_same_seed_same_steered_batch(generator, tmp_path):
 
 class _Toy:
     """An 8-d "generator" whose two protected attributes are curved functions of the latent (see
-    test_steering_classifier); its images are blank, the test reads the attributes off the latents."""
+    test_steering_classifier); its images are blank, the test reads the attributes off the
+    latents."""
 
     name, checksum, num_classes, resolution, latent_dim, device = (
         "toy",

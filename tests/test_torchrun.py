@@ -104,7 +104,8 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_shards_and_res
     dist_error, single_error = distance(distributed, exact), distance(single, exact)
     print(
         f"after 5 steps, max |w - w_float64| over encoder tensors: 2 processes {dist_error:.2e}, "
-        f"1 process {single_error:.2e}; training moved the weights by {distance(single, initial(), 'weight'):.2e}"
+        f"1 process {single_error:.2e}; training moved the weights by "
+        f"{distance(single, initial(), 'weight'):.2e}"
     )
     assert dist_error <= 1.5 * single_error
     assert (
@@ -125,7 +126,8 @@ COMMON = dict(
 
 
 def single_process(batches, dtype, tmp_path):
-    """One process on the concatenated shards: 3 steps of a 3-step run, resumed to 5 (as the torchrun runs)."""
+    """One process on the concatenated shards: 3 steps of a 3-step run, resumed to 5 (as the
+    torchrun runs)."""
     first = Trainer(TrainConfig(total_steps=3, **COMMON))
     first.model.to(dtype)
     first.fit([{**b, "views": b["views"].to(dtype)} for b in batches[:3]])

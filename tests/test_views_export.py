@@ -1,4 +1,5 @@
-"""View recipes (anchor / neighbour / flip latents) and exporting a stream to PNG folders or WebDataset tars."""
+"""View recipes (anchor / neighbour / flip latents) and exporting a stream to PNG folders or
+WebDataset tars."""
 
 import csv
 import json

@@ -1,4 +1,5 @@
-"""Learned latent walks: edits, learning through the generator, walk cards, walk views, fidelity, CLI."""
+"""Learned latent walks: edits, learning through the generator, walk cards, walk views, fidelity,
+CLI."""
 
 import json
 import math
@@ -167,11 +168,13 @@ def test_edits_keep_the_image_contract_and_a_binary_mask(name, scale, images):
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
 
 
-# ---------------------------------------------------------------- the measurement, calibrated on known answers
+# ---------------------------------------------------------------- the measurement, calibrated on
+# known answers
 
 
 def test_object_moments_read_known_factor_changes_of_rendered_world_images():
-    """Render the same scenes with x, y, size and hue changed by known amounts; the moments recover them."""
+    """Render the same scenes with x, y, size and hue changed by known amounts; the moments recover
+    them."""
     from fairgen.world.render import render, sample_factors
 
     factors = sample_factors(400, torch.Generator().manual_seed(0))

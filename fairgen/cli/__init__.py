@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; bad input (ValueError, FileNotFoundError, a missing extra) exits 2 with one line."""
+    """Run one command; bad input (ValueError, FileNotFoundError, a missing extra) exits 2 with one
+    line."""
     args = build_parser().parse_args(argv)
     args.typed = typed_flags(build_parser, argv)  # flags a mode would ignore are refused
     from ..checks import MissingExtraError
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         print(
-            f"fairgen {args.command}: error: disk full ({error}); outputs are written whole, so the "
+            f"fairgen {args.command}: error: disk full ({error}); outputs are written whole, so "
+            "the "
             "previous ones were left as they were",
             file=sys.stderr,
         )

@@ -1,4 +1,5 @@
-"""``fairgen audit``: leakage and group fairness of an encoder's features, on the world or your data."""
+"""``fairgen audit``: leakage and group fairness of an encoder's features, on the world or your
+data."""
 
 from __future__ import annotations
 
@@ -37,13 +38,16 @@ def add_parser(sub) -> None:
         "audit",
         "audit an encoder for protected-attribute leakage and group fairness",
         "Audit an encoder for protected-attribute leakage and group fairness. On --data world the "
-        "defaults are the demo's, so a demo row is reproduced; on your own data (an image folder, a "
-        ".csv/.parquet manifest or exported WebDataset shards) name --target and --protected columns.",
+        "defaults are the demo's, so a demo row is reproduced; on your own data (an image folder, "
+        "a "
+        ".csv/.parquet manifest or exported WebDataset shards) name --target and --protected "
+        "columns.",
     )
     p.add_argument(
         "--encoder",
         required=True,
-        help="encoder.safetensors from `fairgen train`, or torchvision:ARCH / timm:ARCH with --encoder-weights",
+        help="encoder.safetensors from `fairgen train`, or torchvision:ARCH / timm:ARCH with "
+        "--encoder-weights",
     )
     p.add_argument(
         "--encoder-weights", default=None, help="local weights file for a torchvision/timm encoder"
@@ -90,13 +94,15 @@ def add_parser(sub) -> None:
         "--max-pixels",
         type=positive_int,
         default=None,
-        help="refuse (before decoding) an image declaring more pixels than this (default 40,000,000)",
+        help="refuse (before decoding) an image declaring more pixels than this (default "
+        "40,000,000)",
     )
     p.add_argument(
         "--probe",
         choices=["linear", "lda", "mlp"],
         default=None,
-        help="leakage probe (default: linear on the world, as the demo; lda on your data, the fastest)",
+        help="leakage probe (default: linear on the world, as the demo; lda on your data, the "
+        "fastest)",
     )
     p.add_argument(
         "--permutations",
@@ -151,7 +157,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--erase-with",
         metavar="SPEC",
-        help="world: also audit the features after an eraser fitted on this (steered) stream's images",
+        help="world: also audit the features after an eraser fitted on this (steered) stream's "
+        "images",
     )
     p.add_argument(
         "--eraser-n",

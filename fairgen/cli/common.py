@@ -39,7 +39,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def add_command(
     sub, name: str, summary: str, description: str | None = None
 ) -> argparse.ArgumentParser:
-    """A subcommand with the shared help formatter and ``--quiet``; ``description`` defaults to the summary."""
+    """A subcommand with the shared help formatter and ``--quiet``; ``description`` defaults to the
+    summary."""
     parser = sub.add_parser(
         name,
         help=summary,
@@ -92,32 +93,37 @@ def add_generator(parser: argparse.ArgumentParser, default: str = DEFAULT_GENERA
 
 
 def add_entry_point_trust(parser: argparse.ArgumentParser) -> None:
-    """``--allow-entry-point`` / ``--trust-entry-points``: let a received card's entry point run (off by default)."""
+    """``--allow-entry-point`` / ``--trust-entry-points``: let a received card's entry point run
+    (off by default)."""
     parser.add_argument(
         "--allow-entry-point",
         dest="allow_entry_points",
         action="append",
         default=[],
         metavar="MODULE:CALLABLE",
-        help="run this entry point when a stream card (or a resumed run) names it as its generator: "
+        help="run this entry point when a stream card (or a resumed run) names it as its "
+        "generator: "
         "it imports and runs code, so only for code you trust (repeatable)",
     )
     parser.add_argument(
         "--trust-entry-points",
         action="store_true",
-        help="run any entry point a stream card or resumed run names (code chosen by the card's author)",
+        help="run any entry point a stream card or resumed run names (code chosen by the card's "
+        "author)",
     )
 
 
 def allowed_entry_points(args):
-    """What ``--allow-entry-point`` / ``--trust-entry-points`` allow: True (any) or the names given."""
+    """What ``--allow-entry-point`` / ``--trust-entry-points`` allow: True (any) or the names
+    given."""
     if getattr(args, "trust_entry_points", False):
         return True
     return tuple(getattr(args, "allow_entry_points", None) or ())
 
 
 def add_out(parser: argparse.ArgumentParser, default: str, what: str) -> None:
-    """``--out`` is a folder on every command (created when missing); ``what`` says what goes in it."""
+    """``--out`` is a folder on every command (created when missing); ``what`` says what goes in
+    it."""
     parser.add_argument(
         "--out",
         default=default,
@@ -256,7 +262,8 @@ def resolve_device(name: str) -> str:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"--device {name}: CUDA is not available on this machine (no GPU or no driver); use --device cpu"
+                f"--device {name}: CUDA is not available on this machine (no GPU or no driver); "
+                "use --device cpu"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
@@ -318,7 +325,8 @@ def add_generator_options(parser: argparse.ArgumentParser) -> None:
 
 
 def generator_options(args) -> dict:
-    """The generator options given on the command line (none when not given, so every generator accepts them)."""
+    """The generator options given on the command line (none when not given, so every generator
+    accepts them)."""
     options = {}
     if getattr(args, "truncation", None) is not None:
         options["truncation"] = args.truncation
@@ -439,13 +447,15 @@ def add_grid_options(parser: argparse.ArgumentParser, default_n: int = 64) -> No
         "--n",
         type=grid_count,
         default=default_n,
-        help=f"number of images, at most {MAX_GRID_IMAGES} (for data sets use `fairgen stream --export`)",
+        help=f"number of images, at most {MAX_GRID_IMAGES} (for data sets use `fairgen stream "
+        "--export`)",
     )
     parser.add_argument(
         "--per-page",
         type=positive_int,
         default=256,
-        help=f"images per PNG page (at most {MAX_PER_PAGE}); more images are written as several pages",
+        help=f"images per PNG page (at most {MAX_PER_PAGE}); more images are written as several "
+        "pages",
     )
 
 
@@ -500,13 +510,15 @@ def wrote(paths: list[Path]) -> str:
 
 
 def add_confirming_labelers(parser: argparse.ArgumentParser) -> None:
-    """``--labeler``/``--keep-labeler``: what a stream whose eraser card is labeler-confirmed needs."""
+    """``--labeler``/``--keep-labeler``: what a stream whose eraser card is labeler-confirmed
+    needs."""
     parser.add_argument(
         "--labeler",
         action="append",
         default=None,
         metavar="[ATTRIBUTE=]SPEC",
-        help="the labeler a labeler-confirmed eraser card needs (world:<factor>, package.module:callable "
+        help="the labeler a labeler-confirmed eraser card needs (world:<factor>, "
+        "package.module:callable "
         "or a labeler .json); ATTRIBUTE= for cards of several attributes; repeatable. A card never "
         "runs code it names: entry points run only when given here",
     )
@@ -514,12 +526,14 @@ def add_confirming_labelers(parser: argparse.ArgumentParser) -> None:
         "--keep-labeler",
         default=None,
         metavar="SPEC",
-        help="the keep labeler of a labeler-confirmed card fitted with one (unconditional generators)",
+        help="the keep labeler of a labeler-confirmed card fitted with one (unconditional "
+        "generators)",
     )
 
 
 def confirming_labelers(args) -> dict | str | None:
-    """``{attribute: spec}`` (or one spec) from ``--labeler``/``--keep-labeler``; None when neither is given."""
+    """``{attribute: spec}`` (or one spec) from ``--labeler``/``--keep-labeler``; None when neither
+    is given."""
     given = getattr(args, "labeler", None) or []
     keep = getattr(args, "keep_labeler", None)
     if not given and keep is None:

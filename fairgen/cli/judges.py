@@ -1,4 +1,5 @@
-"""``fairgen judges``: train (into --out, never into the package) or evaluate the embedded world's judges."""
+"""``fairgen judges``: train (into --out, never into the package) or evaluate the embedded world's
+judges."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``fairgen memorisation``: does a generator copy its training images? Measured in an encoder's feature space."""
+"""``fairgen memorisation``: does a generator copy its training images? Measured in an encoder's
+feature space."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ def add_parser(sub) -> None:
         sub,
         "memorisation",
         "check whether a generator's samples are near-copies of its training images",
-        "Nearest-neighbour distances, in a named encoder's feature space, from generated samples and "
+        "Nearest-neighbour distances, in a named encoder's feature space, from generated samples "
+        "and "
         "from held-out real images to the generator's training images (pixel distance means little "
-        "for photographs). Writes report.json/.md and near_copies.png, the closest pairs side by side.",
+        "for photographs). Writes report.json/.md and near_copies.png, the closest pairs side by "
+        "side.",
     )
     add_generator(p)
     add_generator_options(p)

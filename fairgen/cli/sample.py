@@ -59,7 +59,8 @@ def run(args) -> None:
     if generator.num_classes:
         if args.cls is not None and args.cls >= generator.num_classes:
             raise ValueError(
-                f"--class must be in [0, {generator.num_classes}) for {generator.name}, got {args.cls}"
+                f"--class must be in [0, {generator.num_classes}) for {generator.name}, got "
+                f"{args.cls}"
             )
         y = (
             torch.arange(args.n) % generator.num_classes

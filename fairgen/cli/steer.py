@@ -47,7 +47,8 @@ def add_parser(sub) -> None:
         "--labeler",
         default=None,
         help="what labels the protected attribute: world:<factor>, package.module:callable, or a "
-        "labeler .json (classifier / CLIP with local weights); default: world:<the world's protected factor>",
+        "labeler .json (classifier / CLIP with local weights); default: world:<the world's "
+        "protected factor>",
     )
     add_list(
         p,
@@ -58,7 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--class-labeler",
         default=None,
-        help="optional labeler of the generator's class, to report class fidelity (default: world:<class factor> "
+        help="optional labeler of the generator's class, to report class fidelity (default: "
+        "world:<class factor> "
         "for the world's generator, none otherwise)",
     )
     p.add_argument(
@@ -80,14 +82,16 @@ def add_parser(sub) -> None:
         metavar="METHOD",
         help="%(choices)s. resample: nonlinear latent classifier, rejection sampling and "
         "gradient flips; "
-        "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample labelled, "
+        "quantile/gaussian: linear transports (one attribute); confirmed: every kept sample "
+        "labelled, "
         "exact target shares per batch in the labeler's terms (balance; a stream then needs the "
         "labeler); default: resample, quantile for --mode flip or erase",
     )
     p.add_argument(
         "--keep-labeler",
         default=None,
-        help="unconditional generators, --method confirmed: a second labeler whose label plays the class "
+        help="unconditional generators, --method confirmed: a second labeler whose label plays the "
+        "class "
         "(balance the protected attribute within each of its values, keep its own shares)",
     )
     p.add_argument(
@@ -105,7 +109,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    """Fit and save a card; ``--out`` is locked from the start, so a second steer into it is refused."""
+    """Fit and save a card; ``--out`` is locked from the start, so a second steer into it is
+    refused."""
     from plumbing.outputs import output_lock
     from steering.card import card_paths
 
@@ -225,7 +230,8 @@ def _run(args, card) -> None:
         if len(names) == 1
         else {n: lab.provenance() for n, lab in zip(names, labelers, strict=True)},
         "class_labeler": referees["class"].provenance() if "class" in referees else None,
-        "labelers": attributes,  # {attribute: name}: what a stream of a confirmed card must be given
+        # {attribute: name}: what a stream of a confirmed card must be given
+        "labelers": attributes,
         "keep_labeler": None if keep is None else keep.provenance(),
         "target": target,
         "n": args.n,
@@ -235,7 +241,8 @@ def _run(args, card) -> None:
     }
     path = steering.save_card(steerer, card, provenance)
     print(
-        f"steering {generator.name}: protected={','.join(names)} (labeler {', '.join(lab.name for lab in labelers)}) "
+        f"steering {generator.name}: protected={','.join(names)} (labeler "
+        f"{', '.join(lab.name for lab in labelers)}) "
         f"mode={args.mode} method={steerer.method}, fitted on {args.n} labelled samples"
     )
     print(f"  {'':34s}{'raw':>10s}{'steered':>10s}")
@@ -261,14 +268,18 @@ def _run(args, card) -> None:
         print(f"  {'shares of ' + name:34s}{_shares(shares):>10s}  ->  {_shares(steered)}")
     if "class_fidelity" in report["raw"]:
         print(
-            f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}{report['steered']['class_fidelity']:10.3f}"
+            f"  {'class fidelity':34s}{report['raw']['class_fidelity']:10.3f}"
+            f"{report['steered']['class_fidelity']:10.3f}"
         )
     if "cost" in report:
         cost = report["cost"]
         print(
-            f"  confirmed ({cost['proposal']} proposal): {cost['syntheses_per_kept']:.2f} syntheses, "
-            f"{cost['labeler_calls_per_kept']:.2f} labeler calls and {cost['latent_draws_per_kept']:.1f} latent draws "
-            f"per kept sample (plain rejection: {steerer.costs_['rejection_syntheses_per_kept']:.2f} syntheses)"
+            f"  confirmed ({cost['proposal']} proposal): {cost['syntheses_per_kept']:.2f} "
+            "syntheses, "
+            f"{cost['labeler_calls_per_kept']:.2f} labeler calls and "
+            f"{cost['latent_draws_per_kept']:.1f} latent draws "
+            "per kept sample (plain rejection: "
+            f"{steerer.costs_['rejection_syntheses_per_kept']:.2f} syntheses)"
         )
     if "expected_draws_per_sample" in report:
         print(
@@ -277,12 +288,14 @@ def _run(args, card) -> None:
     if "probe_before" in report:
         before = report["probe_before"]
         print(
-            f"  latent probe within class (before): {before['accuracy']:.3f} (majority {before['majority']:.3f})"
+            f"  latent probe within class (before): {before['accuracy']:.3f} (majority "
+            f"{before['majority']:.3f})"
         )
     if "probe_after" in report:
         after, mlp = report["probe_after"], report["mlp_probe_after"]
         print(
-            f"  latent probe within class (after):  {after['accuracy']:.3f} (majority {after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}"
+            f"  latent probe within class (after):  {after['accuracy']:.3f} (majority "
+            f"{after['majority']:.3f}); MLP probe {mlp['accuracy']:.3f}"
         )
         print("  (erase is latent-only: a stream refuses an erase card)")
     _say_misses(report, args, names, labelers, target, steerer)
@@ -306,7 +319,8 @@ def _say_misses(report, args, names, labelers, target, steerer) -> None:
 
 
 def _target(text: str | None, names: list[str]):
-    """``--target``: None, a list of shares (one attribute), or {name: shares} (several, as marginals)."""
+    """``--target``: None, a list of shares (one attribute), or {name: shares} (several, as
+    marginals)."""
     if text is None:
         return None
 
@@ -327,7 +341,8 @@ def _target(text: str | None, names: list[str]):
         name, _, values = part.partition("=")
         if name.strip() not in names:
             raise ValueError(
-                f"--target names {name.strip()!r}, which is not among the protected attributes {names}"
+                f"--target names {name.strip()!r}, which is not among the protected attributes "
+                f"{names}"
             )
         out[name.strip()] = shares(values)
     return out if len(names) > 1 else out[names[0]]
@@ -349,7 +364,8 @@ def _shares(values: list[float]) -> str:
 
 
 def _portable_name(generator: str) -> str:
-    """A registry name or entry point as given; a local folder/file by its base name only (no absolute path)."""
+    """A registry name or entry point as given; a local folder/file by its base name only (no
+    absolute path)."""
     from pathlib import Path
 
     from ..entry_points import is_entry_point

@@ -23,7 +23,8 @@ ACTIONS = {
 }
 
 
-# fairgen.walks.TRANSFORMATIONS, named here so that `fairgen --help` imports no torch (tests/test_cli.py checks)
+# fairgen.walks.TRANSFORMATIONS, named here so that `fairgen --help` imports no torch
+# (tests/test_cli.py checks)
 TRANSFORMATIONS = ("zoom", "shift_x", "shift_y", "rotate", "hue", "brightness")
 # the flags each action reads; any other typed is refused
 LEARN_ONLY = (
@@ -44,7 +45,8 @@ def add_parser(sub) -> None:
         sub,
         "walks",
         "learn latent walks (zoom, shift, rotate, hue, brightness) as views",
-        "Learn latent walks into a walk card (learn), measure a card's fidelity (fidelity), or draw "
+        "Learn latent walks into a walk card (learn), measure a card's fidelity (fidelity), or "
+        "draw "
         "what its walks do (show). On a world generator fidelity is measured on the object's "
         "size, position, hue and rotation; on other generators as image error against the edit.",
     )
@@ -110,7 +112,8 @@ def add_parser(sub) -> None:
 
 
 def parse_alphas(items: list[str]) -> dict[str, tuple[float, float]]:
-    """``["zoom=-0.3:0.3", ...]`` -> ``{"zoom": (-0.3, 0.3)}`` (numbers are checked by the learner)."""
+    """``["zoom=-0.3:0.3", ...]`` -> ``{"zoom": (-0.3, 0.3)}`` (numbers are checked by the
+    learner)."""
     ranges = {}
     for item in items:
         name, sep, bounds = item.partition("=")
@@ -153,7 +156,8 @@ def _fidelity(generator, walks, args):
 
 
 def run(args) -> None:
-    """``learn`` holds the card's lock from the start: a second learner into the same card is refused."""
+    """``learn`` holds the card's lock from the start: a second learner into the same card is
+    refused."""
     from contextlib import nullcontext
 
     from plumbing.outputs import output_lock
@@ -189,7 +193,8 @@ def _run(args) -> None:
         ).fit(generator)
         resumed = f", resumed from step {learner.resumed_from_}" if learner.resumed_from_ else ""
         print(
-            f"learned {len(learner.walks_.transformations)} walks on {generator.name} in {learner.seconds_:.1f} s "
+            f"learned {len(learner.walks_.transformations)} walks on {generator.name} in "
+            f"{learner.seconds_:.1f} s "
             f"({args.steps} steps of {args.batch_size} anchors{resumed})"
         )
         table = _fidelity(generator, learner.walks_, args)

@@ -40,7 +40,10 @@ def run(args) -> None:
 
     out = out_folder(args)
     sample = World(args.resolution).sample(args.n, seed=args.seed, bias=args.bias)
-    title = f"world, {args.resolution} px, bias {args.bias} (measured Cramér's V {sample.cramers_v():.2f})"
+    title = (
+        f"world, {args.resolution} px, bias {args.bias} (measured Cramér's V "
+        f"{sample.cramers_v():.2f})"
+    )
     print(
         wrote(
             write_grids(

@@ -1,4 +1,5 @@
-"""``fairgen zoo train``: train the embedded generator from its recipe (into --out, never into the package)."""
+"""``fairgen zoo train``: train the embedded generator from its recipe (into --out, never into the
+package)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def _train(args, out) -> None:
     print(f"class fidelity {quality['class_fidelity']:.4f}")
     for name, q in quality["by_factor"].items():
         print(
-            f"Cramér's V(class, {name}) {q['cramers_v']:.3f} (bias-corrected {q['cramers_v_corrected']:.3f})"
+            f"Cramér's V(class, {name}) {q['cramers_v']:.3f} (bias-corrected "
+            f"{q['cramers_v_corrected']:.3f})"
         )
         print(q["histogram"].round(3).to_string())
     print(f"wrote {weights}")

@@ -87,7 +87,8 @@ class TrainConfig:
             get_recipe(self.augment)  # raises on unknown presets or keys
         if self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
             raise ValueError(
-                f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got {self.total_steps}, {self.warmup_steps}"
+                "need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got "
+                f"{self.total_steps}, {self.warmup_steps}"
             )
         for name in ("lr", "temperature", "projection_hidden_dim", "projection_dim"):
             if not getattr(self, name) > 0:

@@ -36,7 +36,8 @@ def init_from_env(device: str) -> tuple[int, int, str]:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1): NCCL on CUDA, gloo otherwise.
 
     Returns ``(rank, world_size, device)``; on CUDA each process takes ``cuda:LOCAL_RANK``. Without
-    torchrun's variables (or with one process) nothing is initialised and ``(0, 1, device)`` comes back.
+    torchrun's variables (or with one process) nothing is initialised and ``(0, 1, device)`` comes
+    back.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -83,7 +84,8 @@ class _AllGather(torch.autograd.Function):
 
 
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """``[world * n, ...]`` from every rank's ``[n, ...]`` (same shape on every rank), differentiable."""
+    """``[world * n, ...]`` from every rank's ``[n, ...]`` (same shape on every rank),
+    differentiable."""
     if rank_and_world_size()[1] == 1:
         return x
     return _AllGather.apply(x)
@@ -142,7 +144,8 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def sync_batchnorm(model: nn.Module, cuda: bool) -> nn.Module:
-    """Every BatchNorm of ``model`` made global over ranks: SyncBatchNorm on CUDA, else AllReduceBatchNorm."""
+    """Every BatchNorm of ``model`` made global over ranks: SyncBatchNorm on CUDA, else
+    AllReduceBatchNorm."""
     if cuda:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return _convert(model)

@@ -39,7 +39,8 @@ def _torchvision(arch: str, small_images: bool) -> tuple[nn.Module, int]:
 
 
 def _drop_last_linear(net: nn.Module, arch: str) -> int:
-    """Replace the classifier (the last ``nn.Linear`` registered) by the identity; its input width."""
+    """Replace the classifier (the last ``nn.Linear`` registered) by the identity; its input
+    width."""
     last = None
     for parent in net.modules():
         for name, child in parent.named_children():
@@ -115,7 +116,8 @@ def check_encoder_name(name) -> str:
     arch = name.removeprefix("torchvision:")
     if arch not in _torchvision_names():
         raise ValueError(
-            f"unknown encoder {name!r}; choose one of {list_encoders()}, a torchvision classification "
+            f"unknown encoder {name!r}; choose one of {list_encoders()}, a torchvision "
+            "classification "
             "model (torchvision:NAME, e.g. torchvision:convnext_tiny) or timm:NAME"
         )
     return name
@@ -132,7 +134,8 @@ def build_encoder(name: str, small_images: bool = False) -> tuple[nn.Module, int
 
 
 class ProjectionHead(nn.Module):
-    """MLP from backbone features to the contrastive space: (Linear-BN-ReLU) x (layers-1), Linear."""
+    """MLP from backbone features to the contrastive space: (Linear-BN-ReLU) x (layers-1),
+    Linear."""
 
     def __init__(
         self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, num_layers: int = 2

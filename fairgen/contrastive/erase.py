@@ -42,7 +42,8 @@ ERASER_START_STEP = (
 
 
 def _images_of(batch) -> torch.Tensor:
-    """Images [B, 3, H, W] from a tensor, or the first view of a stream batch ``{"views": [B, V, ...]}``."""
+    """Images [B, 3, H, W] from a tensor, or the first view of a stream batch ``{"views": [B, V,
+    ...]}``."""
     if isinstance(batch, dict):
         if "views" not in batch:
             raise ValueError(
@@ -51,7 +52,8 @@ def _images_of(batch) -> torch.Tensor:
         batch = batch["views"][:, 0]
     if not isinstance(batch, torch.Tensor) or batch.ndim != 4:
         raise ValueError(
-            f"each batch must be images [B, 3, H, W] or a stream batch, got {getattr(batch, 'shape', type(batch))}"
+            "each batch must be images [B, 3, H, W] or a stream batch, got "
+            f"{getattr(batch, 'shape', type(batch))}"
         )
     return batch
 
@@ -121,7 +123,8 @@ class ErasedEncoder(nn.Module):
 def save_feature_eraser(
     eraser: LeaceEraser, path: str | Path, provenance: dict | None = None
 ) -> Path:
-    """Write a fitted eraser as safetensors (its three tensors) with its config and provenance as JSON metadata."""
+    """Write a fitted eraser as safetensors (its three tensors) with its config and provenance as
+    JSON metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"config": json.dumps(eraser.config()), "provenance": json.dumps(provenance or {})}
@@ -136,7 +139,8 @@ def save_feature_eraser(
 
 
 def load_feature_eraser(path: str | Path) -> tuple[LeaceEraser, dict]:
-    """Read what `save_feature_eraser` wrote: (eraser, provenance). Data only, no code is unpickled."""
+    """Read what `save_feature_eraser` wrote: (eraser, provenance). Data only, no code is
+    unpickled."""
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if "config" not in metadata:

@@ -20,7 +20,8 @@ __all__ = ["extract_features", "knn_accuracy", "linear_probe"]
 def extract_features(
     encoder: nn.Module, images: torch.Tensor, batch_size: int = 256
 ) -> torch.Tensor:
-    """Encoder outputs ``[N, d]`` for ``images [N, 3, H, W]``, in eval mode, on the encoder's device."""
+    """Encoder outputs ``[N, d]`` for ``images [N, 3, H, W]``, in eval mode, on the encoder's
+    device."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(
             f"images must be a tensor [N, 3, H, W], got {getattr(images, 'shape', type(images))}"
@@ -46,7 +47,8 @@ def _check_pair(x, y, name: str) -> None:
         raise ValueError(f"{name}_x must be 2-d [N, d], got shape {list(x.shape)}")
     if y.shape != (x.shape[0],):
         raise ValueError(
-            f"{name}_y must have shape [{x.shape[0]}] (one label per row of {name}_x), got {list(y.shape)}"
+            f"{name}_y must have shape [{x.shape[0]}] (one label per row of {name}_x), got "
+            f"{list(y.shape)}"
         )
 
 

@@ -4,7 +4,8 @@ For every anchor view i among the B * V views, with positives P(i) (the other vi
 sample, plus, when labels are given, every view of a sample with the same label) and A(i) all
 views but i itself:
 
-    loss_i = -1 / |P(i)| * sum_{p in P(i)} log( exp(z_i . z_p / t) / sum_{a in A(i)} exp(z_i . z_a / t) )
+    loss_i = -1 / |P(i)| * sum_{p in P(i)} log( exp(z_i . z_p / t) / sum_{a in A(i)} exp(z_i . z_a
+    / t) )
 
 The average over positives sits outside the log. The result is the mean of loss_i over anchors
 that have at least one positive; anchors without any (possible with V = 1) are left out, and a

@@ -100,10 +100,12 @@ def warmup_cosine(
     total_steps: int,
     final_fraction: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``final_fraction * lr``."""
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``final_fraction *
+    lr``."""
     if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
-            f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got {warmup_steps}, {total_steps}"
+            f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got {warmup_steps}, "
+            f"{total_steps}"
         )
 
     def factor(step: int) -> float:

@@ -133,7 +133,8 @@ def _check_batch(batch, supervised: bool) -> tuple[torch.Tensor, torch.Tensor | 
     views, labels = batch["views"], batch.get("labels")
     if not isinstance(views, torch.Tensor) or views.ndim != 5 or views.shape[2] != 3:
         raise ValueError(
-            f"batch['views'] must have shape [B, V, 3, H, W], got {list(getattr(views, 'shape', []))}"
+            "batch['views'] must have shape [B, V, 3, H, W], got "
+            f"{list(getattr(views, 'shape', []))}"
         )
     if views.shape[1] < 2:
         raise ValueError(f"batch['views'] needs V >= 2 views per sample, got V={views.shape[1]}")
@@ -145,13 +146,15 @@ def _check_batch(batch, supervised: bool) -> tuple[torch.Tensor, torch.Tensor | 
         ):
             got = list(labels.shape) if isinstance(labels, torch.Tensor) else labels
             raise ValueError(
-                f"batch['labels'] must be integers of shape [{views.shape[0]}] (one per sample), got {got}"
+                f"batch['labels'] must be integers of shape [{views.shape[0]}] (one per sample), "
+                f"got {got}"
             )
     return views, labels
 
 
 def _atomic_save(obj, path: Path) -> None:
-    """``torch.save`` into memory, then a new file renamed over ``path`` (a full disk: one clear error)."""
+    """``torch.save`` into memory, then a new file renamed over ``path`` (a full disk: one clear
+    error)."""
     import io
 
     buffer = io.BytesIO()
@@ -206,7 +209,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 class Trainer:
-    """Trains ``ContrastiveModel`` from ``config`` on ``device``; ``trainer.encoder`` is the result."""
+    """Trains ``ContrastiveModel`` from ``config`` on ``device``; ``trainer.encoder`` is the
+    result."""
 
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
         if not isinstance(config, TrainConfig):
@@ -230,7 +234,8 @@ class Trainer:
         self.scheduler = warmup_cosine(self.optimizer, config.warmup_steps, config.total_steps)
         self.step = 0
         self.history: list[dict] = []
-        self.run_info: dict = {}  # what the caller wants stored with checkpoints (stream, batch size...)
+        # what the caller wants stored with checkpoints (stream, batch size...)
+        self.run_info: dict = {}
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         self._warned_chance = False
         self._views_per_step, self._views, self._labels = 0, 2, None
@@ -248,7 +253,8 @@ class Trainer:
         self._train_model = torch.compile(train_model) if config.compile else train_model
 
     def _augment_seed(self) -> int:
-        """Augmentation at (seed, rank, step) is fixed: resuming needs no RNG state, ranks differ."""
+        """Augmentation at (seed, rank, step) is fixed: resuming needs no RNG state, ranks
+        differ."""
         return ((self.config.seed * 1_000_003 + self.rank) * 1_000_003 + self.step) % 2**63
 
     @property
@@ -262,7 +268,8 @@ class Trainer:
         b, v = views.shape[:2]
         if b * self.world_size < 2:
             raise ValueError(
-                f"a batch needs at least 2 samples (1 gives the contrastive loss no negatives), got {b}"
+                "a batch needs at least 2 samples (1 gives the contrastive loss no negatives), "
+                f"got {b}"
             )
         x = rearrange(views.to(self.device, non_blocking=True), "b v c h w -> (b v) c h w")
         if self.recipe is not None:
@@ -290,11 +297,13 @@ class Trainer:
         return loss.detach()
 
     def chance_loss(self, views_per_step: int) -> float:
-        """The loss of an encoder that tells nothing apart: ln(N - 1) for N views in the global batch."""
+        """The loss of an encoder that tells nothing apart: ln(N - 1) for N views in the global
+        batch."""
         return math.log(views_per_step - 1)
 
     def floor_loss(self) -> float:
-        """The least loss of the last batch: ln(V - 1) for SimCLR, the mean ln(#positives) for SupCon."""
+        """The least loss of the last batch: ln(V - 1) for SimCLR, the mean ln(#positives) for
+        SupCon."""
         if self._labels is None:
             return math.log(self._views - 1) if self._views > 1 else 0.0
         _, inverse, counts = torch.unique(self._labels, return_inverse=True, return_counts=True)
@@ -304,7 +313,8 @@ class Trainer:
         return float(torch.log(positives.clamp(min=1)).mean())
 
     def check_finite(self, parameters: bool = False) -> None:
-        """Raise ``NonFiniteError`` if a loss so far (or, with ``parameters``, a weight) is NaN/inf."""
+        """Raise ``NonFiniteError`` if a loss so far (or, with ``parameters``, a weight) is
+        NaN/inf."""
         first_bad = self._first_bad.clone()
         if parameters:
             finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
@@ -323,7 +333,8 @@ class Trainer:
             )
             raise NonFiniteError(
                 f"training diverged: the loss or the parameters became NaN/inf at step {step} "
-                f"(lr {self.config.lr:g}, optimizer {self.config.optimizer}){kept}; lower the learning rate"
+                f"(lr {self.config.lr:g}, optimizer {self.config.optimizer}){kept}; lower the "
+                "learning rate"
             )
 
     def fit(
@@ -407,9 +418,11 @@ class Trainer:
             chance - floor
         ):  # < 2% of the way from chance to the least possible loss
             warnings.warn(
-                f"step {self.step}: the loss {loss:.4f} has not moved from chance, ln(2B - 1) = {chance:.4f} for "
+                f"step {self.step}: the loss {loss:.4f} has not moved from chance, ln(2B - 1) = "
+                f"{chance:.4f} for "
                 f"{self._views_per_step} views per step (the least possible is {floor:.4f}), "
-                f"{self.step - self.config.warmup_steps} steps after the warm-up: the encoder is not learning "
+                f"{self.step - self.config.warmup_steps} steps after the warm-up: the encoder is "
+                "not learning "
                 "(try another --lr or --optimizer)",
                 LossAtChanceWarning,
                 stacklevel=3,
@@ -485,7 +498,8 @@ class Trainer:
         device: str | torch.device = "cpu",
         config: TrainConfig | None = None,
     ) -> Trainer:
-        """A trainer rebuilt from ``config`` (default: the one stored in the checkpoint), then restored."""
+        """A trainer rebuilt from ``config`` (default: the one stored in the checkpoint), then
+        restored."""
         if config is None:
             stored = read_checkpoint(path)["config_dict"]
             try:
@@ -495,10 +509,13 @@ class Trainer:
         return cls(config, device).load(path)
 
     def save_encoder(self, path: str | os.PathLike) -> None:
-        """The backbone alone as safetensors (atomic, reproducible bytes), its config in the metadata.
+        """The backbone alone as safetensors (atomic, reproducible bytes), its config in the
+        metadata.
 
-        Where and how this run was kept (its folder, progress bars) stays out of the file, so the same
-        weights have the same SHA-256 wherever they are saved and no local path travels with them."""
+        Where and how this run was kept (its folder, progress bars) stays out of the file, so the
+        same
+        weights have the same SHA-256 wherever they are saved and no local path travels with
+        them."""
         if self.rank == 0:
             config = {**self.config.to_dict(), "checkpoint_dir": None, "progress": True}
             save_safetensors(self.encoder.state_dict(), path, metadata={"config": config})
@@ -515,7 +532,8 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             raise ValueError(f"encoder {path} has a corrupt config: {error}") from None
     if not isinstance(config, dict):
         raise ValueError(
-            f"encoder {path} has no training config in its metadata; was it written by save_encoder?"
+            f"encoder {path} has no training config in its metadata; was it written by "
+            "save_encoder?"
         )
     try:
         config = TrainConfig.from_dict(config)
@@ -588,7 +606,8 @@ def _step_of(line: str) -> float:
 
 
 class KnnMonitor:
-    """Callback for ``Trainer.fit``: cosine kNN accuracy of the current encoder on held-out images."""
+    """Callback for ``Trainer.fit``: cosine kNN accuracy of the current encoder on held-out
+    images."""
 
     def __init__(
         self,

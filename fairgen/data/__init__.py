@@ -67,12 +67,14 @@ class ImageTable:
         values = self.frame[name]
         if values.isna().any():
             raise ValueError(
-                f"{argument}: column {name!r} of {self.source} has {int(values.isna().sum())} missing values"
+                f"{argument}: column {name!r} of {self.source} has {int(values.isna().sum())} "
+                "missing values"
             )
         distinct = values.unique()
         if len(distinct) < min_values:
             raise ValueError(
-                f"{argument}: column {name!r} of {self.source} has only one value ({distinct[0]!r}); "
+                f"{argument}: column {name!r} of {self.source} has only one value "
+                f"({distinct[0]!r}); "
                 f"an audit needs at least {min_values}"
             )
         return values.to_numpy()
@@ -104,7 +106,8 @@ class ImageTable:
         return Path(where).read_bytes()
 
     def images(self, resolution: int | None = None, batch_size: int = 256, progress: bool = False):
-        """Yield batches ``[b, 3, R, R]`` float32 in [0, 1] (``R``: the first image's height by default)."""
+        """Yield batches ``[b, 3, R, R]`` float32 in [0, 1] (``R``: the first image's height by
+        default)."""
         rows = range(len(self))
         for start in tqdm(
             range(0, len(self), batch_size),
@@ -238,8 +241,10 @@ def _manifest(path: Path) -> ImageTable:
 
 
 def _webdataset(path: Path) -> ImageTable:
-    """Index shards in one sequential pass each (``fairgen.data.tar``): where every image member's bytes
-    lie, and the samples' ``.cls`` / ``.json`` fields. Members are grouped by key (the name up to its first dot)."""
+    """Index shards in one sequential pass each (``fairgen.data.tar``): where every image member's
+    bytes
+    lie, and the samples' ``.cls`` / ``.json`` fields. Members are grouped by key (the name up to
+    its first dot)."""
     from .tar import members
 
     shards = [path] if path.is_file() else sorted(path.glob("*.tar"))

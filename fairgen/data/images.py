@@ -8,7 +8,8 @@ Every image becomes what it looks like on screen, 8 bits per channel:
 * images with transparency (RGBA, LA, palette or grey with a transparent colour) are
   **composited on white** (``BACKGROUND``): a fully transparent pixel reads as white, never as the
   colour hidden under it;
-* **animated images (GIF, APNG, WebP) are refused**: which frame is "the" image is not ours to guess;
+* **animated images (GIF, APNG, WebP) are refused**: which frame is "the" image is not ours to
+guess;
 * 32-bit float images are refused;
 * an image whose header declares more than ``max_pixels`` pixels is refused *before* it is
   decoded (as Pillow's decompression-bomb limit does), so a small file cannot exhaust memory.
@@ -37,7 +38,8 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def decode_rgb8(raw: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """``raw`` file bytes as an ``[H, W, 3]`` uint8 array; a ValueError naming ``name`` otherwise."""
+    """``raw`` file bytes as an ``[H, W, 3]`` uint8 array; a ValueError naming ``name``
+    otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter(

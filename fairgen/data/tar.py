@@ -18,7 +18,8 @@ MAX_HEADER_DATA = 1 << 20  # long names and pax records larger than this are not
 
 
 def members(path: Path) -> Iterator[tuple[str, int, int]]:
-    """Yield ``(name, data offset, size)`` of every regular member of the tar file ``path``, in order."""
+    """Yield ``(name, data offset, size)`` of every regular member of the tar file ``path``, in
+    order."""
     with open(path, "rb") as handle:
         offset, long_name, pax = 0, None, {}
         while True:

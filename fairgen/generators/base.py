@@ -55,17 +55,20 @@ PROTOCOL_ATTRIBUTES = (
 
 
 def check_generator(obj, source: str):
-    """``obj`` if it meets the Generator protocol; else a ValueError naming ``source`` and what is missing."""
+    """``obj`` if it meets the Generator protocol; else a ValueError naming ``source`` and what is
+    missing."""
     missing = [a for a in PROTOCOL_ATTRIBUTES if not hasattr(obj, a)]
     if missing:
         raise ValueError(
-            f"{source} returned {type(obj).__name__}, which lacks {missing} of the Generator protocol "
+            f"{source} returned {type(obj).__name__}, which lacks {missing} of the Generator "
+            "protocol "
             f"(see fairgen.generators.Generator)"
         )
     for attribute in ("latent_dim", "num_classes", "resolution"):
         check_int(getattr(obj, attribute), f"{source}: {attribute}", 0)
     if not isinstance(obj.checksum, str) or not obj.checksum:
         raise ValueError(
-            f"{source}: checksum must be a non-empty string (the SHA-256 of the weights; cards pin it)"
+            f"{source}: checksum must be a non-empty string (the SHA-256 of the weights; cards pin "
+            "it)"
         )
     return obj

@@ -198,7 +198,8 @@ class BigGANGenerator:
         return z.to(self.device)
 
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` class ids uniformly from ``0..num_classes-1`` (int64, on the model's device)."""
+        """Draw ``n`` class ids uniformly from ``0..num_classes-1`` (int64, on the model's
+        device)."""
         n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         y = torch.randint(self.num_classes, (n,), generator=generator, device=device)

@@ -1,4 +1,5 @@
-"""The pretrained face GAN of ``gan-face-generate`` (PyPI, MIT) behind the fairgen Generator protocol.
+"""The pretrained face GAN of ``gan-face-generate`` (PyPI, MIT) behind the fairgen Generator
+protocol.
 
 A 64-px DCGAN, unconditional, z ~ N(0, I) in R^100; its weights ship inside the package
 (``weights.tar``, a checkpoint holding ``netG_state_dict``). It was trained on DigiFace-1M, rendered
@@ -38,8 +39,10 @@ def _package():
         import gan_face_generate.models as models
     except ImportError as error:
         raise MissingExtraError(
-            f"the face GAN needs the optional package gan-face-generate ({error}); install it with: "
-            f"{PIP_LINE}  (--no-deps: its declared dependencies pull wandb and matplotlib, it needs only torch)"
+            f"the face GAN needs the optional package gan-face-generate ({error}); install it "
+            "with: "
+            f"{PIP_LINE}  (--no-deps: its declared dependencies pull wandb and matplotlib, it "
+            "needs only torch)"
         ) from None
     return models
 
@@ -85,7 +88,8 @@ class FaceGANGenerator:
         return sha256_file(self._weights_file)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` latents from the prior N(0, I), drawn on the generator's device, returned on the model's."""
+        """``n`` latents from the prior N(0, I), drawn on the generator's device, returned on the
+        model's."""
         n = check_int(n, "n", 0)
         device = generator.device if generator is not None else self.device
         return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
@@ -100,7 +104,10 @@ class FaceGANGenerator:
         return images.float().add(1).mul_(0.5)
 
     def __repr__(self) -> str:
-        return f"FaceGANGenerator(name={self.name!r}, resolution=64, latent_dim={self.latent_dim}, device={self.device})"
+        return (
+            f"FaceGANGenerator(name={self.name!r}, resolution=64, latent_dim={self.latent_dim}, "
+            f"device={self.device})"
+        )
 
 
 def load_face_gan(
@@ -128,7 +135,8 @@ def load_face_gan(
     state = checkpoint.get(STATE_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "main.0.weight" not in state:
         raise ValueError(
-            f"weights: {path} must hold {STATE_KEY!r} (the gan-face-generate checkpoint format) with "
+            f"weights: {path} must hold {STATE_KEY!r} (the gan-face-generate checkpoint format) "
+            "with "
             "the generator's 'main.*' tensors"
         )
     nz, width = state["main.0.weight"].shape[
@@ -151,7 +159,8 @@ def load_face_gan(
 
 
 def save_face_gan(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model``'s state dict in the package's checkpoint format (``{'netG_state_dict': ...}``)."""
+    """Write ``model``'s state dict in the package's checkpoint format (``{'netG_state_dict':
+    ...}``)."""
     path = Path(path)
     torch.save({STATE_KEY: model.state_dict()}, path)
     return path
@@ -171,7 +180,8 @@ def _load_named(
 
 
 def _is_checkpoint(path: Path) -> bool:
-    """A file in the package's format: a torch checkpoint whose top level holds ``netG_state_dict``."""
+    """A file in the package's format: a torch checkpoint whose top level holds
+    ``netG_state_dict``."""
     if path.suffix not in WEIGHTS_SUFFIXES or not path.is_file():
         return False
     try:

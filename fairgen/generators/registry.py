@@ -34,7 +34,8 @@ def register_path_loader(
     """Decorator: ``loader(path, device=..., **options)`` handles local paths ``accepts`` likes.
 
     ``checksum(path)`` is the SHA-256 the loaded generator will report, computed without loading it
-    (default: the file's own SHA-256), so a pinned path is checked before anything is read into torch."""
+    (default: the file's own SHA-256), so a pinned path is checked before anything is read into
+    torch."""
 
     def wrap(loader):
         _PATH_LOADERS.append((accepts, loader))
@@ -75,7 +76,8 @@ def load_generator(
 
 
 def local_checksum(path: Path) -> str | None:
-    """The SHA-256 a local generator file or folder will report, without loading it (None: no loader says)."""
+    """The SHA-256 a local generator file or folder will report, without loading it (None: no
+    loader says)."""
     from plumbing.files import sha256_file
 
     _import_builtin()
@@ -98,7 +100,8 @@ def load_entry_point(spec: str, device: str | torch.device = "cpu", **options) -
         generator = factory(device=torch.device(device), **options)
     except TypeError as error:
         raise ValueError(
-            f"generator: {spec!r} could not be called with device and options {sorted(options)}: {error}"
+            f"generator: {spec!r} could not be called with device and options {sorted(options)}: "
+            f"{error}"
         ) from None
     return check_generator(generator, f"generator factory {spec!r}")
 
@@ -107,7 +110,8 @@ _PLUGINS_LOADED = False
 
 
 def _import_builtin() -> None:
-    """Import the modules that register generators: BigGAN and the face GAN (their packages are imported only when
+    """Import the modules that register generators: BigGAN and the face GAN (their packages are
+    imported only when
     one is loaded), fairgen's built-in plug-ins and the ``fairgen.plugins`` entry points."""
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:

@@ -20,7 +20,8 @@ from .registry import register_labeler_scheme
 
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601 weights of R, G, B
 
-# Measured on 20,000 prior samples of face-gan-64 (seed 12345, `benchmarks/face_gan.py` draws its own):
+# Measured on 20,000 prior samples of face-gan-64 (seed 12345, `benchmarks/face_gan.py` draws its
+# own):
 # face-patch luma quantiles 5/10/15/20/50% = 0.109/0.145/0.172/0.196/0.313; below 0.18 holds 16.7%.
 FACE_DARK_BELOW = 0.18
 # Top-corner luma median 0.369 on the same samples; at or above 0.37 holds 49.8%. Dark faces are
@@ -67,7 +68,8 @@ def face_lightness(images: torch.Tensor) -> torch.Tensor:
 
 
 def background_lightness(images: torch.Tensor) -> torch.Tensor:
-    """1 where the background corners are light (luma at least ``BACKGROUND_LIGHT_FROM``), else 0."""
+    """1 where the background corners are light (luma at least ``BACKGROUND_LIGHT_FROM``), else
+    0."""
     return (background_luma(images) >= BACKGROUND_LIGHT_FROM).long()
 
 

@@ -69,7 +69,8 @@ def _classifier_fn(config, values, weights, path, device):
     mapping = config.get("classes")
     if not isinstance(mapping, dict) or sorted(mapping) != sorted(map(str, values)):
         raise ValueError(
-            f"labeler config {path}: 'classes' must map every value in 'values' to a list of class indices"
+            f"labeler config {path}: 'classes' must map every value in 'values' to a list of class "
+            "indices"
         )
     for key, high in (("num_classes", 100_000), ("image_size", 4096)):
         if config.get(key) is not None:
@@ -88,7 +89,8 @@ def _classifier_fn(config, values, weights, path, device):
         probs = model(images.to(next(model.parameters()).device)).softmax(dim=1)
         if any(int(g.max()) >= probs.shape[1] for g in groups):
             raise ValueError(
-                f"labeler config {path}: a class index in 'classes' exceeds the model's {probs.shape[1]} classes"
+                f"labeler config {path}: a class index in 'classes' exceeds the model's "
+                f"{probs.shape[1]} classes"
             )
         return torch.stack([probs[:, g.to(probs.device)].sum(dim=1) for g in groups], dim=1).argmax(
             dim=1

@@ -1,4 +1,5 @@
-"""From a labeler's name to a Labeler: schemes (``world:``), entry points, and JSON model configs."""
+"""From a labeler's name to a Labeler: schemes (``world:``), entry points, and JSON model
+configs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ _SCHEMES: dict[str, Callable[..., Labeler]] = {}
 
 
 def register_labeler_scheme(scheme: str):
-    """Decorator: ``factory(rest, generator=..., force=..., device=...)`` handles ``scheme:rest``."""
+    """Decorator: ``factory(rest, generator=..., force=..., device=...)`` handles
+    ``scheme:rest``."""
 
     def wrap(factory):
         _SCHEMES[scheme] = factory
@@ -22,7 +24,8 @@ def register_labeler_scheme(scheme: str):
 
 
 def names_registered_scheme(spec) -> bool:
-    """Whether ``spec`` names a labeler by a registered scheme (``world:texture``): no code of its own to run."""
+    """Whether ``spec`` names a labeler by a registered scheme (``world:texture``): no code of its
+    own to run."""
     scheme, _, rest = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     return bool(rest) and scheme in _SCHEMES
 

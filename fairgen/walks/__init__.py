@@ -1,4 +1,5 @@
-"""Learned latent walks: directions in a generator's latent that perform an image edit (zoom, shifts,
+"""Learned latent walks: directions in a generator's latent that perform an image edit (zoom,
+shifts,
 rotation, hue, brightness), learned through the generator, saved as walk cards, used as views.
 """
 

@@ -41,7 +41,8 @@ def _plain(value):
 def save_walks(
     walks: LatentWalks, path: str | Path, generator, provenance: dict | None = None
 ) -> Path:
-    """Write ``<stem>.safetensors`` and ``<stem>.json`` for walks learned on ``generator``; returns the JSON path."""
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` for walks learned on ``generator``; returns
+    the JSON path."""
     if not isinstance(walks, LatentWalks):
         raise ValueError(f"walks must be a LatentWalks, got {type(walks).__name__}")
     json_path, tensor_path = walk_card_paths(path)
@@ -78,7 +79,8 @@ def read_walk_card(path: str | Path) -> dict:
 def load_walks(
     path: str | Path, generator=None, sha256: str | None = None
 ) -> tuple[LatentWalks, dict]:
-    """Rebuild the walks; ``sha256`` pins the JSON, ``generator`` refuses walks learned on other weights."""
+    """Rebuild the walks; ``sha256`` pins the JSON, ``generator`` refuses walks learned on other
+    weights."""
     json_path, _ = card_paths(path)
     card, tensors = read_card(
         json_path,
@@ -91,7 +93,8 @@ def load_walks(
     learned_on = card.get("generator") if isinstance(card.get("generator"), dict) else {}
     if generator is not None and learned_on.get("sha256") != generator.checksum:
         raise ValueError(
-            f"walk card {json_path.name} was learned on generator {printable(card.get('generator'))}, "
+            f"walk card {json_path.name} was learned on generator "
+            f"{printable(card.get('generator'))}, "
             f"not on {generator.name!r} with SHA-256 {generator.checksum}"
         )
     try:
@@ -102,6 +105,7 @@ def load_walks(
         raise ValueError(f"walk card {json_path}: {error}") from None
     if generator is not None and walks.latent_dim != generator.latent_dim:
         raise ValueError(
-            f"walk card {json_path.name} has latent size {walks.latent_dim}, the generator {generator.latent_dim}"
+            f"walk card {json_path.name} has latent size {walks.latent_dim}, the generator "
+            f"{generator.latent_dim}"
         )
     return walks, card

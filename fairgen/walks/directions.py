@@ -30,7 +30,8 @@ class LatentWalks(nn.Module):
         names = tuple(check_transformation(t, "transformations") for t in transformations)
         if len(names) != len(directions) or len(set(names)) != len(names):
             raise ValueError(
-                f"transformations must name each of the {len(directions)} directions once, got {list(names)}"
+                f"transformations must name each of the {len(directions)} directions once, got "
+                f"{list(names)}"
             )
         missing = [t for t in names if t not in alpha_ranges]
         if missing:
@@ -50,7 +51,8 @@ class LatentWalks(nn.Module):
     def index(self, transformation: str) -> int:
         if transformation not in self.transformations:
             raise ValueError(
-                f"transformation must be one of the walks {list(self.transformations)}, got {transformation!r}"
+                f"transformation must be one of the walks {list(self.transformations)}, got "
+                f"{transformation!r}"
             )
         return self.transformations.index(transformation)
 
@@ -119,4 +121,7 @@ class LatentWalks(nn.Module):
             )
 
     def extra_repr(self) -> str:
-        return f"transformations={list(self.transformations)}, per_class={self.per_class}, latent_dim={self.latent_dim}"
+        return (
+            f"transformations={list(self.transformations)}, per_class={self.per_class}, "
+            f"latent_dim={self.latent_dim}"
+        )

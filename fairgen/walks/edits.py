@@ -133,7 +133,8 @@ def check_alpha_range(name: str, bounds) -> tuple[float, float]:
 def apply_edit(
     name: str, images: torch.Tensor, alpha: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(edited, mask)`` for transformation ``name`` with one step per image (see module docstring)."""
+    """``(edited, mask)`` for transformation ``name`` with one step per image (see module
+    docstring)."""
     check_transformation(name)
     check_images(images, "images")
     alpha = torch.as_tensor(alpha, dtype=images.dtype, device=images.device)

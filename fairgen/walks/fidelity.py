@@ -1,7 +1,9 @@
-"""How well each walk does its edit in image space, for any generator: walked images vs the target edit.
+"""How well each walk does its edit in image space, for any generator: walked images vs the target
+edit.
 
 For ``n`` anchors and a uniform alpha in each walk's range: the masked mean squared error between
-``G(z + alpha w)`` and ``edit(G(z), alpha)``, beside the error of not walking at all (``G(z)`` vs the
+``G(z + alpha w)`` and ``edit(G(z), alpha)``, beside the error of not walking at all (``G(z)`` vs
+the
 same target). ``relative_error`` = error / no-walk error: 0 is a perfect walk, 1 a useless one.
 """
 
@@ -33,7 +35,8 @@ def draw_walk_batch(generator, walks, transformation: str, n: int, seed: int):
 def image_fidelity(
     generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250
 ) -> dict[str, dict]:
-    """``{transformation: {"error", "no_walk_error", "relative_error"}}`` (masked MSE, see module docstring)."""
+    """``{transformation: {"error", "no_walk_error", "relative_error"}}`` (masked MSE, see module
+    docstring)."""
     n = check_int(n, "n", 1)
     results = {}
     for t in walks.transformations:

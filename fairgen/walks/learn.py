@@ -1,11 +1,13 @@
 """Learning latent walks by gradient descent through the generator (the GAN-steerability objective).
 
 For each transformation ``t`` with alpha range ``[a, b]``, find the direction ``w_t`` (one per class
-with ``per_class=True``) minimising ``E_{z, y, alpha} || G(z + alpha w_t, y) - edit_t(G(z, y), alpha) ||^2``
+with ``per_class=True``) minimising ``E_{z, y, alpha} || G(z + alpha w_t, y) - edit_t(G(z, y),
+alpha) ||^2``
 over the pixels the edit keeps inside the frame (Jahanian, Chai, Isola, "On the 'steerability' of
 generative adversarial networks", ICLR 2020). Every transformation is learned from the same
 anchors in one batched forward pass per step, on the generator's device, with a rotation-invariant
-Adam (``IsotropicAdam``) and a cosine learning rate. Each step's draws come from ``(seed, step)``, so a run resumed from its checkpoint
+Adam (``IsotropicAdam``) and a cosine learning rate. Each step's draws come from ``(seed, step)``,
+so a run resumed from its checkpoint
 (safetensors, written atomically every ``checkpoint_every`` steps) ends bit-identical to an
 uninterrupted one.
 """
@@ -50,8 +52,10 @@ def check_differentiable(generator) -> None:
         images = generator.synthesize(z, y)
         if not images.requires_grad:
             raise ValueError(
-                f"generator {name!r} is not differentiable in its latent: synthesize(z) returned images without "
-                "a gradient (it runs under torch.no_grad or leaves autograd), and walks are learned by gradient "
+                f"generator {name!r} is not differentiable in its latent: synthesize(z) returned "
+                "images without "
+                "a gradient (it runs under torch.no_grad or leaves autograd), and walks are "
+                "learned by gradient "
                 "descent through the generator"
             )
         (grad,) = torch.autograd.grad(images.sum(), z, allow_unused=True)
@@ -140,7 +144,8 @@ class WalkLearner:
         """Checked settings, as plain data (recorded in checkpoints and cards)."""
         if isinstance(self.transformations, str) or not self.transformations:
             raise ValueError(
-                f"transformations must be a non-empty list among {list(TRANSFORMATIONS)}, got {self.transformations!r}"
+                f"transformations must be a non-empty list among {list(TRANSFORMATIONS)}, got "
+                f"{self.transformations!r}"
             )
         names = [check_transformation(t, "transformations") for t in self.transformations]
         if len(set(names)) != len(names):
@@ -251,7 +256,8 @@ class WalkLearner:
         save_safetensors(tensors, self.checkpoint, metadata)
 
     def _resume(self, generator, settings, w, optimizer, history) -> int:
-        """Load the checkpoint into ``w``, the optimiser and the history; the step to resume from."""
+        """Load the checkpoint into ``w``, the optimiser and the history; the step to resume
+        from."""
         if self.checkpoint is None or not Path(self.checkpoint).exists():
             return 0
         path = Path(self.checkpoint)
@@ -261,7 +267,8 @@ class WalkLearner:
         if meta.get("generator", {}).get("sha256") != generator.checksum:
             raise ValueError(
                 f"walk checkpoint {path} was written for generator {meta.get('generator')}, "
-                f"not {generator.name!r} with SHA-256 {generator.checksum}; remove it or pick another path"
+                f"not {generator.name!r} with SHA-256 {generator.checksum}; remove it or pick "
+                "another path"
             )
         if meta.get("settings") != settings:
             raise ValueError(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The demo quick preset's audit settings: `fairgen audit --data world` uses them unless told otherwise.
+# The demo quick preset's audit settings: `fairgen audit --data world` uses them unless told
+# otherwise.
 WORLD_AUDIT_DEFAULTS = dict(
     probe="linear", n_permutations=199, n_bootstrap=300, pca=32, n_repeats=1, max_iter=100
 )
@@ -50,7 +51,8 @@ def audit_world_features(
     progress: bool = False,
     **settings,
 ):
-    """``audits.audit_representation`` on world splits; ``settings`` default to WORLD_AUDIT_DEFAULTS."""
+    """``audits.audit_representation`` on world splits; ``settings`` default to
+    WORLD_AUDIT_DEFAULTS."""
     import audits
 
     from . import CLASS_FACTOR, DEFAULT_PROTECTED

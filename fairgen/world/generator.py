@@ -116,11 +116,13 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
 
     @torch.no_grad()
     def fit_prior(self, factors: dict[str, torch.Tensor], protected: tuple[str, ...]) -> None:
-        """Fit the categorical tables (class-conditional for ``protected``) and the continuous quantiles."""
+        """Fit the categorical tables (class-conditional for ``protected``) and the continuous
+        quantiles."""
         unknown = [name for name in protected if name not in MODELLED]
         if unknown:
             raise ValueError(
-                f"protected must be among {MODELLED} (the categorical factors the prior models), got {unknown}"
+                f"protected must be among {MODELLED} (the categorical factors the prior models), "
+                f"got {unknown}"
             )
         shape = factors["shape"]
         for name in MODELLED:
@@ -144,7 +146,8 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
         return self.mapping(z)
 
     def factors_from_codes(self, u: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The scene factors that uniform codes ``u [N, 7]`` and classes stand for, through the prior."""
+        """The scene factors that uniform codes ``u [N, 7]`` and classes stand for, through the
+        prior."""
         factors = {"shape": y}
         for i, name in enumerate(MODELLED):
             cdf = getattr(self, f"cdf_{name}")[y]
@@ -160,7 +163,8 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
     # ------------------------------------------------------------ decoder (``SpriteDecoding``)
 
     def decode_codes(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Images of Gaussian codes ``h [N, 7]`` (``N(0, I)`` under the prior), bypassing the mapping."""
+        """Images of Gaussian codes ``h [N, 7]`` (``N(0, I)`` under the prior), bypassing the
+        mapping."""
         check_latents(h, "h", len(CODE_NAMES), tensor=True, allow_empty=True)
         check_classes(y, len(h), self.num_classes)
         u = torch.special.ndtr(h.to(self.device).float())
@@ -186,7 +190,8 @@ class MappedSpriteGenerator(SpriteDecoding, nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo train {NAME}`"
+                f"embedded generator weights not found at {path}; rebuild them with `fairgen zoo "
+                f"train {NAME}`"
             )
         state = load_safetensors(path, "embedded generator weights")
         info = read_safetensors_metadata(path, "embedded generator weights")

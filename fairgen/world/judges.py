@@ -4,7 +4,8 @@ Later code labels generated images with them (``labeler("texture")``) to show th
 inherits a bias and that steering removes it. They are trained on balanced world images at 32 px
 with label-preserving jitter (noise, blur, brightness, contrast, flips), so slightly blurry or
 noisy generator output is still judged correctly; any other resolution is resized to 32 px inside.
-The shipped weights live in ``fairgen/world/weights/judges.safetensors``; their JSON metadata (values,
+The shipped weights live in ``fairgen/world/weights/judges.safetensors``; their JSON metadata
+(values,
 architecture, training recipe, measured held-out accuracy) sits in the safetensors header.
 """
 
@@ -202,7 +203,8 @@ def train_judges(
             "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
             "optimizer": "AdamW + one-cycle", "resolution": JUDGE_RESOLUTION,
             "data": "fresh balanced world images (bias=0) every step",
-            "augment": "flips, 3x3 blur blend, contrast 0.85-1.15, brightness +-0.08, noise sd <= 0.05",
+            "augment": "flips, 3x3 blur blend, contrast 0.85-1.15, brightness +-0.08, noise sd <= "
+                       "0.05",
         }  # fmt: skip
     return judges
 
@@ -217,7 +219,8 @@ def evaluate_judges(
     resolution: int = JUDGE_RESOLUTION,
     device: str | torch.device = "cpu",
 ):
-    """Accuracy and balanced accuracy of each judge on a fresh balanced world sample (a DataFrame)."""
+    """Accuracy and balanced accuracy of each judge on a fresh balanced world sample (a
+    DataFrame)."""
     import pandas as pd
 
     if not isinstance(judges, dict) or not judges:
@@ -302,7 +305,8 @@ def judges_metadata(path: str | os.PathLike = WEIGHTS) -> dict:
 def load_judges(
     device: str | torch.device = "cpu", path: str | os.PathLike = WEIGHTS
 ) -> dict[str, Judge]:
-    """Load every judge in a judges file (the shipped one by default), in eval mode on ``device``."""
+    """Load every judge in a judges file (the shipped one by default), in eval mode on
+    ``device``."""
     header = judges_metadata(path)
     judges = {}
     with safe_open(str(path), framework="pt") as handle:
@@ -310,7 +314,8 @@ def load_judges(
             judge = Judge(factor, int(meta["width"]))
             if list(judge.values) != meta["values"]:
                 raise ValueError(
-                    f"judge {factor!r} in {path} has values {meta['values']}, expected {list(judge.values)}"
+                    f"judge {factor!r} in {path} has values {meta['values']}, expected "
+                    f"{list(judge.values)}"
                 )
             prefix = f"{factor}."
             state = {
@@ -338,7 +343,8 @@ def load_judge(
 def labeler(
     factor: str, device: str | torch.device = "cpu", path: str | os.PathLike = WEIGHTS
 ) -> Callable:
-    """A plain callable ``images -> int64 labels [N]`` backed by the shipped judge for ``factor``."""
+    """A plain callable ``images -> int64 labels [N]`` backed by the shipped judge for
+    ``factor``."""
     judge = load_judge(factor, device, path)
 
     def label(images: torch.Tensor) -> torch.Tensor:

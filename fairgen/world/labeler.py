@@ -9,7 +9,8 @@ from .render import CATEGORICAL
 
 @register_labeler_scheme("world")
 def world_labeler(factor: str, generator=None, force: bool = False, device="cpu") -> Labeler:
-    """The judge of ``factor``; refused for a generator that is not the embedded world's unless forced.
+    """The judge of ``factor``; refused for a generator that is not the embedded world's unless
+    forced.
 
     ``factor~kind`` (``texture~sym85``, ``texture~asym85``, ``texture~weak``): a labeler with a
     known error (``noisy.py``), for measuring how error correction fares against the exact judge.
@@ -25,9 +26,11 @@ def world_labeler(factor: str, generator=None, force: bool = False, device="cpu"
         )
     if generator is not None and getattr(generator, "name", None) != NAME and not force:
         raise ValueError(
-            f"labeler: world:{factor} judges images of the embedded world only, and {generator.name!r} is not "
+            f"labeler: world:{factor} judges images of the embedded world only, and "
+            f"{generator.name!r} is not "
             f"{NAME!r}; its labels on other images mean nothing. Bring your own labeler "
-            "(--labeler package.module:callable or a labeler .json), or pass --force-labeler to use it anyway"
+            "(--labeler package.module:callable or a labeler .json), or pass --force-labeler to "
+            "use it anyway"
         )
     if kind:
         from .noisy import noisy_labeler

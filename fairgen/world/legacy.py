@@ -86,7 +86,8 @@ class SpriteDecoding:
         return F.avg_pool2d(image, self.supersample)
 
     def synthesize(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks), else no graph."""
+        """Images for latents; differentiable in ``z`` when ``z`` requires grad (latent walks),
+        else no graph."""
         check_latents(z, "z", self.latent_dim, tensor=True, allow_empty=True)
         check_classes(y, len(z), self.num_classes)
         with torch.set_grad_enabled(torch.is_grad_enabled() and z.requires_grad):
@@ -180,7 +181,8 @@ class SpriteWorldGenerator(SpriteDecoding, nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"embedded generator weights not found at {path} (the {NAME} weights ship with fairgen)"
+                f"embedded generator weights not found at {path} (the {NAME} weights ship with "
+                "fairgen)"
             )
         state = load_safetensors(path, "embedded generator weights")
         model = cls(

@@ -61,7 +61,8 @@ class MappingNetwork(nn.Module):
         return self.projection.shape[0]
 
     def raw_codes(self, z: torch.Tensor) -> torch.Tensor:
-        """The uncalibrated codes ``[N, num_codes]``: linear part plus a residual tanh layer per block."""
+        """The uncalibrated codes ``[N, num_codes]``: linear part plus a residual tanh layer per
+        block."""
         v = einsum(self.projection, z.float(), "c b d, n d -> n c b")
         hidden = torch.tanh(einsum(self.inner, v, "c h b, n c b -> n c h") + self.bias)
         return einsum(self.linear, v, "c b, n c b -> n c") + einsum(
@@ -73,7 +74,8 @@ class MappingNetwork(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, n: int = 1 << 18, seed: int = 0) -> None:
-        """Fit each code's CDF table on ``n`` prior draws, so that ``forward`` outputs uniform codes."""
+        """Fit each code's CDF table on ``n`` prior draws, so that ``forward`` outputs uniform
+        codes."""
         z = torch.randn(n, self.projection.shape[2], generator=torch.Generator().manual_seed(seed))
         codes = self.raw_codes(z).double()
         probabilities = torch.linspace(0, 1, N_LEVELS, dtype=torch.float64)
@@ -82,7 +84,8 @@ class MappingNetwork(nn.Module):
 
 
 def _cdf(levels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear CDF per column: ``levels [codes, L]`` (sorted), ``values [N, codes]`` -> [0, 1]."""
+    """Piecewise-linear CDF per column: ``levels [codes, L]`` (sorted), ``values [N, codes]`` ->
+    [0, 1]."""
     n_levels = levels.shape[1]
     index = torch.searchsorted(levels.contiguous(), values.T.contiguous()).clamp(
         1, n_levels - 1

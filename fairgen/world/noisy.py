@@ -77,7 +77,8 @@ class ConfusedJudge:
         self.k = len(CATEGORICAL[factor])
 
     def confusions(self, images: torch.Tensor) -> torch.Tensor:
-        """The confusion that applies to each image ``[N, k, k]`` (asym: it depends on the shape)."""
+        """The confusion that applies to each image ``[N, k, k]`` (asym: it depends on the
+        shape)."""
         n = len(images)
         if self.kind == "sym":
             return confusion("sym", self.accuracy, self.k).expand(n, self.k, self.k)

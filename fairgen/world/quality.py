@@ -1,4 +1,5 @@
-"""Judge a class-conditional world generator: class fidelity, inherited bias, within-class variation."""
+"""Judge a class-conditional world generator: class fidelity, inherited bias, within-class
+variation."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def judge_generator(
 def summarise(
     classes: np.ndarray, judged_shape: np.ndarray, judged: dict[str, np.ndarray] | np.ndarray
 ) -> dict:
-    """Fidelity, Cramér's V and histograms from labelled samples (``judged``: {factor: labels}, or texture)."""
+    """Fidelity, Cramér's V and histograms from labelled samples (``judged``: {factor: labels}, or
+    texture)."""
     judged = judged if isinstance(judged, dict) else {"texture": judged}
     k_shape = len(CATEGORICAL["shape"])
     by_factor = {}

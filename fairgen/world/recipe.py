@@ -48,7 +48,8 @@ class RecipeConfig:
         protected = (self.protected,) if isinstance(self.protected, str) else tuple(self.protected)
         if self.target != CLASS_FACTOR:
             raise ValueError(
-                f"target must be {CLASS_FACTOR!r}: the embedded generator's class input is the shape "
+                f"target must be {CLASS_FACTOR!r}: the embedded generator's class input is the "
+                "shape "
                 f"(one learned sprite per shape), got {self.target!r}"
             )
         if not protected or len(set(protected)) != len(protected):
@@ -60,7 +61,8 @@ class RecipeConfig:
                 raise ValueError(f"protected {name!r} is the class itself; pick among {MODELLED}")
             if name in CONTINUOUS:
                 raise ValueError(
-                    f"protected {name!r} is a continuous factor; the recipe can tie only the categorical factors "
+                    f"protected {name!r} is a continuous factor; the recipe can tie only the "
+                    "categorical factors "
                     f"{MODELLED} to the class (it models their class-conditional distribution)"
                 )
             if name not in MODELLED:

@@ -145,7 +145,8 @@ def hsv_to_rgb(h, s, v):
 
 
 def render(factors: dict[str, torch.Tensor], resolution: int = 32, device="cpu") -> torch.Tensor:
-    """Render factors to float32 images ``[N, 3, resolution, resolution]`` in [0, 1] on ``device``."""
+    """Render factors to float32 images ``[N, 3, resolution, resolution]`` in [0, 1] on
+    ``device``."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     missing = [name for name in FACTORS if name not in factors]

@@ -41,12 +41,14 @@ _FACTOR = {"zoom": "size", "shift_x": "x", "shift_y": "y", "rotate": "rotation",
 
 
 def is_world_generator(generator) -> bool:
-    """Does ``generator`` draw the embedded world (so that its objects can be measured)? Named ``world-...``."""
+    """Does ``generator`` draw the embedded world (so that its objects can be measured)? Named
+    ``world-...``."""
     return str(getattr(generator, "name", "")).startswith("world-")
 
 
 def object_moments(images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per image: sqrt of the object's area share, centroid (x right, y down, image sides), chroma angle, mean."""
+    """Per image: sqrt of the object's area share, centroid (x right, y down, image sides), chroma
+    angle, mean."""
     n, _, h, w = images.shape
     sat = images.amax(dim=1) - images.amin(dim=1)
     mask = ((sat - 0.2) / 0.3).clamp(0, 1)  # background grey ~0, objects ~0.8
@@ -121,7 +123,8 @@ def walk_fidelity(
     generator, walks, n: int = 1000, seed: int = 0, batch_size: int = 250
 ) -> pd.DataFrame:
     """One row per walk: what was measured, slope / intercept / R^2 of achieved on requested alpha,
-    the same on the target edit and on the generator's factors, judged class / texture kept, image error."""
+    the same on the target edit and on the generator's factors, judged class / texture kept, image
+    error."""
     judges = load_judges(device=generator.device)
     has_factors = callable(getattr(generator, "factors_from_latents", None))
     errors = image_fidelity(generator, walks, n=n, seed=seed, batch_size=batch_size)
