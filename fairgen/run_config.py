@@ -16,6 +16,8 @@ import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from plumbing.validation import is_int
+
 from .contrastive.config import TrainConfig
 
 MAX_YAML_BYTES = 1 << 20  # a run config is a page of settings; a bigger file is refused unread
@@ -30,7 +32,7 @@ def _field(default, help_text: str, factory=None):
 
 
 def _check_int(where: str, name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{where} {name} must be an integer >= {low}, got {value!r}")
 
 
@@ -75,7 +77,7 @@ class TrainSettings(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+        if not is_int(self.batch_size):
             raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
         if self.batch_size < 2:
             raise ValueError(

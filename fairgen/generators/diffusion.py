@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from plumbing.validation import check_classes, check_latents
+from plumbing.validation import check_classes, check_int, check_latents
 
 from ..checks import MissingExtraError
 from .registry import register_path_loader
@@ -138,8 +138,7 @@ def _check_prompts(prompts, classes) -> list[str]:
 
 
 def _check_settings(steps, guidance_scale, scheduler, eta, dtype) -> torch.dtype | None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be an integer in [1, 1000], got {steps!r}")
+    check_int(steps, "steps", 1, 1000)
     if (
         isinstance(guidance_scale, bool)
         or not isinstance(guidance_scale, int | float)
@@ -221,8 +220,7 @@ class DiffusionGenerator:
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` initial noises ``[n, C*h*w]`` from N(0, I), drawn with the random generator."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        check_int(n, "n", 0)
         where = generator.device if generator is not None else torch.device("cpu")
         z = torch.randn(n, self.latent_dim, generator=generator, device=where)
         return z.to(self.device)
