@@ -100,6 +100,14 @@ def add_parser(sub) -> None:
         help="target shares of the protected values (default uniform): 0.3,0.7 for one attribute, "
         "texture=0.25,0.25,0.25,0.25;colour=... for several (marginals)",
     )
+    p.add_argument(
+        "--verified",
+        default=None,
+        metavar="FILE",
+        help="a verified set (`fairgen review --read`) of the labeler on this generator: --target "
+        "then means true shares, reached by mixing the labeler's cells (--method confirmed, one "
+        "protected attribute)",
+    )
     add_n(p, 20_000, "labelled samples to fit on (at least 100)", minimum=100)
     add_n(p, 10_000, "samples judged before/after", flag="--eval-n")
     add_seed(p)
@@ -184,6 +192,7 @@ def _run(args, card) -> None:
             args.keep_labeler, generator=generator, force=args.force_labeler, device=args.device
         )
     target = _target(args.target, names)
+    verified = _verified(args, names)
     try:
         steerer, _ = steering.fit_steerer(
             generator,
@@ -195,6 +204,7 @@ def _run(args, card) -> None:
             progress=not args.quiet,
             target_distribution=target,
             keep_labeler=None if keep is None else keep.predict,
+            verified=verified,
         )
     except ValueError as error:
         raise ValueError(_in_flags(str(error), names)) from None
@@ -375,3 +385,22 @@ def _portable_name(generator: str) -> str:
         if is_entry_point(generator) or not Path(generator).exists()
         else Path(generator).resolve().name
     )
+
+
+def _verified(args, names: list[str]) -> dict | None:
+    """The --verified set as the arrays ``fit_steerer`` takes; its attribute must be the one
+    steered."""
+    if args.verified is None:
+        return None
+    if args.method != "confirmed" or len(names) != 1:
+        raise ValueError("--verified needs --method confirmed and one --protected attribute")
+    from ..verified import read_verified
+
+    verified = read_verified(args.verified)
+    if verified.attribute != names[0]:
+        raise ValueError(
+            f"--verified {args.verified} verifies {verified.attribute!r}, not the steered "
+            f"attribute {names[0]!r} (--protected)"
+        )
+    classes, outputs, _, truths = verified.arrays()
+    return {"classes": classes, "outputs": outputs, "truth": truths}
