@@ -38,6 +38,7 @@ from .labelling import sample_and_label
 from .leace import LeaceEraser
 from .ot import gaussian_ot_map
 from .registry import register_steerer
+from .sklearn_api import SklearnSteererMixin
 
 N_LEVELS = 129
 MIN_GROUP = 10  # fewer labelled samples than this and a (class, value) group cannot be a target
@@ -46,7 +47,7 @@ CONFIG = ("mode", "method", "target_distribution", "num_classes", "num_values", 
 
 
 @register_steerer
-class LatentSteerer(Steerer):
+class LatentSteerer(SklearnSteererMixin, Steerer):
     """Fit from ``(latents [N, d], classes [N], protected [N])``; steer with ``forward(z, y,
     rng)``."""
 

@@ -38,6 +38,7 @@ from .classifier import LatentClassifier, fit_classifiers, one_thread
 from .flips import gradient_flip
 from .registry import register_steerer
 from .resample import corrected_acceptance, rejection_sample
+from .sklearn_api import SklearnSteererMixin
 
 MIN_SHOWN = 1  # a (class, value) needs this many labelled samples to be a target
 N_PRIOR = 1 << 15  # prior draws that estimate each class's value distribution under the classifier
@@ -64,7 +65,7 @@ CONFIG = (
 
 
 @register_steerer
-class ClassifierSteerer(Steerer):
+class ClassifierSteerer(SklearnSteererMixin, Steerer):
     """Fit from ``(latents, classes, {name: labels})``; ``forward(z, y, generator)`` balances."""
 
     methods = ("resample",)

@@ -1,8 +1,9 @@
 """scikit-learn's conventions for steerers, as a mixin a steerer class inherits:
 ``get_params`` / ``set_params`` (the ``__init__`` parameters, read back from attributes of the
-same name) and ``transform(latents, classes)`` (the steered latents, seeded).
+same name) and ``transform(latents, classes)`` (the steered latents, seeded). A fitted steerer is
+frozen, so ``set_params`` works before ``fit`` only (``clone`` hands out an unfitted copy).
 
-    class LatentSteerer(SklearnSteererMixin, nn.Module): ...
+    class LatentSteerer(SklearnSteererMixin, Steerer): ...   (also ClassifierSteerer)
 
 ``fit`` keeps each steerer's own signature (latents, classes, protected labels), so a steerer is
 not a drop-in sklearn estimator in a ``Pipeline``; ``sklearn.base.clone`` works on it, because

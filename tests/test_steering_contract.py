@@ -195,3 +195,26 @@ def test_a_card_of_an_unknown_method_is_refused(fitted, tmp_path):
     path.write_text(json.dumps({**card, "method": "magic"}))
     with pytest.raises(ValueError, match="unknown steering method 'magic'; known methods"):
         load_card(path)
+
+
+@pytest.mark.parametrize("method", ["quantile", "gaussian", "resample"])
+def test_latent_steerers_follow_sklearns_params_and_transform(fitted, method):
+    """get_params gives the constructor's arguments (so sklearn's clone makes an unfitted twin),
+    set_params works before fit only, and transform is the seeded call."""
+    from sklearn.base import clone
+
+    steerer = fitted[method]
+    params = steerer.get_params()
+    assert params["mode"] == steerer.mode
+    twin = clone(steerer)
+    assert type(twin) is type(steerer) and twin.get_params() == params and not twin.fitted
+    twin.set_params(mode="flip")
+    assert twin.mode == "flip"
+    with pytest.raises(ValueError, match="unknown parameter 'magic'"):
+        twin.set_params(magic=1)
+    with pytest.raises(AttributeError, match="frozen"):
+        steerer.set_params(mode="flip")
+    rng = torch.Generator().manual_seed(5)
+    z, y = torch.randn(50, D, generator=rng), torch.randint(C, (50,), generator=rng)
+    expected = steerer(z, y, torch.Generator().manual_seed(3))
+    assert torch.equal(steerer.transform(z.numpy(), y.numpy(), seed=3), expected)
