@@ -12,7 +12,6 @@ from sklearn.base import clone
 
 import audits
 from steering.modes import LatentSteerer
-from steering.sklearn_api import SklearnSteererMixin
 
 SMALL = {"n_permutations": 19, "n_bootstrap": 20, "n_repeats": 1}
 
@@ -107,15 +106,11 @@ def test_fairgen_audits_an_encoder_on_data_without_writing(tmp_path, monkeypatch
     assert sorted(tmp_path.iterdir()) == before
 
 
-class Steerer(SklearnSteererMixin, LatentSteerer):
-    """A steerer class that inherits the mixin, as the steering package's classes can."""
-
-
 def fitted(**params):
     g = torch.Generator().manual_seed(0)
     z, y = torch.randn(400, 4, generator=g), torch.randint(2, (400,), generator=g)
     a = (z[:, 0] > 0).long()
-    return Steerer(**params).fit(z, y, a), z, y
+    return LatentSteerer(**params).fit(z, y, a), z, y
 
 
 def test_a_steerer_gives_its_params_clones_and_transforms_seeded():
